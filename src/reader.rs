@@ -1,0 +1,813 @@
+//! Reading an index: [`RawIndex`] over any byte container, and [`Index`], a memory-mapped file.
+//!
+//! Opening checks the header, picks the current commit record and walks the segment directories,
+//! checking each section's bounds, alignment and size against its counts. That costs time in
+//! proportion to the number of segments, not to the number of entries. Section checksums are read
+//! only by [`RawIndex::verify`]; the per-model tables are checked the first time a segment's models
+//! are used.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use half::f16;
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::format::*;
+
+/// Descriptor values of one segment, probe-major.
+#[derive(Debug, Clone, Copy)]
+pub enum RowData<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+/// The probe-major descriptor matrix of one segment: `probes` rows of `stride` values, of which the
+/// first `entries` are used.
+#[derive(Debug, Clone, Copy)]
+pub struct DescriptorRows<'a> {
+    data: RowData<'a>,
+    stride: usize,
+    entries: usize,
+}
+
+impl<'a> DescriptorRows<'a> {
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+    pub fn data(&self) -> RowData<'a> {
+        self.data
+    }
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+    /// Row `p` restricted to entries `r`, as f32 when stored as f32.
+    pub fn row_f32(&self, p: usize, r: Range<usize>) -> Option<&'a [f32]> {
+        match self.data {
+            RowData::F32(d) => Some(&d[p * self.stride + r.start..p * self.stride + r.end]),
+            RowData::F16(_) => None,
+        }
+    }
+    /// Copies row `p`, entries `r`, into `out` as f32.
+    pub fn read_row(&self, p: usize, r: Range<usize>, out: &mut [f32]) {
+        let (a, b) = (p * self.stride + r.start, p * self.stride + r.end);
+        match self.data {
+            RowData::F32(d) => out.copy_from_slice(&d[a..b]),
+            RowData::F16(d) => {
+                use half::slice::HalfFloatSliceExt;
+                d[a..b].convert_to_f32_slice(out)
+            }
+        }
+    }
+    /// One value.
+    pub fn value(&self, p: usize, e: usize) -> f32 {
+        match self.data {
+            RowData::F32(d) => d[p * self.stride + e],
+            RowData::F16(d) => d[p * self.stride + e].to_f32(),
+        }
+    }
+}
+
+/// A validated view of one segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub dir: SegmentDirectory,
+    pub extent: Extent,
+    pub descriptors: Option<SectionEntry>,
+    pub models: Option<SectionEntry>,
+    pub labels: Option<SectionEntry>,
+    pub meta: Option<SectionEntry>,
+    pub strings: Option<SectionEntry>,
+    pub probe_names: Option<SectionEntry>,
+    pub probe_embeddings: Option<SectionEntry>,
+    models_checked: OnceLock<Result<(), String>>,
+}
+
+/// Metadata of one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub id: u64,
+    pub name: String,
+    pub source: String,
+    pub meta: Vec<(String, String)>,
+    pub first_entry: u64,
+    pub logit_count: u32,
+}
+
+/// Metadata of one entry (one logit of one model).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    pub id: u64,
+    pub model_id: u64,
+    pub model: String,
+    pub logit: u32,
+    pub label: Option<String>,
+}
+
+/// An index over any byte container `D` (an mmap, a `Vec`, a slice). The container's first byte
+/// must be 64-byte aligned; [`AlignedBytes`] gives such a buffer.
+pub struct RawIndex<D> {
+    data: D,
+    header: StaticHeader,
+    slots: [SlotState; 2],
+    active_slot: usize,
+    commit: CommitRecord,
+    pub(crate) segments: Vec<Segment>,
+    probe_names: Option<usize>,
+    probe_embeddings: Option<usize>,
+}
+
+impl<D: AsRef<[u8]>> RawIndex<D> {
+    /// Opens an index held entirely in `data`.
+    pub fn new(data: D) -> Result<Self> {
+        let bytes = data.as_ref();
+        let page_len = bytes.len().min(HEADER_USED_LEN);
+        let page = bytes[..page_len].to_vec();
+        Self::with_header_page(&page, data)
+    }
+
+    /// Opens an index whose header page (the first [`HEADER_USED_LEN`] bytes) was read separately:
+    /// the commit slots of a live file change in place, so they are read with a copy, not through
+    /// a shared mapping.
+    pub fn with_header_page(page: &[u8], data: D) -> Result<Self> {
+        let bytes = data.as_ref();
+        if bytes.as_ptr() as usize % ALIGN as usize != 0 {
+            return Err(Error::InvalidParameter(
+                "index bytes must start at a 64-byte aligned address (use AlignedBytes)".into(),
+            ));
+        }
+        let header = StaticHeader::decode(page)?;
+        let (slots, active_slot, commit) = choose_commit(page)?;
+        let len = bytes.len() as u64;
+        if commit.committed_len > len {
+            return Err(Error::Truncated {
+                what: format!("commit {}", commit.sequence),
+                needed: commit.committed_len,
+                len,
+            });
+        }
+        let mut raw = RawIndex {
+            data,
+            header,
+            slots,
+            active_slot,
+            commit,
+            segments: Vec::new(),
+            probe_names: None,
+            probe_embeddings: None,
+        };
+        raw.load_segments()?;
+        Ok(raw)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.data.as_ref()
+    }
+
+    /// Walks the directory chain from the current commit back to segment 0.
+    fn load_segments(&mut self) -> Result<()> {
+        let c = self.commit;
+        if c.committed_len < HEADER_PAGE_LEN {
+            return Err(Error::corrupt(format!(
+                "committed length {} is inside the header page",
+                c.committed_len
+            )));
+        }
+        if c.segment_count == 0 {
+            return Err(Error::corrupt("the current commit lists no segments"));
+        }
+        let max_dir = SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64;
+        // Each directory takes at least this many bytes, which bounds how many can exist.
+        let min_dir = SegmentDirectory::encoded_len(0) as u64;
+        if u64::from(c.segment_count) > (c.committed_len - HEADER_PAGE_LEN) / min_dir {
+            return Err(Error::corrupt(format!(
+                "{} segments cannot fit in {} bytes",
+                c.segment_count, c.committed_len
+            )));
+        }
+        let mut chain = Vec::with_capacity(c.segment_count as usize);
+        let mut next = Some(c.directory);
+        let mut upper = c.committed_len; // each directory ends at or before this
+        while let Some(ext) = next {
+            let label = format!("segment {}", c.segment_count as usize - 1 - chain.len());
+            if chain.len() == c.segment_count as usize {
+                return Err(Error::corrupt(format!(
+                    "the directory chain is longer than the {} segments the commit lists",
+                    c.segment_count
+                )));
+            }
+            if ext.len > max_dir
+                || ext.offset < HEADER_PAGE_LEN
+                || ext.offset % ALIGN != 0
+                || ext.offset.checked_add(ext.len).is_none_or(|end| end > upper)
+            {
+                return Err(Error::corrupt(format!(
+                    "{label}: directory reference (offset {}, {} bytes) is out of place",
+                    ext.offset, ext.len
+                )));
+            }
+            let bytes = &self.bytes()[ext.offset as usize..(ext.offset + ext.len) as usize];
+            let dir = SegmentDirectory::decode(bytes, &ext, &label)?;
+            next = dir.prev;
+            upper = ext.offset;
+            chain.push((dir, ext));
+        }
+        if chain.len() != c.segment_count as usize {
+            return Err(Error::corrupt(format!(
+                "the directory chain has {} segments, the commit lists {}",
+                chain.len(),
+                c.segment_count
+            )));
+        }
+        chain.reverse();
+        let mut entries = 0u64;
+        let mut models = 0u64;
+        let mut lower = HEADER_PAGE_LEN;
+        for (i, (dir, ext)) in chain.into_iter().enumerate() {
+            let seg = self.check_segment(i, dir, ext, lower, entries, models)?;
+            entries += seg.dir.entry_count;
+            models += seg.dir.model_count;
+            lower = ext.offset + ext.len;
+            if seg.probe_names.is_some() {
+                self.probe_names = Some(i);
+            }
+            if seg.probe_embeddings.is_some() {
+                self.probe_embeddings = Some(i);
+            }
+            self.segments.push(seg);
+        }
+        if entries != c.entry_count || models != c.model_count {
+            return Err(Error::corrupt(format!(
+                "segments hold {entries} entries and {models} models, the commit says {} and {}",
+                c.entry_count, c.model_count
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks one directory against its neighbours and its sections against their counts.
+    fn check_segment(
+        &self,
+        i: usize,
+        dir: SegmentDirectory,
+        extent: Extent,
+        lower: u64,
+        entries_before: u64,
+        models_before: u64,
+    ) -> Result<Segment> {
+        let label = format!("segment {i}");
+        if dir.number as usize != i
+            || dir.first_entry != entries_before
+            || dir.first_model != models_before
+        {
+            return Err(Error::corrupt(format!(
+                "{label}: directory numbering (segment {}, first entry {}, first model {}) does not follow its predecessor",
+                dir.number, dir.first_entry, dir.first_model
+            )));
+        }
+        if (dir.entry_count == 0) != (dir.model_count == 0) || dir.model_count > dir.entry_count {
+            return Err(Error::corrupt(format!(
+                "{label}: {} models cannot hold {} entries",
+                dir.model_count, dir.entry_count
+            )));
+        }
+        let mut seg = Segment {
+            dir,
+            extent,
+            descriptors: None,
+            models: None,
+            labels: None,
+            meta: None,
+            strings: None,
+            probe_names: None,
+            probe_embeddings: None,
+            models_checked: OnceLock::new(),
+        };
+        let p = u64::from(self.header.probe_set.num_probes);
+        for s in seg.dir.sections.clone() {
+            let name = s.kind_name();
+            if s.offset % ALIGN != 0
+                || s.offset < lower
+                || s.offset.checked_add(s.len).is_none_or(|end| end > extent.offset)
+            {
+                return Err(Error::corrupt(format!(
+                    "{label}: {name} section (offset {}, {} bytes) lies outside its segment",
+                    s.offset, s.len
+                )));
+            }
+            let Some(kind) = SectionKind::from_u32(s.kind) else {
+                if s.kind & OPTIONAL_KIND_BIT != 0 {
+                    continue;
+                }
+                return Err(Error::corrupt(format!(
+                    "{label}: unknown section kind {:#x} (written by a newer version?)",
+                    s.kind
+                )));
+            };
+            let want_len: Option<u64> = match kind {
+                SectionKind::Descriptors => {
+                    if s.param < seg.dir.entry_count || s.param % STRIDE_MULTIPLE != 0 {
+                        return Err(Error::corrupt(format!(
+                            "{label}: descriptor stride {} does not hold {} entries",
+                            s.param, seg.dir.entry_count
+                        )));
+                    }
+                    p.checked_mul(s.param)
+                        .and_then(|x| x.checked_mul(self.header.dtype.size()))
+                }
+                SectionKind::Models => seg.dir.model_count.checked_mul(MODEL_RECORD_LEN as u64),
+                SectionKind::EntryLabels => {
+                    seg.dir.entry_count.checked_mul(STRING_REF_LEN as u64)
+                }
+                SectionKind::ModelMeta => {
+                    (s.len % META_RECORD_LEN as u64 == 0).then_some(s.len)
+                }
+                SectionKind::Strings => Some(s.len),
+                SectionKind::ProbeNames => p.checked_mul(STRING_REF_LEN as u64),
+                SectionKind::ProbeEmbeddings => {
+                    if s.param == 0 || s.param > u64::from(u32::MAX) {
+                        return Err(Error::corrupt(format!(
+                            "{label}: probe embedding dimension {} is impossible",
+                            s.param
+                        )));
+                    }
+                    p.checked_mul(s.param).and_then(|x| x.checked_mul(4))
+                }
+            };
+            if want_len != Some(s.len) {
+                return Err(Error::corrupt(format!(
+                    "{label}: {name} section is {} bytes, its counts need {}",
+                    s.len,
+                    want_len.map_or("more than 2^64".to_string(), |x| x.to_string())
+                )));
+            }
+            let slot = match kind {
+                SectionKind::Descriptors => &mut seg.descriptors,
+                SectionKind::Models => &mut seg.models,
+                SectionKind::EntryLabels => &mut seg.labels,
+                SectionKind::ModelMeta => &mut seg.meta,
+                SectionKind::Strings => &mut seg.strings,
+                SectionKind::ProbeNames => &mut seg.probe_names,
+                SectionKind::ProbeEmbeddings => &mut seg.probe_embeddings,
+            };
+            if slot.replace(s).is_some() {
+                return Err(Error::corrupt(format!("{label}: two {name} sections")));
+            }
+        }
+        let has_entries = seg.dir.entry_count > 0;
+        if seg.descriptors.is_some() != has_entries || seg.models.is_some() != has_entries {
+            return Err(Error::corrupt(format!(
+                "{label}: {} entries but descriptor/model sections {}",
+                seg.dir.entry_count,
+                if has_entries { "missing" } else { "present" }
+            )));
+        }
+        if seg.strings.is_none() && (seg.models.is_some() || seg.probe_names.is_some()) {
+            return Err(Error::corrupt(format!("{label}: names without a strings section")));
+        }
+        Ok(seg)
+    }
+
+    pub(crate) fn section_bytes(&self, s: &SectionEntry) -> &[u8] {
+        // Bounds were checked at open against the committed length, which fits in `data`.
+        &self.bytes()[s.offset as usize..(s.offset + s.len) as usize]
+    }
+
+    // ---- Index-level facts --------------------------------------------------------------------
+
+    pub fn probe_set(&self) -> ProbeSetId {
+        self.header.probe_set
+    }
+    pub fn num_probes(&self) -> usize {
+        self.header.probe_set.num_probes as usize
+    }
+    pub fn dtype(&self) -> Dtype {
+        self.header.dtype
+    }
+    pub fn entry_count(&self) -> u64 {
+        self.commit.entry_count
+    }
+    pub fn model_count(&self) -> u64 {
+        self.commit.model_count
+    }
+    pub fn segment_count(&self) -> u32 {
+        self.commit.segment_count
+    }
+    /// Sequence number of the commit this snapshot shows.
+    pub fn sequence(&self) -> u64 {
+        self.commit.sequence
+    }
+    pub fn commit(&self) -> &CommitRecord {
+        &self.commit
+    }
+    pub fn slots(&self) -> ([SlotState; 2], usize) {
+        (self.slots, self.active_slot)
+    }
+    /// Bytes in the container, committed or not.
+    pub fn data_len(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+    pub(crate) fn data(&self) -> &[u8] {
+        self.bytes()
+    }
+
+    // ---- Descriptors --------------------------------------------------------------------------
+
+    /// The descriptor matrix of segment `s`, or `None` for a segment without entries.
+    pub fn segment_rows(&self, s: usize) -> Result<Option<DescriptorRows<'_>>> {
+        let seg = self
+            .segments
+            .get(s)
+            .ok_or_else(|| Error::InvalidParameter(format!("no segment {s}")))?;
+        let Some(sec) = &seg.descriptors else {
+            return Ok(None);
+        };
+        let bytes = self.section_bytes(sec);
+        let misaligned = |_| Error::corrupt(format!("segment {s}: descriptors misaligned"));
+        let data = match self.header.dtype {
+            Dtype::F32 => RowData::F32(bytemuck::try_cast_slice(bytes).map_err(misaligned)?),
+            Dtype::F16 => RowData::F16(bytemuck::try_cast_slice(bytes).map_err(misaligned)?),
+        };
+        Ok(Some(DescriptorRows {
+            data,
+            stride: sec.param as usize,
+            entries: seg.dir.entry_count as usize,
+        }))
+    }
+
+    /// First entry id of each segment, plus the entry count at the end.
+    pub fn segment_entry_starts(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.segments.iter().map(|s| s.dir.first_entry).collect();
+        v.push(self.entry_count());
+        v
+    }
+
+    pub(crate) fn segment_of_entry(&self, entry: u64) -> Result<(usize, usize)> {
+        if entry >= self.entry_count() {
+            return Err(Error::InvalidParameter(format!(
+                "entry {entry} does not exist (the index has {} entries)",
+                self.entry_count()
+            )));
+        }
+        let s = self.segments.partition_point(|g| g.dir.first_entry <= entry) - 1;
+        let seg = &self.segments[s];
+        // Segments without entries share their first_entry with the next; skip them.
+        debug_assert!(entry < seg.dir.first_entry + seg.dir.entry_count);
+        Ok((s, (entry - seg.dir.first_entry) as usize))
+    }
+
+    /// The stored (z-normalized) descriptor of `entry`, over all probes.
+    pub fn descriptor(&self, entry: u64) -> Result<Vec<f32>> {
+        let (s, e) = self.segment_of_entry(entry)?;
+        let rows = self.segment_rows(s)?.expect("segment with entries has descriptors");
+        Ok((0..self.num_probes()).map(|p| rows.value(p, e)).collect())
+    }
+
+    // ---- Models and entries -------------------------------------------------------------------
+
+    /// The model table of segment `s`, checked on first use: contiguous entry ranges that cover
+    /// the segment, string and metadata references in bounds.
+    pub(crate) fn model_table(&self, s: usize) -> Result<&[u8]> {
+        let seg = &self.segments[s];
+        let Some(sec) = &seg.models else {
+            return Ok(&[]);
+        };
+        let table = self.section_bytes(sec);
+        let checked = seg.models_checked.get_or_init(|| self.check_model_table(s, table));
+        match checked {
+            Ok(()) => Ok(table),
+            Err(what) => Err(Error::corrupt(what.clone())),
+        }
+    }
+
+    fn check_model_table(&self, s: usize, table: &[u8]) -> Result<(), String> {
+        let seg = &self.segments[s];
+        let strings_len = seg.strings.map_or(0, |x| x.len);
+        let meta_len = seg.meta.map_or(0, |x| x.len / META_RECORD_LEN as u64);
+        let mut next = 0u64;
+        for (m, r) in table.chunks_exact(MODEL_RECORD_LEN).enumerate() {
+            let first = get_u64(r, M_FIRST_ENTRY);
+            let count = u64::from(get_u32(r, M_LOGIT_COUNT));
+            if first != next || count == 0 {
+                return Err(format!(
+                    "segment {s}, model {m}: entries start at {first} with {count} logits, expected start {next}"
+                ));
+            }
+            next += count;
+            for (what, o) in [("name", M_NAME), ("source", M_SOURCE)] {
+                check_ref(r, o, strings_len)
+                    .map_err(|e| format!("segment {s}, model {m}: {what} {e}"))?;
+            }
+            let mf = get_u64(r, M_META_FIRST);
+            let mc = u64::from(get_u32(r, M_META_COUNT));
+            if mf.checked_add(mc).is_none_or(|end| end > meta_len) {
+                return Err(format!(
+                    "segment {s}, model {m}: metadata records {mf}..{mf}+{mc} out of {meta_len}"
+                ));
+            }
+        }
+        if next != seg.dir.entry_count {
+            return Err(format!(
+                "segment {s}: models cover {next} entries, the segment holds {}",
+                seg.dir.entry_count
+            ));
+        }
+        Ok(())
+    }
+
+    fn string(&self, s: usize, r: &[u8], what: &str) -> Result<Option<String>> {
+        let seg = &self.segments[s];
+        let off = get_u32(r, 0);
+        if off == NO_STRING {
+            return Ok(None);
+        }
+        let len = get_u32(r, 4);
+        let strings = seg
+            .strings
+            .map(|x| self.section_bytes(&x))
+            .unwrap_or_default();
+        let bytes = strings
+            .get(off as usize..off as usize + len as usize)
+            .ok_or_else(|| {
+                Error::corrupt(format!("segment {s}: {what} refers outside the strings section"))
+            })?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| Error::corrupt(format!("segment {s}: {what} is not UTF-8")))?;
+        Ok(Some(text.to_string()))
+    }
+
+    fn segment_of_model(&self, model: u64) -> Result<(usize, usize)> {
+        if model >= self.model_count() {
+            return Err(Error::InvalidParameter(format!(
+                "model {model} does not exist (the index has {} models)",
+                self.model_count()
+            )));
+        }
+        let s = self.segments.partition_point(|g| g.dir.first_model <= model) - 1;
+        Ok((s, (model - self.segments[s].dir.first_model) as usize))
+    }
+
+    /// Metadata of model `id` (0-based, in append order).
+    pub fn model(&self, id: u64) -> Result<ModelInfo> {
+        let (s, m) = self.segment_of_model(id)?;
+        let table = self.model_table(s)?;
+        let r = &table[m * MODEL_RECORD_LEN..(m + 1) * MODEL_RECORD_LEN];
+        let seg = &self.segments[s];
+        let name = self.string(s, &r[M_NAME..], "model name")?.unwrap_or_default();
+        let source = self.string(s, &r[M_SOURCE..], "model source")?.unwrap_or_default();
+        let mut meta = Vec::new();
+        if let Some(sec) = &seg.meta {
+            let recs = self.section_bytes(sec);
+            let first = get_u64(r, M_META_FIRST) as usize;
+            for i in first..first + get_u32(r, M_META_COUNT) as usize {
+                let rec = &recs[i * META_RECORD_LEN..(i + 1) * META_RECORD_LEN];
+                let k = self.string(s, rec, "metadata key")?.unwrap_or_default();
+                let v = self.string(s, &rec[STRING_REF_LEN..], "metadata value")?.unwrap_or_default();
+                meta.push((k, v));
+            }
+        }
+        Ok(ModelInfo {
+            id,
+            name,
+            source,
+            meta,
+            first_entry: seg.dir.first_entry + get_u64(r, M_FIRST_ENTRY),
+            logit_count: get_u32(r, M_LOGIT_COUNT),
+        })
+    }
+
+    /// Entry ranges of the models of segment `s`, local to the segment.
+    pub(crate) fn model_ranges(&self, s: usize) -> Result<Vec<Range<usize>>> {
+        let table = self.model_table(s)?;
+        Ok(table
+            .chunks_exact(MODEL_RECORD_LEN)
+            .map(|r| {
+                let a = get_u64(r, M_FIRST_ENTRY) as usize;
+                a..a + get_u32(r, M_LOGIT_COUNT) as usize
+            })
+            .collect())
+    }
+
+    /// The model that owns `entry`.
+    pub fn model_of_entry(&self, entry: u64) -> Result<u64> {
+        let (s, e) = self.segment_of_entry(entry)?;
+        let table = self.model_table(s)?;
+        let n = table.len() / MODEL_RECORD_LEN;
+        let first = |m: usize| get_u64(&table[m * MODEL_RECORD_LEN..], M_FIRST_ENTRY) as usize;
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if first(mid) <= e {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(self.segments[s].dir.first_model + (lo - 1) as u64)
+    }
+
+    /// The class label of `entry`, if one was given.
+    pub fn entry_label(&self, entry: u64) -> Result<Option<String>> {
+        let (s, e) = self.segment_of_entry(entry)?;
+        match &self.segments[s].labels {
+            None => Ok(None),
+            Some(sec) => {
+                let r = &self.section_bytes(sec)[e * STRING_REF_LEN..(e + 1) * STRING_REF_LEN];
+                self.string(s, r, "entry label")
+            }
+        }
+    }
+
+    /// Metadata of `entry`.
+    pub fn entry(&self, entry: u64) -> Result<EntryInfo> {
+        let model_id = self.model_of_entry(entry)?;
+        let model = self.model(model_id)?;
+        Ok(EntryInfo {
+            id: entry,
+            model_id,
+            logit: (entry - model.first_entry) as u32,
+            model: model.name,
+            label: self.entry_label(entry)?,
+        })
+    }
+
+    // ---- Probe-level sections -----------------------------------------------------------------
+
+    /// Probe names, if the index has them (the latest segment that set them wins).
+    pub fn probe_names(&self) -> Result<Option<Vec<String>>> {
+        let Some(s) = self.probe_names else {
+            return Ok(None);
+        };
+        let sec = self.segments[s].probe_names.expect("recorded at open");
+        let refs = self.section_bytes(&sec);
+        refs.chunks_exact(STRING_REF_LEN)
+            .map(|r| Ok(self.string(s, r, "probe name")?.unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Probe image embeddings, row-major `[num_probes, dim]`, rows of unit length.
+    pub fn probe_embeddings(&self) -> Result<Option<(&[f32], usize)>> {
+        let Some(s) = self.probe_embeddings else {
+            return Ok(None);
+        };
+        let sec = self.segments[s].probe_embeddings.expect("recorded at open");
+        let values: &[f32] = bytemuck::try_cast_slice(self.section_bytes(&sec))
+            .map_err(|_| Error::corrupt("probe embeddings misaligned"))?;
+        Ok(Some((values, sec.param as usize)))
+    }
+}
+
+fn check_ref(r: &[u8], o: usize, strings_len: u64) -> Result<(), String> {
+    let off = get_u32(r, o);
+    let len = get_u32(r, o + 4);
+    if off == NO_STRING {
+        return Ok(());
+    }
+    if u64::from(off) + u64::from(len) > strings_len {
+        return Err(format!("refers to bytes {off}..{off}+{len} of {strings_len}"));
+    }
+    Ok(())
+}
+
+/// A byte buffer whose first byte is 64-byte aligned, for opening an index from memory.
+#[derive(Clone)]
+pub struct AlignedBytes {
+    blocks: Vec<Block>,
+    len: usize,
+}
+
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C, align(64))]
+struct Block([u8; 64]);
+
+impl AlignedBytes {
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        let mut blocks = vec![Block([0; 64]); bytes.len().div_ceil(64)];
+        bytemuck::cast_slice_mut::<Block, u8>(&mut blocks)[..bytes.len()].copy_from_slice(bytes);
+        AlignedBytes {
+            blocks,
+            len: bytes.len(),
+        }
+    }
+}
+
+impl AsRef<[u8]> for AlignedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &bytemuck::cast_slice::<Block, u8>(&self.blocks)[..self.len]
+    }
+}
+
+/// An index file opened read-only through a memory map. Any number of processes may hold one at
+/// the same time as one writer appends: this snapshot stays as it was until [`Index::refresh`].
+pub struct Index {
+    raw: RawIndex<Mmap>,
+    path: PathBuf,
+    file_id: (u64, u64),
+}
+
+impl Index {
+    /// Opens `path` read-only. Costs the same for any number of entries.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        Self::from_file(&file, path)
+    }
+
+    /// Opens an already open file; `path` is used in messages and by [`Index::refresh`].
+    pub fn from_file(file: &File, path: &Path) -> Result<Self> {
+        let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+        let len = meta.len();
+        if len < HEADER_USED_LEN as u64 {
+            let mut head = vec![0u8; len as usize];
+            file.read_exact_at(&mut head, 0)
+                .map_err(|e| Error::io("read", path, e))?;
+            return Err(if head.len() < 8 || head[..8] != MAGIC {
+                Error::NotAnIndex
+            } else {
+                Error::Truncated {
+                    what: "the header".into(),
+                    needed: HEADER_USED_LEN as u64,
+                    len,
+                }
+            });
+        }
+        let mut page = vec![0u8; HEADER_USED_LEN];
+        file.read_exact_at(&mut page, 0)
+            .map_err(|e| Error::io("read header of", path, e))?;
+        // SAFETY: the map is read-only and private to this process. Writers never modify bytes
+        // below a committed length once committed (they only append after it, and compaction
+        // renames a new file into place instead of rewriting this one), and never shrink the
+        // file below the committed length this snapshot uses; the commit slots, which do change
+        // in place, are read above with a copy and never through the map. Another program that
+        // rewrites or truncates the file breaks this contract; probelog's own tools never do.
+        let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io("map", path, e))?;
+        let raw = RawIndex::with_header_page(&page, map)?;
+        Ok(Index {
+            raw,
+            path: path.to_path_buf(),
+            file_id: (meta.dev(), meta.ino()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn raw(&self) -> &RawIndex<Mmap> {
+        &self.raw
+    }
+
+    /// Reopens the file if a writer committed since this snapshot was taken (or compaction
+    /// replaced it). Returns whether the snapshot changed.
+    pub fn refresh(&mut self) -> Result<bool> {
+        let meta = std::fs::metadata(&self.path).map_err(|e| Error::io("stat", &self.path, e))?;
+        if (meta.dev(), meta.ino()) == self.file_id {
+            let file = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
+            let mut page = vec![0u8; HEADER_USED_LEN];
+            file.read_exact_at(&mut page, 0)
+                .map_err(|e| Error::io("read header of", &self.path, e))?;
+            let (_, _, c) = choose_commit(&page)?;
+            if c.sequence == self.raw.sequence() {
+                return Ok(false);
+            }
+        }
+        *self = Index::open(&self.path)?;
+        Ok(true)
+    }
+}
+
+impl std::ops::Deref for Index {
+    type Target = RawIndex<Mmap>;
+    fn deref(&self) -> &Self::Target {
+        &self.raw
+    }
+}
+
+impl<D> std::fmt::Debug for RawIndex<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawIndex")
+            .field("probe_set", &self.header.probe_set)
+            .field("dtype", &self.header.dtype)
+            .field("commit", &self.commit)
+            .field("segments", &self.segments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AlignedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlignedBytes").field("len", &self.len).finish()
+    }
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("raw", &self.raw)
+            .finish()
+    }
+}

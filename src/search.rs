@@ -1,0 +1,605 @@
+//! Exact search: the asymmetric top-k discrepancy and the paper's two baselines.
+//!
+//! The top-k discrepancy between a query descriptor `q` and an entry `d` takes the `k` probes where
+//! `q` is highest and averages `|q[p] - d[p]|` over those probes only. Descriptors are stored
+//! probe-major, so one query reads `k` contiguous rows of the matrix: per-query probe reordering.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::descriptor::{normalize_query, top_probes};
+use crate::error::{Error, Result};
+use crate::reader::{DescriptorRows, RawIndex, RowData};
+
+/// Default number of top query probes compared. Chosen by measurement: see README, "Choosing k".
+pub const DEFAULT_K: usize = 64;
+
+/// Entries per work unit of the scan: the accumulator of a block stays in L1.
+const BLOCK: usize = 2048;
+
+/// How a query is compared with the entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metric {
+    /// ProbeLog's asymmetric top-k discrepancy (mean absolute difference on the query's top-k
+    /// probes).
+    #[default]
+    TopK,
+    /// Baseline: Euclidean distance over all probes.
+    Full,
+    /// Baseline: Euclidean distance to each model's mean descriptor; one result per model.
+    Model,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::TopK => "topk",
+            Metric::Full => "full",
+            Metric::Model => "model",
+        }
+    }
+}
+
+/// What to search for.
+#[derive(Debug, Clone, Copy)]
+pub enum Query<'a> {
+    /// An entry of this index.
+    Entry(u64),
+    /// One logit's raw responses over the probes (z-normalized here).
+    Vector(&'a [f32]),
+    /// A text embedding, compared with the stored probe image embeddings.
+    TextEmbedding(&'a [f32]),
+}
+
+/// Search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Number of results.
+    pub top: usize,
+    /// Top query probes compared by [`Metric::TopK`]; `None` means [`DEFAULT_K`] (at most the
+    /// probe count).
+    pub k: Option<usize>,
+    /// Leave out the query entry's own model (entry queries only).
+    pub exclude_same_model: bool,
+    /// Return only the best logit of each model: "which models recognize this".
+    pub per_model: bool,
+    pub metric: Metric,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            top: 10,
+            k: None,
+            exclude_same_model: false,
+            per_model: false,
+            metric: Metric::TopK,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// 1-based.
+    pub rank: usize,
+    /// The entry; `None` for [`Metric::Model`], which ranks whole models.
+    pub entry: Option<u64>,
+    pub model_id: u64,
+    pub model: String,
+    /// The logit's column in its model; `None` for [`Metric::Model`].
+    pub logit: Option<u32>,
+    pub label: Option<String>,
+    /// Lower is closer.
+    pub score: f32,
+}
+
+/// A scored entry or model, before metadata is attached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// Entry id, or model id for [`Metric::Model`].
+    pub id: u64,
+    pub score: f32,
+}
+
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    /// Better (lower score, then lower id) sorts first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+/// The best `n` items seen; the worst of them sits on top of a max-heap.
+#[derive(Debug, Clone)]
+struct TopN {
+    n: usize,
+    heap: BinaryHeap<Scored>,
+}
+
+impl TopN {
+    fn new(n: usize) -> Self {
+        TopN {
+            n,
+            heap: BinaryHeap::with_capacity(n + 1),
+        }
+    }
+    #[inline]
+    fn push(&mut self, s: Scored) {
+        if self.heap.len() < self.n {
+            self.heap.push(s);
+        } else if let Some(worst) = self.heap.peek()
+            && s < *worst
+        {
+            self.heap.pop();
+            self.heap.push(s);
+        }
+    }
+    fn merge(mut self, other: TopN) -> TopN {
+        for s in other.heap {
+            self.push(s);
+        }
+        self
+    }
+    fn into_sorted(self) -> Vec<Scored> {
+        self.heap.into_sorted_vec()
+    }
+}
+
+/// A validated query: its z-normalized descriptor and, for entry queries, its model.
+#[derive(Debug, Clone)]
+pub struct PreparedQuery {
+    pub descriptor: Vec<f32>,
+    pub model: Option<u64>,
+}
+
+impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
+    /// Turns a query into a z-normalized descriptor over this index's probes.
+    pub fn prepare_query(&self, query: &Query<'_>) -> Result<PreparedQuery> {
+        let p = self.num_probes();
+        match *query {
+            Query::Entry(e) => {
+                let d = self.descriptor(e)?;
+                if d.iter().all(|&x| x == 0.0) {
+                    return Err(Error::InvalidParameter(format!(
+                        "entry {e} is a constant logit (stored as zeros); it cannot be a query"
+                    )));
+                }
+                Ok(PreparedQuery {
+                    descriptor: d,
+                    model: Some(self.model_of_entry(e)?),
+                })
+            }
+            Query::Vector(v) => {
+                if v.len() != p {
+                    return Err(Error::ProbeCountMismatch {
+                        what: "the query vector".into(),
+                        expected: p as u64,
+                        actual: v.len() as u64,
+                    });
+                }
+                Ok(PreparedQuery {
+                    descriptor: normalize_query(v, "the query vector")?,
+                    model: None,
+                })
+            }
+            Query::TextEmbedding(t) => {
+                let Some((emb, dim)) = self.probe_embeddings()? else {
+                    return Err(Error::InvalidParameter(
+                        "this index has no probe embeddings: create it with --probe-embeddings (or add them with `probes embed`) before searching by text".into(),
+                    ));
+                };
+                if t.len() != dim {
+                    return Err(Error::InvalidInput(format!(
+                        "the text embedding has {} dimensions, the probe embeddings have {dim}",
+                        t.len()
+                    )));
+                }
+                if let Some((i, &x)) = t.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                    return Err(Error::NonFinite {
+                        what: "the text embedding".into(),
+                        row: i,
+                        value: x,
+                    });
+                }
+                let sims: Vec<f32> = emb
+                    .chunks_exact(dim)
+                    .map(|row| {
+                        row.iter()
+                            .zip(t)
+                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                            .sum::<f64>() as f32
+                    })
+                    .collect();
+                Ok(PreparedQuery {
+                    descriptor: normalize_query(&sims, "the text query descriptor")?,
+                    model: None,
+                })
+            }
+        }
+    }
+
+    /// Searches and attaches metadata to the results.
+    pub fn search(&self, query: &Query<'_>, params: &SearchParams) -> Result<Vec<Hit>> {
+        if params.exclude_same_model && !matches!(query, Query::Entry(_)) {
+            return Err(Error::InvalidParameter(
+                "excluding the query's own model needs an entry query (--entry)".into(),
+            ));
+        }
+        let q = self.prepare_query(query)?;
+        let exclude = if params.exclude_same_model { q.model } else { None };
+        let scored = self.search_descriptor(&q.descriptor, exclude, params)?;
+        scored
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| self.hit(i + 1, s, params.metric))
+            .collect()
+    }
+
+    fn hit(&self, rank: usize, s: Scored, metric: Metric) -> Result<Hit> {
+        if metric == Metric::Model {
+            let m = self.model(s.id)?;
+            return Ok(Hit {
+                rank,
+                entry: None,
+                model_id: s.id,
+                model: m.name,
+                logit: None,
+                label: None,
+                score: s.score,
+            });
+        }
+        let e = self.entry(s.id)?;
+        Ok(Hit {
+            rank,
+            entry: Some(s.id),
+            model_id: e.model_id,
+            model: e.model,
+            logit: Some(e.logit),
+            label: e.label,
+            score: s.score,
+        })
+    }
+
+    /// Resolves `params.k` against the probe count.
+    pub fn effective_k(&self, k: Option<usize>) -> Result<usize> {
+        let p = self.num_probes();
+        match k {
+            None => Ok(DEFAULT_K.min(p)),
+            Some(k) if (1..=p).contains(&k) => Ok(k),
+            Some(k) => Err(Error::InvalidParameter(format!(
+                "k = {k} is out of range: it must be between 1 and the probe count {p}"
+            ))),
+        }
+    }
+
+    /// Ranks entries (or models) against a z-normalized query descriptor, without metadata.
+    /// `exclude_model` leaves that model's entries out.
+    pub fn search_descriptor(
+        &self,
+        q: &[f32],
+        exclude_model: Option<u64>,
+        params: &SearchParams,
+    ) -> Result<Vec<Scored>> {
+        let p = self.num_probes();
+        if q.len() != p {
+            return Err(Error::ProbeCountMismatch {
+                what: "the query descriptor".into(),
+                expected: p as u64,
+                actual: q.len() as u64,
+            });
+        }
+        if params.top == 0 {
+            return Err(Error::InvalidParameter("the number of results must be at least 1".into()));
+        }
+        let k = self.effective_k(params.k)?;
+        let excluded = match exclude_model {
+            Some(m) => {
+                let info = self.model(m)?;
+                info.first_entry..info.first_entry + u64::from(info.logit_count)
+            }
+            None => 0..0,
+        };
+        match params.metric {
+            Metric::Model => self.rank_models(q, exclude_model, params.top),
+            metric => {
+                let plan = ScanPlan::new(q, k, metric);
+                if params.per_model {
+                    self.rank_per_model(&plan, exclude_model, params.top)
+                } else {
+                    self.rank_entries(&plan, excluded, params.top)
+                }
+            }
+        }
+    }
+
+    /// Scores of all entries against `q` (lower is closer), in entry order.
+    pub fn score_all(&self, q: &[f32], metric: Metric, k: Option<usize>) -> Result<Vec<f32>> {
+        if q.len() != self.num_probes() || metric == Metric::Model {
+            return Err(Error::InvalidParameter(
+                "score_all takes a full-length descriptor and an entry metric".into(),
+            ));
+        }
+        let plan = ScanPlan::new(q, self.effective_k(k)?, metric);
+        let mut out = vec![0f32; self.entry_count() as usize];
+        for (s, start) in self.segment_entry_starts().iter().enumerate().take(self.segments.len()) {
+            if let Some(rows) = self.segment_rows(s)? {
+                let dst = &mut out[*start as usize..*start as usize + rows.entries()];
+                plan.score_into(&rows, 0..rows.entries(), dst);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Work units of a scan: (first entry id of the segment, its rows, a block of its entries).
+    fn blocks(&self) -> Result<Vec<(u64, DescriptorRows<'_>, Range<usize>)>> {
+        let mut tasks = Vec::new();
+        for s in 0..self.segments.len() {
+            if let Some(rows) = self.segment_rows(s)? {
+                let first = self.segments[s].dir.first_entry;
+                let n = rows.entries();
+                for b in (0..n).step_by(BLOCK) {
+                    tasks.push((first, rows, b..(b + BLOCK).min(n)));
+                }
+            }
+        }
+        Ok(tasks)
+    }
+
+    fn rank_entries(
+        &self,
+        plan: &ScanPlan,
+        excluded: Range<u64>,
+        top: usize,
+    ) -> Result<Vec<Scored>> {
+        let tasks = self.blocks()?;
+        Ok(tasks
+            .par_iter()
+            .fold(
+                || (TopN::new(top), vec![0f32; BLOCK]),
+                |(mut best, mut acc), (first, rows, r)| {
+                    let scores = &mut acc[..r.len()];
+                    plan.score_into(rows, r.clone(), scores);
+                    for (i, &score) in scores.iter().enumerate() {
+                        let id = first + (r.start + i) as u64;
+                        if !excluded.contains(&id) {
+                            best.push(Scored { id, score });
+                        }
+                    }
+                    (best, acc)
+                },
+            )
+            .map(|(best, _)| best)
+            .reduce(|| TopN::new(top), TopN::merge)
+            .into_sorted())
+    }
+
+    fn rank_per_model(
+        &self,
+        plan: &ScanPlan,
+        exclude_model: Option<u64>,
+        top: usize,
+    ) -> Result<Vec<Scored>> {
+        let mut best = TopN::new(top);
+        let mut model_best: Vec<(u64, Scored)> = Vec::new();
+        for s in 0..self.segments.len() {
+            let Some(rows) = self.segment_rows(s)? else {
+                continue;
+            };
+            let mut scores = vec![0f32; rows.entries()];
+            scores
+                .par_chunks_mut(BLOCK)
+                .enumerate()
+                .for_each(|(b, dst)| {
+                    let r = b * BLOCK..b * BLOCK + dst.len();
+                    plan.score_into(&rows, r, dst);
+                });
+            let seg = &self.segments[s].dir;
+            for (m, range) in self.model_ranges(s)?.into_iter().enumerate() {
+                let model = seg.first_model + m as u64;
+                if Some(model) == exclude_model {
+                    continue;
+                }
+                let winner = range
+                    .map(|e| Scored {
+                        id: seg.first_entry + e as u64,
+                        score: scores[e],
+                    })
+                    .min()
+                    .expect("models have at least one logit");
+                model_best.push((model, winner));
+            }
+        }
+        for (_, w) in model_best {
+            best.push(w);
+        }
+        Ok(best.into_sorted())
+    }
+
+    /// Baseline: Euclidean distance between `q` and each model's mean descriptor.
+    fn rank_models(&self, q: &[f32], exclude_model: Option<u64>, top: usize) -> Result<Vec<Scored>> {
+        const ROWS: usize = 64;
+        let p = self.num_probes();
+        let mut best = TopN::new(top);
+        for s in 0..self.segments.len() {
+            let Some(rows) = self.segment_rows(s)? else {
+                continue;
+            };
+            let ranges = self.model_ranges(s)?;
+            let mut dist = vec![0f64; ranges.len()];
+            let mut means = vec![0f32; ROWS * ranges.len()];
+            for p0 in (0..p).step_by(ROWS) {
+                let p1 = (p0 + ROWS).min(p);
+                means
+                    .par_chunks_mut(ranges.len())
+                    .zip(p0..p1)
+                    .for_each_init(
+                        || vec![0f32; rows.entries()],
+                        |row, (dst, pr)| {
+                            rows.read_row(pr, 0..rows.entries(), row);
+                            for (d, r) in dst.iter_mut().zip(&ranges) {
+                                let sum: f64 = row[r.clone()].iter().map(|&x| f64::from(x)).sum();
+                                *d = (sum / r.len() as f64) as f32;
+                            }
+                        },
+                    );
+                for (i, pr) in (p0..p1).enumerate() {
+                    let m = &means[i * ranges.len()..(i + 1) * ranges.len()];
+                    for (d, &mean) in dist.iter_mut().zip(m) {
+                        *d += f64::from(q[pr] - mean).powi(2);
+                    }
+                }
+            }
+            let first_model = self.segments[s].dir.first_model;
+            for (m, d) in dist.into_iter().enumerate() {
+                let id = first_model + m as u64;
+                if Some(id) != exclude_model {
+                    best.push(Scored {
+                        id,
+                        score: d.sqrt() as f32,
+                    });
+                }
+            }
+        }
+        Ok(best.into_sorted())
+    }
+}
+
+/// The per-query part of a scan: which probe rows to read, in which order, with which query values.
+#[derive(Debug, Clone)]
+pub struct ScanPlan {
+    probes: Vec<u32>,
+    values: Vec<f32>,
+    metric: Metric,
+}
+
+impl ScanPlan {
+    /// `q` is a z-normalized descriptor. Top-k reads the `k` highest probes of `q`, highest
+    /// first; the full metric reads every probe in order.
+    pub fn new(q: &[f32], k: usize, metric: Metric) -> Self {
+        let probes: Vec<u32> = match metric {
+            Metric::TopK => top_probes(q, k),
+            _ => (0..q.len() as u32).collect(),
+        };
+        let values = probes.iter().map(|&p| q[p as usize]).collect();
+        ScanPlan {
+            probes,
+            values,
+            metric,
+        }
+    }
+
+    pub fn probes(&self) -> &[u32] {
+        &self.probes
+    }
+
+    /// Scores entries `r` of one segment into `out`.
+    pub fn score_into(&self, rows: &DescriptorRows<'_>, r: Range<usize>, out: &mut [f32]) {
+        out.fill(0.0);
+        let squared = self.metric == Metric::Full;
+        let len = r.len();
+        // f16 rows are converted here, four at a time; f32 rows are read in place.
+        let mut converted = Vec::new();
+        let quads = self.probes.chunks_exact(4).zip(self.values.chunks_exact(4));
+        for (ps, qs) in quads {
+            let q = [qs[0], qs[1], qs[2], qs[3]];
+            match rows.data() {
+                RowData::F32(_) => {
+                    let rs = std::array::from_fn(|i| {
+                        rows.row_f32(ps[i] as usize, r.clone()).expect("f32 rows")
+                    });
+                    accumulate4(out, rs, q, squared);
+                }
+                RowData::F16(_) => {
+                    converted.resize(4 * len, 0.0);
+                    for (i, dst) in converted.chunks_exact_mut(len.max(1)).enumerate() {
+                        rows.read_row(ps[i] as usize, r.clone(), &mut dst[..len]);
+                    }
+                    let rs = std::array::from_fn(|i| &converted[i * len..(i + 1) * len]);
+                    accumulate4(out, rs, q, squared);
+                }
+            }
+        }
+        let start = self.probes.len() - self.probes.len() % 4;
+        for j in start..self.probes.len() {
+            let p = self.probes[j] as usize;
+            match rows.row_f32(p, r.clone()) {
+                Some(row) => accumulate1(out, row, self.values[j], squared),
+                None => {
+                    converted.resize(len, 0.0);
+                    rows.read_row(p, r.clone(), &mut converted[..len]);
+                    accumulate1(out, &converted[..len], self.values[j], squared);
+                }
+            }
+        }
+        match self.metric {
+            Metric::TopK => {
+                let k = self.probes.len() as f32;
+                out.iter_mut().for_each(|x| *x /= k);
+            }
+            _ => out.iter_mut().for_each(|x| *x = x.sqrt()),
+        }
+    }
+}
+
+#[inline]
+fn accumulate4(out: &mut [f32], rs: [&[f32]; 4], q: [f32; 4], squared: bool) {
+    let n = out.len();
+    let (r0, r1, r2, r3) = (&rs[0][..n], &rs[1][..n], &rs[2][..n], &rs[3][..n]);
+    if squared {
+        for i in 0..n {
+            let (d0, d1, d2, d3) = (q[0] - r0[i], q[1] - r1[i], q[2] - r2[i], q[3] - r3[i]);
+            out[i] = (((out[i] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3;
+        }
+    } else {
+        for i in 0..n {
+            let (d0, d1, d2, d3) = (q[0] - r0[i], q[1] - r1[i], q[2] - r2[i], q[3] - r3[i]);
+            out[i] = (((out[i] + d0.abs()) + d1.abs()) + d2.abs()) + d3.abs();
+        }
+    }
+}
+
+#[inline]
+fn accumulate1(out: &mut [f32], row: &[f32], q: f32, squared: bool) {
+    let row = &row[..out.len()];
+    if squared {
+        for (o, &x) in out.iter_mut().zip(row) {
+            let d = q - x;
+            *o += d * d;
+        }
+    } else {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += (q - x).abs();
+        }
+    }
+}
+
+/// The reference definition of the top-k discrepancy, one entry at a time, in the same summation
+/// order as the scan. Tests compare the scan with it.
+pub fn topk_discrepancy(q: &[f32], d: &[f32], k: usize) -> f32 {
+    let probes = top_probes(q, k);
+    let mut acc = 0f32;
+    for &p in &probes {
+        acc += (q[p as usize] - d[p as usize]).abs();
+    }
+    acc / probes.len() as f32
+}
+
+/// The reference definition of the full-query Euclidean distance.
+pub fn full_distance(q: &[f32], d: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for (a, b) in q.iter().zip(d) {
+        acc += (a - b) * (a - b);
+    }
+    acc.sqrt()
+}

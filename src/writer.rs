@@ -1,0 +1,957 @@
+//! Creating, appending to and compacting an index file.
+//!
+//! The commit protocol (format-spec.md, "Commit protocol"): an append writes a new segment after
+//! the committed end of the file, syncs it, then writes a commit record into the commit slot that
+//! is not current and syncs again. A crash before the second sync completes leaves the previous
+//! record current; the bytes after its committed end are a torn tail, ignored by readers and
+//! overwritten by the next append.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+
+use crate::descriptor::{LogitMatrix, normalize_logits};
+use crate::error::{Error, Result};
+use crate::format::*;
+use crate::reader::RawIndex;
+use crate::storage::{FileStorage, LockWait, Storage};
+
+/// Options of [`create`].
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub probe_set: ProbeSetId,
+    pub dtype: Dtype,
+    /// One name per probe, in probe order.
+    pub probe_names: Option<Vec<String>>,
+    /// Row-major `[num_probes, dim]` image embeddings of the probes (for text queries).
+    pub probe_embeddings: Option<(Vec<f32>, usize)>,
+}
+
+impl CreateOptions {
+    /// An f32 index over an anonymous probe set of `num_probes` probes.
+    pub fn new(num_probes: u32) -> Self {
+        CreateOptions {
+            probe_set: ProbeSetId::anonymous(num_probes),
+            dtype: Dtype::F32,
+            probe_names: None,
+            probe_embeddings: None,
+        }
+    }
+}
+
+/// Creates a new, empty index at `path`. The file is written beside its destination and renamed
+/// into place, so a crash never leaves a half-made index; an existing file is never replaced.
+pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
+    if path.exists() {
+        return Err(Error::AlreadyExists {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut pending = Pending::new(opts.probe_set.num_probes as usize);
+    if let Some(names) = &opts.probe_names {
+        pending.set_probe_names(names.clone())?;
+    }
+    if let Some((emb, dim)) = &opts.probe_embeddings {
+        pending.set_probe_embeddings(emb, *dim)?;
+    }
+    let header = StaticHeader {
+        probe_set: opts.probe_set,
+        dtype: opts.dtype,
+    };
+    let dir = parent_dir(path);
+    let tmp = tempfile::Builder::new()
+        .prefix(".probelog-create-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
+    let mut storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
+    write_new_file(&mut storage, &header, &pending.as_content(), 0)?;
+    tmp.persist_noclobber(path).map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::AlreadyExists {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::io("rename into place", path, e.error)
+        }
+    })?;
+    sync_dir(&dir)?;
+    Ok(())
+}
+
+/// Writes a complete new index file: header page, one segment, commit record in slot 0.
+fn write_new_file<S: Storage>(
+    storage: &mut S,
+    header: &StaticHeader,
+    content: &SegmentContent<'_>,
+    prev_sequence: u64,
+) -> Result<CommitRecord> {
+    let mut page = vec![0u8; HEADER_PAGE_LEN as usize];
+    page[..STATIC_HEADER_LEN].copy_from_slice(&header.encode());
+    storage
+        .write_all_at(&page, 0)
+        .map_err(|e| Error::Storage { op: "write header", source: e })?;
+    let empty = CommitRecord {
+        sequence: prev_sequence,
+        committed_len: HEADER_PAGE_LEN,
+        directory: Extent {
+            offset: 0,
+            len: 0,
+            crc: 0,
+        },
+        segment_count: 0,
+        entry_count: 0,
+        model_count: 0,
+    };
+    let commit = write_segment(storage, header, &empty, content)?;
+    publish_commit(storage, 0, &commit)?;
+    Ok(commit)
+}
+
+/// One model to append.
+#[derive(Debug, Clone)]
+pub struct ModelInput<'a> {
+    /// The name results report for this model.
+    pub name: String,
+    /// Where the model came from (a path, a hub id); free text, may be empty.
+    pub source: String,
+    /// User key=value pairs.
+    pub meta: Vec<(String, String)>,
+    /// One class label per logit, or none.
+    pub labels: Option<Vec<String>>,
+    pub logits: LogitMatrix<'a>,
+}
+
+/// Options of [`IndexWriter::add_model`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppendOptions {
+    /// Store constant logits as all-zero descriptors instead of refusing the model.
+    pub keep_constant: bool,
+    /// The probe set the logits were computed on; refused if it is not the index's.
+    pub probe_set: Option<ProbeSetId>,
+}
+
+/// What [`IndexWriter::add_model`] staged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelAdded {
+    pub model_id: u64,
+    pub first_entry: u64,
+    pub logits: u32,
+    pub constant_logits: u32,
+}
+
+/// What a commit published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitSummary {
+    pub sequence: u64,
+    pub entries_added: u64,
+    pub models_added: u64,
+    pub entry_count: u64,
+    pub model_count: u64,
+    pub bytes_written: u64,
+}
+
+/// The single writer of an index. Holds the writer lock (for files) until dropped. Staged models
+/// become visible to readers only at [`IndexWriter::commit`], all together.
+pub struct IndexWriter<S: Storage = FileStorage> {
+    storage: S,
+    header: StaticHeader,
+    commit: CommitRecord,
+    active_slot: usize,
+    pending: Pending,
+}
+
+impl IndexWriter<FileStorage> {
+    /// Opens the index at `path` for appending, taking the writer lock.
+    pub fn open(path: &Path, wait: LockWait) -> Result<Self> {
+        let storage = FileStorage::open_locked(path, wait)?;
+        Self::from_storage(storage)
+    }
+}
+
+impl<S: Storage> IndexWriter<S> {
+    /// Opens a writer over any storage (tests use [`crate::storage::FaultyStorage`]).
+    pub fn from_storage(storage: S) -> Result<Self> {
+        let len = storage
+            .len()
+            .map_err(|e| Error::Storage { op: "stat", source: e })?;
+        if len < HEADER_USED_LEN as u64 {
+            return Err(if len < 8 {
+                Error::NotAnIndex
+            } else {
+                Error::Truncated {
+                    what: "the header".into(),
+                    needed: HEADER_USED_LEN as u64,
+                    len,
+                }
+            });
+        }
+        let mut page = vec![0u8; HEADER_USED_LEN];
+        storage
+            .read_exact_at(&mut page, 0)
+            .map_err(|e| Error::Storage { op: "read header", source: e })?;
+        let header = StaticHeader::decode(&page)?;
+        let (_, active_slot, commit) = choose_commit(&page)?;
+        if commit.committed_len > len {
+            return Err(Error::Truncated {
+                what: format!("commit {}", commit.sequence),
+                needed: commit.committed_len,
+                len,
+            });
+        }
+        // The directory we are about to link to must be intact.
+        if commit.directory.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
+            || commit.directory.offset.checked_add(commit.directory.len)
+                > Some(commit.committed_len)
+        {
+            return Err(Error::corrupt("the current commit points outside the file"));
+        }
+        let mut dir = vec![0u8; commit.directory.len as usize];
+        storage
+            .read_exact_at(&mut dir, commit.directory.offset)
+            .map_err(|e| Error::Storage { op: "read directory", source: e })?;
+        SegmentDirectory::decode(&dir, &commit.directory, "last segment")?;
+        Ok(IndexWriter {
+            storage,
+            pending: Pending::new(header.probe_set.num_probes as usize),
+            header,
+            commit,
+            active_slot,
+        })
+    }
+
+    pub fn probe_set(&self) -> ProbeSetId {
+        self.header.probe_set
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.header.dtype
+    }
+
+    /// Entries committed plus staged.
+    pub fn entry_count(&self) -> u64 {
+        self.commit.entry_count + self.pending.entries as u64
+    }
+
+    /// Models committed plus staged.
+    pub fn model_count(&self) -> u64 {
+        self.commit.model_count + self.pending.models.len() as u64
+    }
+
+    /// The current commit record.
+    pub fn commit_record(&self) -> &CommitRecord {
+        &self.commit
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// Validates and z-normalizes one model's logits and stages its entries.
+    pub fn add_model(&mut self, input: ModelInput<'_>, opts: AppendOptions) -> Result<ModelAdded> {
+        let p = self.header.probe_set.num_probes as usize;
+        if let Some(id) = opts.probe_set
+            && id != self.header.probe_set
+        {
+            return Err(Error::ProbeSetMismatch {
+                expected: self.header.probe_set.to_string(),
+                actual: id.to_string(),
+            });
+        }
+        if input.name.is_empty() {
+            return Err(Error::InvalidInput("a model needs a non-empty name".into()));
+        }
+        if input.logits.probes() != p {
+            return Err(Error::ProbeCountMismatch {
+                what: format!("the logits of model {:?}", input.name),
+                expected: p as u64,
+                actual: input.logits.probes() as u64,
+            });
+        }
+        let l = input.logits.logits();
+        if u32::try_from(l).is_err() {
+            return Err(Error::InvalidInput(format!(
+                "model {:?} has {l} logits; at most {} are supported",
+                input.name,
+                u32::MAX
+            )));
+        }
+        if let Some(labels) = &input.labels
+            && labels.len() != l
+        {
+            return Err(Error::InvalidInput(format!(
+                "model {:?} has {l} logits but {} labels were given",
+                input.name,
+                labels.len()
+            )));
+        }
+        let (desc, stats) = normalize_logits(&input.name, &input.logits, opts.keep_constant)?;
+        let constant = stats.iter().filter(|s| s.constant).count() as u32;
+        let added = ModelAdded {
+            model_id: self.model_count(),
+            first_entry: self.entry_count(),
+            logits: l as u32,
+            constant_logits: constant,
+        };
+        self.pending.push_model(input, &desc, l);
+        Ok(added)
+    }
+
+    /// Stages probe names; they replace earlier ones at the next commit.
+    pub fn set_probe_names(&mut self, names: Vec<String>) -> Result<()> {
+        self.pending.set_probe_names(names)
+    }
+
+    /// Stages probe image embeddings (row-major `[num_probes, dim]`); rows are stored at unit
+    /// length. They replace earlier ones at the next commit.
+    pub fn set_probe_embeddings(&mut self, embeddings: &[f32], dim: usize) -> Result<()> {
+        self.pending.set_probe_embeddings(embeddings, dim)
+    }
+
+    /// True when something is staged.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes everything staged as one segment and publishes it. Nothing staged: no change.
+    pub fn commit(&mut self) -> Result<CommitSummary> {
+        let pending = std::mem::replace(
+            &mut self.pending,
+            Pending::new(self.header.probe_set.num_probes as usize),
+        );
+        if pending.is_empty() {
+            return Ok(CommitSummary {
+                sequence: self.commit.sequence,
+                entries_added: 0,
+                models_added: 0,
+                entry_count: self.commit.entry_count,
+                model_count: self.commit.model_count,
+                bytes_written: 0,
+            });
+        }
+        let before = self.commit;
+        // Reclaim a torn tail left by an interrupted append.
+        self.storage
+            .set_len(before.committed_len)
+            .map_err(|e| Error::Storage { op: "truncate torn tail", source: e })?;
+        let commit = write_segment(&mut self.storage, &self.header, &before, &pending.as_content())?;
+        let slot = 1 - self.active_slot;
+        publish_commit(&mut self.storage, slot, &commit)?;
+        self.commit = commit;
+        self.active_slot = slot;
+        Ok(CommitSummary {
+            sequence: commit.sequence,
+            entries_added: commit.entry_count - before.entry_count,
+            models_added: commit.model_count - before.model_count,
+            entry_count: commit.entry_count,
+            model_count: commit.model_count,
+            bytes_written: commit.committed_len - before.committed_len,
+        })
+    }
+}
+
+/// Summary of [`compact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactSummary {
+    pub segments_before: u32,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub entry_count: u64,
+    pub model_count: u64,
+}
+
+/// Rewrites the index at `path` as a single segment in a new file beside it and renames that file
+/// into place. Processes that still map the old file keep a valid view of it.
+pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
+    let locked = FileStorage::open_locked(path, wait)?;
+    let bytes_before = locked.len().map_err(|e| Error::io("stat", path, e))?;
+    let snapshot = crate::reader::Index::from_file(locked.file(), path)?;
+    let raw = snapshot.raw();
+    let dir = parent_dir(path);
+    let tmp = tempfile::Builder::new()
+        .prefix(".probelog-compact-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
+    let mut storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
+    let content = SnapshotContent::collect(raw)?;
+    let header = StaticHeader {
+        probe_set: raw.probe_set(),
+        dtype: raw.dtype(),
+    };
+    let rows = SnapshotRows(raw);
+    let commit = write_new_file(
+        &mut storage,
+        &header,
+        &content.as_content(raw.entry_count(), &rows),
+        raw.sequence(),
+    )?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("rename into place", path, e.error))?;
+    sync_dir(&dir)?;
+    drop(locked);
+    Ok(CompactSummary {
+        segments_before: raw.segment_count(),
+        bytes_before,
+        bytes_after: commit.committed_len,
+        entry_count: commit.entry_count,
+        model_count: commit.model_count,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment content and its encoding.
+
+/// Where the descriptor rows of a segment come from.
+trait RowSource {
+    /// Fills `out` (length = entries of the segment) with probe row `p`.
+    fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()>;
+}
+
+struct ModelRecordIn {
+    first_entry: u64,
+    logit_count: u32,
+    name: String,
+    source: String,
+    meta: Vec<(String, String)>,
+}
+
+/// Everything one segment holds, ready to encode.
+struct SegmentContent<'a> {
+    entries: u64,
+    rows: Option<&'a dyn RowSource>,
+    models: &'a [ModelRecordIn],
+    /// Empty, or one label per entry.
+    labels: &'a [Option<String>],
+    probe_names: Option<&'a [String]>,
+    probe_embeddings: Option<(&'a [f32], usize)>,
+}
+
+/// Staged appends, probe-major: `rows[p]` holds the staged entries' values for probe `p`.
+struct Pending {
+    rows: Vec<Vec<f32>>,
+    entries: usize,
+    models: Vec<ModelRecordIn>,
+    labels: Vec<Option<String>>,
+    any_label: bool,
+    probe_names: Option<Vec<String>>,
+    probe_embeddings: Option<(Vec<f32>, usize)>,
+}
+
+impl Pending {
+    fn new(probes: usize) -> Self {
+        Pending {
+            rows: vec![Vec::new(); probes],
+            entries: 0,
+            models: Vec::new(),
+            labels: Vec::new(),
+            any_label: false,
+            probe_names: None,
+            probe_embeddings: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.models.is_empty() && self.probe_names.is_none() && self.probe_embeddings.is_none()
+    }
+
+    /// `desc` is entry-major: `l` runs of `num_probes` values.
+    fn push_model(&mut self, input: ModelInput<'_>, desc: &[f32], l: usize) {
+        let p = self.rows.len();
+        for (r, row) in self.rows.iter_mut().enumerate() {
+            row.extend((0..l).map(|j| desc[j * p + r]));
+        }
+        self.models.push(ModelRecordIn {
+            first_entry: self.entries as u64,
+            logit_count: l as u32,
+            name: input.name,
+            source: input.source,
+            meta: input.meta,
+        });
+        match input.labels {
+            Some(labels) => {
+                self.any_label = true;
+                self.labels.extend(labels.into_iter().map(Some));
+            }
+            None => self.labels.extend(std::iter::repeat_n(None, l)),
+        }
+        self.entries += l;
+    }
+
+    fn set_probe_names(&mut self, names: Vec<String>) -> Result<()> {
+        if names.len() != self.rows.len() {
+            return Err(Error::ProbeCountMismatch {
+                what: "the probe name list".into(),
+                expected: self.rows.len() as u64,
+                actual: names.len() as u64,
+            });
+        }
+        self.probe_names = Some(names);
+        Ok(())
+    }
+
+    fn set_probe_embeddings(&mut self, emb: &[f32], dim: usize) -> Result<()> {
+        let p = self.rows.len();
+        if dim == 0 || emb.len() % dim != 0 {
+            return Err(Error::InvalidInput(format!(
+                "probe embeddings: {} values do not form rows of dimension {dim}",
+                emb.len()
+            )));
+        }
+        if emb.len() / dim != p {
+            return Err(Error::ProbeCountMismatch {
+                what: "the probe embedding matrix".into(),
+                expected: p as u64,
+                actual: (emb.len() / dim) as u64,
+            });
+        }
+        let mut out = emb.to_vec();
+        for (r, row) in out.chunks_exact_mut(dim).enumerate() {
+            if let Some((c, &x)) = row.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: format!("probe embeddings, column {c}"),
+                    row: r,
+                    value: x,
+                });
+            }
+            let norm = row.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                return Err(Error::InvalidInput(format!(
+                    "probe embeddings: row {r} is all zeros"
+                )));
+            }
+            row.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+        }
+        self.probe_embeddings = Some((out, dim));
+        Ok(())
+    }
+
+    fn as_content(&self) -> SegmentContent<'_> {
+        SegmentContent {
+            entries: self.entries as u64,
+            rows: (self.entries > 0).then_some(self as &dyn RowSource),
+            models: &self.models,
+            labels: if self.any_label { &self.labels } else { &[] },
+            probe_names: self.probe_names.as_deref(),
+            probe_embeddings: self.probe_embeddings.as_ref().map(|(e, d)| (e.as_slice(), *d)),
+        }
+    }
+}
+
+impl RowSource for Pending {
+    fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()> {
+        out.copy_from_slice(&self.rows[p]);
+        Ok(())
+    }
+}
+
+/// The whole content of a snapshot, for compaction; descriptor rows are read from the snapshot.
+struct SnapshotContent {
+    models: Vec<ModelRecordIn>,
+    labels: Vec<Option<String>>,
+    any_label: bool,
+    probe_names: Option<Vec<String>>,
+    probe_embeddings: Option<(Vec<f32>, usize)>,
+}
+
+struct SnapshotRows<'a, D: AsRef<[u8]>>(&'a RawIndex<D>);
+
+impl<D: AsRef<[u8]>> RowSource for SnapshotRows<'_, D> {
+    fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()> {
+        let mut at = 0;
+        for s in 0..self.0.segment_count() as usize {
+            let rows = self.0.segment_rows(s)?;
+            let Some(rows) = rows else { continue };
+            let n = rows.entries();
+            rows.read_row(p, 0..n, &mut out[at..at + n]);
+            at += n;
+        }
+        Ok(())
+    }
+}
+
+impl SnapshotContent {
+    fn collect<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<Self> {
+        let mut models = Vec::new();
+        let mut labels = Vec::with_capacity(raw.entry_count() as usize);
+        let mut any_label = false;
+        for m in 0..raw.model_count() {
+            let info = raw.model(m)?;
+            models.push(ModelRecordIn {
+                first_entry: info.first_entry,
+                logit_count: info.logit_count,
+                name: info.name,
+                source: info.source,
+                meta: info.meta,
+            });
+            for e in info.first_entry..info.first_entry + u64::from(info.logit_count) {
+                let label = raw.entry_label(e)?;
+                any_label |= label.is_some();
+                labels.push(label);
+            }
+        }
+        Ok(SnapshotContent {
+            models,
+            labels,
+            any_label,
+            probe_names: raw.probe_names()?,
+            probe_embeddings: raw.probe_embeddings()?.map(|(e, d)| (e.to_vec(), d)),
+        })
+    }
+
+    fn as_content<'a>(&'a self, entries: u64, rows: &'a dyn RowSource) -> SegmentContent<'a> {
+        SegmentContent {
+            entries,
+            rows: (entries > 0).then_some(rows),
+            models: &self.models,
+            labels: if self.any_label { &self.labels } else { &[] },
+            probe_names: self.probe_names.as_deref(),
+            probe_embeddings: self.probe_embeddings.as_ref().map(|(e, d)| (e.as_slice(), *d)),
+        }
+    }
+}
+
+struct StringPool(Vec<u8>);
+
+impl StringPool {
+    fn add(&mut self, s: &str) -> Result<[u32; 2]> {
+        let off = u32::try_from(self.0.len()).ok();
+        let len = u32::try_from(s.len()).ok();
+        match (off, len) {
+            (Some(off), Some(len)) if off.checked_add(len).is_some_and(|e| e < NO_STRING) => {
+                self.0.extend_from_slice(s.as_bytes());
+                Ok([off, len])
+            }
+            _ => Err(Error::InvalidInput(
+                "more than 4 GiB of names, labels and metadata in one append; append in smaller batches".into(),
+            )),
+        }
+    }
+}
+
+fn put_ref(b: &mut Vec<u8>, r: [u32; 2]) {
+    b.extend_from_slice(&r[0].to_le_bytes());
+    b.extend_from_slice(&r[1].to_le_bytes());
+}
+
+/// Appends `content` as a new segment at the committed end of `prev` and syncs it.
+/// Returns the commit record that publishes it (not yet written).
+fn write_segment<S: Storage>(
+    storage: &mut S,
+    header: &StaticHeader,
+    prev: &CommitRecord,
+    content: &SegmentContent<'_>,
+) -> Result<CommitRecord> {
+    let p = header.probe_set.num_probes as usize;
+    let mut w = SegmentWriter {
+        storage,
+        cursor: align_up(prev.committed_len, ALIGN).ok_or_else(|| Error::corrupt("file length overflows"))?,
+        sections: Vec::new(),
+    };
+
+    if let Some(rows) = content.rows {
+        let n = content.entries as usize;
+        let stride = descriptor_stride(content.entries) as usize;
+        w.descriptors(rows, p, n, stride, header.dtype)?;
+    }
+
+    let mut strings = StringPool(Vec::new());
+    if !content.models.is_empty() {
+        let mut models = Vec::with_capacity(content.models.len() * MODEL_RECORD_LEN);
+        let mut meta = Vec::new();
+        let mut meta_count_total = 0u64;
+        for m in content.models {
+            let name = strings.add(&m.name)?;
+            let source = strings.add(&m.source)?;
+            models.extend_from_slice(&m.first_entry.to_le_bytes());
+            models.extend_from_slice(&m.logit_count.to_le_bytes());
+            let mc = u32::try_from(m.meta.len())
+                .map_err(|_| Error::InvalidInput("too many metadata pairs".into()))?;
+            models.extend_from_slice(&mc.to_le_bytes());
+            put_ref(&mut models, name);
+            put_ref(&mut models, source);
+            models.extend_from_slice(&meta_count_total.to_le_bytes());
+            models.extend_from_slice(&0u64.to_le_bytes());
+            for (k, v) in &m.meta {
+                let k = strings.add(k)?;
+                let v = strings.add(v)?;
+                put_ref(&mut meta, k);
+                put_ref(&mut meta, v);
+            }
+            meta_count_total += m.meta.len() as u64;
+        }
+        w.section(SectionKind::Models, &models, 0)?;
+        if !content.labels.is_empty() {
+            let mut labels = Vec::with_capacity(content.labels.len() * STRING_REF_LEN);
+            for l in content.labels {
+                match l {
+                    Some(s) => put_ref(&mut labels, strings.add(s)?),
+                    None => put_ref(&mut labels, [NO_STRING, 0]),
+                }
+            }
+            w.section(SectionKind::EntryLabels, &labels, 0)?;
+        }
+        if !meta.is_empty() {
+            w.section(SectionKind::ModelMeta, &meta, 0)?;
+        }
+    }
+    if let Some(names) = content.probe_names {
+        let mut refs = Vec::with_capacity(names.len() * STRING_REF_LEN);
+        for n in names {
+            put_ref(&mut refs, strings.add(n)?);
+        }
+        w.section(SectionKind::ProbeNames, &refs, 0)?;
+    }
+    if !strings.0.is_empty() {
+        w.section(SectionKind::Strings, &strings.0, 0)?;
+    }
+    if let Some((emb, dim)) = content.probe_embeddings {
+        w.section(SectionKind::ProbeEmbeddings, bytemuck::cast_slice(emb), dim as u64)?;
+    }
+
+    let prev_dir = (prev.segment_count > 0).then_some(prev.directory);
+    let dir = SegmentDirectory {
+        number: prev.segment_count,
+        first_entry: prev.entry_count,
+        entry_count: content.entries,
+        first_model: prev.model_count,
+        model_count: content.models.len() as u64,
+        prev: prev_dir,
+        sections: std::mem::take(&mut w.sections),
+    };
+    let bytes = dir.encode();
+    let offset = w.align()?;
+    w.write(&bytes)?;
+    let committed_len = w.cursor;
+    storage_sync(w.storage, "sync segment")?;
+    Ok(CommitRecord {
+        sequence: prev.sequence + 1,
+        committed_len,
+        directory: Extent {
+            offset,
+            len: bytes.len() as u64,
+            crc: crc32fast::hash(&bytes[..bytes.len() - 4]),
+        },
+        segment_count: prev.segment_count + 1,
+        entry_count: prev.entry_count + content.entries,
+        model_count: prev.model_count + content.models.len() as u64,
+    })
+}
+
+/// Writes `commit` into `slot` and syncs: the moment the commit becomes durable.
+fn publish_commit<S: Storage>(storage: &mut S, slot: usize, commit: &CommitRecord) -> Result<()> {
+    storage
+        .write_all_at(&commit.encode(), SLOT_OFFSETS[slot] as u64)
+        .map_err(|e| Error::Storage { op: "write commit record", source: e })?;
+    storage_sync(storage, "sync commit record")
+}
+
+fn storage_sync<S: Storage>(storage: &mut S, op: &'static str) -> Result<()> {
+    storage.sync().map_err(|e| Error::Storage { op, source: e })
+}
+
+struct SegmentWriter<'s, S: Storage> {
+    storage: &'s mut S,
+    cursor: u64,
+    sections: Vec<SectionEntry>,
+}
+
+impl<S: Storage> SegmentWriter<'_, S> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.storage
+            .write_all_at(bytes, self.cursor)
+            .map_err(|e| Error::Storage { op: "write segment", source: e })?;
+        self.cursor += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn align(&mut self) -> Result<u64> {
+        self.cursor = align_up(self.cursor, ALIGN).ok_or_else(|| Error::corrupt("offset overflow"))?;
+        Ok(self.cursor)
+    }
+
+    fn section(&mut self, kind: SectionKind, bytes: &[u8], param: u64) -> Result<()> {
+        let offset = self.align()?;
+        self.write(bytes)?;
+        self.sections.push(SectionEntry {
+            kind: kind as u32,
+            crc: crc32fast::hash(bytes),
+            offset,
+            len: bytes.len() as u64,
+            param,
+        });
+        Ok(())
+    }
+
+    /// Streams the probe-major descriptor matrix, a few MiB at a time.
+    fn descriptors(
+        &mut self,
+        rows: &dyn RowSource,
+        p: usize,
+        n: usize,
+        stride: usize,
+        dtype: Dtype,
+    ) -> Result<()> {
+        let offset = self.align()?;
+        let mut crc = crc32fast::Hasher::new();
+        let row_bytes = stride * dtype.size() as usize;
+        let rows_per_write = (4 << 20) / row_bytes.max(1) + 1;
+        let mut buf: Vec<u8> = Vec::with_capacity(rows_per_write.min(p) * row_bytes);
+        let mut row = vec![0f32; n];
+        let mut row16: Vec<f16> = Vec::new();
+        for r in 0..p {
+            rows.fill_row(r, &mut row)?;
+            match dtype {
+                Dtype::F32 => buf.extend_from_slice(bytemuck::cast_slice(&row)),
+                Dtype::F16 => {
+                    row16.clear();
+                    row16.extend(row.iter().map(|&x| f16::from_f32(x)));
+                    buf.extend_from_slice(bytemuck::cast_slice(&row16));
+                }
+            }
+            buf.resize(buf.len() + (stride - n) * dtype.size() as usize, 0);
+            if buf.len() >= rows_per_write * row_bytes || r + 1 == p {
+                crc.update(&buf);
+                self.write(&buf)?;
+                buf.clear();
+            }
+        }
+        self.sections.push(SectionEntry {
+            kind: SectionKind::Descriptors as u32,
+            crc: crc.finalize(),
+            offset,
+            len: (p * row_bytes) as u64,
+            param: stride as u64,
+        });
+        Ok(())
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync directory", dir, e))
+}
+
+impl<S: Storage> std::fmt::Debug for IndexWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexWriter")
+            .field("header", &self.header)
+            .field("commit", &self.commit)
+            .field("pending_models", &self.pending.models.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::Index;
+    use crate::search::{Metric, Query, SearchParams};
+    use crate::synth::{SynthConfig, SynthZoo};
+
+    fn zoo(models: usize, probes: usize) -> SynthZoo {
+        SynthZoo::generate(SynthConfig {
+            probes,
+            concepts: 40,
+            models,
+            ..Default::default()
+        })
+    }
+
+    fn append_zoo(path: &Path, z: &SynthZoo, range: std::ops::Range<usize>) {
+        let mut w = IndexWriter::open(path, LockWait::Fail).unwrap();
+        for m in &z.models[range] {
+            let l = m.concepts.len();
+            w.add_model(
+                ModelInput {
+                    name: m.name.clone(),
+                    source: "synthetic".into(),
+                    meta: vec![("seed".into(), "1".into())],
+                    labels: Some(m.concepts.iter().map(|c| format!("concept-{c}")).collect()),
+                    logits: LogitMatrix::new(&m.logits, z.config.probes, l).unwrap(),
+                },
+                AppendOptions::default(),
+            )
+            .unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    #[test]
+    fn create_append_search_compact_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.plog");
+        let z = zoo(12, 100);
+        create(&path, &CreateOptions::new(100)).unwrap();
+        assert!(matches!(
+            create(&path, &CreateOptions::new(100)),
+            Err(Error::AlreadyExists { .. })
+        ));
+        append_zoo(&path, &z, 0..5);
+        append_zoo(&path, &z, 5..12);
+        let idx = Index::open(&path).unwrap();
+        let total: usize = z.models.iter().map(|m| m.concepts.len()).sum();
+        assert_eq!(idx.entry_count() as usize, total);
+        assert_eq!(idx.model_count(), 12);
+        assert_eq!(idx.segment_count(), 3);
+        let m7 = idx.model(7).unwrap();
+        assert_eq!(m7.name, z.models[7].name);
+        assert_eq!(m7.meta, vec![("seed".to_string(), "1".to_string())]);
+        let e = m7.first_entry + 1;
+        let info = idx.entry(e).unwrap();
+        assert_eq!((info.model_id, info.logit), (7, 1));
+        assert_eq!(info.label.unwrap(), format!("concept-{}", z.models[7].concepts[1]));
+        let hits = idx.search(&Query::Entry(e), &SearchParams::default()).unwrap();
+        assert_eq!(hits[0].entry, Some(e));
+        assert!(hits[0].score.abs() < 1e-6);
+        let hits = idx
+            .search(
+                &Query::Entry(e),
+                &SearchParams {
+                    exclude_same_model: true,
+                    per_model: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(hits.iter().all(|h| h.model_id != 7));
+        let models: std::collections::HashSet<_> = hits.iter().map(|h| h.model_id).collect();
+        assert_eq!(models.len(), hits.len());
+        for metric in [Metric::Full, Metric::Model] {
+            let hits = idx
+                .search(&Query::Entry(e), &SearchParams { metric, ..Default::default() })
+                .unwrap();
+            assert!(!hits.is_empty());
+        }
+        assert!(idx.verify().is_ok(), "{:?}", idx.verify());
+        let before = idx.search(&Query::Entry(e), &SearchParams::default()).unwrap();
+        let summary = compact(&path, LockWait::Fail).unwrap();
+        assert_eq!(summary.segments_before, 3);
+        // The old snapshot still reads; a fresh open sees one segment with the same results.
+        assert_eq!(idx.search(&Query::Entry(e), &SearchParams::default()).unwrap(), before);
+        let fresh = Index::open(&path).unwrap();
+        assert_eq!(fresh.segment_count(), 1);
+        assert_eq!(fresh.search(&Query::Entry(e), &SearchParams::default()).unwrap(), before);
+        assert!(fresh.verify().is_ok());
+    }
+}
