@@ -201,8 +201,13 @@ mod tests {
     fn nan_is_refused_with_model_and_logit() {
         let data = [1.0, 2.0, f32::NAN, 4.0];
         let m = LogitMatrix::new(&data, 2, 2).unwrap();
-        let e = normalize_logits("resnet", &m, false).unwrap_err().to_string();
-        assert!(e.contains("resnet") && e.contains("logit 0") && e.contains("row 1"), "{e}");
+        let e = normalize_logits("resnet", &m, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("resnet") && e.contains("logit 0") && e.contains("row 1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub enum Error {
     },
 
     /// The bytes are not a probelog index at all.
-    #[error("not a probelog index (bad magic bytes); was this file made by `probelog-tool create`?")]
+    #[error(
+        "not a probelog index (bad magic bytes); was this file made by `probelog-tool create`?"
+    )]
     NotAnIndex,
 
     /// The file is a probelog index of a format version this build cannot read.
@@ -67,7 +69,11 @@ pub enum Error {
 
     /// A value in the input is NaN or infinite.
     #[error("{what}: value at row {row} is {value} (NaN and infinite values are refused)")]
-    NonFinite { what: String, row: usize, value: f32 },
+    NonFinite {
+        what: String,
+        row: usize,
+        value: f32,
+    },
 
     /// A logit does not vary over the probes, so it has no z-normalized descriptor.
     #[error(

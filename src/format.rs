@@ -214,7 +214,10 @@ impl ProbeSetId {
 
     /// The fingerprint as 64 lowercase hex digits.
     pub fn fingerprint_hex(&self) -> String {
-        self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
+        self.fingerprint
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Parses 64 hex digits.
@@ -303,7 +306,10 @@ impl StaticHeader {
             )));
         }
         let dtype = Dtype::from_code(get_u16(b, H_DTYPE)).ok_or_else(|| {
-            Error::corrupt(format!("unknown descriptor type code {}", get_u16(b, H_DTYPE)))
+            Error::corrupt(format!(
+                "unknown descriptor type code {}",
+                get_u16(b, H_DTYPE)
+            ))
         })?;
         let flags = get_u16(b, H_FLAGS);
         if flags != 0 {
@@ -349,7 +355,10 @@ pub enum SlotState {
     /// All zero: never written.
     Empty,
     /// Checksum fails: torn by a crash during a commit, or damaged.
-    Damaged { expected: u32, got: u32 },
+    Damaged {
+        expected: u32,
+        got: u32,
+    },
     Valid(CommitRecord),
 }
 
@@ -599,7 +608,10 @@ mod tests {
             Err(Error::ChecksumMismatch { .. })
         ));
         page[0] = b'X';
-        assert!(matches!(StaticHeader::decode(&page), Err(Error::NotAnIndex)));
+        assert!(matches!(
+            StaticHeader::decode(&page),
+            Err(Error::NotAnIndex)
+        ));
     }
 
     #[test]
@@ -654,7 +666,10 @@ mod tests {
             len: bytes.len() as u64,
             crc: crc32fast::hash(&bytes[..bytes.len() - 4]),
         };
-        assert_eq!(SegmentDirectory::decode(&bytes, &ext, "segment 3").unwrap(), d);
+        assert_eq!(
+            SegmentDirectory::decode(&bytes, &ext, "segment 3").unwrap(),
+            d
+        );
     }
 
     #[test]

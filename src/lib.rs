@@ -30,13 +30,19 @@
 #![warn(missing_debug_implementations)]
 
 #[cfg(target_endian = "big")]
-compile_error!("probelog maps little-endian index files directly and supports little-endian targets only");
+compile_error!(
+    "probelog maps little-endian index files directly and supports little-endian targets only"
+);
 #[cfg(not(unix))]
-compile_error!("probelog uses Unix file APIs (pread/pwrite, flock); other platforms are not supported yet");
+compile_error!(
+    "probelog uses Unix file APIs (pread/pwrite, flock); other platforms are not supported yet"
+);
 
 pub mod descriptor;
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod reader;
 pub mod search;
 pub mod storage;

@@ -51,6 +51,15 @@ impl<'a> DescriptorRows<'a> {
             RowData::F16(_) => None,
         }
     }
+    /// Row `p` restricted to entries `r`, as raw f16 bits when stored as f16.
+    pub fn row_f16_bits(&self, p: usize, r: Range<usize>) -> Option<&'a [u16]> {
+        match self.data {
+            RowData::F16(d) => Some(bytemuck::cast_slice(
+                &d[p * self.stride + r.start..p * self.stride + r.end],
+            )),
+            RowData::F32(_) => None,
+        }
+    }
     /// Copies row `p`, entries `r`, into `out` as f32.
     pub fn read_row(&self, p: usize, r: Range<usize>, out: &mut [f32]) {
         let (a, b) = (p * self.stride + r.start, p * self.stride + r.end);
@@ -134,7 +143,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
     /// a shared mapping.
     pub fn with_header_page(page: &[u8], data: D) -> Result<Self> {
         let bytes = data.as_ref();
-        if bytes.as_ptr() as usize % ALIGN as usize != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(ALIGN as usize) {
             return Err(Error::InvalidParameter(
                 "index bytes must start at a 64-byte aligned address (use AlignedBytes)".into(),
             ));
@@ -188,21 +197,31 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 c.segment_count, c.committed_len
             )));
         }
+        // The writer ends every commit with the newest directory: nothing committed lies after it.
+        if c.directory.offset.checked_add(c.directory.len) != Some(c.committed_len) {
+            return Err(Error::corrupt(format!(
+                "the committed length {} is not the end of the newest directory (offset {}, {} bytes)",
+                c.committed_len, c.directory.offset, c.directory.len
+            )));
+        }
         let mut chain = Vec::with_capacity(c.segment_count as usize);
         let mut next = Some(c.directory);
         let mut upper = c.committed_len; // each directory ends at or before this
         while let Some(ext) = next {
-            let label = format!("segment {}", c.segment_count as usize - 1 - chain.len());
             if chain.len() == c.segment_count as usize {
                 return Err(Error::corrupt(format!(
                     "the directory chain is longer than the {} segments the commit lists",
                     c.segment_count
                 )));
             }
+            let label = format!("segment {}", c.segment_count as usize - 1 - chain.len());
             if ext.len > max_dir
                 || ext.offset < HEADER_PAGE_LEN
-                || ext.offset % ALIGN != 0
-                || ext.offset.checked_add(ext.len).is_none_or(|end| end > upper)
+                || !ext.offset.is_multiple_of(ALIGN)
+                || ext
+                    .offset
+                    .checked_add(ext.len)
+                    .is_none_or(|end| end > upper)
             {
                 return Err(Error::corrupt(format!(
                     "{label}: directory reference (offset {}, {} bytes) is out of place",
@@ -291,7 +310,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             let name = s.kind_name();
             if s.offset % ALIGN != 0
                 || s.offset < lower
-                || s.offset.checked_add(s.len).is_none_or(|end| end > extent.offset)
+                || s.offset
+                    .checked_add(s.len)
+                    .is_none_or(|end| end > extent.offset)
             {
                 return Err(Error::corrupt(format!(
                     "{label}: {name} section (offset {}, {} bytes) lies outside its segment",
@@ -319,12 +340,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                         .and_then(|x| x.checked_mul(self.header.dtype.size()))
                 }
                 SectionKind::Models => seg.dir.model_count.checked_mul(MODEL_RECORD_LEN as u64),
-                SectionKind::EntryLabels => {
-                    seg.dir.entry_count.checked_mul(STRING_REF_LEN as u64)
-                }
-                SectionKind::ModelMeta => {
-                    (s.len % META_RECORD_LEN as u64 == 0).then_some(s.len)
-                }
+                SectionKind::EntryLabels => seg.dir.entry_count.checked_mul(STRING_REF_LEN as u64),
+                SectionKind::ModelMeta => (s.len % META_RECORD_LEN as u64 == 0).then_some(s.len),
                 SectionKind::Strings => Some(s.len),
                 SectionKind::ProbeNames => p.checked_mul(STRING_REF_LEN as u64),
                 SectionKind::ProbeEmbeddings => {
@@ -365,9 +382,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 if has_entries { "missing" } else { "present" }
             )));
         }
-        if seg.strings.is_none() && (seg.models.is_some() || seg.probe_names.is_some()) {
-            return Err(Error::corrupt(format!("{label}: names without a strings section")));
-        }
+        // A segment whose strings are all empty has no strings section: every string reference
+        // must then be empty, which the reference checks (against a length of 0) enforce.
         Ok(seg)
     }
 
@@ -414,6 +430,24 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         self.bytes()
     }
 
+    /// Where the committed state lies: `(name, offset, len)` of every segment directory
+    /// (`"segment 2 directory"`) and every section (`"segment 2 descriptors"`), in segment order.
+    /// The names are the ones [`RawIndex::verify`] uses in its problems.
+    pub fn section_extents(&self) -> Vec<(String, u64, u64)> {
+        let mut out = Vec::new();
+        for (i, seg) in self.segments.iter().enumerate() {
+            for s in &seg.dir.sections {
+                out.push((format!("segment {i} {}", s.kind_name()), s.offset, s.len));
+            }
+            out.push((
+                format!("segment {i} directory"),
+                seg.extent.offset,
+                seg.extent.len,
+            ));
+        }
+        out
+    }
+
     // ---- Descriptors --------------------------------------------------------------------------
 
     /// The descriptor matrix of segment `s`, or `None` for a segment without entries.
@@ -452,7 +486,10 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 self.entry_count()
             )));
         }
-        let s = self.segments.partition_point(|g| g.dir.first_entry <= entry) - 1;
+        let s = self
+            .segments
+            .partition_point(|g| g.dir.first_entry <= entry)
+            - 1;
         let seg = &self.segments[s];
         // Segments without entries share their first_entry with the next; skip them.
         debug_assert!(entry < seg.dir.first_entry + seg.dir.entry_count);
@@ -462,7 +499,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
     /// The stored (z-normalized) descriptor of `entry`, over all probes.
     pub fn descriptor(&self, entry: u64) -> Result<Vec<f32>> {
         let (s, e) = self.segment_of_entry(entry)?;
-        let rows = self.segment_rows(s)?.expect("segment with entries has descriptors");
+        let rows = self
+            .segment_rows(s)?
+            .expect("segment with entries has descriptors");
         Ok((0..self.num_probes()).map(|p| rows.value(p, e)).collect())
     }
 
@@ -476,7 +515,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             return Ok(&[]);
         };
         let table = self.section_bytes(sec);
-        let checked = seg.models_checked.get_or_init(|| self.check_model_table(s, table));
+        let checked = seg
+            .models_checked
+            .get_or_init(|| self.check_model_table(s, table));
         match checked {
             Ok(()) => Ok(table),
             Err(what) => Err(Error::corrupt(what.clone())),
@@ -532,7 +573,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let bytes = strings
             .get(off as usize..off as usize + len as usize)
             .ok_or_else(|| {
-                Error::corrupt(format!("segment {s}: {what} refers outside the strings section"))
+                Error::corrupt(format!(
+                    "segment {s}: {what} refers outside the strings section"
+                ))
             })?;
         let text = std::str::from_utf8(bytes)
             .map_err(|_| Error::corrupt(format!("segment {s}: {what} is not UTF-8")))?;
@@ -546,7 +589,10 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 self.model_count()
             )));
         }
-        let s = self.segments.partition_point(|g| g.dir.first_model <= model) - 1;
+        let s = self
+            .segments
+            .partition_point(|g| g.dir.first_model <= model)
+            - 1;
         Ok((s, (model - self.segments[s].dir.first_model) as usize))
     }
 
@@ -556,8 +602,12 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let table = self.model_table(s)?;
         let r = &table[m * MODEL_RECORD_LEN..(m + 1) * MODEL_RECORD_LEN];
         let seg = &self.segments[s];
-        let name = self.string(s, &r[M_NAME..], "model name")?.unwrap_or_default();
-        let source = self.string(s, &r[M_SOURCE..], "model source")?.unwrap_or_default();
+        let name = self
+            .string(s, &r[M_NAME..], "model name")?
+            .unwrap_or_default();
+        let source = self
+            .string(s, &r[M_SOURCE..], "model source")?
+            .unwrap_or_default();
         let mut meta = Vec::new();
         if let Some(sec) = &seg.meta {
             let recs = self.section_bytes(sec);
@@ -565,7 +615,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             for i in first..first + get_u32(r, M_META_COUNT) as usize {
                 let rec = &recs[i * META_RECORD_LEN..(i + 1) * META_RECORD_LEN];
                 let k = self.string(s, rec, "metadata key")?.unwrap_or_default();
-                let v = self.string(s, &rec[STRING_REF_LEN..], "metadata value")?.unwrap_or_default();
+                let v = self
+                    .string(s, &rec[STRING_REF_LEN..], "metadata value")?
+                    .unwrap_or_default();
                 meta.push((k, v));
             }
         }
@@ -668,7 +720,9 @@ fn check_ref(r: &[u8], o: usize, strings_len: u64) -> Result<(), String> {
         return Ok(());
     }
     if u64::from(off) + u64::from(len) > strings_len {
-        return Err(format!("refers to bytes {off}..{off}+{len} of {strings_len}"));
+        return Err(format!(
+            "refers to bytes {off}..{off}+{len} of {strings_len}"
+        ));
     }
     Ok(())
 }
@@ -737,7 +791,7 @@ impl Index {
         let mut page = vec![0u8; HEADER_USED_LEN];
         file.read_exact_at(&mut page, 0)
             .map_err(|e| Error::io("read header of", path, e))?;
-        // SAFETY: the map is read-only and private to this process. Writers never modify bytes
+        // SAFETY: the map is read-only (shared with other processes' maps of the same file). Writers never modify bytes
         // below a committed length once committed (they only append after it, and compaction
         // renames a new file into place instead of rewriting this one), and never shrink the
         // file below the committed length this snapshot uses; the commit slots, which do change
@@ -799,7 +853,9 @@ impl<D> std::fmt::Debug for RawIndex<D> {
 
 impl std::fmt::Debug for AlignedBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlignedBytes").field("len", &self.len).finish()
+        f.debug_struct("AlignedBytes")
+            .field("len", &self.len)
+            .finish()
     }
 }
 

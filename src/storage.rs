@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 
 /// What the writer needs from a file. Offsets are absolute byte positions.
 pub trait Storage {
-    fn len(&self) -> io::Result<u64>;
+    /// The current size of the file in bytes.
+    fn size(&self) -> io::Result<u64>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
@@ -94,7 +95,7 @@ impl FileStorage {
 }
 
 impl Storage for FileStorage {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -212,14 +213,15 @@ fn apply(img: &mut Vec<u8>, op: &PendingOp) {
 }
 
 impl Storage for FaultyStorage {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.current.len() as u64)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let start = offset as usize;
-        let src = self
-            .current
-            .get(start..start + buf.len())
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(buf.len())?));
+        let src = range
+            .and_then(|r| self.current.get(r))
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         buf.copy_from_slice(src);
         Ok(())

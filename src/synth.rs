@@ -69,7 +69,9 @@ impl SynthZoo {
         let c = config;
         assert!(c.concepts >= c.max_logits && c.min_logits >= 1 && c.min_logits <= c.max_logits);
         let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
-        let latent: Vec<f32> = (0..c.probes * c.latent_rank).map(|_| normal(&mut rng)).collect();
+        let latent: Vec<f32> = (0..c.probes * c.latent_rank)
+            .map(|_| normal(&mut rng))
+            .collect();
         // Concept profile over probes: a weak latent component plus strong firing on a few probes.
         let profiles: Vec<Vec<f32>> = (0..c.concepts)
             .map(|_| {
@@ -80,7 +82,11 @@ impl SynthZoo {
                             .map(|j| latent[p * c.latent_rank + j] * w[j])
                             .sum();
                         let fires = rng.random_bool(c.concept_density);
-                        base + if fires { 3.0 + normal(&mut rng).abs() } else { 0.0 }
+                        base + if fires {
+                            3.0 + normal(&mut rng).abs()
+                        } else {
+                            0.0
+                        }
                     })
                     .collect()
             })
@@ -104,7 +110,8 @@ impl SynthZoo {
                 for (j, &concept) in concepts.iter().enumerate() {
                     let gain = rng.random_range(0.7f32..1.3);
                     for p in 0..c.probes {
-                        let v = profiles[concept][p] * gain + pattern[p] + c.noise * normal(&mut rng);
+                        let v =
+                            profiles[concept][p] * gain + pattern[p] + c.noise * normal(&mut rng);
                         logits[p * l + j] = v * scale + shift;
                     }
                 }

@@ -66,8 +66,14 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         if let Err(e) = StaticHeader::decode(&data[..HEADER_USED_LEN]) {
             problem("header", e.to_string());
         }
-        if data[HEADER_USED_LEN..HEADER_PAGE_LEN as usize].iter().any(|&b| b != 0) {
-            problem("header page padding", "bytes that must be zero are not".into());
+        if data[HEADER_USED_LEN..HEADER_PAGE_LEN as usize]
+            .iter()
+            .any(|&b| b != 0)
+        {
+            problem(
+                "header page padding",
+                "bytes that must be zero are not".into(),
+            );
         }
         let (slots, active) = self.slots();
         let other = 1 - active;
@@ -95,7 +101,10 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             if got != d.crc {
                 problem(
                     &format!("segment {i} directory"),
-                    format!("checksum mismatch: stored {:#010x}, computed {got:#010x}", d.crc),
+                    format!(
+                        "checksum mismatch: stored {:#010x}, computed {got:#010x}",
+                        d.crc
+                    ),
                 );
             }
             extents.push((d.offset, d.len));
@@ -112,7 +121,10 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 if got != s.crc {
                     problem(
                         &name,
-                        format!("checksum mismatch: stored {:#010x}, computed {got:#010x}", s.crc),
+                        format!(
+                            "checksum mismatch: stored {:#010x}, computed {got:#010x}",
+                            s.crc
+                        ),
                     );
                 }
                 r.sections_checked += 1;

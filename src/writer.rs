@@ -7,6 +7,7 @@
 //! overwritten by the next append.
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use half::f16;
@@ -62,6 +63,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     let dir = parent_dir(path);
     let tmp = tempfile::Builder::new()
         .prefix(".probelog-create-")
+        .permissions(std::fs::Permissions::from_mode(0o644))
         .tempfile_in(&dir)
         .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
     let file = tmp
@@ -92,9 +94,10 @@ fn write_new_file<S: Storage>(
 ) -> Result<CommitRecord> {
     let mut page = vec![0u8; HEADER_PAGE_LEN as usize];
     page[..STATIC_HEADER_LEN].copy_from_slice(&header.encode());
-    storage
-        .write_all_at(&page, 0)
-        .map_err(|e| Error::Storage { op: "write header", source: e })?;
+    storage.write_all_at(&page, 0).map_err(|e| Error::Storage {
+        op: "write header",
+        source: e,
+    })?;
     let empty = CommitRecord {
         sequence: prev_sequence,
         committed_len: HEADER_PAGE_LEN,
@@ -176,9 +179,10 @@ impl IndexWriter<FileStorage> {
 impl<S: Storage> IndexWriter<S> {
     /// Opens a writer over any storage (tests use [`crate::storage::FaultyStorage`]).
     pub fn from_storage(storage: S) -> Result<Self> {
-        let len = storage
-            .len()
-            .map_err(|e| Error::Storage { op: "stat", source: e })?;
+        let len = storage.size().map_err(|e| Error::Storage {
+            op: "stat",
+            source: e,
+        })?;
         if len < HEADER_USED_LEN as u64 {
             return Err(if len < 8 {
                 Error::NotAnIndex
@@ -193,7 +197,10 @@ impl<S: Storage> IndexWriter<S> {
         let mut page = vec![0u8; HEADER_USED_LEN];
         storage
             .read_exact_at(&mut page, 0)
-            .map_err(|e| Error::Storage { op: "read header", source: e })?;
+            .map_err(|e| Error::Storage {
+                op: "read header",
+                source: e,
+            })?;
         let header = StaticHeader::decode(&page)?;
         let (_, active_slot, commit) = choose_commit(&page)?;
         if commit.committed_len > len {
@@ -203,17 +210,26 @@ impl<S: Storage> IndexWriter<S> {
                 len,
             });
         }
-        // The directory we are about to link to must be intact.
-        if commit.directory.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
-            || commit.directory.offset.checked_add(commit.directory.len)
-                > Some(commit.committed_len)
+        // The directory we are about to link to must be intact, and lie after the header page:
+        // the next append truncates the file to the committed length and writes after it.
+        if commit.committed_len < HEADER_PAGE_LEN
+            || commit.directory.offset < HEADER_PAGE_LEN
+            || commit.directory.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
+            || commit
+                .directory
+                .offset
+                .checked_add(commit.directory.len)
+                .is_none_or(|end| end > commit.committed_len)
         {
             return Err(Error::corrupt("the current commit points outside the file"));
         }
         let mut dir = vec![0u8; commit.directory.len as usize];
         storage
             .read_exact_at(&mut dir, commit.directory.offset)
-            .map_err(|e| Error::Storage { op: "read directory", source: e })?;
+            .map_err(|e| Error::Storage {
+                op: "read directory",
+                source: e,
+            })?;
         SegmentDirectory::decode(&dir, &commit.directory, "last segment")?;
         Ok(IndexWriter {
             storage,
@@ -271,7 +287,7 @@ impl<S: Storage> IndexWriter<S> {
         }
         if input.logits.probes() != p {
             return Err(Error::ProbeCountMismatch {
-                what: format!("the logits of model {:?}", input.name),
+                what: format!("the logit matrix of model {:?}", input.name),
                 expected: p as u64,
                 actual: input.logits.probes() as u64,
             });
@@ -341,8 +357,16 @@ impl<S: Storage> IndexWriter<S> {
         // Reclaim a torn tail left by an interrupted append.
         self.storage
             .set_len(before.committed_len)
-            .map_err(|e| Error::Storage { op: "truncate torn tail", source: e })?;
-        let commit = write_segment(&mut self.storage, &self.header, &before, &pending.as_content())?;
+            .map_err(|e| Error::Storage {
+                op: "truncate torn tail",
+                source: e,
+            })?;
+        let commit = write_segment(
+            &mut self.storage,
+            &self.header,
+            &before,
+            &pending.as_content(),
+        )?;
         let slot = 1 - self.active_slot;
         publish_commit(&mut self.storage, slot, &commit)?;
         self.commit = commit;
@@ -372,12 +396,19 @@ pub struct CompactSummary {
 /// into place. Processes that still map the old file keep a valid view of it.
 pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
     let locked = FileStorage::open_locked(path, wait)?;
-    let bytes_before = locked.len().map_err(|e| Error::io("stat", path, e))?;
+    let bytes_before = locked.size().map_err(|e| Error::io("stat", path, e))?;
     let snapshot = crate::reader::Index::from_file(locked.file(), path)?;
     let raw = snapshot.raw();
     let dir = parent_dir(path);
+    // The new file takes the old one's permissions, so compaction changes nobody's access.
+    let permissions = locked
+        .file()
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .permissions();
     let tmp = tempfile::Builder::new()
         .prefix(".probelog-compact-")
+        .permissions(permissions)
         .tempfile_in(&dir)
         .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
     let file = tmp
@@ -440,6 +471,9 @@ struct SegmentContent<'a> {
 
 /// Staged appends, probe-major: `rows[p]` holds the staged entries' values for probe `p`.
 struct Pending {
+    probes: usize,
+    /// Empty until the first model is staged: the probe count comes from the file header, and
+    /// opening a writer must not allocate by it.
     rows: Vec<Vec<f32>>,
     entries: usize,
     models: Vec<ModelRecordIn>,
@@ -452,7 +486,8 @@ struct Pending {
 impl Pending {
     fn new(probes: usize) -> Self {
         Pending {
-            rows: vec![Vec::new(); probes],
+            probes,
+            rows: Vec::new(),
             entries: 0,
             models: Vec::new(),
             labels: Vec::new(),
@@ -468,7 +503,10 @@ impl Pending {
 
     /// `desc` is entry-major: `l` runs of `num_probes` values.
     fn push_model(&mut self, input: ModelInput<'_>, desc: &[f32], l: usize) {
-        let p = self.rows.len();
+        let p = self.probes;
+        if self.rows.is_empty() {
+            self.rows = vec![Vec::new(); p];
+        }
         for (r, row) in self.rows.iter_mut().enumerate() {
             row.extend((0..l).map(|j| desc[j * p + r]));
         }
@@ -490,10 +528,10 @@ impl Pending {
     }
 
     fn set_probe_names(&mut self, names: Vec<String>) -> Result<()> {
-        if names.len() != self.rows.len() {
+        if names.len() != self.probes {
             return Err(Error::ProbeCountMismatch {
                 what: "the probe name list".into(),
-                expected: self.rows.len() as u64,
+                expected: self.probes as u64,
                 actual: names.len() as u64,
             });
         }
@@ -502,8 +540,8 @@ impl Pending {
     }
 
     fn set_probe_embeddings(&mut self, emb: &[f32], dim: usize) -> Result<()> {
-        let p = self.rows.len();
-        if dim == 0 || emb.len() % dim != 0 {
+        let p = self.probes;
+        if dim == 0 || !emb.len().is_multiple_of(dim) {
             return Err(Error::InvalidInput(format!(
                 "probe embeddings: {} values do not form rows of dimension {dim}",
                 emb.len()
@@ -525,13 +563,18 @@ impl Pending {
                     value: x,
                 });
             }
-            let norm = row.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+            let norm = row
+                .iter()
+                .map(|&x| f64::from(x).powi(2))
+                .sum::<f64>()
+                .sqrt();
             if norm == 0.0 {
                 return Err(Error::InvalidInput(format!(
                     "probe embeddings: row {r} is all zeros"
                 )));
             }
-            row.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+            row.iter_mut()
+                .for_each(|x| *x = (f64::from(*x) / norm) as f32);
         }
         self.probe_embeddings = Some((out, dim));
         Ok(())
@@ -544,7 +587,10 @@ impl Pending {
             models: &self.models,
             labels: if self.any_label { &self.labels } else { &[] },
             probe_names: self.probe_names.as_deref(),
-            probe_embeddings: self.probe_embeddings.as_ref().map(|(e, d)| (e.as_slice(), *d)),
+            probe_embeddings: self
+                .probe_embeddings
+                .as_ref()
+                .map(|(e, d)| (e.as_slice(), *d)),
         }
     }
 }
@@ -617,7 +663,10 @@ impl SnapshotContent {
             models: &self.models,
             labels: if self.any_label { &self.labels } else { &[] },
             probe_names: self.probe_names.as_deref(),
-            probe_embeddings: self.probe_embeddings.as_ref().map(|(e, d)| (e.as_slice(), *d)),
+            probe_embeddings: self
+                .probe_embeddings
+                .as_ref()
+                .map(|(e, d)| (e.as_slice(), *d)),
         }
     }
 }
@@ -654,9 +703,28 @@ fn write_segment<S: Storage>(
     content: &SegmentContent<'_>,
 ) -> Result<CommitRecord> {
     let p = header.probe_set.num_probes as usize;
+    // The writer links to the last directory only and does not walk the chain, so the counters of
+    // a damaged commit record reach here unchecked: refuse rather than wrap (a wrapped sequence
+    // would make the older commit slot current, losing this commit).
+    let limits = || {
+        Error::corrupt(format!(
+            "commit {} has counters at their limits; the index is damaged",
+            prev.sequence
+        ))
+    };
+    let sequence = prev.sequence.checked_add(1).ok_or_else(limits)?;
+    let segment_count = prev.segment_count.checked_add(1).ok_or_else(limits)?;
+    let entry_count = prev
+        .entry_count
+        .checked_add(content.entries)
+        .ok_or_else(limits)?;
+    let model_count = (prev.model_count)
+        .checked_add(content.models.len() as u64)
+        .ok_or_else(limits)?;
     let mut w = SegmentWriter {
         storage,
-        cursor: align_up(prev.committed_len, ALIGN).ok_or_else(|| Error::corrupt("file length overflows"))?,
+        cursor: align_up(prev.committed_len, ALIGN)
+            .ok_or_else(|| Error::corrupt("file length overflows"))?,
         sections: Vec::new(),
     };
 
@@ -717,7 +785,11 @@ fn write_segment<S: Storage>(
         w.section(SectionKind::Strings, &strings.0, 0)?;
     }
     if let Some((emb, dim)) = content.probe_embeddings {
-        w.section(SectionKind::ProbeEmbeddings, bytemuck::cast_slice(emb), dim as u64)?;
+        w.section(
+            SectionKind::ProbeEmbeddings,
+            bytemuck::cast_slice(emb),
+            dim as u64,
+        )?;
     }
 
     let prev_dir = (prev.segment_count > 0).then_some(prev.directory);
@@ -736,16 +808,16 @@ fn write_segment<S: Storage>(
     let committed_len = w.cursor;
     storage_sync(w.storage, "sync segment")?;
     Ok(CommitRecord {
-        sequence: prev.sequence + 1,
+        sequence,
         committed_len,
         directory: Extent {
             offset,
             len: bytes.len() as u64,
             crc: crc32fast::hash(&bytes[..bytes.len() - 4]),
         },
-        segment_count: prev.segment_count + 1,
-        entry_count: prev.entry_count + content.entries,
-        model_count: prev.model_count + content.models.len() as u64,
+        segment_count,
+        entry_count,
+        model_count,
     })
 }
 
@@ -753,7 +825,10 @@ fn write_segment<S: Storage>(
 fn publish_commit<S: Storage>(storage: &mut S, slot: usize, commit: &CommitRecord) -> Result<()> {
     storage
         .write_all_at(&commit.encode(), SLOT_OFFSETS[slot] as u64)
-        .map_err(|e| Error::Storage { op: "write commit record", source: e })?;
+        .map_err(|e| Error::Storage {
+            op: "write commit record",
+            source: e,
+        })?;
     storage_sync(storage, "sync commit record")
 }
 
@@ -771,13 +846,17 @@ impl<S: Storage> SegmentWriter<'_, S> {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.storage
             .write_all_at(bytes, self.cursor)
-            .map_err(|e| Error::Storage { op: "write segment", source: e })?;
+            .map_err(|e| Error::Storage {
+                op: "write segment",
+                source: e,
+            })?;
         self.cursor += bytes.len() as u64;
         Ok(())
     }
 
     fn align(&mut self) -> Result<u64> {
-        self.cursor = align_up(self.cursor, ALIGN).ok_or_else(|| Error::corrupt("offset overflow"))?;
+        self.cursor =
+            align_up(self.cursor, ALIGN).ok_or_else(|| Error::corrupt("offset overflow"))?;
         Ok(self.cursor)
     }
 
@@ -920,8 +999,13 @@ mod tests {
         let e = m7.first_entry + 1;
         let info = idx.entry(e).unwrap();
         assert_eq!((info.model_id, info.logit), (7, 1));
-        assert_eq!(info.label.unwrap(), format!("concept-{}", z.models[7].concepts[1]));
-        let hits = idx.search(&Query::Entry(e), &SearchParams::default()).unwrap();
+        assert_eq!(
+            info.label.unwrap(),
+            format!("concept-{}", z.models[7].concepts[1])
+        );
+        let hits = idx
+            .search(&Query::Entry(e), &SearchParams::default())
+            .unwrap();
         assert_eq!(hits[0].entry, Some(e));
         assert!(hits[0].score.abs() < 1e-6);
         let hits = idx
@@ -939,19 +1023,116 @@ mod tests {
         assert_eq!(models.len(), hits.len());
         for metric in [Metric::Full, Metric::Model] {
             let hits = idx
-                .search(&Query::Entry(e), &SearchParams { metric, ..Default::default() })
+                .search(
+                    &Query::Entry(e),
+                    &SearchParams {
+                        metric,
+                        ..Default::default()
+                    },
+                )
                 .unwrap();
             assert!(!hits.is_empty());
         }
         assert!(idx.verify().is_ok(), "{:?}", idx.verify());
-        let before = idx.search(&Query::Entry(e), &SearchParams::default()).unwrap();
+        let before = idx
+            .search(&Query::Entry(e), &SearchParams::default())
+            .unwrap();
         let summary = compact(&path, LockWait::Fail).unwrap();
         assert_eq!(summary.segments_before, 3);
         // The old snapshot still reads; a fresh open sees one segment with the same results.
-        assert_eq!(idx.search(&Query::Entry(e), &SearchParams::default()).unwrap(), before);
+        assert_eq!(
+            idx.search(&Query::Entry(e), &SearchParams::default())
+                .unwrap(),
+            before
+        );
         let fresh = Index::open(&path).unwrap();
         assert_eq!(fresh.segment_count(), 1);
-        assert_eq!(fresh.search(&Query::Entry(e), &SearchParams::default()).unwrap(), before);
+        assert_eq!(
+            fresh
+                .search(&Query::Entry(e), &SearchParams::default())
+                .unwrap(),
+            before
+        );
         assert!(fresh.verify().is_ok());
     }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+    use crate::reader::Index;
+
+    #[test]
+    fn empty_probe_names_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.plog");
+        let mut opts = CreateOptions::new(2);
+        opts.probe_names = Some(vec![String::new(), String::new()]);
+        create(&path, &opts).unwrap();
+        let idx = Index::open(&path).unwrap();
+        assert_eq!(
+            idx.probe_names().unwrap(),
+            Some(vec![String::new(), String::new()])
+        );
+        assert!(idx.verify().is_ok());
+    }
+
+    #[test]
+    fn compaction_keeps_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.plog");
+        create(&path, &CreateOptions::new(4)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644 & !umask()
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        compact(&path, LockWait::Fail).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn huge_top_returns_every_entry_without_huge_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.plog");
+        create(&path, &CreateOptions::new(3)).unwrap();
+        let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+        let logits = [1.0, 2.0, 3.0, 1.0, 2.0, 1.0];
+        w.add_model(
+            ModelInput {
+                name: "m".into(),
+                source: String::new(),
+                meta: vec![],
+                labels: None,
+                logits: LogitMatrix::new(&logits, 3, 2).unwrap(),
+            },
+            AppendOptions::default(),
+        )
+        .unwrap();
+        w.commit().unwrap();
+        let idx = Index::open(&path).unwrap();
+        let params = crate::SearchParams {
+            top: usize::MAX,
+            ..Default::default()
+        };
+        let hits = idx.search(&crate::Query::Entry(0), &params).unwrap();
+        assert_eq!(hits.len(), 2);
+    }
+
+    fn umask() -> u32 {
+        // Read the process umask from a file created with mode 0o777.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o777)
+            .open(&p)
+            .unwrap();
+        !std::fs::metadata(&p).unwrap().permissions().mode() & 0o777
+    }
+    use std::os::unix::fs::OpenOptionsExt;
 }

@@ -1,1 +1,72 @@
-fn main() {}
+//! `probelog-tool`: create, fill, search, inspect, check, compact and export probelog index files.
+//!
+//! Every subcommand lives in its own module under [`cmd`]; each turns its raw clap arguments into
+//! validated values and then calls the `probelog` library. Errors end up here, printed as one line
+//! (`error: <message>` with the whole context chain) and a non-zero exit code.
+
+use std::io::ErrorKind;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod npy;
+mod output;
+
+/// Find the classifiers that recognize a concept, from their logits on a fixed probe set.
+#[derive(Debug, Parser)]
+#[command(name = "probelog-tool", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new, empty index for a probe set.
+    Create(cmd::create::Args),
+    /// Append one model's logits, or every model listed in a manifest, in one commit.
+    Append(cmd::append::Args),
+    /// Search the index with an entry, a raw logit vector or a text embedding.
+    Search(cmd::search::Args),
+    /// Show what an index holds.
+    Info(cmd::info::Args),
+    /// Check every checksum and reference of an index.
+    Verify(cmd::verify::Args),
+    /// Rewrite an index as a single segment.
+    Compact(cmd::compact::Args),
+    /// Write the z-normalized descriptors as an [entries, probes] float32 .npy plus a JSON sidecar.
+    Export(cmd::export::Args),
+    /// Build a synthetic model zoo into a new index and run an example search.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Create(args) => cmd::create::run(args),
+        Command::Append(args) => cmd::append::run(args),
+        Command::Search(args) => cmd::search::run(args),
+        Command::Info(args) => cmd::info::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Compact(args) => cmd::compact::run(args),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader of our output went away (`probelog-tool info x | head`): not our failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,15 @@
+//! Integration tests of probelog: search against a brute-force reference, concurrent readers and
+//! writers in separate processes, crash safety (simulated crashes through the storage seam and
+//! killed processes), corruption detection, and replay of the fuzz corpus and regressions.
+//!
+//! Tests that need several processes re-execute this test binary: the parent spawns
+//! `current_exe() --exact <child test> --include-ignored` with an environment variable naming the
+//! child's role (see `common::spawn_child`). Child tests are `#[ignore]`d and return at once when
+//! the variable is absent.
+
+mod common;
+mod concurrency;
+mod corruption;
+mod crash;
+mod fuzz_regressions;
+mod search_props;

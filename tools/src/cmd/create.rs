@@ -1,0 +1,123 @@
+//! `create`: a new, empty index for a probe set.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+use clap::ValueEnum;
+use probelog::{CreateOptions, Dtype, ProbeSetId};
+
+use super::{LibResult, parse_fingerprint, read_lines};
+use crate::npy;
+use crate::output::outln;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Path of the new index file; it must not exist yet.
+    pub index: PathBuf,
+    /// Number of probes (inputs) every model's logits are computed on.
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..))]
+    pub num_probes: u32,
+    /// Text file with one probe name per line, in probe order (P lines). Without
+    /// --probe-fingerprint the probe set is identified by these names.
+    #[arg(long, value_name = "FILE")]
+    pub probe_names: Option<PathBuf>,
+    /// float32/float64 .npy of shape [P, d]: image embeddings of the probes, for --text-embedding
+    /// searches.
+    #[arg(long, value_name = "FILE.npy")]
+    pub probe_embeddings: Option<PathBuf>,
+    /// Identity of the probe set as 64 hex digits; appends may name it to prove their logits
+    /// come from the same probes. Default: derived from the probe names, else from P alone.
+    #[arg(long, value_name = "HEX64", value_parser = parse_fingerprint)]
+    pub probe_fingerprint: Option<[u8; 32]>,
+    /// How descriptors are stored: f16 halves the file and costs a little precision.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+}
+
+impl From<DtypeArg> for Dtype {
+    fn from(d: DtypeArg) -> Dtype {
+        match d {
+            DtypeArg::F32 => Dtype::F32,
+            DtypeArg::F16 => Dtype::F16,
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let p = args.num_probes as usize;
+    let names = match &args.probe_names {
+        Some(file) => {
+            let names = read_lines(file)?;
+            ensure!(
+                names.len() == p,
+                "{} holds {} probe names (one per line), but --num-probes is {p}",
+                file.display(),
+                names.len()
+            );
+            Some(names)
+        }
+        None => None,
+    };
+    let embeddings = match &args.probe_embeddings {
+        Some(file) => {
+            let m = npy::read_matrix(file, "[probes, dim]")?;
+            ensure!(
+                m.rows == p,
+                "{} has {} rows (shape [{}, {}]), but --num-probes is {p}: probe embeddings are [probes, dim]",
+                file.display(),
+                m.rows,
+                m.rows,
+                m.cols
+            );
+            ensure!(
+                m.cols > 0,
+                "{}: the embeddings have dimension 0",
+                file.display()
+            );
+            Some((m.data, m.cols))
+        }
+        None => None,
+    };
+    let probe_set = match (args.probe_fingerprint, &names) {
+        (Some(fingerprint), _) => ProbeSetId {
+            num_probes: args.num_probes,
+            fingerprint,
+        },
+        (None, Some(names)) => ProbeSetId::from_names(names),
+        (None, None) => ProbeSetId::anonymous(args.num_probes),
+    };
+    let embedding_dim = embeddings.as_ref().map(|(_, d)| *d);
+    let opts = CreateOptions {
+        probe_set,
+        dtype: args.dtype.into(),
+        probe_names: names,
+        probe_embeddings: embeddings,
+    };
+    probelog::create(&args.index, &opts).at(&args.index)?;
+
+    let mut extras = Vec::new();
+    if opts.probe_names.is_some() {
+        extras.push("probe names".to_string());
+    }
+    if let Some(d) = embedding_dim {
+        extras.push(format!("probe embeddings (dim {d})"));
+    }
+    outln!(
+        "created {}: {p} probes, dtype {}, fingerprint {}{}",
+        args.index.display(),
+        opts.dtype.name(),
+        probe_set.fingerprint_hex(),
+        if extras.is_empty() {
+            String::new()
+        } else {
+            format!(", with {}", extras.join(" and "))
+        }
+    )?;
+    Ok(())
+}

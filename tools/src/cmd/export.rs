@@ -1,0 +1,191 @@
+//! `export`: the z-normalized descriptors as an entry-major float32 `[entries, probes]` .npy, and a
+//! JSON sidecar naming each row. Both are written beside their targets and renamed into place.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use indicatif::ProgressBar;
+use probelog::Index;
+use serde::Serialize;
+use tempfile::NamedTempFile;
+
+use super::{LibResult, open_index};
+use crate::npy::MatrixWriter;
+use crate::output::{outln, pairs_as_object, progress};
+
+/// Entries transposed at a time.
+const BLOCK: usize = 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The index to export.
+    pub index: PathBuf,
+    /// Where to write the descriptors; the sidecar goes to the same path with a .json extension.
+    #[arg(long, value_name = "FILE.npy")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Sidecar {
+    probe_set: ProbeSet,
+    entries: Vec<EntryRow>,
+    models: Vec<ModelRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProbeSet {
+    num_probes: usize,
+    fingerprint: String,
+    names: Option<Vec<String>>,
+    embedding_dim: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct EntryRow {
+    entry: u64,
+    model_id: u64,
+    model: String,
+    logit: u32,
+    label: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelRow {
+    id: u64,
+    name: String,
+    source: String,
+    #[serde(serialize_with = "pairs_as_object")]
+    meta: Vec<(String, String)>,
+    first_entry: u64,
+    logits: u32,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let sidecar_path = args.out.with_extension("json");
+    ensure!(
+        sidecar_path != args.out,
+        "--out {} ends in .json, the extension of the sidecar; name the descriptors FILE.npy",
+        args.out.display()
+    );
+    let index = open_index(&args.index)?;
+    let sidecar = sidecar(&index)?;
+
+    let bar = progress(index.entry_count(), "entries");
+    let mut npy = temp_beside(&args.out)?;
+    write_descriptors(&index, BufWriter::new(npy.as_file_mut()), &bar)
+        .with_context(|| format!("cannot write {}", npy.path().display()))?;
+    bar.finish_and_clear();
+    let mut json = temp_beside(&sidecar_path)?;
+    write_json(json.as_file_mut(), &sidecar)
+        .with_context(|| format!("cannot write {}", json.path().display()))?;
+    persist(npy, &args.out)?;
+    persist(json, &sidecar_path)?;
+    outln!(
+        "exported {} descriptors over {} probes to {} (float32 [{}, {}]) and {}",
+        index.entry_count(),
+        index.num_probes(),
+        args.out.display(),
+        index.entry_count(),
+        index.num_probes(),
+        sidecar_path.display()
+    )?;
+    Ok(())
+}
+
+fn sidecar(index: &Index) -> Result<Sidecar> {
+    let path = index.path();
+    let mut entries = Vec::with_capacity(index.entry_count() as usize);
+    let mut models = Vec::with_capacity(index.model_count() as usize);
+    for id in 0..index.model_count() {
+        let m = index.model(id).at(path)?;
+        for logit in 0..m.logit_count {
+            let entry = m.first_entry + u64::from(logit);
+            entries.push(EntryRow {
+                entry,
+                model_id: id,
+                model: m.name.clone(),
+                logit,
+                label: index.entry_label(entry).at(path)?,
+            });
+        }
+        models.push(ModelRow {
+            id,
+            name: m.name,
+            source: m.source,
+            meta: m.meta,
+            first_entry: m.first_entry,
+            logits: m.logit_count,
+        });
+    }
+    Ok(Sidecar {
+        probe_set: ProbeSet {
+            num_probes: index.num_probes(),
+            fingerprint: index.probe_set().fingerprint_hex(),
+            names: index.probe_names().at(path)?,
+            embedding_dim: index.probe_embeddings().at(path)?.map(|(_, dim)| dim),
+        },
+        entries,
+        models,
+    })
+}
+
+/// Transposes the probe-major segments into entry-major rows, a block of entries at a time.
+fn write_descriptors(index: &Index, out: impl Write, bar: &ProgressBar) -> Result<()> {
+    let p = index.num_probes();
+    let mut w = MatrixWriter::new(out, index.entry_count() as usize, p)?;
+    let mut row = vec![0f32; BLOCK];
+    let mut block = vec![0f32; BLOCK * p];
+    for s in 0..index.segment_count() as usize {
+        let Some(rows) = index.segment_rows(s).at(index.path())? else {
+            continue;
+        };
+        for start in (0..rows.entries()).step_by(BLOCK) {
+            let n = BLOCK.min(rows.entries() - start);
+            for probe in 0..p {
+                rows.read_row(probe, start..start + n, &mut row[..n]);
+                for (j, &v) in row[..n].iter().enumerate() {
+                    block[j * p + probe] = v;
+                }
+            }
+            w.write_rows(&block[..n * p])?;
+            bar.inc(n as u64);
+        }
+    }
+    w.finish()?.flush()?;
+    Ok(())
+}
+
+fn write_json(file: &mut File, sidecar: &Sidecar) -> Result<()> {
+    let mut out = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, sidecar)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A temporary file in the directory of `target`, so that a rename can replace it atomically.
+fn temp_beside(target: &Path) -> Result<NamedTempFile> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".probelog-export-")
+        // Like any new file (the umask applies), not private as temporary files are by default.
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))
+}
+
+fn persist(tmp: NamedTempFile, target: &Path) -> Result<()> {
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot sync {}", tmp.path().display()))?;
+    tmp.persist(target)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move the export into place at {}", target.display()))?;
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! `info`: what an index holds.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use probelog::Index;
+use serde::Serialize;
+
+use super::{LibResult, open_index};
+use crate::output::{Align, Table, human_bytes, pairs_as_object, print_json};
+
+/// Models listed in human output; `--json` lists all.
+const MODELS_SHOWN: usize = 20;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The index to describe.
+    pub index: PathBuf,
+    /// Print one JSON object, listing every model.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Info {
+    path: String,
+    num_probes: usize,
+    fingerprint: String,
+    dtype: &'static str,
+    entry_count: u64,
+    model_count: u64,
+    segment_count: u32,
+    sequence: u64,
+    file_size: u64,
+    committed_len: u64,
+    probe_names: bool,
+    /// Dimension of the probe embeddings, if the index has them.
+    probe_embedding_dim: Option<usize>,
+    models: Vec<ModelRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelRow {
+    id: u64,
+    name: String,
+    logits: u32,
+    first_entry: u64,
+    source: String,
+    #[serde(serialize_with = "pairs_as_object")]
+    meta: Vec<(String, String)>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let index = open_index(&args.index)?;
+    let listed = if args.json {
+        index.model_count()
+    } else {
+        index.model_count().min(MODELS_SHOWN as u64)
+    };
+    let info = collect(&index, listed)?;
+    if args.json {
+        print_json(&info)
+    } else {
+        write_human(&info, &mut io::stdout().lock())?;
+        Ok(())
+    }
+}
+
+fn collect(index: &Index, listed: u64) -> Result<Info> {
+    let path = index.path();
+    let models = (0..listed)
+        .map(|id| {
+            let m = index.model(id).at(path)?;
+            Ok(ModelRow {
+                id,
+                name: m.name,
+                logits: m.logit_count,
+                first_entry: m.first_entry,
+                source: m.source,
+                meta: m.meta,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Info {
+        path: path.display().to_string(),
+        num_probes: index.num_probes(),
+        fingerprint: index.probe_set().fingerprint_hex(),
+        dtype: index.dtype().name(),
+        entry_count: index.entry_count(),
+        model_count: index.model_count(),
+        segment_count: index.segment_count(),
+        sequence: index.sequence(),
+        file_size: index.data_len(),
+        committed_len: index.commit().committed_len,
+        probe_names: index.probe_names().at(path)?.is_some(),
+        probe_embedding_dim: index.probe_embeddings().at(path)?.map(|(_, dim)| dim),
+        models,
+    })
+}
+
+fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let size = if info.file_size == info.committed_len {
+        human_bytes(info.file_size)
+    } else {
+        format!(
+            "{} ({} committed; the rest is a torn tail the next append reclaims)",
+            human_bytes(info.file_size),
+            human_bytes(info.committed_len)
+        )
+    };
+    let fields = [
+        ("index", info.path.clone()),
+        ("probes", info.num_probes.to_string()),
+        ("fingerprint", info.fingerprint.clone()),
+        ("dtype", info.dtype.to_string()),
+        ("entries", info.entry_count.to_string()),
+        ("models", info.model_count.to_string()),
+        ("segments", info.segment_count.to_string()),
+        ("commit", info.sequence.to_string()),
+        ("size", size),
+        ("probe names", yes_no(info.probe_names).to_string()),
+        (
+            "probe embeddings",
+            info.probe_embedding_dim
+                .map_or("no".to_string(), |d| format!("yes (dim {d})")),
+        ),
+    ];
+    for (k, v) in fields {
+        writeln!(out, "{:<17} {v}", format!("{k}:"))?;
+    }
+    if info.models.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    let mut table = Table::new(&[
+        ("id", Align::Right),
+        ("name", Align::Left),
+        ("logits", Align::Right),
+        ("source", Align::Left),
+    ]);
+    for m in &info.models {
+        table.row(vec![
+            m.id.to_string(),
+            m.name.clone(),
+            m.logits.to_string(),
+            m.source.clone(),
+        ]);
+    }
+    table.write(out)?;
+    let more = info.model_count - info.models.len() as u64;
+    if more > 0 {
+        writeln!(out, "... {more} more")?;
+    }
+    Ok(())
+}

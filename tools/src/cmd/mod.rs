@@ -1,0 +1,92 @@
+//! One module per subcommand, plus the helpers they share: turning library errors into one-line
+//! messages, opening an index, taking the writer lock, reading text inputs and parsing flags.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use probelog::{Error, Index, LockWait, ProbeSetId};
+
+pub mod append;
+pub mod compact;
+pub mod create;
+pub mod demo;
+pub mod export;
+pub mod info;
+pub mod search;
+pub mod verify;
+
+/// Converts library results to `anyhow` ones.
+///
+/// The library's messages already hold their causes (an I/O error's message ends with the OS
+/// error), so the error is flattened to its message: printing the chain would repeat the cause.
+pub trait LibResult<T> {
+    /// Prefixes the message with `path`, unless the message names the file already.
+    fn at(self, path: &Path) -> Result<T>;
+    /// Keeps the message as it is (it names what it is about).
+    fn plain(self) -> Result<T>;
+}
+
+impl<T> LibResult<T> for probelog::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| {
+            let names_path = matches!(
+                e,
+                Error::Io { .. } | Error::Locked { .. } | Error::AlreadyExists { .. }
+            );
+            let err = anyhow!("{e}");
+            if names_path {
+                err
+            } else {
+                err.context(path.display().to_string())
+            }
+        })
+    }
+
+    fn plain(self) -> Result<T> {
+        self.map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// Opens an index read-only.
+pub fn open_index(path: &Path) -> Result<Index> {
+    Index::open(path).at(path)
+}
+
+/// Runs `open` (which takes the writer lock of `path`) without waiting first. If another writer
+/// holds the lock, fails when `no_wait`, else says so on stderr and waits for it.
+pub fn with_writer_lock<T>(
+    path: &Path,
+    no_wait: bool,
+    mut open: impl FnMut(LockWait) -> probelog::Result<T>,
+) -> Result<T> {
+    match open(LockWait::Fail) {
+        Err(Error::Locked { .. }) if !no_wait => {
+            eprintln!("waiting for the writer lock on {}...", path.display());
+            open(LockWait::Wait).at(path)
+        }
+        other => other.at(path),
+    }
+}
+
+/// Reads a text file of one item per line (probe names, class labels).
+pub fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// Clap parser of `--probe-fingerprint`: 64 hex digits.
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
+    ProbeSetId::parse_fingerprint(s).map_err(|e| e.to_string())
+}
+
+/// Clap parser of `--meta KEY=VALUE`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "expected KEY=VALUE with a non-empty KEY, got {s:?}"
+        )),
+    }
+}

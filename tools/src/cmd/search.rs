@@ -1,0 +1,276 @@
+//! `search`: rank the entries (or models) of an index against an entry, a raw logit vector or a
+//! text embedding.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, ensure};
+use clap::ValueEnum;
+use probelog::{DEFAULT_K, Hit, Index, Metric, Query, SearchParams};
+use serde::Serialize;
+
+use super::{LibResult, open_index};
+use crate::npy;
+use crate::output::{Align, Table, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The index to search.
+    pub index: PathBuf,
+    #[command(flatten)]
+    pub query: QueryArgs,
+    /// Number of results.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
+    #[arg(
+        long,
+        value_name = "K",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help = format!("Number of the query's highest probes compared by the topk metric [default: {DEFAULT_K}, at most P]")
+    )]
+    pub k: Option<u32>,
+    /// Leave out the query entry's own model.
+    #[arg(long, conflicts_with_all = ["query_logits", "text_embedding"])]
+    pub exclude_same_model: bool,
+    /// Report only the best logit of each model.
+    #[arg(long)]
+    pub per_model: bool,
+    /// topk: ProbeLog's top-k discrepancy; full: Euclidean distance over all probes; model:
+    /// distance to each model's mean descriptor (one result per model).
+    #[arg(long, value_enum, default_value_t = MetricArg::Topk)]
+    pub metric: MetricArg,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exactly one query.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct QueryArgs {
+    /// An entry of the index (an id from earlier results or from `export`).
+    #[arg(long, value_name = "ID")]
+    pub entry: Option<u64>,
+    /// float32/float64 .npy vector of shape [P]: one logit's raw responses over the probes.
+    #[arg(long, value_name = "FILE.npy")]
+    pub query_logits: Option<PathBuf>,
+    /// float32/float64 .npy vector of shape [d]: a text embedding, compared with the probe image
+    /// embeddings the index was created with.
+    #[arg(long, value_name = "FILE.npy")]
+    pub text_embedding: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    Topk,
+    Full,
+    Model,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(m: MetricArg) -> Metric {
+        match m {
+            MetricArg::Topk => Metric::TopK,
+            MetricArg::Full => Metric::Full,
+            MetricArg::Model => Metric::Model,
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let metric = Metric::from(args.metric);
+    ensure!(
+        args.k.is_none() || metric == Metric::TopK,
+        "--k only applies to --metric topk"
+    );
+    let index = open_index(&args.index)?;
+    let params = SearchParams {
+        // There are never more results than entries; a larger --top must not cost memory.
+        top: (args.top as usize).min(index.entry_count().max(1) as usize),
+        k: args.k.map(|k| k as usize),
+        exclude_same_model: args.exclude_same_model,
+        per_model: args.per_model,
+        metric,
+    };
+    let q = &args.query;
+    let report = match (q.entry, &q.query_logits, &q.text_embedding) {
+        (Some(entry), _, _) => search_entry(&index, entry, &params)?,
+        (_, Some(file), _) => {
+            let v = npy::read_vector(file, "the query logits")?;
+            let desc = QueryDesc::Logits {
+                file: file.display().to_string(),
+                probes: v.len(),
+            };
+            search(&index, &Query::Vector(&v), desc, &params)?
+        }
+        (_, _, Some(file)) => {
+            let v = npy::read_vector(file, "the text embedding")?;
+            let desc = QueryDesc::TextEmbedding {
+                file: file.display().to_string(),
+                dim: v.len(),
+            };
+            search(&index, &Query::TextEmbedding(&v), desc, &params)?
+        }
+        _ => anyhow::bail!("give one query: --entry, --query-logits or --text-embedding"),
+    };
+    if args.json {
+        print_json(&report)
+    } else {
+        report.write_human(&mut io::stdout().lock())?;
+        Ok(())
+    }
+}
+
+/// Searches with an entry of the index as the query.
+pub fn search_entry(index: &Index, entry: u64, params: &SearchParams) -> Result<Report> {
+    let info = index.entry(entry).at(index.path())?;
+    let desc = QueryDesc::Entry {
+        entry,
+        model_id: info.model_id,
+        model: info.model,
+        logit: info.logit,
+        label: info.label,
+    };
+    search(index, &Query::Entry(entry), desc, params)
+}
+
+fn search(
+    index: &Index,
+    query: &Query<'_>,
+    desc: QueryDesc,
+    params: &SearchParams,
+) -> Result<Report> {
+    let path: &Path = index.path();
+    let hits = index.search(query, params).at(path)?;
+    let k = match params.metric {
+        Metric::TopK => Some(index.effective_k(params.k).at(path)?),
+        Metric::Full | Metric::Model => None,
+    };
+    Ok(Report {
+        query: desc,
+        metric: params.metric.name(),
+        k,
+        top: params.top,
+        per_model: params.per_model,
+        exclude_same_model: params.exclude_same_model,
+        results: hits.into_iter().map(ResultRow::from).collect(),
+    })
+}
+
+/// What the query was, for the report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueryDesc {
+    Entry {
+        entry: u64,
+        model_id: u64,
+        model: String,
+        logit: u32,
+        label: Option<String>,
+    },
+    Logits {
+        file: String,
+        probes: usize,
+    },
+    TextEmbedding {
+        file: String,
+        dim: usize,
+    },
+}
+
+/// A search and its results; serialized as the `--json` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub query: QueryDesc,
+    pub metric: &'static str,
+    /// The effective k of the topk metric; null for the others.
+    pub k: Option<usize>,
+    pub top: usize,
+    pub per_model: bool,
+    pub exclude_same_model: bool,
+    pub results: Vec<ResultRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub rank: usize,
+    pub entry: Option<u64>,
+    pub model_id: u64,
+    pub model: String,
+    pub logit: Option<u32>,
+    pub label: Option<String>,
+    pub score: f32,
+}
+
+impl From<Hit> for ResultRow {
+    fn from(h: Hit) -> Self {
+        ResultRow {
+            rank: h.rank,
+            entry: h.entry,
+            model_id: h.model_id,
+            model: h.model,
+            logit: h.logit,
+            label: h.label,
+            score: h.score,
+        }
+    }
+}
+
+impl Report {
+    /// The query, the parameters and a table of the results.
+    pub fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let query = match &self.query {
+            QueryDesc::Entry {
+                entry,
+                model,
+                logit,
+                label,
+                ..
+            } => format!(
+                "entry {entry} (model {model}, logit {logit}{})",
+                label
+                    .as_ref()
+                    .map_or(String::new(), |l| format!(", label {l}"))
+            ),
+            QueryDesc::Logits { file, .. } => format!("logits from {file}"),
+            QueryDesc::TextEmbedding { file, dim } => {
+                format!("text embedding from {file} (dim {dim})")
+            }
+        };
+        writeln!(out, "query: {query}")?;
+        let mut how = vec![match self.k {
+            Some(k) => format!("metric {} (k = {k})", self.metric),
+            None => format!("metric {}", self.metric),
+        }];
+        if self.per_model {
+            how.push("best logit per model".into());
+        }
+        if self.exclude_same_model {
+            how.push("query's model excluded".into());
+        }
+        writeln!(out, "{}", how.join(", "))?;
+        if self.results.is_empty() {
+            return writeln!(out, "no results");
+        }
+        let mut table = Table::new(&[
+            ("rank", Align::Right),
+            ("entry", Align::Right),
+            ("model", Align::Left),
+            ("logit", Align::Right),
+            ("label", Align::Left),
+            ("score", Align::Right),
+        ]);
+        let or_dash = |x: Option<String>| x.unwrap_or_else(|| "-".into());
+        for r in &self.results {
+            table.row(vec![
+                r.rank.to_string(),
+                or_dash(r.entry.map(|e| e.to_string())),
+                r.model.clone(),
+                or_dash(r.logit.map(|l| l.to_string())),
+                or_dash(r.label.clone()),
+                format!("{:.4}", r.score),
+            ]);
+        }
+        table.write(out)
+    }
+}

@@ -1,0 +1,176 @@
+//! Printing: JSON documents, plain-text tables, byte sizes and progress bars.
+
+use std::io::{self, IsTerminal, Write};
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Serialize, Serializer};
+
+/// `println!` that returns the write error (say, a closed pipe) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
+/// Prints `value` to stdout as one pretty-printed JSON document.
+pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let mut out = io::stdout().lock();
+    // As an io::Error, a closed pipe stays recognizable (see main).
+    serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Serializes key/value pairs as a JSON object, in their order.
+pub fn pairs_as_object<S: Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+/// Column alignment of a [`Table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A plain-text table with a header line and columns padded to their widest cell.
+#[derive(Debug)]
+pub struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&'static str, Align)]) -> Self {
+        Table {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row; it must have one cell per column.
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        self.rows.push(cells);
+    }
+
+    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
+        let widths: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (title, _))| {
+                self.rows
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([title.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let header: Vec<String> = self.columns.iter().map(|(t, _)| t.to_string()).collect();
+        for cells in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                let pad = " ".repeat(widths[i] - cell.chars().count());
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                match self.columns[i].1 {
+                    Align::Left => line.extend([cell.as_str(), &pad]),
+                    Align::Right => line.extend([&pad, cell.as_str()]),
+                }
+            }
+            writeln!(out, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal, and cleared when dropped so that
+/// an error message never lands behind a half-drawn bar.
+#[derive(Debug)]
+pub struct Progress(ProgressBar);
+
+impl std::ops::Deref for Progress {
+    type Target = ProgressBar;
+    fn deref(&self) -> &ProgressBar {
+        &self.0
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// A progress bar over `len` items called `unit`.
+pub fn progress(len: u64, unit: &str) -> Progress {
+    bar(len, &format!("{{pos}}/{{len}} {unit}"))
+}
+
+/// A progress bar over `len` bytes.
+pub fn progress_bytes(len: u64) -> Progress {
+    bar(len, "{bytes}/{total_bytes}")
+}
+
+/// A bar that never draws.
+pub fn no_progress() -> Progress {
+    Progress(ProgressBar::hidden())
+}
+
+fn bar(len: u64, counts: &str) -> Progress {
+    if !io::stderr().is_terminal() {
+        return no_progress();
+    }
+    let template = format!("{{elapsed_precise}} [{{bar:40}}] {counts} {{msg}}");
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    Progress(ProgressBar::new(len).with_style(style))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_columns() {
+        let mut t = Table::new(&[("rank", Align::Right), ("model", Align::Left)]);
+        t.row(vec!["1".into(), "resnet".into()]);
+        t.row(vec!["10".into(), "vit".into()]);
+        let mut out = Vec::new();
+        t.write(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "rank  model\n   1  resnet\n  10  vit\n"
+        );
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+    }
+}
