@@ -13,3 +13,4 @@ mod corruption;
 mod crash;
 mod fuzz_regressions;
 mod search_props;
+mod storage_precision;
