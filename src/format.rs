@@ -110,7 +110,16 @@ pub enum SectionKind {
     ProbeNames = 6,
     /// f32 row-major [num_probes, param] probe image embeddings, rows of unit length. Latest wins.
     ProbeEmbeddings = 7,
+    /// Collaborative probing: a 64-byte header (u32 rank, f32 lambda, zeros) then f32 row-major
+    /// [num_probes, rank] low-rank probe factors. `param` is the rank. Latest segment wins.
+    ProbeFactors = 8,
+    /// Collaborative probing: per model of the segment, a bitmap of `param` bytes; bit `p % 8` of
+    /// byte `p / 8` is set when the model was run on probe `p`.
+    ObservedProbes = 9,
 }
+
+/// Bytes before the factor matrix in a ProbeFactors section.
+pub const FACTORS_HEADER_LEN: usize = 64;
 
 impl SectionKind {
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -122,6 +131,8 @@ impl SectionKind {
             5 => SectionKind::Strings,
             6 => SectionKind::ProbeNames,
             7 => SectionKind::ProbeEmbeddings,
+            8 => SectionKind::ProbeFactors,
+            9 => SectionKind::ObservedProbes,
             _ => return None,
         })
     }
@@ -135,6 +146,8 @@ impl SectionKind {
             SectionKind::Strings => "strings",
             SectionKind::ProbeNames => "probe names",
             SectionKind::ProbeEmbeddings => "probe embeddings",
+            SectionKind::ProbeFactors => "probe factors",
+            SectionKind::ObservedProbes => "observed probes",
         }
     }
 }
@@ -560,6 +573,11 @@ impl SegmentDirectory {
 pub fn align_up(v: u64, m: u64) -> Option<u64> {
     debug_assert!(m.is_power_of_two());
     v.checked_add(m - 1).map(|x| x & !(m - 1))
+}
+
+/// Bytes of one model's bitmap in an ObservedProbes section.
+pub fn observed_bitmap_len(num_probes: u32) -> u64 {
+    u64::from(num_probes).div_ceil(8)
 }
 
 /// Row stride in elements of a descriptor matrix holding `entries` columns.

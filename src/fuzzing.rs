@@ -128,6 +128,28 @@ fn build_base(dtype: Dtype, probes: usize, extras: bool) -> Vec<u8> {
             )
             .expect("add a base model");
         }
+        if extras && segment == 1 {
+            // A partially probed model: the commit fits and stores probe factors.
+            let observed: Vec<u32> = (0..probes as u32).filter(|p| p % 3 != 1).collect();
+            let values = logits(observed.len(), 3, 77);
+            let collab = crate::collab::CollabOptions {
+                rank: 2,
+                ..Default::default()
+            };
+            w.add_partial_model(
+                ModelInput {
+                    labels: None,
+                    meta: vec![],
+                    source: String::new(),
+                    name: "partial".into(),
+                    logits: LogitMatrix::new(&values, observed.len(), 3).expect("shape"),
+                },
+                &observed,
+                AppendOptions::default(),
+                collab,
+            )
+            .expect("add a partial base model");
+        }
         w.commit().expect("commit the base image");
     }
     w.into_storage().current().to_vec()
@@ -235,6 +257,18 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
 
     let names = idx.probe_names();
     let emb = idx.probe_embeddings();
+    let factors = idx.probe_factors();
+    if clean {
+        factors.unwrap_or_else(|err| panic!("verified index: probe factors: {err}"));
+    }
+    for m in [0, models / 2, models.saturating_sub(1), models] {
+        let observed = idx.observed_probes(m);
+        if clean && m < models {
+            let observed =
+                observed.unwrap_or_else(|err| panic!("verified index: model {m} observed: {err}"));
+            assert!(observed.is_none_or(|o| o.iter().all(|&q| (q as usize) < p)));
+        }
+    }
     let mut samples: Vec<u64> = vec![0, entries / 2, entries.saturating_sub(1), entries];
     samples.dedup();
     for &e in &samples {

@@ -38,6 +38,7 @@ compile_error!(
     "probelog uses Unix file APIs (pread/pwrite, flock); other platforms are not supported yet"
 );
 
+pub mod collab;
 pub mod descriptor;
 pub mod error;
 pub mod format;

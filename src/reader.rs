@@ -92,6 +92,8 @@ pub(crate) struct Segment {
     pub strings: Option<SectionEntry>,
     pub probe_names: Option<SectionEntry>,
     pub probe_embeddings: Option<SectionEntry>,
+    pub probe_factors: Option<SectionEntry>,
+    pub observed: Option<SectionEntry>,
     models_checked: OnceLock<Result<(), String>>,
 }
 
@@ -127,6 +129,7 @@ pub struct RawIndex<D> {
     pub(crate) segments: Vec<Segment>,
     probe_names: Option<usize>,
     probe_embeddings: Option<usize>,
+    probe_factors: Option<usize>,
 }
 
 impl<D: AsRef<[u8]>> RawIndex<D> {
@@ -167,6 +170,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             segments: Vec::new(),
             probe_names: None,
             probe_embeddings: None,
+            probe_factors: None,
         };
         raw.load_segments()?;
         Ok(raw)
@@ -256,6 +260,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             if seg.probe_embeddings.is_some() {
                 self.probe_embeddings = Some(i);
             }
+            if seg.probe_factors.is_some() {
+                self.probe_factors = Some(i);
+            }
             self.segments.push(seg);
         }
         if entries != c.entry_count || models != c.model_count {
@@ -303,6 +310,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             strings: None,
             probe_names: None,
             probe_embeddings: None,
+            probe_factors: None,
+            observed: None,
             models_checked: OnceLock::new(),
         };
         let p = u64::from(self.header.probe_set.num_probes);
@@ -344,6 +353,26 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 SectionKind::ModelMeta => (s.len % META_RECORD_LEN as u64 == 0).then_some(s.len),
                 SectionKind::Strings => Some(s.len),
                 SectionKind::ProbeNames => p.checked_mul(STRING_REF_LEN as u64),
+                SectionKind::ProbeFactors => {
+                    if s.param == 0 || s.param > p {
+                        return Err(Error::corrupt(format!(
+                            "{label}: probe factor rank {} is impossible",
+                            s.param
+                        )));
+                    }
+                    p.checked_mul(s.param)
+                        .and_then(|x| x.checked_mul(4))
+                        .and_then(|x| x.checked_add(FACTORS_HEADER_LEN as u64))
+                }
+                SectionKind::ObservedProbes => {
+                    if s.param != observed_bitmap_len(self.header.probe_set.num_probes) {
+                        return Err(Error::corrupt(format!(
+                            "{label}: observed-probe bitmaps of {} bytes do not fit {p} probes",
+                            s.param
+                        )));
+                    }
+                    seg.dir.model_count.checked_mul(s.param)
+                }
                 SectionKind::ProbeEmbeddings => {
                     if s.param == 0 || s.param > u64::from(u32::MAX) {
                         return Err(Error::corrupt(format!(
@@ -369,6 +398,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 SectionKind::Strings => &mut seg.strings,
                 SectionKind::ProbeNames => &mut seg.probe_names,
                 SectionKind::ProbeEmbeddings => &mut seg.probe_embeddings,
+                SectionKind::ProbeFactors => &mut seg.probe_factors,
+                SectionKind::ObservedProbes => &mut seg.observed,
             };
             if slot.replace(s).is_some() {
                 return Err(Error::corrupt(format!("{label}: two {name} sections")));
@@ -710,6 +741,38 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let values: &[f32] = bytemuck::try_cast_slice(self.section_bytes(&sec))
             .map_err(|_| Error::corrupt("probe embeddings misaligned"))?;
         Ok(Some((values, sec.param as usize)))
+    }
+}
+
+impl<D: AsRef<[u8]>> RawIndex<D> {
+    /// Collaborative probing's low-rank probe factors and their regularization, if the index has
+    /// them (the latest segment that set them wins).
+    pub fn probe_factors(&self) -> Result<Option<(crate::collab::ProbeFactors, f32)>> {
+        let Some(s) = self.probe_factors else {
+            return Ok(None);
+        };
+        let sec = self.segments[s].probe_factors.expect("recorded at open");
+        crate::collab::ProbeFactors::decode_section(
+            self.section_bytes(&sec),
+            self.num_probes(),
+            sec.param,
+        )
+        .map(Some)
+        .map_err(|e| Error::corrupt(format!("segment {s}: {e}")))
+    }
+
+    /// The probes model `id` was run on, or `None` when it was run on all of them.
+    pub fn observed_probes(&self, id: u64) -> Result<Option<Vec<u32>>> {
+        let (s, m) = self.segment_of_model(id)?;
+        let Some(sec) = &self.segments[s].observed else {
+            return Ok(None);
+        };
+        let len = sec.param as usize;
+        let bitmap = &self.section_bytes(sec)[m * len..(m + 1) * len];
+        let observed: Vec<u32> = (0..self.num_probes() as u32)
+            .filter(|&p| bitmap[p as usize / 8] & (1 << (p % 8)) != 0)
+            .collect();
+        Ok((observed.len() < self.num_probes()).then_some(observed))
     }
 }
 

@@ -16,6 +16,10 @@ pub struct SynthConfig {
     pub max_logits: usize,
     /// Fraction of probes on which a concept fires.
     pub concept_density: f64,
+    /// Where a concept fires: on random probes (`false`), or on the probes where its latent
+    /// component is highest (`true`), as when probes showing the concept look alike. Only the
+    /// latter has the low-rank structure that collaborative probing relies on.
+    pub latent_firing: bool,
     /// Rank of the shared low-level response structure of probes.
     pub latent_rank: usize,
     /// Strength of the per-model pattern added to all logits of a model.
@@ -34,6 +38,7 @@ impl Default for SynthConfig {
             min_logits: 5,
             max_logits: 20,
             concept_density: 0.02,
+            latent_firing: false,
             latent_rank: 16,
             model_pattern: 1.0,
             noise: 0.5,
@@ -57,7 +62,8 @@ pub struct SynthZoo {
     pub models: Vec<SynthModel>,
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f32 {
+/// One draw of a standard normal variable (Box-Muller).
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
     // Box-Muller.
     let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
     let u2: f64 = rng.random();
@@ -70,20 +76,36 @@ impl SynthZoo {
         assert!(c.concepts >= c.max_logits && c.min_logits >= 1 && c.min_logits <= c.max_logits);
         let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
         let latent: Vec<f32> = (0..c.probes * c.latent_rank)
-            .map(|_| normal(&mut rng))
+            .map(|_| standard_normal(&mut rng))
             .collect();
         // Concept profile over probes: a weak latent component plus strong firing on a few probes.
         let profiles: Vec<Vec<f32>> = (0..c.concepts)
             .map(|_| {
-                let w: Vec<f32> = (0..c.latent_rank).map(|_| normal(&mut rng) * 0.3).collect();
-                (0..c.probes)
+                let w: Vec<f32> = (0..c.latent_rank)
+                    .map(|_| standard_normal(&mut rng) * 0.3)
+                    .collect();
+                let base: Vec<f32> = (0..c.probes)
                     .map(|p| {
-                        let base: f32 = (0..c.latent_rank)
+                        (0..c.latent_rank)
                             .map(|j| latent[p * c.latent_rank + j] * w[j])
-                            .sum();
-                        let fires = rng.random_bool(c.concept_density);
-                        base + if fires {
-                            3.0 + normal(&mut rng).abs()
+                            .sum()
+                    })
+                    .collect();
+                // In latent mode a concept fires where its latent component is highest.
+                let threshold = c.latent_firing.then(|| {
+                    let mut sorted = base.clone();
+                    sorted.sort_by(|a, b| b.total_cmp(a));
+                    let n = ((c.probes as f64 * c.concept_density).ceil() as usize).max(1);
+                    sorted[n.min(c.probes) - 1]
+                });
+                base.iter()
+                    .map(|&b| {
+                        let fires = match threshold {
+                            Some(t) => b >= t,
+                            None => rng.random_bool(c.concept_density),
+                        };
+                        b + if fires {
+                            3.0 + standard_normal(&mut rng).abs()
                         } else {
                             0.0
                         }
@@ -95,7 +117,9 @@ impl SynthZoo {
             .map(|m| {
                 let l = rng.random_range(c.min_logits..=c.max_logits);
                 let concepts = rand::seq::index::sample(&mut rng, c.concepts, l).into_vec();
-                let w: Vec<f32> = (0..c.latent_rank).map(|_| normal(&mut rng)).collect();
+                let w: Vec<f32> = (0..c.latent_rank)
+                    .map(|_| standard_normal(&mut rng))
+                    .collect();
                 let pattern: Vec<f32> = (0..c.probes)
                     .map(|p| {
                         let s: f32 = (0..c.latent_rank)
@@ -110,8 +134,9 @@ impl SynthZoo {
                 for (j, &concept) in concepts.iter().enumerate() {
                     let gain = rng.random_range(0.7f32..1.3);
                     for p in 0..c.probes {
-                        let v =
-                            profiles[concept][p] * gain + pattern[p] + c.noise * normal(&mut rng);
+                        let v = profiles[concept][p] * gain
+                            + pattern[p]
+                            + c.noise * standard_normal(&mut rng);
                         logits[p * l + j] = v * scale + shift;
                     }
                 }

@@ -146,6 +146,12 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             }
             at = at.max(off + len);
         }
+        if let Err(e) = self.probe_factors() {
+            problem("probe factors", e.to_string());
+        }
+        if let Some(msg) = self.check_observed_bitmaps() {
+            problem("observed probes", msg);
+        }
         if let Err(e) = self.check_descriptors_finite() {
             problem(&e.0, e.1);
         }
@@ -175,6 +181,23 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             && let Err(e) = self.probe_names()
         {
             return Some(e.to_string());
+        }
+        None
+    }
+
+    /// Bits past the probe count must be zero in every observed-probe bitmap.
+    fn check_observed_bitmaps(&self) -> Option<String> {
+        let p = self.num_probes();
+        for (i, seg) in self.segments.iter().enumerate() {
+            let Some(sec) = &seg.observed else { continue };
+            let len = sec.param as usize;
+            for (m, bitmap) in self.section_bytes(sec).chunks_exact(len).enumerate() {
+                if (p..len * 8).any(|q| bitmap[q / 8] & (1 << (q % 8)) != 0) {
+                    return Some(format!(
+                        "segment {i}, model {m}: bits past probe {p} are set"
+                    ));
+                }
+            }
         }
         None
     }

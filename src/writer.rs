@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 
+use crate::collab::{CollabOptions, Observations, ProbeFactors};
 use crate::descriptor::{LogitMatrix, normalize_logits};
 use crate::error::{Error, Result};
 use crate::format::*;
@@ -166,6 +167,7 @@ pub struct IndexWriter<S: Storage = FileStorage> {
     commit: CommitRecord,
     active_slot: usize,
     pending: Pending,
+    collab: CollabOptions,
 }
 
 impl IndexWriter<FileStorage> {
@@ -237,6 +239,7 @@ impl<S: Storage> IndexWriter<S> {
             header,
             commit,
             active_slot,
+            collab: CollabOptions::default(),
         })
     }
 
@@ -273,7 +276,22 @@ impl<S: Storage> IndexWriter<S> {
 
     /// Validates and z-normalizes one model's logits and stages its entries.
     pub fn add_model(&mut self, input: ModelInput<'_>, opts: AppendOptions) -> Result<ModelAdded> {
-        let p = self.header.probe_set.num_probes as usize;
+        self.check_input(&input, opts, self.header.probe_set.num_probes as usize)?;
+        let l = input.logits.logits();
+        let (desc, stats) = normalize_logits(&input.name, &input.logits, opts.keep_constant)?;
+        let constant = stats.iter().filter(|s| s.constant).count() as u32;
+        let added = ModelAdded {
+            model_id: self.model_count(),
+            first_entry: self.entry_count(),
+            logits: l as u32,
+            constant_logits: constant,
+        };
+        self.pending.push_model(input, &desc, l);
+        Ok(added)
+    }
+
+    /// Checks what every staged model must satisfy; its logits must have `rows` rows.
+    fn check_input(&self, input: &ModelInput<'_>, opts: AppendOptions, rows: usize) -> Result<()> {
         if let Some(id) = opts.probe_set
             && id != self.header.probe_set
         {
@@ -285,10 +303,10 @@ impl<S: Storage> IndexWriter<S> {
         if input.name.is_empty() {
             return Err(Error::InvalidInput("a model needs a non-empty name".into()));
         }
-        if input.logits.probes() != p {
+        if input.logits.probes() != rows {
             return Err(Error::ProbeCountMismatch {
                 what: format!("the logit matrix of model {:?}", input.name),
-                expected: p as u64,
+                expected: rows as u64,
                 actual: input.logits.probes() as u64,
             });
         }
@@ -309,16 +327,102 @@ impl<S: Storage> IndexWriter<S> {
                 labels.len()
             )));
         }
-        let (desc, stats) = normalize_logits(&input.name, &input.logits, opts.keep_constant)?;
-        let constant = stats.iter().filter(|s| s.constant).count() as u32;
+        Ok(())
+    }
+
+    /// Stages a model that was run on some of the probes only (collaborative probing): row `i`
+    /// of `input.logits` is its output for probe `observed[i]` (strictly increasing). Its other
+    /// entries are completed at commit from low-rank probe factors: the index's stored factors
+    /// when it has them, else factors fitted with `collab` on everything staged in this commit
+    /// (which must then hold at least `collab.rank` logits), stored for later appends.
+    pub fn add_partial_model(
+        &mut self,
+        input: ModelInput<'_>,
+        observed: &[u32],
+        opts: AppendOptions,
+        collab: CollabOptions,
+    ) -> Result<ModelAdded> {
+        let p = self.header.probe_set.num_probes as usize;
+        // The row count is checked against `observed` by `Observations::from_logits`.
+        self.check_input(&input, opts, input.logits.probes())?;
+        let (obs, stats) =
+            Observations::from_logits(&input.name, &input.logits, observed, p, opts.keep_constant)?;
         let added = ModelAdded {
             model_id: self.model_count(),
             first_entry: self.entry_count(),
-            logits: l as u32,
-            constant_logits: constant,
+            logits: obs.logits as u32,
+            constant_logits: stats.iter().filter(|s| s.constant).count() as u32,
         };
-        self.pending.push_model(input, &desc, l);
+        self.collab = collab;
+        self.pending.push_partial(input, obs);
         Ok(added)
+    }
+
+    /// Finds the newest section of `kind` by walking the directory chain through the storage.
+    fn stored_section(&self, kind: SectionKind) -> Result<Option<SectionEntry>> {
+        let mut next = (self.commit.segment_count > 0).then_some(self.commit.directory);
+        let mut upper = self.commit.committed_len;
+        while let Some(ext) = next {
+            if ext
+                .offset
+                .checked_add(ext.len)
+                .is_none_or(|end| end > upper)
+                || ext.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
+            {
+                return Err(Error::corrupt(
+                    "a segment directory reference is out of place",
+                ));
+            }
+            let mut bytes = vec![0u8; ext.len as usize];
+            self.storage
+                .read_exact_at(&mut bytes, ext.offset)
+                .map_err(|e| Error::Storage {
+                    op: "read directory",
+                    source: e,
+                })?;
+            let dir = SegmentDirectory::decode(&bytes, &ext, "segment")?;
+            if let Some(s) = dir.sections.iter().find(|s| s.kind == kind as u32) {
+                return Ok(Some(*s));
+            }
+            upper = ext.offset;
+            next = dir.prev;
+        }
+        Ok(None)
+    }
+
+    /// The index's stored probe factors, if any.
+    fn stored_factors(&self) -> Result<Option<(ProbeFactors, f32)>> {
+        let Some(sec) = self.stored_section(SectionKind::ProbeFactors)? else {
+            return Ok(None);
+        };
+        if sec.len > self.commit.committed_len {
+            return Err(Error::corrupt("the probe factor section is out of place"));
+        }
+        let mut bytes = vec![0u8; sec.len as usize];
+        self.storage
+            .read_exact_at(&mut bytes, sec.offset)
+            .map_err(|e| Error::Storage {
+                op: "read probe factors",
+                source: e,
+            })?;
+        ProbeFactors::decode_section(&bytes, self.header.probe_set.num_probes as usize, sec.param)
+            .map(Some)
+    }
+
+    /// Completes staged partial models before a commit, fitting factors if the index has none.
+    fn complete_partials(&mut self) -> Result<()> {
+        if self.pending.partials.is_empty() {
+            return Ok(());
+        }
+        if let Some((factors, lambda)) = self.stored_factors()? {
+            return self.pending.complete_partials(&factors, lambda);
+        }
+        let p = self.header.probe_set.num_probes as usize;
+        let factors = ProbeFactors::fit(p, &self.pending.observations(), &self.collab)?;
+        self.pending
+            .complete_partials(&factors, self.collab.lambda)?;
+        self.pending.probe_factors = Some((factors, self.collab.lambda));
+        Ok(())
     }
 
     /// Stages probe names; they replace earlier ones at the next commit.
@@ -339,6 +443,10 @@ impl<S: Storage> IndexWriter<S> {
 
     /// Writes everything staged as one segment and publishes it. Nothing staged: no change.
     pub fn commit(&mut self) -> Result<CommitSummary> {
+        if let Err(e) = self.complete_partials() {
+            self.pending = Pending::new(self.header.probe_set.num_probes as usize);
+            return Err(e);
+        }
         let pending = std::mem::replace(
             &mut self.pending,
             Pending::new(self.header.probe_set.num_probes as usize),
@@ -467,6 +575,9 @@ struct SegmentContent<'a> {
     labels: &'a [Option<String>],
     probe_names: Option<&'a [String]>,
     probe_embeddings: Option<(&'a [f32], usize)>,
+    /// Empty, or per model the probes it was run on (`None`: all of them).
+    observed: &'a [Option<Vec<u32>>],
+    probe_factors: Option<(&'a ProbeFactors, f32)>,
 }
 
 /// Staged appends, probe-major: `rows[p]` holds the staged entries' values for probe `p`.
@@ -481,6 +592,11 @@ struct Pending {
     any_label: bool,
     probe_names: Option<Vec<String>>,
     probe_embeddings: Option<(Vec<f32>, usize)>,
+    /// Per staged model, the probes it was run on (`None`: all of them).
+    observed: Vec<Option<Vec<u32>>>,
+    /// Partially observed models: their first column and observations, completed at commit.
+    partials: Vec<(usize, Observations)>,
+    probe_factors: Option<(ProbeFactors, f32)>,
 }
 
 impl Pending {
@@ -494,11 +610,58 @@ impl Pending {
             any_label: false,
             probe_names: None,
             probe_embeddings: None,
+            observed: Vec::new(),
+            partials: Vec::new(),
+            probe_factors: None,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.models.is_empty() && self.probe_names.is_none() && self.probe_embeddings.is_none()
+        self.models.is_empty()
+            && self.probe_names.is_none()
+            && self.probe_embeddings.is_none()
+            && self.probe_factors.is_none()
+    }
+
+    /// Stages a partially observed model: its columns are reserved now (so entry ids are fixed)
+    /// and filled at commit, once probe factors are known.
+    fn push_partial(&mut self, input: ModelInput<'_>, obs: Observations) {
+        let first = self.entries;
+        let zeros = vec![0f32; self.probes * obs.logits];
+        let observed = obs.observed.clone();
+        self.push_model(input, &zeros, obs.logits);
+        *self.observed.last_mut().expect("just pushed") = Some(observed);
+        self.partials.push((first, obs));
+    }
+
+    /// Completes the staged partial models with `factors`.
+    fn complete_partials(&mut self, factors: &ProbeFactors, lambda: f32) -> Result<()> {
+        for (first, obs) in std::mem::take(&mut self.partials) {
+            let desc = factors.impute(&obs, lambda)?;
+            for (p, row) in self.rows.iter_mut().enumerate() {
+                for j in 0..obs.logits {
+                    row[first + j] = desc[j * self.probes + p];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Staged models as observations for fitting factors: partial ones as observed, complete
+    /// ones with all their probes.
+    fn observations(&self) -> Vec<Observations> {
+        let mut out: Vec<Observations> = self.partials.iter().map(|(_, o)| o.clone()).collect();
+        for (m, model) in self.models.iter().enumerate() {
+            if self.observed[m].is_none() {
+                let (a, l) = (model.first_entry as usize, model.logit_count as usize);
+                let mut desc = Vec::with_capacity(l * self.probes);
+                for j in a..a + l {
+                    desc.extend(self.rows.iter().map(|row| row[j]));
+                }
+                out.push(Observations::complete(self.probes, desc));
+            }
+        }
+        out
     }
 
     /// `desc` is entry-major: `l` runs of `num_probes` values.
@@ -524,6 +687,7 @@ impl Pending {
             }
             None => self.labels.extend(std::iter::repeat_n(None, l)),
         }
+        self.observed.push(None);
         self.entries += l;
     }
 
@@ -591,6 +755,8 @@ impl Pending {
                 .probe_embeddings
                 .as_ref()
                 .map(|(e, d)| (e.as_slice(), *d)),
+            observed: &self.observed,
+            probe_factors: self.probe_factors.as_ref().map(|(f, l)| (f, *l)),
         }
     }
 }
@@ -609,6 +775,8 @@ struct SnapshotContent {
     any_label: bool,
     probe_names: Option<Vec<String>>,
     probe_embeddings: Option<(Vec<f32>, usize)>,
+    observed: Vec<Option<Vec<u32>>>,
+    probe_factors: Option<(ProbeFactors, f32)>,
 }
 
 struct SnapshotRows<'a, D: AsRef<[u8]>>(&'a RawIndex<D>);
@@ -632,8 +800,10 @@ impl SnapshotContent {
         let mut models = Vec::new();
         let mut labels = Vec::with_capacity(raw.entry_count() as usize);
         let mut any_label = false;
+        let mut observed = Vec::new();
         for m in 0..raw.model_count() {
             let info = raw.model(m)?;
+            observed.push(raw.observed_probes(m)?);
             models.push(ModelRecordIn {
                 first_entry: info.first_entry,
                 logit_count: info.logit_count,
@@ -653,6 +823,8 @@ impl SnapshotContent {
             any_label,
             probe_names: raw.probe_names()?,
             probe_embeddings: raw.probe_embeddings()?.map(|(e, d)| (e.to_vec(), d)),
+            observed,
+            probe_factors: raw.probe_factors()?,
         })
     }
 
@@ -667,6 +839,8 @@ impl SnapshotContent {
                 .probe_embeddings
                 .as_ref()
                 .map(|(e, d)| (e.as_slice(), *d)),
+            observed: &self.observed,
+            probe_factors: self.probe_factors.as_ref().map(|(f, l)| (f, *l)),
         }
     }
 }
@@ -773,6 +947,26 @@ fn write_segment<S: Storage>(
         if !meta.is_empty() {
             w.section(SectionKind::ModelMeta, &meta, 0)?;
         }
+        if content.observed.iter().any(Option::is_some) {
+            let per_model = observed_bitmap_len(header.probe_set.num_probes) as usize;
+            let mut bitmaps = vec![0u8; per_model * content.models.len()];
+            for (m, obs) in content.observed.iter().enumerate() {
+                let bitmap = &mut bitmaps[m * per_model..(m + 1) * per_model];
+                match obs {
+                    Some(probes) => {
+                        for &q in probes {
+                            bitmap[q as usize / 8] |= 1 << (q % 8);
+                        }
+                    }
+                    None => {
+                        for q in 0..p {
+                            bitmap[q / 8] |= 1 << (q % 8);
+                        }
+                    }
+                }
+            }
+            w.section(SectionKind::ObservedProbes, &bitmaps, per_model as u64)?;
+        }
     }
     if let Some(names) = content.probe_names {
         let mut refs = Vec::with_capacity(names.len() * STRING_REF_LEN);
@@ -789,6 +983,13 @@ fn write_segment<S: Storage>(
             SectionKind::ProbeEmbeddings,
             bytemuck::cast_slice(emb),
             dim as u64,
+        )?;
+    }
+    if let Some((factors, lambda)) = content.probe_factors {
+        w.section(
+            SectionKind::ProbeFactors,
+            &factors.encode_section(lambda),
+            factors.rank as u64,
         )?;
     }
 

@@ -50,19 +50,29 @@ fn f16_storage_keeps_the_rankings_of_f32() {
         // The same query descriptor for both, so only the stored gallery differs.
         let q = f32_index.descriptor(e).unwrap();
         let model = f32_index.model_of_entry(e).unwrap();
-        let a = f32_index.search_descriptor(&q, Some(model), &params).unwrap();
-        let b = f16_index.search_descriptor(&q, Some(model), &params).unwrap();
+        let a = f32_index
+            .search_descriptor(&q, Some(model), &params)
+            .unwrap();
+        let b = f16_index
+            .search_descriptor(&q, Some(model), &params)
+            .unwrap();
         same_top1 += usize::from(a[0].id == b[0].id);
         overlap += a.iter().filter(|x| b.iter().any(|y| y.id == x.id)).count();
         queries += 1;
         for (x, y) in a.iter().zip(&b) {
             if x.id == y.id {
-                assert!((x.score - y.score).abs() < 5e-3, "seed {seed}, entry {e}: {x:?} vs {y:?}");
+                assert!(
+                    (x.score - y.score).abs() < 5e-3,
+                    "seed {seed}, entry {e}: {x:?} vs {y:?}"
+                );
             }
         }
     }
     let top1 = same_top1 as f64 / queries as f64;
     let top10 = overlap as f64 / (10 * queries) as f64;
-    assert!(top1 >= 0.98, "seed {seed}: same top-1 for {top1:.3} of {queries} queries");
+    assert!(
+        top1 >= 0.98,
+        "seed {seed}: same top-1 for {top1:.3} of {queries} queries"
+    );
     assert!(top10 >= 0.95, "seed {seed}: top-10 overlap {top10:.3}");
 }

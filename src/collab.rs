@@ -1,0 +1,496 @@
+//! Collaborative probing: run each model on a random subset of the probes and impute the rest by
+//! low-rank matrix completion.
+//!
+//! Descriptors of many logits over the same probes form a matrix of low effective rank: probes
+//! that look alike draw alike responses. [`ProbeFactors`] holds `V`, a `[probes, rank]` matrix
+//! such that every descriptor is close to `V u` for some `u`. A model observed on probes `O`
+//! gets `u = (V_O^T V_O + lambda I)^-1 V_O^T x_O` for each of its logits (fold-in), its missing
+//! entries become `V u`, and the observed ones keep their values. Factors are fitted by
+//! alternating least squares over everything observed so far and stored in the index, so a later
+//! append folds a new model in without refitting.
+
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use crate::descriptor::{LogitMatrix, LogitStats, normalize_logits};
+use crate::error::{Error, Result};
+
+/// Settings of the low-rank completion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CollabOptions {
+    /// Rank of the factorization.
+    pub rank: usize,
+    /// Ridge regularization of every least-squares solve.
+    pub lambda: f32,
+    /// Alternating least squares sweeps when factors are fitted.
+    pub iterations: usize,
+    /// Seed of the factors' initialization.
+    pub seed: u64,
+}
+
+impl Default for CollabOptions {
+    fn default() -> Self {
+        CollabOptions {
+            rank: 32,
+            lambda: 1.0,
+            iterations: 15,
+            seed: 1,
+        }
+    }
+}
+
+/// Low-rank probe factors `V`, row-major `[probes, rank]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeFactors {
+    pub probes: usize,
+    pub rank: usize,
+    pub values: Vec<f32>,
+}
+
+/// One model's observations, z-normalized over its observed probes: `values` is entry-major,
+/// `logits` runs of `observed.len()` values. `observed` is sorted and has no duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observations {
+    pub observed: Vec<u32>,
+    pub logits: usize,
+    pub values: Vec<f32>,
+}
+
+impl Observations {
+    /// Checks and z-normalizes a model's raw logits on the probes `observed` (row `i` of `logits`
+    /// is the output for probe `observed[i]`) of a probe set of `probes` probes.
+    pub fn from_logits(
+        model: &str,
+        logits: &LogitMatrix<'_>,
+        observed: &[u32],
+        probes: usize,
+        keep_constant: bool,
+    ) -> Result<(Self, Vec<LogitStats>)> {
+        if observed.len() != logits.probes() {
+            return Err(Error::InvalidInput(format!(
+                "model {model:?}: {} observed probes listed but the logits have {} rows",
+                observed.len(),
+                logits.probes()
+            )));
+        }
+        if observed.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::InvalidInput(format!(
+                "model {model:?}: observed probes must be strictly increasing"
+            )));
+        }
+        if let Some(&last) = observed.last()
+            && last as usize >= probes
+        {
+            return Err(Error::InvalidInput(format!(
+                "model {model:?}: observed probe {last} does not exist (the probe set has {probes})"
+            )));
+        }
+        if observed.len() < 2 {
+            return Err(Error::InvalidInput(format!(
+                "model {model:?}: at least 2 observed probes are needed"
+            )));
+        }
+        let (values, stats) = normalize_logits(model, logits, keep_constant)?;
+        Ok((
+            Observations {
+                observed: observed.to_vec(),
+                logits: logits.logits(),
+                values,
+            },
+            stats,
+        ))
+    }
+
+    /// A fully observed model whose descriptors are already z-normalized (entry-major).
+    pub fn complete(probes: usize, descriptors: Vec<f32>) -> Self {
+        let logits = descriptors.len() / probes;
+        Observations {
+            observed: (0..probes as u32).collect(),
+            logits,
+            values: descriptors,
+        }
+    }
+
+    fn row(&self, j: usize) -> &[f32] {
+        let n = self.observed.len();
+        &self.values[j * n..(j + 1) * n]
+    }
+}
+
+/// A symmetric positive definite `r x r` system, factored once (Cholesky), solved many times.
+struct Cholesky {
+    r: usize,
+    l: Vec<f64>,
+}
+
+impl Cholesky {
+    fn new(mut a: Vec<f64>, r: usize) -> Result<Self> {
+        for j in 0..r {
+            let mut d = a[j * r + j];
+            for k in 0..j {
+                d -= a[j * r + k] * a[j * r + k];
+            }
+            if d <= 0.0 || !d.is_finite() {
+                return Err(Error::InvalidInput(
+                    "collaborative probing: a least-squares system is singular (raise lambda)"
+                        .into(),
+                ));
+            }
+            let d = d.sqrt();
+            a[j * r + j] = d;
+            for i in j + 1..r {
+                let mut s = a[i * r + j];
+                for k in 0..j {
+                    s -= a[i * r + k] * a[j * r + k];
+                }
+                a[i * r + j] = s / d;
+            }
+        }
+        Ok(Cholesky { r, l: a })
+    }
+
+    fn solve(&self, b: &mut [f64]) {
+        let (r, l) = (self.r, &self.l);
+        for i in 0..r {
+            let mut s = b[i];
+            for k in 0..i {
+                s -= l[i * r + k] * b[k];
+            }
+            b[i] = s / l[i * r + i];
+        }
+        for i in (0..r).rev() {
+            let mut s = b[i];
+            for k in i + 1..r {
+                s -= l[k * r + i] * b[k];
+            }
+            b[i] = s / l[i * r + i];
+        }
+    }
+}
+
+impl ProbeFactors {
+    /// Checks the shape and values of stored factors.
+    pub fn new(probes: usize, rank: usize, values: Vec<f32>) -> Result<Self> {
+        if rank == 0 || probes.checked_mul(rank) != Some(values.len()) {
+            return Err(Error::InvalidInput(format!(
+                "probe factors: {} values do not form a [{probes}, {rank}] matrix",
+                values.len()
+            )));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidInput(
+                "probe factors hold a non-finite value".into(),
+            ));
+        }
+        Ok(ProbeFactors {
+            probes,
+            rank,
+            values,
+        })
+    }
+
+    fn row(&self, p: usize) -> &[f32] {
+        &self.values[p * self.rank..(p + 1) * self.rank]
+    }
+
+    /// The bytes of a ProbeFactors section (format-spec.md §7): header, then the matrix.
+    pub fn encode_section(&self, lambda: f32) -> Vec<u8> {
+        let mut out = vec![0u8; crate::format::FACTORS_HEADER_LEN];
+        out[0..4].copy_from_slice(&(self.rank as u32).to_le_bytes());
+        out[4..8].copy_from_slice(&lambda.to_le_bytes());
+        out.extend_from_slice(bytemuck::cast_slice(&self.values));
+        out
+    }
+
+    /// Decodes a ProbeFactors section of an index of `probes` probes, whose table row says `rank`.
+    /// Returns the factors and their regularization.
+    pub fn decode_section(bytes: &[u8], probes: usize, rank: u64) -> Result<(Self, f32)> {
+        let header = crate::format::FACTORS_HEADER_LEN;
+        if bytes.len() < header {
+            return Err(Error::corrupt(
+                "probe factor section shorter than its header",
+            ));
+        }
+        let stored_rank = crate::format::get_u32(bytes, 0);
+        let lambda = f32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        if u64::from(stored_rank) != rank || !(lambda.is_finite() && lambda > 0.0) {
+            return Err(Error::corrupt(format!(
+                "probe factor header (rank {stored_rank}, lambda {lambda}) is inconsistent"
+            )));
+        }
+        let values: Vec<f32> = bytes[header..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let factors = ProbeFactors::new(probes, stored_rank as usize, values)
+            .map_err(|e| Error::corrupt(e.to_string()))?;
+        Ok((factors, lambda))
+    }
+
+    /// Row `p` of the augmented basis `[V | 1]`: the constant column gives every logit an
+    /// intercept, because observations z-normalized over a subset of the probes are an affine
+    /// transform (scale and offset) of the full descriptor.
+    fn augmented(&self, p: usize) -> impl Iterator<Item = f64> + '_ {
+        self.row(p)
+            .iter()
+            .map(|&v| f64::from(v))
+            .chain(std::iter::once(1.0))
+    }
+
+    /// Per-logit codes of one model (row-major `[logits, rank + 1]`, the intercept last), by
+    /// ridge regression on its observed probes.
+    fn codes(&self, obs: &Observations, lambda: f32) -> Result<Vec<f64>> {
+        let r = self.rank + 1;
+        let mut gram = vec![0f64; r * r];
+        let mut v = vec![0f64; r];
+        for &p in &obs.observed {
+            v.iter_mut()
+                .zip(self.augmented(p as usize))
+                .for_each(|(a, b)| *a = b);
+            for a in 0..r {
+                for b in 0..=a {
+                    gram[a * r + b] += v[a] * v[b];
+                }
+            }
+        }
+        for a in 0..r {
+            for b in 0..a {
+                gram[b * r + a] = gram[a * r + b];
+            }
+            gram[a * r + a] += f64::from(lambda);
+        }
+        let chol = Cholesky::new(gram, r)?;
+        let mut codes = vec![0f64; obs.logits * r];
+        for j in 0..obs.logits {
+            let rhs = &mut codes[j * r..(j + 1) * r];
+            for (i, &p) in obs.observed.iter().enumerate() {
+                let x = f64::from(obs.row(j)[i]);
+                for (c, v) in rhs.iter_mut().zip(self.augmented(p as usize)) {
+                    *c += v * x;
+                }
+            }
+            chol.solve(rhs);
+        }
+        Ok(codes)
+    }
+
+    /// Completes one partially observed model: every logit's missing probes get `V u`, observed
+    /// probes keep their values, then each row is z-normalized over all probes. Returns the
+    /// descriptors entry-major (`logits` runs of `probes` values).
+    pub fn impute(&self, obs: &Observations, lambda: f32) -> Result<Vec<f32>> {
+        let (p, r) = (self.probes, self.rank + 1);
+        let codes = self.codes(obs, lambda)?;
+        let mut out = vec![0f32; obs.logits * p];
+        for j in 0..obs.logits {
+            let u = &codes[j * r..(j + 1) * r];
+            let row = &mut out[j * p..(j + 1) * p];
+            for (q, x) in row.iter_mut().enumerate() {
+                *x = self.augmented(q).zip(u).map(|(v, &c)| v * c).sum::<f64>() as f32;
+            }
+            for (i, &q) in obs.observed.iter().enumerate() {
+                row[q as usize] = obs.row(j)[i];
+            }
+            renormalize(row);
+        }
+        Ok(out)
+    }
+
+    /// Fits factors to models observed on any probe subsets, by alternating least squares.
+    pub fn fit(probes: usize, models: &[Observations], opts: &CollabOptions) -> Result<Self> {
+        let r = opts.rank;
+        if r == 0 || r > probes {
+            return Err(Error::InvalidParameter(format!(
+                "collaborative probing rank {r} must be between 1 and the probe count {probes}"
+            )));
+        }
+        if models.iter().map(|m| m.logits).sum::<usize>() < r {
+            return Err(Error::InvalidInput(format!(
+                "collaborative probing needs at least {r} logits (the rank) to fit probe factors; \
+                 append some fully probed models first or lower the rank"
+            )));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+        let scale = 1.0 / (r as f32).sqrt();
+        let init: Vec<f32> = (0..probes * r)
+            .map(|_| crate::synth::standard_normal(&mut rng) * scale)
+            .collect();
+        let mut factors = ProbeFactors::new(probes, r, init)?;
+        // Which models observe each probe, for the V-step.
+        let mut observers: Vec<Vec<(u32, u32)>> = vec![Vec::new(); probes];
+        for (m, obs) in models.iter().enumerate() {
+            for (i, &p) in obs.observed.iter().enumerate() {
+                observers[p as usize].push((m as u32, i as u32));
+            }
+        }
+        for _ in 0..opts.iterations {
+            let codes: Vec<Vec<f64>> = models
+                .par_iter()
+                .map(|m| factors.codes(m, opts.lambda))
+                .collect::<Result<_>>()?;
+            // Per-model Gram matrices of the codes: every probe a model observes adds them.
+            // Codes carry an intercept last; the V-step fits `x - intercept` with the rest.
+            let ra = r + 1;
+            let grams: Vec<Vec<f64>> = codes
+                .par_iter()
+                .map(|c| {
+                    let mut g = vec![0f64; r * r];
+                    for u in c.chunks_exact(ra) {
+                        for a in 0..r {
+                            for b in 0..=a {
+                                g[a * r + b] += u[a] * u[b];
+                            }
+                        }
+                    }
+                    g
+                })
+                .collect();
+            let rows: Vec<Vec<f32>> = observers
+                .par_iter()
+                .map(|obs_p| {
+                    let mut a = vec![0f64; r * r];
+                    let mut b = vec![0f64; r];
+                    for &(m, i) in obs_p {
+                        let (m, i) = (m as usize, i as usize);
+                        for (x, g) in a.iter_mut().zip(&grams[m]) {
+                            *x += g;
+                        }
+                        for (j, u) in codes[m].chunks_exact(ra).enumerate() {
+                            let x = f64::from(models[m].row(j)[i]) - u[r];
+                            for (bk, &uk) in b.iter_mut().zip(&u[..r]) {
+                                *bk += uk * x;
+                            }
+                        }
+                    }
+                    for i in 0..r {
+                        for j in 0..i {
+                            a[j * r + i] = a[i * r + j];
+                        }
+                        a[i * r + i] += f64::from(opts.lambda);
+                    }
+                    Cholesky::new(a, r).map(|c| {
+                        c.solve(&mut b);
+                        b.iter().map(|&x| x as f32).collect()
+                    })
+                })
+                .collect::<Result<_>>()?;
+            factors.values = rows.concat();
+        }
+        Ok(factors)
+    }
+}
+
+/// Z-normalizes a completed row in place (all zeros if it came out constant).
+fn renormalize(row: &mut [f32]) {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let var = row
+        .iter()
+        .map(|&x| (f64::from(x) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let std = var.sqrt();
+    if std > 0.0 && std.is_finite() {
+        row.iter_mut()
+            .for_each(|x| *x = ((f64::from(*x) - mean) / std) as f32);
+    } else {
+        row.fill(0.0);
+    }
+}
+
+/// A seeded random subset of `fraction` of `probes` probes (at least 2), sorted.
+pub fn sample_probes(probes: usize, fraction: f64, seed: u64) -> Result<Vec<u32>> {
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(Error::InvalidParameter(format!(
+            "the probe fraction must be in (0, 1], got {fraction}"
+        )));
+    }
+    let n = ((probes as f64 * fraction).round() as usize).clamp(2.min(probes), probes);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut picked: Vec<u32> = rand::seq::index::sample(&mut rng, probes, n)
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
+    picked.sort_unstable();
+    Ok(picked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_solves_a_small_system() {
+        // [[4, 2], [2, 3]] x = [2, 1]  ->  x = [0.5, 0]
+        let c = Cholesky::new(vec![4.0, 2.0, 2.0, 3.0], 2).unwrap();
+        let mut b = vec![2.0, 1.0];
+        c.solve(&mut b);
+        assert!((b[0] - 0.5).abs() < 1e-12 && b[1].abs() < 1e-12, "{b:?}");
+        assert!(Cholesky::new(vec![1.0, 2.0, 2.0, 1.0], 2).is_err());
+    }
+
+    #[test]
+    fn low_rank_rows_are_completed_from_a_third_of_the_probes() {
+        // Exact rank-3 data: imputation from a third of the probes recovers the rest.
+        let (p, r) = (90, 3);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let v: Vec<f32> = (0..p * r)
+            .map(|_| crate::synth::standard_normal(&mut rng))
+            .collect();
+        let row = |u: &[f32]| -> Vec<f32> {
+            let mut x: Vec<f32> = (0..p)
+                .map(|q| (0..r).map(|k| v[q * r + k] * u[k]).sum())
+                .collect();
+            renormalize(&mut x);
+            x
+        };
+        let full: Vec<Observations> = (0..40)
+            .map(|_| {
+                let u: Vec<f32> = (0..r)
+                    .map(|_| crate::synth::standard_normal(&mut rng))
+                    .collect();
+                Observations::complete(p, row(&u))
+            })
+            .collect();
+        let opts = CollabOptions {
+            rank: r,
+            lambda: 1e-3,
+            iterations: 30,
+            seed: 9,
+        };
+        let factors = ProbeFactors::fit(p, &full, &opts).unwrap();
+        let u = [0.3f32, -1.2, 0.8];
+        let truth = row(&u);
+        let observed = sample_probes(p, 1.0 / 3.0, 4).unwrap();
+        let obs = Observations {
+            observed: observed.clone(),
+            logits: 1,
+            values: observed.iter().map(|&q| truth[q as usize]).collect(),
+        };
+        let imputed = factors.impute(&obs, opts.lambda).unwrap();
+        let err = imputed
+            .iter()
+            .zip(&truth)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-2, "max error {err}");
+    }
+
+    #[test]
+    fn observations_are_checked() {
+        let logits = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0];
+        let m = LogitMatrix::new(&logits, 3, 2).unwrap();
+        assert!(Observations::from_logits("m", &m, &[0, 2, 5], 6, false).is_ok());
+        assert!(Observations::from_logits("m", &m, &[0, 2], 6, false).is_err());
+        assert!(Observations::from_logits("m", &m, &[2, 0, 5], 6, false).is_err());
+        assert!(Observations::from_logits("m", &m, &[0, 2, 6], 6, false).is_err());
+        assert!(sample_probes(10, 0.0, 1).is_err());
+        assert_eq!(
+            sample_probes(10, 1.0, 1).unwrap(),
+            (0..10).collect::<Vec<u32>>()
+        );
+        assert_eq!(
+            sample_probes(100, 0.3, 7).unwrap(),
+            sample_probes(100, 0.3, 7).unwrap()
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Collaborative probing through the index: partially probed models are completed at commit from
+//! probe factors that the index stores, and later appends fold in with the stored factors.
+
+use probelog::collab::{CollabOptions, sample_probes};
+use probelog::synth::standard_normal;
+use probelog::{AppendOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput, compact};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::common;
+
+const PROBES: usize = 120;
+const RANK: usize = 4;
+
+/// Models whose logits are exactly rank `RANK` over the probes (plus a per-logit scale and shift),
+/// so completion from a subset of probes can recover them.
+struct LowRankZoo {
+    basis: Vec<f32>, // [PROBES, RANK]
+    rng: ChaCha8Rng,
+}
+
+impl LowRankZoo {
+    fn new(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let basis = (0..PROBES * RANK)
+            .map(|_| standard_normal(&mut rng))
+            .collect();
+        LowRankZoo { basis, rng }
+    }
+
+    /// Row-major [PROBES, logits] raw logits.
+    fn model(&mut self, logits: usize) -> Vec<f32> {
+        let codes: Vec<f32> = (0..logits * RANK)
+            .map(|_| standard_normal(&mut self.rng))
+            .collect();
+        let mut out = vec![0f32; PROBES * logits];
+        for p in 0..PROBES {
+            for j in 0..logits {
+                let v: f32 = (0..RANK)
+                    .map(|k| self.basis[p * RANK + k] * codes[j * RANK + k])
+                    .sum();
+                out[p * logits + j] = 3.0 * v + 1.5;
+            }
+        }
+        out
+    }
+}
+
+fn input<'a>(name: &str, logits: &'a [f32], rows: usize, l: usize) -> ModelInput<'a> {
+    ModelInput {
+        name: name.into(),
+        source: String::new(),
+        meta: vec![],
+        labels: None,
+        logits: LogitMatrix::new(logits, rows, l).unwrap(),
+    }
+}
+
+fn rows_of(logits: &[f32], l: usize, observed: &[u32]) -> Vec<f32> {
+    observed
+        .iter()
+        .flat_map(|&p| logits[p as usize * l..(p as usize + 1) * l].to_vec())
+        .collect()
+}
+
+fn options() -> CollabOptions {
+    CollabOptions {
+        rank: RANK,
+        lambda: 1e-3,
+        iterations: 30,
+        seed: 2,
+    }
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn partial_models_are_completed_and_later_appends_fold_in() {
+    let seed = 21;
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), "c.plog", PROBES, probelog::Dtype::F32);
+    let mut zoo = LowRankZoo::new(seed);
+    let l = 5;
+    // First commit: 3 fully probed models and 2 probed on a third of the probes.
+    let full: Vec<Vec<f32>> = (0..3).map(|_| zoo.model(l)).collect();
+    let partial: Vec<Vec<f32>> = (0..2).map(|_| zoo.model(l)).collect();
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    for (i, m) in full.iter().enumerate() {
+        w.add_model(
+            input(&format!("full-{i}"), m, PROBES, l),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    }
+    let mut subsets = Vec::new();
+    for (i, m) in partial.iter().enumerate() {
+        let observed = sample_probes(PROBES, 1.0 / 3.0, seed + i as u64).unwrap();
+        let rows = rows_of(m, l, &observed);
+        let added = w
+            .add_partial_model(
+                input(&format!("partial-{i}"), &rows, observed.len(), l),
+                &observed,
+                AppendOptions::default(),
+                options(),
+            )
+            .unwrap();
+        assert_eq!(added.logits as usize, l);
+        subsets.push(observed);
+    }
+    w.commit().unwrap();
+    drop(w);
+
+    let index = Index::open(&path).unwrap();
+    assert!(index.verify().is_ok(), "seed {seed}: {:?}", index.verify());
+    let (factors, lambda) = index.probe_factors().unwrap().expect("factors are stored");
+    assert_eq!((factors.rank, lambda), (RANK, 1e-3));
+    assert_eq!(index.observed_probes(0).unwrap(), None);
+    assert_eq!(
+        index.observed_probes(3).unwrap().as_ref(),
+        Some(&subsets[0])
+    );
+    // The completed descriptors of a partial model match what full probing would have given.
+    let reference = Index::open(&{
+        let p = common::create_index(dir.path(), "ref.plog", PROBES, probelog::Dtype::F32);
+        let mut w = IndexWriter::open(&p, LockWait::Fail).unwrap();
+        for (i, m) in partial.iter().enumerate() {
+            w.add_model(
+                input(&format!("r{i}"), m, PROBES, l),
+                AppendOptions::default(),
+            )
+            .unwrap();
+        }
+        w.commit().unwrap();
+        p
+    })
+    .unwrap();
+    for i in 0..2u64 {
+        for j in 0..l as u64 {
+            let got = index
+                .descriptor(index.model(3 + i).unwrap().first_entry + j)
+                .unwrap();
+            let want = reference.descriptor(i * l as u64 + j).unwrap();
+            let err = max_difference(&got, &want);
+            assert!(
+                err < 0.05,
+                "seed {seed}: model {i} logit {j}: max error {err}"
+            );
+        }
+    }
+
+    // A later partial append folds in with the stored factors and leaves them unchanged.
+    let later = zoo.model(l);
+    let observed = sample_probes(PROBES, 0.4, 99).unwrap();
+    let rows = rows_of(&later, l, &observed);
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    w.add_partial_model(
+        input("later", &rows, observed.len(), l),
+        &observed,
+        AppendOptions::default(),
+        options(),
+    )
+    .unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.probe_factors().unwrap().unwrap().0, factors);
+    assert_eq!(index.observed_probes(5).unwrap(), Some(observed));
+
+    // Compaction keeps the factors, the observed masks and the descriptors.
+    let before: Vec<Vec<f32>> = (0..index.entry_count())
+        .map(|e| index.descriptor(e).unwrap())
+        .collect();
+    compact(&path, LockWait::Fail).unwrap();
+    let compacted = Index::open(&path).unwrap();
+    assert_eq!(compacted.probe_factors().unwrap().unwrap().0, factors);
+    assert_eq!(
+        compacted.observed_probes(3).unwrap().as_ref(),
+        Some(&subsets[0])
+    );
+    assert_eq!(compacted.observed_probes(1).unwrap(), None);
+    for (e, d) in before.iter().enumerate() {
+        assert_eq!(&compacted.descriptor(e as u64).unwrap(), d);
+    }
+    assert!(compacted.verify().is_ok());
+}
+
+#[test]
+fn too_few_logits_to_fit_factors_is_refused_and_nothing_is_written() {
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), "few.plog", PROBES, probelog::Dtype::F32);
+    let mut zoo = LowRankZoo::new(3);
+    let m = zoo.model(2);
+    let observed = sample_probes(PROBES, 0.5, 1).unwrap();
+    let rows = rows_of(&m, 2, &observed);
+    let sequence = Index::open(&path).unwrap().sequence();
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    let opts = CollabOptions {
+        rank: 8,
+        ..options()
+    };
+    w.add_partial_model(
+        input("p", &rows, observed.len(), 2),
+        &observed,
+        AppendOptions::default(),
+        opts,
+    )
+    .unwrap();
+    let err = w.commit().unwrap_err().to_string();
+    assert!(err.contains("at least 8 logits"), "{err}");
+    drop(w);
+    let index = Index::open(&path).unwrap();
+    assert_eq!((index.sequence(), index.entry_count()), (sequence, 0));
+}
+
+#[test]
+fn partial_inputs_are_checked() {
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), "chk.plog", PROBES, probelog::Dtype::F32);
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    let rows = vec![1.0f32; 6];
+    let bad: [&[u32]; 3] = [&[0, 1], &[3, 2, 9], &[0, 5, PROBES as u32]];
+    for observed in bad {
+        let r = w.add_partial_model(
+            input("x", &rows, 3, 2),
+            observed,
+            AppendOptions::default(),
+            options(),
+        );
+        assert!(r.is_err(), "{observed:?} was accepted");
+    }
+    let nan = [1.0, f32::NAN, 2.0, 3.0, 4.0, 5.0];
+    let e = w
+        .add_partial_model(
+            input("nan", &nan, 3, 2),
+            &[0, 1, 2],
+            AppendOptions::default(),
+            options(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nan") && e.contains("logit 1"), "{e}");
+}
