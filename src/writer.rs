@@ -405,6 +405,14 @@ impl<S: Storage> IndexWriter<S> {
                 op: "read probe factors",
                 source: e,
             })?;
+        let got = crc32fast::hash(&bytes);
+        if got != sec.crc {
+            return Err(Error::ChecksumMismatch {
+                section: "probe factors".into(),
+                expected: sec.crc,
+                got,
+            });
+        }
         ProbeFactors::decode_section(&bytes, self.header.probe_set.num_probes as usize, sec.param)
             .map(Some)
     }

@@ -245,3 +245,55 @@ fn partial_inputs_are_checked() {
         .to_string();
     assert!(e.contains("nan") && e.contains("logit 1"), "{e}");
 }
+
+#[test]
+fn damaged_stored_factors_are_refused_by_a_later_partial_append() {
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), "dmg.plog", PROBES, probelog::Dtype::F32);
+    let mut zoo = LowRankZoo::new(8);
+    let l = 5;
+    let observed = sample_probes(PROBES, 0.5, 3).unwrap();
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    for i in 0..2 {
+        let m = zoo.model(l);
+        let rows = rows_of(&m, l, &observed);
+        w.add_partial_model(
+            input(&format!("p{i}"), &rows, observed.len(), l),
+            &observed,
+            AppendOptions::default(),
+            options(),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    let (offset, _) = {
+        let index = Index::open(&path).unwrap();
+        let (_, off, len) = index
+            .section_extents()
+            .into_iter()
+            .find(|(name, _, _)| name.ends_with("probe factors"))
+            .expect("a probe factors section");
+        (off, len)
+    };
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offset as usize + 100] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let m = zoo.model(l);
+    let rows = rows_of(&m, l, &observed);
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    w.add_partial_model(
+        input("late", &rows, observed.len(), l),
+        &observed,
+        AppendOptions::default(),
+        options(),
+    )
+    .unwrap();
+    let err = w.commit().unwrap_err();
+    assert!(
+        matches!(err, probelog::Error::ChecksumMismatch { .. }),
+        "{err}"
+    );
+    drop(w);
+    assert_eq!(Index::open(&path).unwrap().model_count(), 2);
+}
