@@ -12,6 +12,12 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod npy;
 mod output;
+// The pixel accessors and device choice serve `append --model`, which runs models only in a
+// build with the `torch` feature.
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
+mod pset;
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
+mod torch;
 
 /// Find the classifiers that recognize a concept, from their logits on a fixed probe set.
 #[derive(Debug, Parser)]
@@ -37,6 +43,9 @@ enum Command {
     Compact(cmd::compact::Args),
     /// Write the z-normalized descriptors as an [entries, probes] float32 .npy plus a JSON sidecar.
     Export(cmd::export::Args),
+    /// Build or describe a probe set file (.pset): the probe images, decoded once.
+    #[command(subcommand_required = true)]
+    Probes(cmd::probes::Args),
     /// Build a synthetic model zoo into a new index and run an example search.
     Demo(cmd::demo::Args),
 }
@@ -51,6 +60,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Compact(args) => cmd::compact::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Probes(args) => cmd::probes::run(args),
         Command::Demo(args) => cmd::demo::run(args),
     };
     match result {

@@ -1,5 +1,7 @@
 //! `append`: stage one model (flags) or every model of a TOML manifest, then publish them with one
-//! commit. If any model is refused, nothing is committed.
+//! commit. A model is given by its logits (`.npy`) or as a TorchScript classifier (`.pt`) that is
+//! run on a probe set file (needs the `torch` feature). If any model is refused, nothing is
+//! committed, unless `--skip-failed` leaves the refused ones out and commits the others.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{LibResult, parse_fingerprint, parse_key_value, read_lines, with_writer_lock};
 use crate::npy;
-use crate::output::{no_progress, outln, print_json, progress};
+use crate::output::{Progress, no_progress, outln, print_json, progress};
+use crate::pset::ProbeSet;
+use crate::torch::device::DeviceArg;
+use crate::torch::{DEFAULT_BATCH, InputSpec, Prober};
 
 #[derive(Debug, clap::Args)]
-#[command(group(ArgGroup::new("input").required(true).args(["logits", "manifest"])))]
+#[command(group(ArgGroup::new("input").required(true).args(["logits", "manifest", "model"])))]
 pub struct Args {
     /// The index to append to.
     pub index: PathBuf,
@@ -33,10 +38,41 @@ pub struct Args {
     /// A metadata pair stored with the model; repeat for more.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_key_value, conflicts_with = "manifest")]
     pub meta: Vec<(String, String)>,
-    /// TOML file of [[model]] tables (keys: logits, name, source, labels, meta), all appended in
-    /// one commit. Paths are relative to the manifest's directory.
+    /// TorchScript classifier to run on the probes of --probes (input float32 [N, 3, S, S] RGB
+    /// in [0, 1], output [N, L] logits). Name: the file stem unless --name. Needs the `torch`
+    /// feature.
+    #[arg(long, value_name = "FILE.pt", conflicts_with_all = ["logits", "manifest"])]
+    pub model: Option<PathBuf>,
+    /// TOML file of [[model]] tables (keys: logits or model, name, source, labels, meta, and for
+    /// a model input_size, mean, std, batch), all appended in one commit. Paths are relative to
+    /// the manifest's directory.
     #[arg(long, value_name = "FILE.toml", conflicts_with = "logits")]
     pub manifest: Option<PathBuf>,
+    /// Probe set file the index was created with (`create --probes`): the probes --model runs
+    /// on. Appends are refused unless it is the index's probe set.
+    #[arg(long, value_name = "FILE.pset", conflicts_with = "probe_fingerprint")]
+    pub probes: Option<PathBuf>,
+    /// Side of the model's square input, when it is not the probe set's: the stored probes are
+    /// resized to it (bilinear).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub input_size: Option<u32>,
+    /// Per-channel mean subtracted after scaling pixels to [0, 1] (e.g. 0.485,0.456,0.406).
+    #[arg(long, value_name = "R,G,B", value_parser = parse_rgb)]
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation divided by after --mean (e.g. 0.229,0.224,0.225).
+    #[arg(long, value_name = "R,G,B", value_parser = parse_rgb)]
+    pub std: Option<[f32; 3]>,
+    /// Probes per forward pass.
+    #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
+    /// Where to run models: auto (CUDA when libtorch sees a device, else the CPU), cpu, cuda,
+    /// cuda:INDEX.
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: DeviceArg,
+    /// In a manifest, leave out the models that fail (to load, to run, or are refused by the
+    /// index), commit the others, name the failures and exit with status 1.
+    #[arg(long, requires = "manifest")]
+    pub skip_failed: bool,
     /// Store logits that are constant over the probes as all-zero descriptors instead of refusing
     /// the model.
     #[arg(long)]
@@ -58,64 +94,165 @@ pub struct Args {
 struct ModelSpec {
     name: String,
     source: String,
-    logits: PathBuf,
+    input: ModelSource,
     labels: Option<PathBuf>,
     meta: Vec<(String, String)>,
 }
 
+/// Where a model's logits come from.
+#[derive(Debug, Clone)]
+enum ModelSource {
+    /// A `[P, L]` `.npy` file.
+    Logits(PathBuf),
+    /// A TorchScript classifier run on the probe set.
+    TorchScript(PathBuf, InputSpec),
+}
+
+/// Input settings given on the command line or in a manifest table; unset ones fall back to
+/// the command line's, then to the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+struct InputOverrides {
+    size: Option<u32>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    batch: Option<u32>,
+}
+
+impl InputOverrides {
+    fn over(self, base: InputOverrides) -> InputSpec {
+        InputSpec {
+            size: self.size.or(base.size),
+            mean: self.mean.or(base.mean),
+            std: self.std.or(base.std),
+            batch: self
+                .batch
+                .or(base.batch)
+                .map_or(DEFAULT_BATCH, |b| b as usize),
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
-    let specs = match (&args.manifest, &args.logits) {
-        (Some(manifest), _) => read_manifest(manifest)?,
-        (None, Some(logits)) => vec![ModelSpec {
+    let cli_input = InputOverrides {
+        size: args.input_size,
+        mean: args.mean,
+        std: args.std,
+        batch: args.batch,
+    };
+    let specs = match (&args.manifest, &args.logits, &args.model) {
+        (Some(manifest), _, _) => read_manifest(manifest, cli_input)?,
+        (None, Some(logits), _) => vec![ModelSpec {
             name: args.name.clone().unwrap_or_default(),
             source: args.source.clone().unwrap_or_default(),
-            logits: logits.clone(),
+            input: ModelSource::Logits(logits.clone()),
             labels: args.labels.clone(),
             meta: args.meta.clone(),
         }],
-        (None, None) => {
-            bail!("give the model with --logits FILE.npy --name NAME, or --manifest FILE.toml")
-        }
+        (None, None, Some(model)) => vec![ModelSpec {
+            name: match &args.name {
+                Some(name) => name.clone(),
+                None => file_stem(model)?,
+            },
+            source: args.source.clone().unwrap_or_default(),
+            input: ModelSource::TorchScript(
+                model.clone(),
+                cli_input.over(InputOverrides::default()),
+            ),
+            labels: args.labels.clone(),
+            meta: args.meta.clone(),
+        }],
+        (None, None, None) => bail!(
+            "give the model with --logits FILE.npy --name NAME, --model FILE.pt --probes \
+             FILE.pset, or --manifest FILE.toml"
+        ),
     };
     for spec in &specs {
         check_meta_keys(spec)?;
     }
+    let pset = args
+        .probes
+        .as_deref()
+        .map(|path| ProbeSet::read(path).map(|set| (path, set)))
+        .transpose()?;
+    let probes_models = specs
+        .iter()
+        .any(|s| matches!(s.input, ModelSource::TorchScript(..)));
+    let prober = match pset {
+        Some((_, set)) if probes_models => Some(Prober::new(set, args.device)?),
+        Some(_) => None,
+        None if probes_models => bail!(
+            "running a TorchScript model needs the probe set: add --probes FILE.pset (the one \
+             given to `create --probes`)"
+        ),
+        None => None,
+    };
 
     let mut writer = with_writer_lock(&args.index, args.no_wait, |wait| {
         IndexWriter::open(&args.index, wait)
     })?;
+    let index_set = writer.probe_set();
+    let given_set = match (&args.probes, &prober) {
+        (Some(path), Some(prober)) => Some((path, prober.set().id())),
+        (Some(path), None) => Some((path, ProbeSet::read(path)?.id())),
+        _ => None,
+    };
+    if let Some((path, id)) = given_set {
+        ensure!(
+            id == index_set,
+            "{}: this probe set ({id}) is not the one {} was created with ({index_set}); models \
+             must be probed with the index's own probe set",
+            path.display(),
+            args.index.display()
+        );
+    }
     let opts = AppendOptions {
         keep_constant: args.keep_constant,
-        probe_set: args.probe_fingerprint.map(|fingerprint| ProbeSetId {
-            num_probes: writer.probe_set().num_probes,
-            fingerprint,
-        }),
+        probe_set: given_set
+            .map(|(_, id)| id)
+            .or(args.probe_fingerprint.map(|fingerprint| ProbeSetId {
+                num_probes: index_set.num_probes,
+                fingerprint,
+            })),
     };
-    let bar = match &args.manifest {
-        Some(_) => progress(specs.len() as u64, "models"),
-        None => no_progress(),
-    };
+    let bar = progress_for(&specs, prober.as_ref(), args.manifest.is_some());
+    let mut probing = Throughput::default();
     let mut added = Vec::with_capacity(specs.len());
+    let mut skipped = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         bar.set_message(spec.name.clone());
-        let staged = stage(&mut writer, spec, opts);
-        let staged = match &args.manifest {
-            Some(manifest) => staged.with_context(|| {
-                format!(
+        let staged = stage(&mut writer, spec, opts, prober.as_ref(), &bar, &mut probing);
+        match (staged, &args.manifest) {
+            (Ok(staged), _) => added.push((spec.name.clone(), staged)),
+            (Err(e), Some(_)) if args.skip_failed => skipped.push(Skipped {
+                name: spec.name.clone(),
+                error: format!("{e:#}"),
+            }),
+            (Err(e), Some(manifest)) => {
+                return Err(e.context(format!(
                     "model {:?} ({} of {} in {}) was refused, nothing was committed",
                     spec.name,
                     i + 1,
                     specs.len(),
                     manifest.display()
-                )
-            })?,
-            None => staged?,
-        };
-        added.push((spec.name.clone(), staged));
-        bar.inc(1);
+                )));
+            }
+            (Err(e), None) => return Err(e),
+        }
+        if !matches!(spec.input, ModelSource::TorchScript(..)) {
+            bar.inc(1);
+        }
     }
-    bar.finish_and_clear();
+    drop(bar);
+    if added.is_empty() {
+        bail!(
+            "{}; nothing was committed",
+            skipped_line(&skipped, specs.len())
+        );
+    }
     let commit = writer.commit().at(&args.index)?;
+    if let Some(prober) = &prober {
+        probing.report(&prober.device_name());
+    }
 
     let summary = Summary {
         index: args.index.display().to_string(),
@@ -135,35 +272,119 @@ pub fn run(args: Args) -> Result<()> {
                 constant_logits: a.constant_logits,
             })
             .collect(),
+        skipped,
     };
     if args.json {
-        print_json(&summary)
+        print_json(&summary)?;
     } else {
         outln!("{}", summary.line())?;
-        Ok(())
+    }
+    ensure!(
+        summary.skipped.is_empty(),
+        "{}; the other models were committed",
+        skipped_line(&summary.skipped, specs.len())
+    );
+    Ok(())
+}
+
+/// A bar over probing batches when models are run, else over models of a manifest.
+fn progress_for(specs: &[ModelSpec], prober: Option<&Prober>, manifest: bool) -> Progress {
+    let batches: u64 = specs
+        .iter()
+        .map(|s| match (&s.input, prober) {
+            (ModelSource::TorchScript(_, spec), Some(p)) => {
+                p.set().len().div_ceil(spec.batch) as u64
+            }
+            _ => 1,
+        })
+        .sum();
+    match (prober, manifest) {
+        (Some(_), _) => progress(batches, "batches"),
+        (None, true) => progress(specs.len() as u64, "models"),
+        (None, false) => no_progress(),
     }
 }
 
-/// Loads one model's inputs and stages it.
-fn stage(writer: &mut IndexWriter, spec: &ModelSpec, opts: AppendOptions) -> Result<ModelAdded> {
-    let p = writer.probe_set().num_probes as usize;
-    let m = npy::read_matrix(&spec.logits, "[probes, logits]")?;
-    if m.rows != p && m.cols == p {
-        bail!(
-            "{}: shape [{}, {}] looks transposed: logits must be [probes, logits], i.e. [{p}, {}] for this index",
-            spec.logits.display(),
-            m.rows,
-            m.cols,
-            m.rows
+/// `skipped 2 of 5 models: a (why); b (why)`.
+fn skipped_line(skipped: &[Skipped], total: usize) -> String {
+    let list: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("{:?} ({})", s.name, s.error))
+        .collect();
+    format!(
+        "skipped {} of {total} models: {}",
+        skipped.len(),
+        list.join("; ")
+    )
+}
+
+/// Images per second over every model probed.
+#[derive(Debug, Default)]
+struct Throughput {
+    models: usize,
+    images: usize,
+    elapsed: std::time::Duration,
+}
+
+impl Throughput {
+    /// One line on stderr (stdout stays the summary).
+    fn report(&self, device: &str) {
+        if self.models == 0 {
+            return;
+        }
+        let secs = self.elapsed.as_secs_f64();
+        eprintln!(
+            "probed {} {} on {device}: {} images in {secs:.2} s ({:.1} images/s)",
+            self.models,
+            if self.models == 1 { "model" } else { "models" },
+            self.images,
+            self.images as f64 / secs.max(1e-9)
         );
     }
+}
+
+/// Loads (or computes) one model's logits and stages it.
+fn stage(
+    writer: &mut IndexWriter,
+    spec: &ModelSpec,
+    opts: AppendOptions,
+    prober: Option<&Prober>,
+    bar: &Progress,
+    probing: &mut Throughput,
+) -> Result<ModelAdded> {
+    let p = writer.probe_set().num_probes as usize;
     let labels = spec.labels.as_deref().map(read_lines).transpose()?;
+    let (data, rows, cols) = match &spec.input {
+        ModelSource::Logits(path) => {
+            let m = npy::read_matrix(path, "[probes, logits]")?;
+            if m.rows != p && m.cols == p {
+                bail!(
+                    "{}: shape [{}, {}] looks transposed: logits must be [probes, logits], i.e. [{p}, {}] for this index",
+                    path.display(),
+                    m.rows,
+                    m.cols,
+                    m.rows
+                );
+            }
+            (m.data, m.rows, m.cols)
+        }
+        ModelSource::TorchScript(path, input) => {
+            let prober = prober.context("a TorchScript model needs --probes FILE.pset")?;
+            let out = prober
+                .probe(path, input, &|| bar.inc(1))
+                .with_context(|| format!("model {:?} ({})", spec.name, path.display()))?;
+            probing.models += 1;
+            probing.images += out.probes;
+            probing.elapsed += out.elapsed;
+            (out.logits, out.probes, out.num_logits)
+        }
+    };
     let input = ModelInput {
         name: spec.name.clone(),
         source: spec.source.clone(),
         meta: spec.meta.clone(),
         labels,
-        logits: LogitMatrix::new(&m.data, m.rows, m.cols).plain()?,
+        logits: LogitMatrix::new(&data, rows, cols).plain()?,
     };
     writer.add_model(input, opts).plain()
 }
@@ -189,7 +410,13 @@ struct Manifest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ManifestModel {
-    logits: PathBuf,
+    /// Exactly one of `logits` and `model`.
+    logits: Option<PathBuf>,
+    model: Option<PathBuf>,
+    input_size: Option<u32>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    batch: Option<u32>,
     name: Option<String>,
     #[serde(default)]
     source: String,
@@ -198,7 +425,7 @@ struct ManifestModel {
     meta: toml::Table,
 }
 
-fn read_manifest(path: &Path) -> Result<Vec<ModelSpec>> {
+fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Vec<ModelSpec>> {
     let text =
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let manifest: Manifest = toml::from_str(&text).map_err(|e| {
@@ -222,20 +449,41 @@ fn read_manifest(path: &Path) -> Result<Vec<ModelSpec>> {
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
+            let file = match (&m.logits, &m.model) {
+                (Some(file), None) | (None, Some(file)) => file.clone(),
+                _ => bail!(
+                    "{}: model {} must give exactly one of `logits` (a .npy) and `model` (a .pt)",
+                    path.display(),
+                    i + 1
+                ),
+            };
             let name = match m.name {
                 Some(name) => name,
-                None => m
-                    .logits
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .with_context(|| {
-                        format!(
-                            "{}: model {} has no name and its logits path {} has no file name",
-                            path.display(),
-                            i + 1,
-                            m.logits.display()
-                        )
-                    })?,
+                None => file_stem(&file)
+                    .with_context(|| format!("{}: model {} has no name", path.display(), i + 1))?,
+            };
+            let overrides = InputOverrides {
+                size: m.input_size,
+                mean: m.mean,
+                std: m.std,
+                batch: m.batch,
+            };
+            let input = match m.model {
+                Some(model) => {
+                    ModelSource::TorchScript(base.join(model), overrides.over(cli_input))
+                }
+                None => {
+                    ensure!(
+                        overrides.size.is_none()
+                            && overrides.mean.is_none()
+                            && overrides.std.is_none()
+                            && overrides.batch.is_none(),
+                        "{}: model {name:?}: input_size, mean, std and batch apply to `model` \
+                         (TorchScript) entries only",
+                        path.display()
+                    );
+                    ModelSource::Logits(base.join(file))
+                }
             };
             let meta = m
                 .meta
@@ -251,13 +499,42 @@ fn read_manifest(path: &Path) -> Result<Vec<ModelSpec>> {
                 .collect::<Result<Vec<_>>>()?;
             Ok(ModelSpec {
                 source: m.source,
-                logits: base.join(m.logits),
+                input,
                 labels: m.labels.map(|l| base.join(l)),
                 meta,
                 name,
             })
         })
         .collect()
+}
+
+/// A model's default name: its file's stem.
+fn file_stem(path: &Path) -> Result<String> {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .with_context(|| format!("{} has no file name to name the model by", path.display()))
+}
+
+/// Clap parser of `--mean`/`--std`: three comma-separated numbers.
+fn parse_rgb(s: &str) -> Result<[f32; 3], String> {
+    let values: Vec<f32> = s
+        .split(',')
+        .map(|v| v.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected three numbers R,G,B, got {s:?}"))?;
+    let rgb: [f32; 3] = values
+        .try_into()
+        .map_err(|_| format!("expected three numbers R,G,B, got {s:?}"))?;
+    if rgb.iter().any(|v| !v.is_finite()) {
+        return Err(format!("expected finite numbers, got {s:?}"));
+    }
+    Ok(rgb)
+}
+
+#[derive(Debug, Serialize)]
+struct Skipped {
+    name: String,
+    error: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -270,6 +547,8 @@ struct Summary {
     entry_count: u64,
     bytes_written: u64,
     models: Vec<AddedModel>,
+    /// Models left out by --skip-failed.
+    skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, Serialize)]

@@ -2,21 +2,28 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use clap::ValueEnum;
 use probelog::{CreateOptions, Dtype, ProbeSetId};
 
 use super::{LibResult, parse_fingerprint, read_lines};
 use crate::npy;
 use crate::output::outln;
+use crate::pset::ProbeSet;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Path of the new index file; it must not exist yet.
     pub index: PathBuf,
     /// Number of probes (inputs) every model's logits are computed on.
-    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..))]
-    pub num_probes: u32,
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..),
+          required_unless_present = "probes")]
+    pub num_probes: Option<u32>,
+    /// Probe set file (from `probes build`): the index takes its probe count, names and
+    /// fingerprint, and `append --model` refuses logits computed on any other probe set.
+    #[arg(long, value_name = "FILE.pset",
+          conflicts_with_all = ["num_probes", "probe_names", "probe_fingerprint"])]
+    pub probes: Option<PathBuf>,
     /// Text file with one probe name per line, in probe order (P lines). Without
     /// --probe-fingerprint the probe set is identified by these names.
     #[arg(long, value_name = "FILE")]
@@ -50,7 +57,13 @@ impl From<DtypeArg> for Dtype {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let p = args.num_probes as usize;
+    let pset = args.probes.as_deref().map(ProbeSet::read).transpose()?;
+    let num_probes = match (&pset, args.num_probes) {
+        (Some(set), _) => set.id().num_probes,
+        (None, Some(p)) => p,
+        (None, None) => bail!("give --num-probes P or --probes FILE.pset"),
+    };
+    let p = num_probes as usize;
     let names = match &args.probe_names {
         Some(file) => {
             let names = read_lines(file)?;
@@ -84,13 +97,17 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let probe_set = match (args.probe_fingerprint, &names) {
-        (Some(fingerprint), _) => ProbeSetId {
-            num_probes: args.num_probes,
-            fingerprint,
-        },
-        (None, Some(names)) => ProbeSetId::from_names(names),
-        (None, None) => ProbeSetId::anonymous(args.num_probes),
+    let (probe_set, names) = match (&pset, args.probe_fingerprint, names) {
+        (Some(set), _, _) => (set.id(), Some(set.names().to_vec())),
+        (None, Some(fingerprint), names) => (
+            ProbeSetId {
+                num_probes,
+                fingerprint,
+            },
+            names,
+        ),
+        (None, None, Some(names)) => (ProbeSetId::from_names(&names), Some(names)),
+        (None, None, None) => (ProbeSetId::anonymous(num_probes), None),
     };
     let embedding_dim = embeddings.as_ref().map(|(_, d)| *d);
     let opts = CreateOptions {

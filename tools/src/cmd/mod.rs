@@ -13,6 +13,7 @@ pub mod create;
 pub mod demo;
 pub mod export;
 pub mod info;
+pub mod probes;
 pub mod search;
 pub mod verify;
 
