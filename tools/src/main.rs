@@ -32,7 +32,7 @@ enum Command {
     /// Create a new, empty index for a probe set.
     Create(cmd::create::Args),
     /// Append one model's logits, or every model listed in a manifest, in one commit.
-    Append(cmd::append::Args),
+    Append(Box<cmd::append::Args>),
     /// Search the index with an entry, a raw logit vector or a text embedding.
     Search(cmd::search::Args),
     /// Show what an index holds.
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Create(args) => cmd::create::run(args),
-        Command::Append(args) => cmd::append::run(args),
+        Command::Append(args) => cmd::append::run(*args),
         Command::Search(args) => cmd::search::run(args),
         Command::Info(args) => cmd::info::run(args),
         Command::Verify(args) => cmd::verify::run(args),

@@ -1124,3 +1124,93 @@ fn usage_errors_exit_with_2() {
     assert!(run(&["--help"]).status.success());
     assert!(run(&["--version"]).status.success());
 }
+
+#[test]
+fn probe_fraction_completes_models_from_stored_factors() {
+    let f = Fixture::new();
+    let concepts: [&[usize]; 6] = [
+        &[1, 2, 3],
+        &[2, 4, 1],
+        &[5, 1, 6],
+        &[3, 7, 8],
+        &[9, 0, 2],
+        &[4, 6, 1],
+    ];
+    let mut manifest = String::new();
+    for (i, c) in concepts.iter().enumerate() {
+        f.model_files(&format!("m{i}"), c, i as u64 + 1);
+        manifest.push_str(&format!(
+            "[[model]]\nlogits = \"m{i}.npy\"\nlabels = \"m{i}.labels\"\n\n"
+        ));
+    }
+    fs::write(f.path("m.toml"), manifest).unwrap();
+    let m = f.path("m.toml");
+    let args = [
+        "append",
+        f.idx(),
+        "--manifest",
+        s(&m),
+        "--probe-fraction",
+        "0.5",
+        "--seed",
+        "3",
+    ];
+    // The default rank (32) needs more logits than these 18 to fit factors.
+    let e = fails(&args);
+    assert!(e.contains("at least 32 logits"), "{e}");
+    assert_eq!(
+        model_info(f.idx())["model_count"],
+        0,
+        "nothing was committed"
+    );
+    let r = ok_json(&[&args[..], &["--rank", "6"]].concat());
+    assert_eq!(r["models_added"], 6);
+    let info = model_info(f.idx());
+    assert_eq!(info["probe_factors"]["rank"], 6);
+    for m in info["models"].as_array().unwrap() {
+        assert_eq!(m["observed_probes"], (P / 2) as u64);
+    }
+    // A concept-1 logit finds another model's concept-1 logit first.
+    let r = ok_json(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "2",
+        "--exclude-same-model",
+        "--per-model",
+    ]);
+    assert_eq!(r["query"]["label"], "concept-3");
+    assert_eq!(r["results"][0]["label"], "concept-3");
+    // A later append folds in with the stored factors (its --rank is not used).
+    let (npy, labels, _) = f.model_files("late", &[1, 3], 9);
+    let r = ok_json(&[
+        "append",
+        f.idx(),
+        "--logits",
+        s(&npy),
+        "--name",
+        "late",
+        "--labels",
+        s(&labels),
+        "--probe-fraction",
+        "0.4",
+        "--rank",
+        "2",
+    ]);
+    assert_eq!(r["models_added"], 1);
+    let info = model_info(f.idx());
+    assert_eq!(info["probe_factors"]["rank"], 6);
+    assert_eq!(info["models"][6]["observed_probes"], 20);
+    ok(&["verify", f.idx()]);
+    let e = fails(&[
+        "append",
+        f.idx(),
+        "--logits",
+        s(&npy),
+        "--name",
+        "x",
+        "--probe-fraction",
+        "0",
+    ]);
+    assert!(e.contains("fraction"), "{e}");
+}

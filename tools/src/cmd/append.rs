@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::ArgGroup;
+use probelog::collab::{CollabOptions, sample_probes};
 use probelog::{AppendOptions, IndexWriter, LogitMatrix, ModelAdded, ModelInput, ProbeSetId};
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,26 @@ pub struct Args {
     /// is the index's.
     #[arg(long, value_name = "HEX64", value_parser = parse_fingerprint)]
     pub probe_fingerprint: Option<[u8; 32]>,
+    /// Collaborative probing: keep only this fraction of each model's probes (a seeded random
+    /// subset per model) and complete the rest from low-rank probe factors stored in the index
+    /// (fitted on this commit when the index has none yet). With --logits the file still holds
+    /// all P rows; the other rows are not used.
+    #[arg(long, value_name = "F")]
+    pub probe_fraction: Option<f64>,
+    /// Seed of the probe subsets: model i of this commit (from 0) uses seed + i.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0,
+        requires = "probe_fraction"
+    )]
+    pub seed: u64,
+    /// Rank of the probe factors, when this commit fits them.
+    #[arg(long, value_name = "R", default_value_t = CollabOptions::default().rank, requires = "probe_fraction")]
+    pub rank: usize,
+    /// Ridge regularization of the low-rank completion, when this commit fits the factors.
+    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, requires = "probe_fraction")]
+    pub lambda: f32,
     /// Fail at once if another writer holds the index instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
@@ -214,13 +235,46 @@ pub fn run(args: Args) -> Result<()> {
                 fingerprint,
             })),
     };
+    let partial = match args.probe_fraction {
+        Some(fraction) => {
+            ensure!(
+                !specs
+                    .iter()
+                    .any(|s| matches!(s.input, ModelSource::TorchScript(..))),
+                "--probe-fraction works with --logits and logits manifests for now; running a \
+                 TorchScript model on a subset of the probes is not supported yet"
+            );
+            // Checks the fraction before anything is staged.
+            sample_probes(index_set.num_probes as usize, fraction, args.seed).plain()?;
+            Some(Partial {
+                fraction,
+                seed: args.seed,
+                options: CollabOptions {
+                    rank: args.rank,
+                    lambda: args.lambda,
+                    seed: args.seed,
+                    ..CollabOptions::default()
+                },
+            })
+        }
+        None => None,
+    };
     let bar = progress_for(&specs, prober.as_ref(), args.manifest.is_some());
     let mut probing = Throughput::default();
     let mut added = Vec::with_capacity(specs.len());
     let mut skipped = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         bar.set_message(spec.name.clone());
-        let staged = stage(&mut writer, spec, opts, prober.as_ref(), &bar, &mut probing);
+        let partial = partial.map(|p| (p, i as u64));
+        let staged = stage(
+            &mut writer,
+            spec,
+            opts,
+            prober.as_ref(),
+            partial,
+            &bar,
+            &mut probing,
+        );
         match (staged, &args.manifest) {
             (Ok(staged), _) => added.push((spec.name.clone(), staged)),
             (Err(e), Some(_)) if args.skip_failed => skipped.push(Skipped {
@@ -344,11 +398,22 @@ impl Throughput {
 }
 
 /// Loads (or computes) one model's logits and stages it.
+/// Collaborative probing settings of `append --probe-fraction`.
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    fraction: f64,
+    seed: u64,
+    options: CollabOptions,
+}
+
+/// Stages one model; with `partial`, (settings, the model's position in the commit), only a
+/// seeded subset of its probe rows is used and the rest is completed at commit.
 fn stage(
     writer: &mut IndexWriter,
     spec: &ModelSpec,
     opts: AppendOptions,
     prober: Option<&Prober>,
+    partial: Option<(Partial, u64)>,
     bar: &Progress,
     probing: &mut Throughput,
 ) -> Result<ModelAdded> {
@@ -379,14 +444,37 @@ fn stage(
             (out.logits, out.probes, out.num_logits)
         }
     };
+    let Some((partial, position)) = partial else {
+        let input = ModelInput {
+            name: spec.name.clone(),
+            source: spec.source.clone(),
+            meta: spec.meta.clone(),
+            labels,
+            logits: LogitMatrix::new(&data, rows, cols).plain()?,
+        };
+        return writer.add_model(input, opts).plain();
+    };
+    ensure!(
+        rows == p,
+        "model {:?}: --probe-fraction takes the logits on all {p} probes, got {rows} rows",
+        spec.name
+    );
+    let observed = sample_probes(p, partial.fraction, partial.seed + position).plain()?;
+    let kept: Vec<f32> = observed
+        .iter()
+        .flat_map(|&q| &data[q as usize * cols..(q as usize + 1) * cols])
+        .copied()
+        .collect();
     let input = ModelInput {
         name: spec.name.clone(),
         source: spec.source.clone(),
         meta: spec.meta.clone(),
         labels,
-        logits: LogitMatrix::new(&data, rows, cols).plain()?,
+        logits: LogitMatrix::new(&kept, observed.len(), cols).plain()?,
     };
-    writer.add_model(input, opts).plain()
+    writer
+        .add_partial_model(input, &observed, opts, partial.options)
+        .plain()
 }
 
 fn check_meta_keys(spec: &ModelSpec) -> Result<()> {

@@ -37,7 +37,15 @@ struct Info {
     probe_names: bool,
     /// Dimension of the probe embeddings, if the index has them.
     probe_embedding_dim: Option<usize>,
+    /// Collaborative probing's stored probe factors, if any.
+    probe_factors: Option<FactorsRow>,
     models: Vec<ModelRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct FactorsRow {
+    rank: usize,
+    lambda: f32,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +57,8 @@ struct ModelRow {
     source: String,
     #[serde(serialize_with = "pairs_as_object")]
     meta: Vec<(String, String)>,
+    /// How many probes the model was run on (all of them unless collaboratively probed).
+    observed_probes: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -79,6 +89,10 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
                 first_entry: m.first_entry,
                 source: m.source,
                 meta: m.meta,
+                observed_probes: index
+                    .observed_probes(id)
+                    .at(path)?
+                    .map_or(index.num_probes(), |o| o.len()),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -95,6 +109,13 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
         committed_len: index.commit().committed_len,
         probe_names: index.probe_names().at(path)?.is_some(),
         probe_embedding_dim: index.probe_embeddings().at(path)?.map(|(_, dim)| dim),
+        probe_factors: index
+            .probe_factors()
+            .at(path)?
+            .map(|(f, lambda)| FactorsRow {
+                rank: f.rank,
+                lambda,
+            }),
         models,
     })
 }
@@ -126,6 +147,15 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
             info.probe_embedding_dim
                 .map_or("no".to_string(), |d| format!("yes (dim {d})")),
         ),
+        (
+            "probe factors",
+            info.probe_factors.as_ref().map_or("no".to_string(), |f| {
+                format!(
+                    "rank {}, lambda {} (collaborative probing)",
+                    f.rank, f.lambda
+                )
+            }),
+        ),
     ];
     for (k, v) in fields {
         writeln!(out, "{:<17} {v}", format!("{k}:"))?;
@@ -138,6 +168,7 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
         ("id", Align::Right),
         ("name", Align::Left),
         ("logits", Align::Right),
+        ("probes run", Align::Right),
         ("source", Align::Left),
     ]);
     for m in &info.models {
@@ -145,6 +176,7 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
             m.id.to_string(),
             m.name.clone(),
             m.logits.to_string(),
+            m.observed_probes.to_string(),
             m.source.clone(),
         ]);
     }
