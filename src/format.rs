@@ -342,6 +342,20 @@ impl StaticHeader {
     }
 }
 
+/// The error for a file of `len` bytes, too short to hold the header page. `head` holds its first
+/// bytes (at most 8 are looked at): with the magic it is a truncated index, else not an index.
+pub fn short_header_error(head: &[u8], len: u64) -> Error {
+    if head.len() < 8 || head[..8] != MAGIC {
+        Error::NotAnIndex
+    } else {
+        Error::Truncated {
+            what: "the header".into(),
+            needed: HEADER_USED_LEN as u64,
+            len,
+        }
+    }
+}
+
 /// A checksummed reference to a byte range: used for the link from one directory to the previous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extent {

@@ -841,15 +841,7 @@ impl Index {
             let mut head = vec![0u8; len as usize];
             file.read_exact_at(&mut head, 0)
                 .map_err(|e| Error::io("read", path, e))?;
-            return Err(if head.len() < 8 || head[..8] != MAGIC {
-                Error::NotAnIndex
-            } else {
-                Error::Truncated {
-                    what: "the header".into(),
-                    needed: HEADER_USED_LEN as u64,
-                    len,
-                }
-            });
+            return Err(short_header_error(&head, len));
         }
         let mut page = vec![0u8; HEADER_USED_LEN];
         file.read_exact_at(&mut page, 0)

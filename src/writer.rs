@@ -186,15 +186,14 @@ impl<S: Storage> IndexWriter<S> {
             source: e,
         })?;
         if len < HEADER_USED_LEN as u64 {
-            return Err(if len < 8 {
-                Error::NotAnIndex
-            } else {
-                Error::Truncated {
-                    what: "the header".into(),
-                    needed: HEADER_USED_LEN as u64,
-                    len,
-                }
-            });
+            let mut head = vec![0u8; len.min(8) as usize];
+            storage
+                .read_exact_at(&mut head, 0)
+                .map_err(|e| Error::Storage {
+                    op: "read header",
+                    source: e,
+                })?;
+            return Err(short_header_error(&head, len));
         }
         let mut page = vec![0u8; HEADER_USED_LEN];
         storage
@@ -258,7 +257,7 @@ impl<S: Storage> IndexWriter<S> {
 
     /// Models committed plus staged.
     pub fn model_count(&self) -> u64 {
-        self.commit.model_count + self.pending.models.len() as u64
+        self.commit.model_count + self.pending.meta.models.len() as u64
     }
 
     /// The current commit record.
@@ -429,7 +428,7 @@ impl<S: Storage> IndexWriter<S> {
         let factors = ProbeFactors::fit(p, &self.pending.observations(), &self.collab)?;
         self.pending
             .complete_partials(&factors, self.collab.lambda)?;
-        self.pending.probe_factors = Some((factors, self.collab.lambda));
+        self.pending.meta.probe_factors = Some((factors, self.collab.lambda));
         Ok(())
     }
 
@@ -532,7 +531,7 @@ pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
         .try_clone()
         .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
     let mut storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
-    let content = SnapshotContent::collect(raw)?;
+    let meta = snapshot_meta(raw)?;
     let header = StaticHeader {
         probe_set: raw.probe_set(),
         dtype: raw.dtype(),
@@ -541,7 +540,7 @@ pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
     let commit = write_new_file(
         &mut storage,
         &header,
-        &content.as_content(raw.entry_count(), &rows),
+        &meta.as_content(raw.entry_count(), &rows),
         raw.sequence(),
     )?;
     tmp.persist(path)
@@ -578,14 +577,36 @@ struct ModelRecordIn {
 struct SegmentContent<'a> {
     entries: u64,
     rows: Option<&'a dyn RowSource>,
-    models: &'a [ModelRecordIn],
-    /// Empty, or one label per entry.
-    labels: &'a [Option<String>],
-    probe_names: Option<&'a [String]>,
-    probe_embeddings: Option<(&'a [f32], usize)>,
-    /// Empty, or per model the probes it was run on (`None`: all of them).
-    observed: &'a [Option<Vec<u32>>],
-    probe_factors: Option<(&'a ProbeFactors, f32)>,
+    meta: &'a SegmentMeta,
+}
+
+/// What a segment holds besides its descriptor rows.
+#[derive(Default)]
+struct SegmentMeta {
+    models: Vec<ModelRecordIn>,
+    /// One label per entry (`None` where a model gave none).
+    labels: Vec<Option<String>>,
+    any_label: bool,
+    probe_names: Option<Vec<String>>,
+    probe_embeddings: Option<(Vec<f32>, usize)>,
+    /// Per model, the probes it was run on (`None`: all of them).
+    observed: Vec<Option<Vec<u32>>>,
+    probe_factors: Option<(ProbeFactors, f32)>,
+}
+
+impl SegmentMeta {
+    /// The labels to store: none at all when no entry has one.
+    fn stored_labels(&self) -> &[Option<String>] {
+        if self.any_label { &self.labels } else { &[] }
+    }
+
+    fn as_content<'a>(&'a self, entries: u64, rows: &'a dyn RowSource) -> SegmentContent<'a> {
+        SegmentContent {
+            entries,
+            rows: (entries > 0).then_some(rows),
+            meta: self,
+        }
+    }
 }
 
 /// Staged appends, probe-major: `rows[p]` holds the staged entries' values for probe `p`.
@@ -595,16 +616,9 @@ struct Pending {
     /// opening a writer must not allocate by it.
     rows: Vec<Vec<f32>>,
     entries: usize,
-    models: Vec<ModelRecordIn>,
-    labels: Vec<Option<String>>,
-    any_label: bool,
-    probe_names: Option<Vec<String>>,
-    probe_embeddings: Option<(Vec<f32>, usize)>,
-    /// Per staged model, the probes it was run on (`None`: all of them).
-    observed: Vec<Option<Vec<u32>>>,
     /// Partially observed models: their first column and observations, completed at commit.
     partials: Vec<(usize, Observations)>,
-    probe_factors: Option<(ProbeFactors, f32)>,
+    meta: SegmentMeta,
 }
 
 impl Pending {
@@ -613,22 +627,17 @@ impl Pending {
             probes,
             rows: Vec::new(),
             entries: 0,
-            models: Vec::new(),
-            labels: Vec::new(),
-            any_label: false,
-            probe_names: None,
-            probe_embeddings: None,
-            observed: Vec::new(),
             partials: Vec::new(),
-            probe_factors: None,
+            meta: SegmentMeta::default(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.models.is_empty()
-            && self.probe_names.is_none()
-            && self.probe_embeddings.is_none()
-            && self.probe_factors.is_none()
+        let m = &self.meta;
+        m.models.is_empty()
+            && m.probe_names.is_none()
+            && m.probe_embeddings.is_none()
+            && m.probe_factors.is_none()
     }
 
     /// Stages a partially observed model: its columns are reserved now (so entry ids are fixed)
@@ -638,7 +647,7 @@ impl Pending {
         let zeros = vec![0f32; self.probes * obs.logits];
         let observed = obs.observed.clone();
         self.push_model(input, &zeros, obs.logits);
-        *self.observed.last_mut().expect("just pushed") = Some(observed);
+        *self.meta.observed.last_mut().expect("just pushed") = Some(observed);
         self.partials.push((first, obs));
     }
 
@@ -659,8 +668,8 @@ impl Pending {
     /// ones with all their probes.
     fn observations(&self) -> Vec<Observations> {
         let mut out: Vec<Observations> = self.partials.iter().map(|(_, o)| o.clone()).collect();
-        for (m, model) in self.models.iter().enumerate() {
-            if self.observed[m].is_none() {
+        for (model, observed) in self.meta.models.iter().zip(&self.meta.observed) {
+            if observed.is_none() {
                 let (a, l) = (model.first_entry as usize, model.logit_count as usize);
                 let mut desc = Vec::with_capacity(l * self.probes);
                 for j in a..a + l {
@@ -681,7 +690,7 @@ impl Pending {
         for (r, row) in self.rows.iter_mut().enumerate() {
             row.extend((0..l).map(|j| desc[j * p + r]));
         }
-        self.models.push(ModelRecordIn {
+        self.meta.models.push(ModelRecordIn {
             first_entry: self.entries as u64,
             logit_count: l as u32,
             name: input.name,
@@ -690,12 +699,12 @@ impl Pending {
         });
         match input.labels {
             Some(labels) => {
-                self.any_label = true;
-                self.labels.extend(labels.into_iter().map(Some));
+                self.meta.any_label = true;
+                self.meta.labels.extend(labels.into_iter().map(Some));
             }
-            None => self.labels.extend(std::iter::repeat_n(None, l)),
+            None => self.meta.labels.extend(std::iter::repeat_n(None, l)),
         }
-        self.observed.push(None);
+        self.meta.observed.push(None);
         self.entries += l;
     }
 
@@ -707,7 +716,7 @@ impl Pending {
                 actual: names.len() as u64,
             });
         }
-        self.probe_names = Some(names);
+        self.meta.probe_names = Some(names);
         Ok(())
     }
 
@@ -748,24 +757,12 @@ impl Pending {
             row.iter_mut()
                 .for_each(|x| *x = (f64::from(*x) / norm) as f32);
         }
-        self.probe_embeddings = Some((out, dim));
+        self.meta.probe_embeddings = Some((out, dim));
         Ok(())
     }
 
     fn as_content(&self) -> SegmentContent<'_> {
-        SegmentContent {
-            entries: self.entries as u64,
-            rows: (self.entries > 0).then_some(self as &dyn RowSource),
-            models: &self.models,
-            labels: if self.any_label { &self.labels } else { &[] },
-            probe_names: self.probe_names.as_deref(),
-            probe_embeddings: self
-                .probe_embeddings
-                .as_ref()
-                .map(|(e, d)| (e.as_slice(), *d)),
-            observed: &self.observed,
-            probe_factors: self.probe_factors.as_ref().map(|(f, l)| (f, *l)),
-        }
+        self.meta.as_content(self.entries as u64, self)
     }
 }
 
@@ -774,17 +771,6 @@ impl RowSource for Pending {
         out.copy_from_slice(&self.rows[p]);
         Ok(())
     }
-}
-
-/// The whole content of a snapshot, for compaction; descriptor rows are read from the snapshot.
-struct SnapshotContent {
-    models: Vec<ModelRecordIn>,
-    labels: Vec<Option<String>>,
-    any_label: bool,
-    probe_names: Option<Vec<String>>,
-    probe_embeddings: Option<(Vec<f32>, usize)>,
-    observed: Vec<Option<Vec<u32>>>,
-    probe_factors: Option<(ProbeFactors, f32)>,
 }
 
 struct SnapshotRows<'a, D: AsRef<[u8]>>(&'a RawIndex<D>);
@@ -803,54 +789,32 @@ impl<D: AsRef<[u8]>> RowSource for SnapshotRows<'_, D> {
     }
 }
 
-impl SnapshotContent {
-    fn collect<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<Self> {
-        let mut models = Vec::new();
-        let mut labels = Vec::with_capacity(raw.entry_count() as usize);
-        let mut any_label = false;
-        let mut observed = Vec::new();
-        for m in 0..raw.model_count() {
-            let info = raw.model(m)?;
-            observed.push(raw.observed_probes(m)?);
-            models.push(ModelRecordIn {
-                first_entry: info.first_entry,
-                logit_count: info.logit_count,
-                name: info.name,
-                source: info.source,
-                meta: info.meta,
-            });
-            for e in info.first_entry..info.first_entry + u64::from(info.logit_count) {
-                let label = raw.entry_label(e)?;
-                any_label |= label.is_some();
-                labels.push(label);
-            }
+/// The whole metadata of a snapshot, for compaction; descriptor rows are read by
+/// [`SnapshotRows`].
+fn snapshot_meta<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<SegmentMeta> {
+    let mut meta = SegmentMeta {
+        probe_names: raw.probe_names()?,
+        probe_embeddings: raw.probe_embeddings()?.map(|(e, d)| (e.to_vec(), d)),
+        probe_factors: raw.probe_factors()?,
+        ..SegmentMeta::default()
+    };
+    for m in 0..raw.model_count() {
+        let info = raw.model(m)?;
+        meta.observed.push(raw.observed_probes(m)?);
+        for e in info.first_entry..info.first_entry + u64::from(info.logit_count) {
+            let label = raw.entry_label(e)?;
+            meta.any_label |= label.is_some();
+            meta.labels.push(label);
         }
-        Ok(SnapshotContent {
-            models,
-            labels,
-            any_label,
-            probe_names: raw.probe_names()?,
-            probe_embeddings: raw.probe_embeddings()?.map(|(e, d)| (e.to_vec(), d)),
-            observed,
-            probe_factors: raw.probe_factors()?,
-        })
+        meta.models.push(ModelRecordIn {
+            first_entry: info.first_entry,
+            logit_count: info.logit_count,
+            name: info.name,
+            source: info.source,
+            meta: info.meta,
+        });
     }
-
-    fn as_content<'a>(&'a self, entries: u64, rows: &'a dyn RowSource) -> SegmentContent<'a> {
-        SegmentContent {
-            entries,
-            rows: (entries > 0).then_some(rows),
-            models: &self.models,
-            labels: if self.any_label { &self.labels } else { &[] },
-            probe_names: self.probe_names.as_deref(),
-            probe_embeddings: self
-                .probe_embeddings
-                .as_ref()
-                .map(|(e, d)| (e.as_slice(), *d)),
-            observed: &self.observed,
-            probe_factors: self.probe_factors.as_ref().map(|(f, l)| (f, *l)),
-        }
-    }
+    Ok(meta)
 }
 
 struct StringPool(Vec<u8>);
@@ -901,7 +865,7 @@ fn write_segment<S: Storage>(
         .checked_add(content.entries)
         .ok_or_else(limits)?;
     let model_count = (prev.model_count)
-        .checked_add(content.models.len() as u64)
+        .checked_add(content.meta.models.len() as u64)
         .ok_or_else(limits)?;
     let mut w = SegmentWriter {
         storage,
@@ -917,11 +881,11 @@ fn write_segment<S: Storage>(
     }
 
     let mut strings = StringPool(Vec::new());
-    if !content.models.is_empty() {
-        let mut models = Vec::with_capacity(content.models.len() * MODEL_RECORD_LEN);
+    if !content.meta.models.is_empty() {
+        let mut models = Vec::with_capacity(content.meta.models.len() * MODEL_RECORD_LEN);
         let mut meta = Vec::new();
         let mut meta_count_total = 0u64;
-        for m in content.models {
+        for m in &content.meta.models {
             let name = strings.add(&m.name)?;
             let source = strings.add(&m.source)?;
             models.extend_from_slice(&m.first_entry.to_le_bytes());
@@ -942,9 +906,10 @@ fn write_segment<S: Storage>(
             meta_count_total += m.meta.len() as u64;
         }
         w.section(SectionKind::Models, &models, 0)?;
-        if !content.labels.is_empty() {
-            let mut labels = Vec::with_capacity(content.labels.len() * STRING_REF_LEN);
-            for l in content.labels {
+        let stored_labels = content.meta.stored_labels();
+        if !stored_labels.is_empty() {
+            let mut labels = Vec::with_capacity(stored_labels.len() * STRING_REF_LEN);
+            for l in stored_labels {
                 match l {
                     Some(s) => put_ref(&mut labels, strings.add(s)?),
                     None => put_ref(&mut labels, [NO_STRING, 0]),
@@ -955,10 +920,10 @@ fn write_segment<S: Storage>(
         if !meta.is_empty() {
             w.section(SectionKind::ModelMeta, &meta, 0)?;
         }
-        if content.observed.iter().any(Option::is_some) {
+        if content.meta.observed.iter().any(Option::is_some) {
             let per_model = observed_bitmap_len(header.probe_set.num_probes) as usize;
-            let mut bitmaps = vec![0u8; per_model * content.models.len()];
-            for (m, obs) in content.observed.iter().enumerate() {
+            let mut bitmaps = vec![0u8; per_model * content.meta.models.len()];
+            for (m, obs) in content.meta.observed.iter().enumerate() {
                 let bitmap = &mut bitmaps[m * per_model..(m + 1) * per_model];
                 match obs {
                     Some(probes) => {
@@ -976,7 +941,7 @@ fn write_segment<S: Storage>(
             w.section(SectionKind::ObservedProbes, &bitmaps, per_model as u64)?;
         }
     }
-    if let Some(names) = content.probe_names {
+    if let Some(names) = &content.meta.probe_names {
         let mut refs = Vec::with_capacity(names.len() * STRING_REF_LEN);
         for n in names {
             put_ref(&mut refs, strings.add(n)?);
@@ -986,17 +951,17 @@ fn write_segment<S: Storage>(
     if !strings.0.is_empty() {
         w.section(SectionKind::Strings, &strings.0, 0)?;
     }
-    if let Some((emb, dim)) = content.probe_embeddings {
+    if let Some((emb, dim)) = &content.meta.probe_embeddings {
         w.section(
             SectionKind::ProbeEmbeddings,
             bytemuck::cast_slice(emb),
-            dim as u64,
+            *dim as u64,
         )?;
     }
-    if let Some((factors, lambda)) = content.probe_factors {
+    if let Some((factors, lambda)) = &content.meta.probe_factors {
         w.section(
             SectionKind::ProbeFactors,
-            &factors.encode_section(lambda),
+            &factors.encode_section(*lambda),
             factors.rank as u64,
         )?;
     }
@@ -1007,7 +972,7 @@ fn write_segment<S: Storage>(
         first_entry: prev.entry_count,
         entry_count: content.entries,
         first_model: prev.model_count,
-        model_count: content.models.len() as u64,
+        model_count: content.meta.models.len() as u64,
         prev: prev_dir,
         sections: std::mem::take(&mut w.sections),
     };
@@ -1145,7 +1110,7 @@ impl<S: Storage> std::fmt::Debug for IndexWriter<S> {
         f.debug_struct("IndexWriter")
             .field("header", &self.header)
             .field("commit", &self.commit)
-            .field("pending_models", &self.pending.models.len())
+            .field("pending_models", &self.pending.meta.models.len())
             .finish_non_exhaustive()
     }
 }
