@@ -244,8 +244,10 @@ impl ProbeSet {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
+        // Readable like any file the user creates (0644 less the umask), not 0600.
         let mut tmp = tempfile::Builder::new()
             .prefix(".pset-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
         tmp.write_all(&self.to_bytes())
