@@ -110,6 +110,23 @@ impl ProbeSet {
         &self.pixels
     }
 
+    /// The probes at `indices`, in that order, as a probe set of their own (for running a model
+    /// on part of the probes).
+    pub fn subset(&self, indices: &[u32]) -> Result<ProbeSet> {
+        let mut names = Vec::with_capacity(indices.len());
+        let mut pixels = Vec::with_capacity(indices.len() * self.probe(0).len());
+        for &i in indices {
+            ensure!(
+                (i as usize) < self.len(),
+                "probe {i} does not exist (the set has {})",
+                self.len()
+            );
+            names.push(self.names[i as usize].clone());
+            pixels.extend_from_slice(self.probe(i as usize));
+        }
+        ProbeSet::new(self.size, names, pixels)
+    }
+
     /// Pixels of probe `i`, `[3, S, S]`.
     pub fn probe(&self, i: usize) -> &[u8] {
         let n = 3 * (self.size as usize).pow(2);

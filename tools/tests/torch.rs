@@ -565,3 +565,69 @@ fn device_selection() {
     let e = fails(&["append", &f.idx(), "--model", &model]);
     assert!(e.contains("--probes"), "{e}");
 }
+
+/// Pearson correlation of two equally long vectors.
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+#[test]
+fn probe_fraction_runs_each_model_on_its_own_subset() {
+    let f = Fixture::new();
+    f.model("a.pt", Net::Conv, 7, 8);
+    f.model("b.pt", Net::Conv, 8, 8);
+    fs::write(
+        f.path("models.toml"),
+        "[[model]]\nmodel = \"a.pt\"\n\n[[model]]\nmodel = \"b.pt\"\n",
+    )
+    .unwrap();
+    let manifest = f.path("models.toml");
+    let out = run(&[
+        "append",
+        &f.idx(),
+        "--manifest",
+        s(&manifest),
+        "--probes",
+        &f.pset(),
+        "--device",
+        "cpu",
+        "--probe-fraction",
+        "0.5",
+        "--seed",
+        "4",
+        "--rank",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Two models, each run on half of the 12 probes.
+    assert!(stderr(&out).contains("12 images"), "{}", stderr(&out));
+    let index = Index::open(&f.path("hub.plog")).unwrap();
+    assert_eq!(index.probe_factors().unwrap().unwrap().0.rank, 3);
+    for (id, name) in [(0u64, "a.pt"), (1, "b.pt")] {
+        let observed = index
+            .observed_probes(id)
+            .unwrap()
+            .expect("partially probed");
+        let want = probelog::collab::sample_probes(P, 0.5, 4 + id).unwrap();
+        assert_eq!(observed, want);
+        // On its observed probes a stored descriptor is an affine image of the model's outputs.
+        let full = expected_descriptors(s(&f.path(name)), &probe_batch(S, NO_MEAN, NO_STD));
+        let model = index.model(id).unwrap();
+        for (j, logit) in full.iter().enumerate() {
+            let stored = index.descriptor(model.first_entry + j as u64).unwrap();
+            let got: Vec<f64> = observed
+                .iter()
+                .map(|&q| f64::from(stored[q as usize]))
+                .collect();
+            let want: Vec<f64> = observed.iter().map(|&q| logit[q as usize]).collect();
+            let r = correlation(&got, &want);
+            assert!(r > 0.9999, "model {id}, logit {j}: correlation {r}");
+        }
+    }
+    ok(&["verify", &f.idx()]);
+}

@@ -17,7 +17,7 @@ use crate::npy;
 use crate::output::{Progress, no_progress, outln, print_json, progress};
 use crate::pset::ProbeSet;
 use crate::torch::device::DeviceArg;
-use crate::torch::{DEFAULT_BATCH, InputSpec, Prober};
+use crate::torch::{DEFAULT_BATCH, InputSpec, Prober, parse_rgb};
 
 #[derive(Debug, clap::Args)]
 #[command(group(ArgGroup::new("input").required(true).args(["logits", "manifest", "model"])))]
@@ -82,10 +82,10 @@ pub struct Args {
     /// is the index's.
     #[arg(long, value_name = "HEX64", value_parser = parse_fingerprint)]
     pub probe_fingerprint: Option<[u8; 32]>,
-    /// Collaborative probing: keep only this fraction of each model's probes (a seeded random
-    /// subset per model) and complete the rest from low-rank probe factors stored in the index
-    /// (fitted on this commit when the index has none yet). With --logits the file still holds
-    /// all P rows; the other rows are not used.
+    /// Collaborative probing: run each model (--model) on only this fraction of the probes, a
+    /// seeded random subset per model, and complete the rest from low-rank probe factors stored
+    /// in the index (fitted on this commit when the index has none yet). With --logits the file
+    /// still holds all P rows and only the subset's rows are used.
     #[arg(long, value_name = "F")]
     pub probe_fraction: Option<f64>,
     /// Seed of the probe subsets: model i of this commit (from 0) uses seed + i.
@@ -237,13 +237,6 @@ pub fn run(args: Args) -> Result<()> {
     };
     let partial = match args.probe_fraction {
         Some(fraction) => {
-            ensure!(
-                !specs
-                    .iter()
-                    .any(|s| matches!(s.input, ModelSource::TorchScript(..))),
-                "--probe-fraction works with --logits and logits manifests for now; running a \
-                 TorchScript model on a subset of the probes is not supported yet"
-            );
             // Checks the fraction before anything is staged.
             sample_probes(index_set.num_probes as usize, fraction, args.seed).plain()?;
             Some(Partial {
@@ -259,7 +252,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let bar = progress_for(&specs, prober.as_ref(), args.manifest.is_some());
+    let bar = progress_for(&specs, prober.as_ref(), partial, args.manifest.is_some());
     let mut probing = Throughput::default();
     let mut added = Vec::with_capacity(specs.len());
     let mut skipped = Vec::new();
@@ -342,12 +335,21 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// A bar over probing batches when models are run, else over models of a manifest.
-fn progress_for(specs: &[ModelSpec], prober: Option<&Prober>, manifest: bool) -> Progress {
+fn progress_for(
+    specs: &[ModelSpec],
+    prober: Option<&Prober>,
+    partial: Option<Partial>,
+    manifest: bool,
+) -> Progress {
     let batches: u64 = specs
         .iter()
         .map(|s| match (&s.input, prober) {
             (ModelSource::TorchScript(_, spec), Some(p)) => {
-                p.set().len().div_ceil(spec.batch) as u64
+                // Every subset of a fraction has the same size, whatever its seed.
+                let probes_run = partial
+                    .and_then(|x| sample_probes(p.set().len(), x.fraction, 0).ok())
+                    .map_or(p.set().len(), |subset| subset.len());
+                probes_run.div_ceil(spec.batch) as u64
             }
             _ => 1,
         })
@@ -419,6 +421,11 @@ fn stage(
 ) -> Result<ModelAdded> {
     let p = writer.probe_set().num_probes as usize;
     let labels = spec.labels.as_deref().map(read_lines).transpose()?;
+    // With collaborative probing, the probes this model is run on (or whose rows are kept).
+    let observed = partial
+        .map(|(partial, position)| sample_probes(p, partial.fraction, partial.seed + position))
+        .transpose()
+        .plain()?;
     let (data, rows, cols) = match &spec.input {
         ModelSource::Logits(path) => {
             let m = npy::read_matrix(path, "[probes, logits]")?;
@@ -431,12 +438,28 @@ fn stage(
                     m.rows
                 );
             }
-            (m.data, m.rows, m.cols)
+            match &observed {
+                None => (m.data, m.rows, m.cols),
+                Some(observed) => {
+                    ensure!(
+                        m.rows == p,
+                        "model {:?}: --probe-fraction takes the logits on all {p} probes, got {} rows",
+                        spec.name,
+                        m.rows
+                    );
+                    let kept: Vec<f32> = observed
+                        .iter()
+                        .flat_map(|&q| &m.data[q as usize * m.cols..(q as usize + 1) * m.cols])
+                        .copied()
+                        .collect();
+                    (kept, observed.len(), m.cols)
+                }
+            }
         }
         ModelSource::TorchScript(path, input) => {
             let prober = prober.context("a TorchScript model needs --probes FILE.pset")?;
             let out = prober
-                .probe(path, input, &|| bar.inc(1))
+                .probe(path, input, observed.as_deref(), &|| bar.inc(1))
                 .with_context(|| format!("model {:?} ({})", spec.name, path.display()))?;
             probing.models += 1;
             probing.images += out.probes;
@@ -444,37 +467,19 @@ fn stage(
             (out.logits, out.probes, out.num_logits)
         }
     };
-    let Some((partial, position)) = partial else {
-        let input = ModelInput {
-            name: spec.name.clone(),
-            source: spec.source.clone(),
-            meta: spec.meta.clone(),
-            labels,
-            logits: LogitMatrix::new(&data, rows, cols).plain()?,
-        };
-        return writer.add_model(input, opts).plain();
-    };
-    ensure!(
-        rows == p,
-        "model {:?}: --probe-fraction takes the logits on all {p} probes, got {rows} rows",
-        spec.name
-    );
-    let observed = sample_probes(p, partial.fraction, partial.seed + position).plain()?;
-    let kept: Vec<f32> = observed
-        .iter()
-        .flat_map(|&q| &data[q as usize * cols..(q as usize + 1) * cols])
-        .copied()
-        .collect();
     let input = ModelInput {
         name: spec.name.clone(),
         source: spec.source.clone(),
         meta: spec.meta.clone(),
         labels,
-        logits: LogitMatrix::new(&kept, observed.len(), cols).plain()?,
+        logits: LogitMatrix::new(&data, rows, cols).plain()?,
     };
-    writer
-        .add_partial_model(input, &observed, opts, partial.options)
-        .plain()
+    match (observed, partial) {
+        (Some(observed), Some((partial, _))) => writer
+            .add_partial_model(input, &observed, opts, partial.options)
+            .plain(),
+        _ => writer.add_model(input, opts).plain(),
+    }
 }
 
 fn check_meta_keys(spec: &ModelSpec) -> Result<()> {
@@ -601,22 +606,6 @@ fn file_stem(path: &Path) -> Result<String> {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .with_context(|| format!("{} has no file name to name the model by", path.display()))
-}
-
-/// Clap parser of `--mean`/`--std`: three comma-separated numbers.
-fn parse_rgb(s: &str) -> Result<[f32; 3], String> {
-    let values: Vec<f32> = s
-        .split(',')
-        .map(|v| v.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("expected three numbers R,G,B, got {s:?}"))?;
-    let rgb: [f32; 3] = values
-        .try_into()
-        .map_err(|_| format!("expected three numbers R,G,B, got {s:?}"))?;
-    if rgb.iter().any(|v| !v.is_finite()) {
-        return Err(format!("expected finite numbers, got {s:?}"));
-    }
-    Ok(rgb)
 }
 
 #[derive(Debug, Serialize)]

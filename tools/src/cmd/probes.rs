@@ -1,15 +1,19 @@
-//! `probes`: build a probe set file (`.pset`) from a directory of images, or describe one.
+//! `probes`: build a probe set file (`.pset`) from a directory of images, describe one, or
+//! store an image encoder's embeddings of the probes in an index (for text queries).
 
 use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
+use probelog::IndexWriter;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::read_lines;
+use super::{LibResult, open_index, read_lines, with_writer_lock};
 use crate::output::{outln, print_json, progress};
 use crate::pset::{self, ProbeSet};
+use crate::torch::device::DeviceArg;
+use crate::torch::{DEFAULT_BATCH, InputSpec, Prober, parse_rgb};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,6 +27,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Show a probe set file's size, fingerprint and names.
     Info(InfoArgs),
+    /// Run a TorchScript image encoder (CLIP's image tower) on the probes and store the
+    /// embeddings in an index, for `search --text` (needs libtorch: the `torch` feature).
+    Embed(EmbedArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,10 +72,47 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// The index; it must have been created with this probe set.
+    pub index: PathBuf,
+    /// TorchScript image encoder: float32 [N, 3, S, S] RGB in [0, 1] (then --mean/--std) ->
+    /// [N, d] embeddings.
+    #[arg(long, value_name = "FILE.pt")]
+    pub clip_image: PathBuf,
+    /// The index's probe set file.
+    #[arg(long, value_name = "FILE.pset")]
+    pub probes: PathBuf,
+    /// Side of the encoder's input; the probes are resized to it [default: the probe set's].
+    #[arg(long, value_name = "S",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(pset::MAX_SIZE)))]
+    pub input_size: Option<u32>,
+    /// Per-channel mean subtracted after scaling to [0, 1] (CLIP: 0.48145466,0.4578275,0.40821073).
+    #[arg(long, value_name = "R,G,B", value_parser = parse_rgb)]
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation divided by (CLIP: 0.26862954,0.26130258,0.27577711).
+    #[arg(long, value_name = "R,G,B", value_parser = parse_rgb)]
+    pub std: Option<[f32; 3]>,
+    /// Probes per forward pass.
+    #[arg(long, value_name = "B", default_value_t = DEFAULT_BATCH as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// auto (CUDA device 0 when there is one, else the CPU), cpu, cuda or cuda:INDEX.
+    #[arg(long, value_name = "DEVICE", default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Fail instead of waiting when another writer holds the index's lock.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the summary as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Build(a) => build(a),
         Command::Info(a) => info(a),
+        Command::Embed(a) => embed(a),
     }
 }
 
@@ -163,4 +207,80 @@ fn info(args: InfoArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct EmbedSummary {
+    index: String,
+    sequence: u64,
+    probes: usize,
+    dim: usize,
+    /// The embeddings replaced earlier ones.
+    replaced: bool,
+    device: String,
+    seconds: f64,
+    images_per_second: f64,
+}
+
+fn embed(args: EmbedArgs) -> Result<()> {
+    let set = ProbeSet::read(&args.probes)?;
+    let prober = Prober::new(set, args.device)?;
+    let spec = InputSpec {
+        size: args.input_size,
+        mean: args.mean,
+        std: args.std,
+        batch: args.batch as usize,
+    };
+    let mut writer = with_writer_lock(&args.index, args.no_wait, |wait| {
+        IndexWriter::open(&args.index, wait)
+    })?;
+    let index_set = writer.probe_set();
+    let id = prober.set().id();
+    ensure!(
+        id == index_set,
+        "{}: this probe set ({id}) is not the one {} was created with ({index_set}); the \
+         embeddings must be of the index's own probes",
+        args.probes.display(),
+        args.index.display()
+    );
+    let replaced = open_index(&args.index)?
+        .probe_embeddings()
+        .at(&args.index)?
+        .is_some();
+    let p = prober.set().len();
+    let bar = progress(p.div_ceil(spec.batch) as u64, "batches");
+    let embedded = prober
+        .embed(&args.clip_image, &spec, &|| bar.inc(1))
+        .map_err(|e| e.context(format!("--clip-image {}", args.clip_image.display())))?;
+    drop(bar);
+    writer
+        .set_probe_embeddings(&embedded.logits, embedded.num_logits)
+        .at(&args.index)?;
+    let commit = writer.commit().at(&args.index)?;
+    let secs = embedded.elapsed.as_secs_f64();
+    let rate = p as f64 / secs.max(1e-9);
+    let device = prober.device_name();
+    eprintln!("embedded {p} images on {device} in {secs:.2} s ({rate:.1} images/s)");
+    let summary = EmbedSummary {
+        index: args.index.display().to_string(),
+        sequence: commit.sequence,
+        probes: p,
+        dim: embedded.num_logits,
+        replaced,
+        device,
+        seconds: secs,
+        images_per_second: rate,
+    };
+    if args.json {
+        print_json(&summary)
+    } else {
+        outln!(
+            "{} the probe embeddings of {} ([{p}, {}]) at commit {}",
+            if replaced { "replaced" } else { "stored" },
+            summary.index,
+            summary.dim,
+            summary.sequence
+        )?;
+        Ok(())
+    }
 }

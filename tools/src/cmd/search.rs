@@ -1,5 +1,5 @@
-//! `search`: rank the entries (or models) of an index against an entry, a raw logit vector or a
-//! text embedding.
+//! `search`: rank the entries (or models) of an index against an entry, a raw logit vector, a
+//! text embedding, or a text run through a CLIP text encoder.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +12,8 @@ use serde::Serialize;
 use super::{LibResult, open_index};
 use crate::npy;
 use crate::output::{Align, Table, print_json};
+use crate::torch::device::DeviceArg;
+use crate::torch::{DEFAULT_CONTEXT_LENGTH, MaskArg, TextSpec, embed_text};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,6 +21,8 @@ pub struct Args {
     pub index: PathBuf,
     #[command(flatten)]
     pub query: QueryArgs,
+    #[command(flatten)]
+    pub text: TextArgs,
     /// Number of results.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: u32,
@@ -30,7 +34,7 @@ pub struct Args {
     )]
     pub k: Option<u32>,
     /// Leave out the query entry's own model.
-    #[arg(long, conflicts_with_all = ["query_logits", "text_embedding"])]
+    #[arg(long, conflicts_with_all = ["query_logits", "text_embedding", "text"])]
     pub exclude_same_model: bool,
     /// Report only the best logit of each model.
     #[arg(long)]
@@ -58,6 +62,33 @@ pub struct QueryArgs {
     /// embeddings the index was created with.
     #[arg(long, value_name = "FILE.npy")]
     pub text_embedding: Option<PathBuf>,
+    /// A text, embedded with --clip-text and --tokenizer (needs libtorch: the `torch` feature)
+    /// and compared with the probe image embeddings (`probes embed`).
+    #[arg(long, value_name = "TEXT", requires_all = ["clip_text", "tokenizer"])]
+    pub text: Option<String>,
+}
+
+/// How `--text` is embedded.
+#[derive(Debug, clap::Args)]
+pub struct TextArgs {
+    /// TorchScript text encoder: int64 token ids [N, T] (and the int64 attention mask [N, T]
+    /// when it takes two inputs) -> [N, d] embeddings.
+    #[arg(long, value_name = "FILE.pt", requires = "text")]
+    pub clip_text: Option<PathBuf>,
+    /// Hugging Face tokenizer.json of the text encoder.
+    #[arg(long, value_name = "FILE.json", requires = "text")]
+    pub tokenizer: Option<PathBuf>,
+    /// T: the token ids are padded or truncated to it.
+    #[arg(long, value_name = "T", default_value_t = DEFAULT_CONTEXT_LENGTH as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub context_length: u32,
+    /// Give the encoder the attention mask as a second input: auto (only when it says that an
+    /// argument is missing), always or never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = MaskArg::Auto)]
+    pub attention_mask: MaskArg,
+    /// Device of the text encoder: auto, cpu, cuda or cuda:INDEX.
+    #[arg(long, value_name = "DEVICE", default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,6 +124,15 @@ pub fn run(args: Args) -> Result<()> {
         metric,
     };
     let q = &args.query;
+    if let Some(text) = &q.text {
+        let report = search_text(&index, text, &args.text, &params)?;
+        return if args.json {
+            print_json(&report)
+        } else {
+            report.write_human(&mut io::stdout().lock())?;
+            Ok(())
+        };
+    }
     let report = match (q.entry, &q.query_logits, &q.text_embedding) {
         (Some(entry), _, _) => search_entry(&index, entry, &params)?,
         (_, Some(file), _) => {
@@ -111,7 +151,7 @@ pub fn run(args: Args) -> Result<()> {
             };
             search(&index, &Query::TextEmbedding(&v), desc, &params)?
         }
-        _ => anyhow::bail!("give one query: --entry, --query-logits or --text-embedding"),
+        _ => anyhow::bail!("give one query: --entry, --query-logits, --text-embedding or --text"),
     };
     if args.json {
         print_json(&report)
@@ -119,6 +159,52 @@ pub fn run(args: Args) -> Result<()> {
         report.write_human(&mut io::stdout().lock())?;
         Ok(())
     }
+}
+
+/// Searches with a text, embedded by the text encoder of `args`.
+pub fn search_text(
+    index: &Index,
+    text: &str,
+    args: &TextArgs,
+    params: &SearchParams,
+) -> Result<Report> {
+    let path = index.path();
+    // Checked before anything is loaded: the cheapest failures first.
+    let Some((_, dim)) = index.probe_embeddings().at(path)? else {
+        anyhow::bail!(
+            "{}: this index has no probe embeddings: add them with `probes embed {} --clip-image \
+             IMAGE_ENCODER.pt --probes PROBES.pset` before searching by text",
+            path.display(),
+            path.display()
+        );
+    };
+    let (Some(encoder), Some(tokenizer)) = (&args.clip_text, &args.tokenizer) else {
+        anyhow::bail!("--text needs --clip-text FILE.pt and --tokenizer FILE.json");
+    };
+    let spec = TextSpec {
+        encoder,
+        tokenizer,
+        context_length: args.context_length as usize,
+        mask: args.attention_mask,
+        device: args.device,
+    };
+    let emb = embed_text(text, &spec)?;
+    ensure!(
+        emb.values.len() == dim,
+        "--clip-text {}: the text encoder returned {} dimensions, but the probe embeddings of {} \
+         have {dim}; the text and image encoders must be the two towers of one model",
+        encoder.display(),
+        emb.values.len(),
+        path.display()
+    );
+    let desc = QueryDesc::Text {
+        text: text.to_string(),
+        dim,
+        tokens: emb.tokens,
+        attention_mask: emb.with_mask,
+        device: emb.device.clone(),
+    };
+    search(index, &Query::TextEmbedding(&emb.values), desc, params)
 }
 
 /// Searches with an entry of the index as the query.
@@ -175,6 +261,15 @@ pub enum QueryDesc {
     TextEmbedding {
         file: String,
         dim: usize,
+    },
+    /// `--text`: the text, the embedding's dimension, the tokens before padding, whether the
+    /// encoder was given the attention mask, and its device.
+    Text {
+        text: String,
+        dim: usize,
+        tokens: usize,
+        attention_mask: bool,
+        device: String,
     },
 }
 
@@ -236,6 +331,9 @@ impl Report {
             QueryDesc::TextEmbedding { file, dim } => {
                 format!("text embedding from {file} (dim {dim})")
             }
+            QueryDesc::Text {
+                text, dim, tokens, ..
+            } => format!("text {text:?} ({tokens} tokens, dim {dim})"),
         };
         writeln!(out, "query: {query}")?;
         let mut how = vec![match self.k {

@@ -1,9 +1,10 @@
-//! Runs a TorchScript classifier on every probe of a probe set and collects its logits.
+//! Runs a TorchScript image model on every probe of a probe set and collects its outputs: a
+//! classifier's logits, or an image encoder's embeddings (`probes embed`).
 //!
-//! The interface a classifier must follow: input float32 `[N, 3, S, S]`, RGB in `[0, 1]` (then
-//! `(x - mean) / std` per channel when given), output `[N, L]` logits. The logits come back as
-//! `[P, L]` float32 on the CPU, in probe order, checked: two dimensions, the same `L` for every
-//! batch, every value finite.
+//! The interface such a model must follow: input float32 `[N, 3, S, S]`, RGB in `[0, 1]` (then
+//! `(x - mean) / std` per channel when given), output `[N, K]` (`[N, L]` logits, `[N, d]`
+//! embeddings). The outputs come back as `[P, K]` float32 on the CPU, in probe order, checked:
+//! two dimensions, the same `K` for every batch, every value finite.
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,7 +15,39 @@ use tch::{CModule, Device, Kind, Tensor};
 use super::{InputSpec, Probed, torch_message};
 use crate::pset::ProbeSet;
 
-/// A loaded TorchScript classifier.
+/// What a model's `[N, K]` output is, for the error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputKind {
+    /// The model, as the messages name it: "the model".
+    pub subject: &'static str,
+    /// What it must return, with `K` named: "a classifier must return [N, L] logits".
+    pub contract: &'static str,
+    /// `K`'s letter in the contract: "L".
+    pub width: &'static str,
+    /// One output column, and several: "logit", "logits".
+    pub one: &'static str,
+    pub many: &'static str,
+}
+
+/// A classifier's logits (`append --model`).
+pub const LOGITS: OutputKind = OutputKind {
+    subject: "the model",
+    contract: "a classifier must return [N, L] logits",
+    width: "L",
+    one: "logit",
+    many: "logits",
+};
+
+/// An image encoder's embeddings (`probes embed`).
+pub const EMBEDDINGS: OutputKind = OutputKind {
+    subject: "the image encoder",
+    contract: "an image encoder must return [N, d] embeddings",
+    width: "d",
+    one: "dimension",
+    many: "embedding dimensions",
+};
+
+/// A loaded TorchScript image model (a classifier or an image encoder).
 #[derive(Debug)]
 pub struct Classifier {
     module: CModule,
@@ -33,8 +66,21 @@ impl Classifier {
         Ok(Classifier { module, device })
     }
 
-    /// Runs the model on every probe, `spec.batch` at a time; `tick` is called after each batch.
+    /// Runs the classifier on every probe, `spec.batch` at a time; `tick` is called after each
+    /// batch.
     pub fn probe(&self, set: &ProbeSet, spec: &InputSpec, tick: &dyn Fn()) -> Result<Probed> {
+        self.run(set, spec, tick, &LOGITS)
+    }
+
+    /// Runs the model on every probe, `spec.batch` at a time, and checks its `[N, K]` outputs;
+    /// `tick` is called after each batch.
+    pub fn run(
+        &self,
+        set: &ProbeSet,
+        spec: &InputSpec,
+        tick: &dyn Fn(),
+        kind: &OutputKind,
+    ) -> Result<Probed> {
         ensure!(spec.batch > 0, "the batch size must be at least 1");
         if let Some(std) = spec.std {
             ensure!(
@@ -53,7 +99,8 @@ impl Classifier {
             let input = self.input(set, range.clone(), size, spec)?;
             let out = tch::no_grad(|| self.module.forward_ts(&[input])).map_err(|e| {
                 anyhow::anyhow!(
-                    "the model failed on probes {}..{} (input float32 [{n}, 3, {size}, {size}]): {}",
+                    "{} failed on probes {}..{} (input float32 [{n}, 3, {size}, {size}]): {}",
+                    kind.subject,
                     range.start,
                     range.end,
                     torch_message(&e)
@@ -62,22 +109,32 @@ impl Classifier {
             let shape = out.size();
             if shape.len() != 2 || shape[0] != n as i64 {
                 bail!(
-                    "the model returned shape {shape:?} for a batch of {n} probes; a classifier \
-                     must return [N, L] logits, here [{n}, L]"
+                    "{} returned shape {shape:?} for a batch of {n} probes; {}, here [{n}, {}]",
+                    kind.subject,
+                    kind.contract,
+                    kind.width
                 );
             }
             let l = usize::try_from(shape[1]).unwrap_or(0);
-            ensure!(l > 0, "the model returned no logits (shape {shape:?})");
+            ensure!(
+                l > 0,
+                "{} returned no {} (shape {shape:?})",
+                kind.subject,
+                kind.many
+            );
             match num_logits {
                 None => {
                     num_logits = Some(l);
                     logits.reserve(p * l);
                 }
                 Some(before) if before != l => bail!(
-                    "the model returned {l} logits for probes {}..{} but {before} before; the \
-                     number of logits must not depend on the input",
+                    "{} returned {l} {} for probes {}..{} but {before} before; the number of {} \
+                     must not depend on the input",
+                    kind.subject,
+                    kind.many,
                     range.start,
-                    range.end
+                    range.end,
+                    kind.many
                 ),
                 Some(_) => {}
             }
@@ -85,8 +142,10 @@ impl Classifier {
             if let Some(i) = batch.iter().position(|v| !v.is_finite()) {
                 let probe = range.start + i / l;
                 bail!(
-                    "the model returned {} for logit {} on probe {probe} ({:?})",
+                    "{} returned {} for {} {} on probe {probe} ({:?})",
+                    kind.subject,
                     batch[i],
+                    kind.one,
                     i % l,
                     set.names()[probe]
                 );
@@ -145,6 +204,6 @@ fn to_host_f32(t: &Tensor) -> Result<Vec<f32>> {
     let mut out = vec![0f32; n];
     host.f_copy_data(&mut out, n)
         .map_err(|e| anyhow::anyhow!("cannot read the model's output: {}", torch_message(&e)))
-        .context("copying logits to the host")?;
+        .context("copying the outputs to the host")?;
     Ok(out)
 }
