@@ -1,9 +1,12 @@
 //! End-to-end tests of the `probelog-tool` binary: real processes, real files.
 
+mod common;
+use common::*;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use ndarray::{Array1, Array2};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
@@ -13,55 +16,6 @@ use tempfile::TempDir;
 
 /// Probes of the test indexes.
 const P: usize = 50;
-
-fn tool() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_probelog-tool"))
-}
-
-fn run(args: &[&str]) -> Output {
-    tool().args(args).output().expect("the binary runs")
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed with {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-/// Runs a command that must succeed with `--json`; returns the parsed document.
-fn ok_json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let text = ok(&all);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{args:?}: not one JSON value ({e}): {text}"))
-}
-
-/// Runs a command that must fail with exit code 1 and one `error:` line; returns that line.
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{args:?} should fail with 1; stderr: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?} should print one error line, got: {stderr}"
-    );
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    lines[0].to_string()
-}
 
 /// A small deterministic noise source.
 struct Noise(u64);
@@ -186,10 +140,6 @@ impl Fixture {
         self.append("gamma", &[6, 1, 7, 2, 8], 3);
         self
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
 }
 
 fn model_info(index: &str) -> Value {

@@ -1,51 +1,15 @@
 //! `probes build|info` and `create --probes`: probe set files from real image files, through the
 //! binary. (Decoding, resizing and the byte format are unit-tested in `src/pset.rs`.)
 
+mod common;
+use common::*;
+
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use image::{Rgb, RgbImage};
 use probelog::Index;
 use serde_json::Value;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_probelog-tool"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    serde_json::from_str(&ok(&all)).unwrap()
-}
-
-/// Fails with status 1 and one `error:` line, which it returns.
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Writes images named `names` (format from the extension), each a distinct flat colour.
 fn write_images(dir: &Path, names: &[&str]) {

@@ -3,9 +3,11 @@
 //! checked against an independent run of the same module, z-normalized in f64.
 #![cfg(feature = "torch")]
 
+mod common;
+use common::*;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use image::{Rgb, RgbImage};
 use probelog::Index;
@@ -19,43 +21,6 @@ const P: usize = 12;
 const S: u32 = 8;
 /// Logits of the test models.
 const L: i64 = 5;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_probelog-tool"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A command that must fail with status 1 and one `error:` line, which it returns.
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: one error line expected, got {err}"
-    );
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// What the test models compute.
 #[derive(Debug, Clone, Copy, PartialEq)]
