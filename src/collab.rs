@@ -379,8 +379,8 @@ impl ProbeFactors {
     }
 }
 
-/// Z-normalizes a completed row in place (all zeros if it came out constant).
-fn renormalize(row: &mut [f32]) {
+/// Z-normalizes a row in place (all zeros if it is constant).
+pub(crate) fn renormalize(row: &mut [f32]) {
     let n = row.len() as f64;
     let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
     let var = row

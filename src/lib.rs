@@ -59,6 +59,6 @@ pub use search::{DEFAULT_K, Hit, Metric, Query, Scored, SearchParams};
 pub use storage::{FaultyStorage, FileStorage, LockWait, Storage};
 pub use verify::{Problem, VerifyReport};
 pub use writer::{
-    AppendOptions, CommitSummary, CompactSummary, CreateOptions, IndexWriter, ModelAdded,
-    ModelInput, compact, create,
+    AppendOptions, CommitSummary, CompactOptions, CompactSummary, CreateOptions, IndexWriter,
+    ModelAdded, ModelInput, compact, compact_with, create,
 };

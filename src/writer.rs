@@ -507,9 +507,23 @@ pub struct CompactSummary {
     pub model_count: u64,
 }
 
+/// Options of [`compact_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompactOptions {
+    /// Refit collaborative probing's probe factors on everything the index observed (every probe
+    /// of fully probed models, the observed probes of the others) with these settings, and
+    /// complete the partially probed models again with the new factors.
+    pub refactorize: Option<CollabOptions>,
+}
+
 /// Rewrites the index at `path` as a single segment in a new file beside it and renames that file
 /// into place. Processes that still map the old file keep a valid view of it.
 pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
+    compact_with(path, wait, CompactOptions::default())
+}
+
+/// [`compact`], with options.
+pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result<CompactSummary> {
     let locked = FileStorage::open_locked(path, wait)?;
     let bytes_before = locked.size().map_err(|e| Error::io("stat", path, e))?;
     let snapshot = crate::reader::Index::from_file(locked.file(), path)?;
@@ -531,12 +545,19 @@ pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
         .try_clone()
         .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
     let mut storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
-    let meta = snapshot_meta(raw)?;
+    let mut meta = snapshot_meta(raw)?;
+    let completed = match &opts.refactorize {
+        Some(collab) => refactorize(raw, &mut meta, collab)?,
+        None => Vec::new(),
+    };
     let header = StaticHeader {
         probe_set: raw.probe_set(),
         dtype: raw.dtype(),
     };
-    let rows = SnapshotRows(raw);
+    let rows = SnapshotRows {
+        raw,
+        replaced: &completed,
+    };
     let commit = write_new_file(
         &mut storage,
         &header,
@@ -773,20 +794,80 @@ impl RowSource for Pending {
     }
 }
 
-struct SnapshotRows<'a, D: AsRef<[u8]>>(&'a RawIndex<D>);
+/// The descriptor rows of a snapshot, with some models' columns replaced.
+struct SnapshotRows<'a, D: AsRef<[u8]>> {
+    raw: &'a RawIndex<D>,
+    /// (first entry, logits, entry-major descriptors) of models whose columns are replaced.
+    replaced: &'a [(u64, usize, Vec<f32>)],
+}
 
 impl<D: AsRef<[u8]>> RowSource for SnapshotRows<'_, D> {
     fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()> {
         let mut at = 0;
-        for s in 0..self.0.segment_count() as usize {
-            let rows = self.0.segment_rows(s)?;
+        for s in 0..self.raw.segment_count() as usize {
+            let rows = self.raw.segment_rows(s)?;
             let Some(rows) = rows else { continue };
             let n = rows.entries();
             rows.read_row(p, 0..n, &mut out[at..at + n]);
             at += n;
         }
+        let probes = self.raw.num_probes();
+        for (first, logits, desc) in self.replaced {
+            for j in 0..*logits {
+                out[*first as usize + j] = desc[j * probes + p];
+            }
+        }
         Ok(())
     }
+}
+
+/// Refits the probe factors on everything `raw` observed and completes its partially probed
+/// models again. Returns their new columns, and stores the factors in `meta`.
+fn refactorize<D: AsRef<[u8]>>(
+    raw: &RawIndex<D>,
+    meta: &mut SegmentMeta,
+    collab: &CollabOptions,
+) -> Result<Vec<(u64, usize, Vec<f32>)>> {
+    let p = raw.num_probes();
+    let mut observations = Vec::with_capacity(meta.models.len());
+    let mut partial = Vec::new();
+    for (model, observed) in meta.models.iter().zip(&meta.observed) {
+        let (first, l) = (model.first_entry, model.logit_count as usize);
+        let mut values = Vec::with_capacity(l * p);
+        for e in first..first + l as u64 {
+            let d = raw.descriptor(e)?;
+            match observed {
+                None => values.extend(d),
+                Some(probes) => {
+                    // Observations are z-normalized over their own probes, as at append.
+                    let mut sub: Vec<f32> = probes.iter().map(|&q| d[q as usize]).collect();
+                    crate::collab::renormalize(&mut sub);
+                    values.extend(sub);
+                }
+            }
+        }
+        match observed {
+            None => observations.push(Observations::complete(p, values)),
+            Some(probes) => {
+                partial.push((first, observations.len()));
+                observations.push(Observations {
+                    observed: probes.clone(),
+                    logits: l,
+                    values,
+                });
+            }
+        }
+    }
+    let factors = ProbeFactors::fit(p, &observations, collab)?;
+    let completed = partial
+        .into_iter()
+        .map(|(first, i)| {
+            let obs = &observations[i];
+            Ok((first, obs.logits, factors.impute(obs, collab.lambda)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    meta.probe_factors = Some((factors, collab.lambda));
+    Ok(completed)
 }
 
 /// The whole metadata of a snapshot, for compaction; descriptor rows are read by

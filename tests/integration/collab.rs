@@ -297,3 +297,88 @@ fn damaged_stored_factors_are_refused_by_a_later_partial_append() {
     drop(w);
     assert_eq!(Index::open(&path).unwrap().model_count(), 2);
 }
+
+#[test]
+fn refactorizing_compaction_completes_partial_models_better() {
+    let seed = 31;
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), "rf.plog", PROBES, probelog::Dtype::F32);
+    let mut zoo = LowRankZoo::new(seed);
+    let l = 3;
+    // Two partial models fit factors on their own 6 logits, a third of the probes each: poor.
+    let partial: Vec<Vec<f32>> = (0..2).map(|_| zoo.model(l)).collect();
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    let mut subsets = Vec::new();
+    for (i, m) in partial.iter().enumerate() {
+        let observed = sample_probes(PROBES, 1.0 / 3.0, seed + i as u64).unwrap();
+        let rows = rows_of(m, l, &observed);
+        w.add_partial_model(
+            input(&format!("partial-{i}"), &rows, observed.len(), l),
+            &observed,
+            AppendOptions::default(),
+            options(),
+        )
+        .unwrap();
+        subsets.push(observed);
+    }
+    w.commit().unwrap();
+    // Then fully probed models arrive, which the stored factors never saw.
+    for i in 0..6 {
+        let m = zoo.model(l);
+        w.add_model(
+            input(&format!("full-{i}"), &m, PROBES, l),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    let reference_path = common::create_index(dir.path(), "ref.plog", PROBES, probelog::Dtype::F32);
+    let mut w = IndexWriter::open(&reference_path, LockWait::Fail).unwrap();
+    for (i, m) in partial.iter().enumerate() {
+        w.add_model(
+            input(&format!("r{i}"), m, PROBES, l),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    let reference = Index::open(&reference_path).unwrap();
+    let error = |index: &Index| -> f32 {
+        (0..2 * l as u64)
+            .map(|e| {
+                max_difference(
+                    &index.descriptor(e).unwrap(),
+                    &reference.descriptor(e).unwrap(),
+                )
+            })
+            .fold(0.0, f32::max)
+    };
+    let before = Index::open(&path).unwrap();
+    let error_before = error(&before);
+    let full_before: Vec<Vec<f32>> = (2 * l as u64..before.entry_count())
+        .map(|e| before.descriptor(e).unwrap())
+        .collect();
+
+    let opts = probelog::CompactOptions {
+        refactorize: Some(options()),
+    };
+    probelog::compact_with(&path, LockWait::Fail, opts).unwrap();
+    let after = Index::open(&path).unwrap();
+    let error_after = error(&after);
+    assert!(
+        error_after < 0.02 && error_after < error_before / 10.0,
+        "seed {seed}: max error {error_before} before, {error_after} after refactorizing"
+    );
+    // Fully probed models and the observed masks are kept as they were.
+    for (i, d) in full_before.iter().enumerate() {
+        assert_eq!(&after.descriptor(2 * l as u64 + i as u64).unwrap(), d);
+    }
+    assert_eq!(
+        after.observed_probes(0).unwrap().as_ref(),
+        Some(&subsets[0])
+    );
+    assert_eq!(after.observed_probes(2).unwrap(), None);
+    assert!(after.verify().is_ok(), "{:?}", after.verify());
+}

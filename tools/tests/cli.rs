@@ -1152,6 +1152,13 @@ fn probe_fraction_completes_models_from_stored_factors() {
     assert_eq!(info["probe_factors"]["rank"], 6);
     assert_eq!(info["models"][6]["observed_probes"], 20);
     ok(&["verify", f.idx()]);
+    // Refitting the factors at compaction takes the new rank and keeps every model.
+    let r = ok_json(&["compact", f.idx(), "--refactorize", "--rank", "4"]);
+    assert_eq!(r["model_count"], 7);
+    let info = model_info(f.idx());
+    assert_eq!(info["probe_factors"]["rank"], 4);
+    assert_eq!(info["models"][6]["observed_probes"], 20);
+    ok(&["verify", f.idx()]);
     let e = fails(&[
         "append",
         f.idx(),
