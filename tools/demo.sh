@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p probelog-tool
-tool=target/release/probelog-tool
+tool="${CARGO_TARGET_DIR:-target}/release/probelog-tool"
 out=${1:-target/demo}
 mkdir -p "$out"
 rm -f "$out/hub.plog"
