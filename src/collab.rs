@@ -381,14 +381,7 @@ impl ProbeFactors {
 
 /// Z-normalizes a row in place (all zeros if it is constant).
 pub(crate) fn renormalize(row: &mut [f32]) {
-    let n = row.len() as f64;
-    let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let var = row
-        .iter()
-        .map(|&x| (f64::from(x) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let std = var.sqrt();
+    let (mean, std) = crate::descriptor::mean_std(row);
     if std > 0.0 && std.is_finite() {
         row.iter_mut()
             .for_each(|x| *x = ((f64::from(*x) - mean) / std) as f32);

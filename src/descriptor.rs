@@ -125,25 +125,14 @@ pub fn normalize_query(values: &[f32], what: &str) -> Result<Vec<f32>> {
             values.len()
         )));
     }
-    let mut sum = 0f64;
-    for (i, &x) in values.iter().enumerate() {
-        if !x.is_finite() {
-            return Err(Error::NonFinite {
-                what: what.to_string(),
-                row: i,
-                value: x,
-            });
-        }
-        sum += f64::from(x);
+    if let Some((i, &x)) = values.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(Error::NonFinite {
+            what: what.to_string(),
+            row: i,
+            value: x,
+        });
     }
-    let n = values.len() as f64;
-    let mean = sum / n;
-    let var = values
-        .iter()
-        .map(|&x| (f64::from(x) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let std = var.sqrt();
+    let (mean, std) = mean_std(values);
     if is_constant(mean, std) {
         return Err(Error::ConstantLogit {
             what: what.to_string(),
@@ -154,6 +143,18 @@ pub fn normalize_query(values: &[f32], what: &str) -> Result<Vec<f32>> {
         .iter()
         .map(|&x| ((f64::from(x) - mean) / std) as f32)
         .collect())
+}
+
+/// Mean and (population) standard deviation of `values`, in f64.
+pub(crate) fn mean_std(values: &[f32]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&x| (f64::from(x) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, var.sqrt())
 }
 
 /// The indices of the `k` highest values of `query`, highest first; ties go to the lower index.

@@ -213,25 +213,15 @@ impl<S: Storage> IndexWriter<S> {
         }
         // The directory we are about to link to must be intact, and lie after the header page:
         // the next append truncates the file to the committed length and writes after it.
-        if commit.committed_len < HEADER_PAGE_LEN
-            || commit.directory.offset < HEADER_PAGE_LEN
-            || commit.directory.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
-            || commit
-                .directory
-                .offset
-                .checked_add(commit.directory.len)
-                .is_none_or(|end| end > commit.committed_len)
-        {
+        if commit.committed_len < HEADER_PAGE_LEN {
             return Err(Error::corrupt("the current commit points outside the file"));
         }
-        let mut dir = vec![0u8; commit.directory.len as usize];
-        storage
-            .read_exact_at(&mut dir, commit.directory.offset)
-            .map_err(|e| Error::Storage {
-                op: "read directory",
-                source: e,
-            })?;
-        SegmentDirectory::decode(&dir, &commit.directory, "last segment")?;
+        read_directory(
+            &storage,
+            &commit.directory,
+            commit.committed_len,
+            "last segment",
+        )?;
         Ok(IndexWriter {
             storage,
             pending: Pending::new(header.probe_set.num_probes as usize),
@@ -362,24 +352,7 @@ impl<S: Storage> IndexWriter<S> {
         let mut next = (self.commit.segment_count > 0).then_some(self.commit.directory);
         let mut upper = self.commit.committed_len;
         while let Some(ext) = next {
-            if ext
-                .offset
-                .checked_add(ext.len)
-                .is_none_or(|end| end > upper)
-                || ext.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
-            {
-                return Err(Error::corrupt(
-                    "a segment directory reference is out of place",
-                ));
-            }
-            let mut bytes = vec![0u8; ext.len as usize];
-            self.storage
-                .read_exact_at(&mut bytes, ext.offset)
-                .map_err(|e| Error::Storage {
-                    op: "read directory",
-                    source: e,
-                })?;
-            let dir = SegmentDirectory::decode(&bytes, &ext, "segment")?;
+            let dir = read_directory(&self.storage, &ext, upper, "segment")?;
             if let Some(s) = dir.sections.iter().find(|s| s.kind == kind as u32) {
                 return Ok(Some(*s));
             }
@@ -1074,6 +1047,36 @@ fn write_segment<S: Storage>(
         entry_count,
         model_count,
     })
+}
+
+/// Reads and decodes the directory at `ext`, which must lie after the header page and end at or
+/// before `upper`.
+fn read_directory<S: Storage>(
+    storage: &S,
+    ext: &Extent,
+    upper: u64,
+    label: &str,
+) -> Result<SegmentDirectory> {
+    if ext.offset < HEADER_PAGE_LEN
+        || ext.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
+        || ext
+            .offset
+            .checked_add(ext.len)
+            .is_none_or(|end| end > upper)
+    {
+        return Err(Error::corrupt(format!(
+            "{label}: directory reference (offset {}, {} bytes) is out of place",
+            ext.offset, ext.len
+        )));
+    }
+    let mut bytes = vec![0u8; ext.len as usize];
+    storage
+        .read_exact_at(&mut bytes, ext.offset)
+        .map_err(|e| Error::Storage {
+            op: "read directory",
+            source: e,
+        })?;
+    SegmentDirectory::decode(&bytes, ext, label)
 }
 
 /// Writes `commit` into `slot` and syncs: the moment the commit becomes durable.
