@@ -32,7 +32,7 @@ if [[ ! -x "$VENV/bin/pip" ]]; then
     "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
 fi
 echo "setup-python: installing $REQS into $VENV (about 5 GB)" >&2
-"$VENV/bin/pip" install --disable-pip-version-check -r "$REQS" \
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS" \
     || die "pip install failed (network to PyPI needed; see the messages above)"
 "$VENV/bin/python" -c 'import torch, torchvision, timm, open_clip, transformers, faiss' \
     || die "the packages installed but do not import"
