@@ -1,0 +1,99 @@
+//! Checked conversions of the raw arguments that C passes in: NULL pointers, UTF-8, alignment and
+//! lengths become [`Failure`]s with a message naming the argument.
+
+use std::ffi::{CStr, c_char};
+use std::path::Path;
+
+use crate::error::{CallResult, Failure, PROBELOG_ERR_INVALID_UTF8};
+
+/// A NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid and unchanged for `'a`.
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> CallResult<&'a str> {
+    if p.is_null() {
+        return Err(Failure::null(what));
+    }
+    // SAFETY: not NULL, and the caller promises a NUL-terminated string valid for 'a.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map_err(|e| {
+        Failure::new(
+            PROBELOG_ERR_INVALID_UTF8,
+            format!(
+                "{what} is not valid UTF-8 (invalid byte at offset {}): {}",
+                e.valid_up_to(),
+                String::from_utf8_lossy(c.to_bytes())
+            ),
+        )
+    })
+}
+
+/// A string argument that may be NULL (`None`).
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> CallResult<Option<&'a str>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { str_arg(p, what) }.map(Some)
+    }
+}
+
+/// A path argument: a NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn path_arg<'a>(p: *const c_char, what: &str) -> CallResult<&'a Path> {
+    // SAFETY: forwarded from the caller.
+    unsafe { str_arg(p, what) }.map(Path::new)
+}
+
+/// An array argument of `len` elements. NULL is refused unless `len` is 0.
+///
+/// # Safety
+/// `p` is NULL or points to `len` initialized values of `T` that stay valid and unchanged for
+/// `'a`.
+pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, len: usize, what: &str) -> CallResult<&'a [T]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Failure::null(what));
+    }
+    if !p.is_aligned() {
+        return Err(Failure::invalid(format!(
+            "{what} is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )));
+    }
+    if len
+        .checked_mul(std::mem::size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(Failure::invalid(format!(
+            "{what}: length {len} is too large"
+        )));
+    }
+    // SAFETY: not NULL, aligned, the byte size fits in isize, and the caller promises `len`
+    // initialized values valid for 'a.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Writes `value` through an out pointer.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T` (it need not be initialized).
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T, what: &str) -> CallResult {
+    if out.is_null() {
+        return Err(Failure::null(what));
+    }
+    if !out.is_aligned() {
+        return Err(Failure::invalid(format!("{what} is misaligned")));
+    }
+    // SAFETY: not NULL, aligned, and the caller promises it is valid for a write; `write` does
+    // not drop the old (possibly uninitialized) value.
+    unsafe { out.write(value) };
+    Ok(())
+}

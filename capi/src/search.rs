@@ -1,0 +1,394 @@
+//! Searches and their results.
+
+use std::ffi::{c_char, c_int};
+use std::ptr;
+
+use probelog::{Hit, Index, Metric, Query, SearchParams};
+
+use crate::args::{slice_arg, write_out};
+use crate::error::{
+    CallResult, Failure, PROBELOG_ERR_NO_EMBEDDINGS, PROBELOG_ERR_WRONG_LENGTH, ProbelogStatus,
+    guard, quiet,
+};
+use crate::index::{ProbelogIndex, index_arg};
+
+/// Metric: ProbeLog's asymmetric top-k discrepancy (the default).
+pub const PROBELOG_METRIC_TOPK: u32 = 0;
+/// Metric: Euclidean distance over all probes (a baseline).
+pub const PROBELOG_METRIC_FULL: u32 = 1;
+/// Metric: Euclidean distance to each model's mean descriptor, one result per model (a baseline).
+pub const PROBELOG_METRIC_MODEL: u32 = 2;
+
+/// Search parameters: the options of `probelog-tool search`. Start from
+/// `probelog_search_params_default()`; a NULL pointer means those defaults.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ProbelogSearchParams {
+    /// Number of results (`--top`), at least 1; a value above the entry count returns them all.
+    /// Default 10.
+    pub top: u32,
+    /// Number of the query's highest probes compared by the topk metric (`--k`), from 1 to the
+    /// probe count; 0 means the library's default (16 today, at most the probe count;
+    /// `probelog_results_k` tells the k used). Must be 0 for the other metrics.
+    pub k: u32,
+    /// Non-zero: leave out the query entry's own model (`--exclude-same-model`); entry queries
+    /// only.
+    pub exclude_same_model: c_int,
+    /// Non-zero: only the best logit of each model (`--per-model`).
+    pub per_model: c_int,
+    /// One of PROBELOG_METRIC_TOPK, PROBELOG_METRIC_FULL, PROBELOG_METRIC_MODEL (`--metric`).
+    pub metric: u32,
+}
+
+impl Default for ProbelogSearchParams {
+    fn default() -> Self {
+        ProbelogSearchParams {
+            top: 10,
+            k: 0,
+            exclude_same_model: 0,
+            per_model: 0,
+            metric: PROBELOG_METRIC_TOPK,
+        }
+    }
+}
+
+/// One result. The strings belong to the `ProbelogResults` they were read from and stay valid
+/// until it is freed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ProbelogHit {
+    /// 1-based.
+    pub rank: u32,
+    /// The entry id; -1 for PROBELOG_METRIC_MODEL, which ranks whole models.
+    pub entry: i64,
+    /// The model's id in the index.
+    pub model_id: u64,
+    /// The model's name as given at append: NUL-terminated UTF-8, never NULL.
+    pub model: *const c_char,
+    /// Bytes in `model` before its NUL (names may hold NUL bytes; this length counts them).
+    pub model_len: usize,
+    /// The logit's column in its model; -1 for PROBELOG_METRIC_MODEL.
+    pub logit: i64,
+    /// The logit's class label, NUL-terminated UTF-8; NULL when it has none.
+    pub label: *const c_char,
+    /// Bytes in `label` before its NUL; 0 when `label` is NULL.
+    pub label_len: usize,
+    /// The score; lower is closer.
+    pub score: f32,
+}
+
+/// The results of one search. Opaque; free with `probelog_results_free`. Independent of the
+/// index handle (it may be closed first) and safe to read from several threads.
+pub struct ProbelogResults {
+    hits: Vec<StoredHit>,
+    k: u32,
+}
+
+impl std::fmt::Debug for ProbelogResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbelogResults")
+            .field("len", &self.hits.len())
+            .field("k", &self.k)
+            .finish()
+    }
+}
+
+/// A hit with its strings NUL-terminated, so that C can read them in place.
+#[derive(Debug)]
+struct StoredHit {
+    rank: u32,
+    entry: Option<u64>,
+    model_id: u64,
+    model: Box<[u8]>,
+    logit: Option<u32>,
+    label: Option<Box<[u8]>>,
+    score: f32,
+}
+
+fn nul_terminated(s: String) -> Box<[u8]> {
+    let mut v = s.into_bytes();
+    v.push(0);
+    v.into_boxed_slice()
+}
+
+impl StoredHit {
+    fn new(h: Hit) -> Self {
+        StoredHit {
+            rank: u32::try_from(h.rank).unwrap_or(u32::MAX),
+            entry: h.entry,
+            model_id: h.model_id,
+            model: nul_terminated(h.model),
+            logit: h.logit,
+            label: h.label.map(nul_terminated),
+            score: h.score,
+        }
+    }
+
+    fn view(&self) -> ProbelogHit {
+        let (label, label_len) = match &self.label {
+            Some(l) => (l.as_ptr().cast::<c_char>(), l.len() - 1),
+            None => (ptr::null(), 0),
+        };
+        ProbelogHit {
+            rank: self.rank,
+            entry: self
+                .entry
+                .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX)),
+            model_id: self.model_id,
+            model: self.model.as_ptr().cast::<c_char>(),
+            model_len: self.model.len() - 1,
+            logit: self.logit.map_or(-1, i64::from),
+            label,
+            label_len,
+            score: self.score,
+        }
+    }
+}
+
+/// The default parameters: top 10, k = 0 (the library's default k), the topk metric, no
+/// exclusion, every logit.
+#[unsafe(no_mangle)]
+pub extern "C" fn probelog_search_params_default() -> ProbelogSearchParams {
+    quiet(
+        ProbelogSearchParams::default(),
+        ProbelogSearchParams::default,
+    )
+}
+
+/// The kind of query, for checks that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Entry,
+    Vector,
+    Text,
+}
+
+/// Validates C parameters as `probelog-tool search` validates its flags, and converts them.
+fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResult<SearchParams> {
+    let metric = match p.metric {
+        PROBELOG_METRIC_TOPK => Metric::TopK,
+        PROBELOG_METRIC_FULL => Metric::Full,
+        PROBELOG_METRIC_MODEL => Metric::Model,
+        m => {
+            return Err(Failure::invalid(format!(
+                "unknown metric {m}: use PROBELOG_METRIC_TOPK (0), PROBELOG_METRIC_FULL (1) or \
+                 PROBELOG_METRIC_MODEL (2)"
+            )));
+        }
+    };
+    if p.top == 0 {
+        return Err(Failure::invalid("top must be at least 1"));
+    }
+    if p.k != 0 && metric != Metric::TopK {
+        return Err(Failure::invalid(format!(
+            "k only applies to the topk metric, not to {}; pass k = 0",
+            metric.name()
+        )));
+    }
+    if p.exclude_same_model != 0 && kind != Kind::Entry {
+        return Err(Failure::invalid(
+            "exclude_same_model needs an entry query (probelog_search_entry)",
+        ));
+    }
+    // There are never more results than entries; a larger top must not cost memory.
+    let top =
+        (p.top as usize).min(usize::try_from(index.entry_count().max(1)).unwrap_or(usize::MAX));
+    let k = (p.k != 0).then_some(p.k as usize);
+    // Struct update on purpose: fields added to SearchParams later keep their defaults.
+    #[allow(clippy::needless_update)]
+    let params = SearchParams {
+        top,
+        k,
+        exclude_same_model: p.exclude_same_model != 0,
+        per_model: p.per_model != 0,
+        metric,
+        ..SearchParams::default()
+    };
+    Ok(params)
+}
+
+/// The common body of the three searches.
+///
+/// # Safety
+/// `index`, `params` and `out` are as the exported search functions document.
+unsafe fn run_search<'q>(
+    index: *const ProbelogIndex,
+    params: *const ProbelogSearchParams,
+    out: *mut *mut ProbelogResults,
+    kind: Kind,
+    query: impl FnOnce(&Index) -> CallResult<Query<'q>>,
+) -> CallResult {
+    // SAFETY: the caller promises `out` is NULL or writable.
+    unsafe { write_out(out, ptr::null_mut(), "out") }?;
+    // SAFETY: the caller promises a live handle or NULL.
+    let handle = unsafe { index_arg(index) }?;
+    // SAFETY: the caller promises `params` is NULL or points to a ProbelogSearchParams.
+    let p = unsafe { params.as_ref() }.copied().unwrap_or_default();
+    let index = handle.read();
+    let params = core_params(&index, &p, kind)?;
+    let query = query(&index)?;
+    let hits = index.search(&query, &params)?;
+    let k = match params.metric {
+        Metric::TopK => u32::try_from(index.effective_k(params.k)?).unwrap_or(u32::MAX),
+        Metric::Full | Metric::Model => 0,
+    };
+    let results = ProbelogResults {
+        hits: hits.into_iter().map(StoredHit::new).collect(),
+        k,
+    };
+    let handle = Box::into_raw(Box::new(results));
+    // SAFETY: checked writable above.
+    unsafe { write_out(out, handle, "out") }
+}
+
+/// Searches with an entry of the index as the query (`probelog-tool search --entry`). On
+/// success `*out` holds the results; on failure it is set to NULL.
+///
+/// # Safety
+/// `index` is NULL or a live handle; `params` is NULL or points to a `ProbelogSearchParams`;
+/// `out` is NULL or valid for writing a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_search_entry(
+    index: *const ProbelogIndex,
+    entry: u64,
+    params: *const ProbelogSearchParams,
+    out: *mut *mut ProbelogResults,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { run_search(index, params, out, Kind::Entry, |_| Ok(Query::Entry(entry))) }
+    })
+}
+
+/// Searches with one logit's raw responses over the probes (`--query-logits`): `len` floats,
+/// one per probe, in probe order; they are z-normalized here. NaN, infinities and a constant
+/// vector are refused.
+///
+/// # Safety
+/// `index` is NULL or a live handle; `values` is NULL or points to `len` floats (4-byte aligned);
+/// `params` is NULL or points to a `ProbelogSearchParams`; `out` is NULL or valid for writing a
+/// pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_search_vector(
+    index: *const ProbelogIndex,
+    values: *const f32,
+    len: usize,
+    params: *const ProbelogSearchParams,
+    out: *mut *mut ProbelogResults,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises `len` floats at `values`, or NULL.
+        let v = unsafe { slice_arg(values, len, "values") }?;
+        // SAFETY: forwarded from the caller.
+        unsafe { run_search(index, params, out, Kind::Vector, |_| Ok(Query::Vector(v))) }
+    })
+}
+
+/// Searches with a text embedding (`--text-embedding`): `len` floats, the dimension of the
+/// probe embeddings stored in the index (`ProbelogIndexInfo.embedding_dim`). The query
+/// descriptor is the probe embeddings dotted with it, z-normalized.
+///
+/// # Safety
+/// As `probelog_search_vector`, with `embedding` for `values`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_search_text_embedding(
+    index: *const ProbelogIndex,
+    embedding: *const f32,
+    len: usize,
+    params: *const ProbelogSearchParams,
+    out: *mut *mut ProbelogResults,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises `len` floats at `embedding`, or NULL.
+        let t = unsafe { slice_arg(embedding, len, "embedding") }?;
+        let query = |index: &Index| {
+            let Some((_, dim)) = index.probe_embeddings()? else {
+                return Err(Failure::new(
+                    PROBELOG_ERR_NO_EMBEDDINGS,
+                    format!(
+                        "{} has no probe embeddings, so it cannot be searched by text: create it \
+                         with probe embeddings (`probelog-tool create --probe-embeddings`) or add \
+                         them (`probelog-tool probes embed`)",
+                        index.path().display()
+                    ),
+                ));
+            };
+            if t.len() != dim {
+                return Err(Failure::new(
+                    PROBELOG_ERR_WRONG_LENGTH,
+                    format!(
+                        "the text embedding has {} dimensions, the probe embeddings of {} have {dim}",
+                        t.len(),
+                        index.path().display()
+                    ),
+                ));
+            }
+            Ok(Query::TextEmbedding(t))
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { run_search(index, params, out, Kind::Text, query) }
+    })
+}
+
+/// The number of results; 0 for NULL.
+///
+/// # Safety
+/// `results` is NULL or a live results handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_len(results: *const ProbelogResults) -> usize {
+    // SAFETY: the caller promises a live handle or NULL.
+    quiet(0, || {
+        unsafe { results.as_ref() }.map_or(0, |r| r.hits.len())
+    })
+}
+
+/// The k the topk metric used (the library's default, capped at the probe count, when the
+/// parameters said 0); 0 for the other metrics and for NULL.
+///
+/// # Safety
+/// `results` is NULL or a live results handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_k(results: *const ProbelogResults) -> u32 {
+    // SAFETY: the caller promises a live handle or NULL.
+    quiet(0, || unsafe { results.as_ref() }.map_or(0, |r| r.k))
+}
+
+/// Fills `*out` with result `i` (0-based; results are sorted best first, so result i has rank
+/// i + 1).
+///
+/// # Safety
+/// `results` is NULL or a live results handle; `out` is NULL or valid for writing a
+/// `ProbelogHit`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_get(
+    results: *const ProbelogResults,
+    i: usize,
+    out: *mut ProbelogHit,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises a live handle or NULL.
+        let r = unsafe { results.as_ref() }.ok_or_else(|| Failure::null("results"))?;
+        let hit = r.hits.get(i).ok_or_else(|| {
+            Failure::invalid(format!(
+                "result {i} is out of range: there are {} results",
+                r.hits.len()
+            ))
+        })?;
+        // SAFETY: the caller promises `out` is NULL or writable.
+        unsafe { write_out(out, hit.view(), "out") }
+    })
+}
+
+/// Frees results; NULL is ignored. The strings of hits read from them become invalid.
+///
+/// # Safety
+/// `results` is NULL or a live results handle that is not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_free(results: *mut ProbelogResults) {
+    quiet((), || {
+        if !results.is_null() {
+            // SAFETY: the caller hands over a live handle made by Box::into_raw, used no more.
+            drop(unsafe { Box::from_raw(results) });
+        }
+    })
+}

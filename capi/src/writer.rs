@@ -1,0 +1,303 @@
+//! Creating an index and appending models under the writer lock.
+
+use std::ffi::{c_char, c_int};
+use std::ptr;
+use std::sync::Mutex;
+
+use probelog::{AppendOptions, CreateOptions, IndexWriter, LockWait, LogitMatrix, ModelInput};
+
+use crate::args::{opt_str_arg, path_arg, slice_arg, str_arg, write_out};
+use crate::error::{CallResult, Failure, PROBELOG_ERR_PANIC, ProbelogStatus, guard, quiet};
+
+/// `probelog_writer_open` flag: fail at once with PROBELOG_ERR_LOCKED when another writer holds
+/// the index, instead of waiting for it (`--no-wait`).
+pub const PROBELOG_NO_WAIT: u32 = 1;
+
+/// The writer of one index: holds its writer lock (an advisory `flock`) from
+/// `probelog_writer_open` to `probelog_writer_close`. Opaque. Models staged with
+/// `probelog_writer_add_model` become visible to readers together, at `probelog_writer_commit`.
+/// May be shared between threads; its calls are serialized.
+pub struct ProbelogWriter {
+    writer: Mutex<IndexWriter>,
+}
+
+impl std::fmt::Debug for ProbelogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbelogWriter").finish_non_exhaustive()
+    }
+}
+
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<ProbelogWriter>();
+};
+
+/// One model to append: its raw logits over the probes, a name, and optional labels and
+/// metadata. All strings are NUL-terminated UTF-8.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ProbelogModel {
+    /// The name results report for this model. Required.
+    pub name: *const c_char,
+    /// Where the model came from (a path, a hub id); NULL for none.
+    pub source: *const c_char,
+    /// Row-major `[num_probes][num_logits]`: row p holds the model's outputs for probe p (the
+    /// layout of a forward pass over the probe set).
+    pub logits: *const f32,
+    /// P: must be the index's probe count.
+    pub num_probes: u32,
+    /// L: the model's number of logits (classes), at least 1.
+    pub num_logits: u32,
+    /// NULL, or `num_logits` labels: the class of each logit.
+    pub labels: *const *const c_char,
+    /// NULL, or `meta_count` keys of metadata pairs.
+    pub meta_keys: *const *const c_char,
+    /// NULL, or `meta_count` values, one per key.
+    pub meta_values: *const *const c_char,
+    /// Number of metadata pairs.
+    pub meta_count: usize,
+    /// Non-zero: store logits that are constant over the probes as all-zero descriptors instead of
+    /// refusing the model (`--keep-constant`).
+    pub keep_constant: c_int,
+}
+
+/// What `probelog_writer_add_model` staged.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbelogModelAdded {
+    /// The new model's id.
+    pub model_id: u64,
+    /// The entry id of its logit 0; its logits are the entries first_entry .. first_entry + logits - 1.
+    pub first_entry: u64,
+    /// Its number of logits.
+    pub logits: u32,
+    /// How many of them were constant and stored as zeros (only with keep_constant).
+    pub constant_logits: u32,
+}
+
+/// What `probelog_writer_commit` published.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbelogCommitInfo {
+    /// The commit's sequence number.
+    pub sequence: u64,
+    /// Entries (logits) this commit added.
+    pub entries_added: u64,
+    /// Models this commit added.
+    pub models_added: u64,
+    /// Entries in the index after the commit.
+    pub entry_count: u64,
+    /// Models in the index after the commit.
+    pub model_count: u64,
+    /// Bytes this commit wrote.
+    pub bytes_written: u64,
+}
+
+/// Creates a new, empty index file at `path` for `num_probes` probes (f32 storage, no probe
+/// names or embeddings; `probelog-tool create` offers those). An existing file is never
+/// overwritten: PROBELOG_ERR_EXISTS.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_create(path: *const c_char, num_probes: u32) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises `path` is NULL or NUL-terminated.
+        let path = unsafe { path_arg(path, "path") }?;
+        probelog::create(path, &CreateOptions::new(num_probes))?;
+        Ok(())
+    })
+}
+
+/// Opens the index at `path` for appending and takes its writer lock: waits for another writer
+/// to finish, or with `flags` = PROBELOG_NO_WAIT fails with PROBELOG_ERR_LOCKED. `*out` receives
+/// the writer (NULL on failure). Readers are never blocked.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or valid for writing a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_writer_open(
+    path: *const c_char,
+    flags: u32,
+    out: *mut *mut ProbelogWriter,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises `out` is NULL or writable.
+        unsafe { write_out(out, ptr::null_mut(), "out") }?;
+        // SAFETY: the caller promises `path` is NULL or NUL-terminated.
+        let path = unsafe { path_arg(path, "path") }?;
+        if flags & !PROBELOG_NO_WAIT != 0 {
+            return Err(Failure::invalid(format!(
+                "unknown flags {flags:#x}: the only flag is PROBELOG_NO_WAIT (1)"
+            )));
+        }
+        let wait = if flags & PROBELOG_NO_WAIT != 0 {
+            LockWait::Fail
+        } else {
+            LockWait::Wait
+        };
+        let writer = IndexWriter::open(path, wait)?;
+        let handle = Box::into_raw(Box::new(ProbelogWriter {
+            writer: Mutex::new(writer),
+        }));
+        // SAFETY: checked writable above.
+        unsafe { write_out(out, handle, "out") }
+    })
+}
+
+/// An array of `n` strings, or `None` for a NULL array.
+///
+/// # Safety
+/// `p` is NULL or points to `n` pointers, each NULL or NUL-terminated.
+unsafe fn strings_arg(
+    p: *const *const c_char,
+    n: usize,
+    what: &str,
+) -> CallResult<Option<Vec<String>>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller promises `n` pointers at `p`.
+    let ptrs = unsafe { slice_arg(p, n, what) }?;
+    ptrs.iter()
+        .enumerate()
+        // SAFETY: the caller promises each is NULL or NUL-terminated.
+        .map(|(i, &s)| unsafe { str_arg(s, &format!("{what}[{i}]")) }.map(str::to_owned))
+        .collect::<CallResult<Vec<_>>>()
+        .map(Some)
+}
+
+/// The writer behind a pointer. A writer that panicked (poisoned) is refused: its staged state
+/// may be half-changed.
+///
+/// # Safety
+/// `p` is NULL or a live writer handle.
+unsafe fn lock_writer<'a>(
+    p: *const ProbelogWriter,
+) -> CallResult<std::sync::MutexGuard<'a, IndexWriter>> {
+    // SAFETY: the caller promises a live handle or NULL.
+    let handle = unsafe { p.as_ref() }.ok_or_else(|| Failure::null("writer"))?;
+    handle.writer.lock().map_err(|_| {
+        Failure::new(
+            PROBELOG_ERR_PANIC,
+            "this writer failed with an internal error earlier and cannot be used: close it",
+        )
+    })
+}
+
+/// Stages one model. Its logits are z-normalized per logit and checked: the probe count must be
+/// the index's, NaN and infinities are refused, constant logits are refused unless
+/// keep_constant, the label count must be num_logits. A refused model leaves the writer as it
+/// was. `out` may be NULL.
+///
+/// # Safety
+/// `writer` is NULL or a live writer; `model` is NULL or points to a `ProbelogModel` whose
+/// pointers are as its fields document; `out` is NULL or valid for writing a
+/// `ProbelogModelAdded`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_writer_add_model(
+    writer: *mut ProbelogWriter,
+    model: *const ProbelogModel,
+    out: *mut ProbelogModelAdded,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises a live handle or NULL.
+        let mut w = unsafe { lock_writer(writer) }?;
+        // SAFETY: the caller promises NULL or a valid ProbelogModel.
+        let m = unsafe { model.as_ref() }.ok_or_else(|| Failure::null("model"))?;
+        // SAFETY: the caller promises each string field is NULL or NUL-terminated.
+        let name = unsafe { str_arg(m.name, "model->name") }?;
+        // SAFETY: as above.
+        let source = unsafe { opt_str_arg(m.source, "model->source") }?.unwrap_or_default();
+        let (p, l) = (m.num_probes as usize, m.num_logits as usize);
+        let n = p
+            .checked_mul(l)
+            .ok_or_else(|| Failure::invalid("num_probes * num_logits overflows"))?;
+        if m.logits.is_null() {
+            return Err(Failure::null("model->logits"));
+        }
+        // SAFETY: the caller promises num_probes * num_logits floats at `logits`.
+        let values = unsafe { slice_arg(m.logits, n, "model->logits") }?;
+        // SAFETY: the caller promises num_logits label pointers, or NULL.
+        let labels = unsafe { strings_arg(m.labels, l, "model->labels") }?;
+        let meta = if m.meta_count == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the caller promises meta_count pointers in each array, or NULL.
+            let keys = unsafe { strings_arg(m.meta_keys, m.meta_count, "model->meta_keys") }?
+                .ok_or_else(|| Failure::null("model->meta_keys"))?;
+            // SAFETY: as above.
+            let vals = unsafe { strings_arg(m.meta_values, m.meta_count, "model->meta_values") }?
+                .ok_or_else(|| Failure::null("model->meta_values"))?;
+            keys.into_iter().zip(vals).collect()
+        };
+        let input = ModelInput {
+            name: name.to_owned(),
+            source: source.to_owned(),
+            meta,
+            labels,
+            logits: LogitMatrix::new(values, p, l)?,
+        };
+        let opts = AppendOptions {
+            keep_constant: m.keep_constant != 0,
+            ..AppendOptions::default()
+        };
+        let added = w.add_model(input, opts)?;
+        if out.is_null() {
+            return Ok(());
+        }
+        let info = ProbelogModelAdded {
+            model_id: added.model_id,
+            first_entry: added.first_entry,
+            logits: added.logits,
+            constant_logits: added.constant_logits,
+        };
+        // SAFETY: not NULL, and the caller promises it is writable.
+        unsafe { write_out(out, info, "out") }
+    })
+}
+
+/// Publishes every staged model in one atomic, crash-safe commit; readers see them from now on
+/// (`probelog_index_refresh`). `out` may be NULL. The writer stays open for more models.
+///
+/// # Safety
+/// `writer` is NULL or a live writer; `out` is NULL or valid for writing a `ProbelogCommitInfo`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_writer_commit(
+    writer: *mut ProbelogWriter,
+    out: *mut ProbelogCommitInfo,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises a live handle or NULL.
+        let mut w = unsafe { lock_writer(writer) }?;
+        let s = w.commit()?;
+        if out.is_null() {
+            return Ok(());
+        }
+        let info = ProbelogCommitInfo {
+            sequence: s.sequence,
+            entries_added: s.entries_added,
+            models_added: s.models_added,
+            entry_count: s.entry_count,
+            model_count: s.model_count,
+            bytes_written: s.bytes_written,
+        };
+        // SAFETY: not NULL, and the caller promises it is writable.
+        unsafe { write_out(out, info, "out") }
+    })
+}
+
+/// Releases the writer lock and frees the writer; models staged since the last commit are
+/// discarded. NULL is ignored.
+///
+/// # Safety
+/// `writer` is NULL or a live writer that no other thread is using and that is not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_writer_close(writer: *mut ProbelogWriter) {
+    quiet((), || {
+        if !writer.is_null() {
+            // SAFETY: the caller hands over a live handle made by Box::into_raw, used no more.
+            drop(unsafe { Box::from_raw(writer) });
+        }
+    })
+}

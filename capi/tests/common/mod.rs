@@ -1,0 +1,490 @@
+//! Helpers of the C ABI and SQLite tests: the built libraries, the `probelog-tool` binary, a C
+//! compiler, small indexes made by the CLI, and the CLI's search results.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The directory of this profile's outputs (`target/debug`): the test binary is in its `deps/`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The capi crate's directory.
+pub fn capi_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `libprobelog_c.a` or `libprobelog_c.so` of this build. Cargo builds every crate type of the
+/// library before it runs the library's integration tests, and copies them to the profile dir.
+pub fn library(ext: &str) -> PathBuf {
+    let name = format!("libprobelog_c.{ext}");
+    for dir in [profile_dir(), profile_dir().join("deps")] {
+        let p = dir.join(&name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} is not in {}: build the crate first (cargo build -p probelog-capi)",
+        profile_dir().display()
+    )
+}
+
+/// The `probelog-tool` binary, built for this profile: `PROBELOG_TOOL` when set, else a
+/// `cargo build -p probelog-tool` into this target directory (a no-op when it is up to date,
+/// as under `cargo test --workspace`; cargo releases the build lock before it runs tests).
+pub fn tool_path() -> &'static Path {
+    static TOOL: OnceLock<PathBuf> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        if let Some(p) = std::env::var_os("PROBELOG_TOOL") {
+            return PathBuf::from(p);
+        }
+        let profile = profile_dir();
+        let target = profile.parent().expect("target dir");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(repo_root())
+            .args(["build", "--locked", "-p", "probelog-tool", "--target-dir"])
+            .arg(target);
+        if profile.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building probelog-tool failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = profile.join("probelog-tool");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// Runs `probelog-tool` with `args`; it must succeed. Returns stdout.
+pub fn tool_ok(args: &[&str]) -> String {
+    let out = Command::new(tool_path())
+        .args(args)
+        .output()
+        .expect("probelog-tool runs");
+    assert!(
+        out.status.success(),
+        "probelog-tool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs `probelog-tool ARGS --json`; returns the document.
+pub fn tool_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let text = tool_ok(&all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
+}
+
+/// A path as an argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// The C compiler: `$CC`, else `cc`.
+pub fn cc() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".into())
+}
+
+/// How a C program links probelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// `libprobelog_c.a` and the system libraries Rust's std needs.
+    Static,
+    /// `-lprobelog_c` from the profile dir, found at run time through an rpath.
+    Shared,
+}
+
+/// The system libraries a Rust staticlib needs on Linux (`--print native-static-libs`).
+pub const STATIC_SYSTEM_LIBS: &[&str] = &[
+    "-lpthread",
+    "-ldl",
+    "-lm",
+    "-lrt",
+    "-lutil",
+    "-lgcc_s",
+    "-lc",
+];
+
+/// Compiles `sources` into `out` (an executable, or a shared object with `-shared` among
+/// `extra`), with the probelog header on the include path and probelog linked as `link` says.
+pub fn compile_c(sources: &[PathBuf], out: &Path, link: Link, extra: &[&str]) {
+    let mut cmd = Command::new(cc());
+    cmd.args([
+        "-std=c11",
+        "-D_POSIX_C_SOURCE=200809L",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-g",
+        "-O1",
+    ])
+    .arg("-I")
+    .arg(capi_dir().join("include"))
+    .args(extra)
+    .args(sources)
+    .arg("-o")
+    .arg(out);
+    match link {
+        Link::Static => {
+            cmd.arg(library("a")).args(STATIC_SYSTEM_LIBS);
+        }
+        Link::Shared => {
+            let so = library("so");
+            let dir = so.parent().unwrap();
+            cmd.arg("-L")
+                .arg(dir)
+                .arg("-lprobelog_c")
+                .arg(format!("-Wl,-rpath,{}", dir.display()))
+                .args(["-lpthread", "-lm"]);
+        }
+    }
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", cc()));
+    assert!(
+        o.status.success(),
+        "compiling {sources:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The dynamic section's NEEDED entries of an ELF file, through `readelf` when there is one.
+pub fn needed_libraries(path: &Path) -> Option<String> {
+    let out = Command::new("readelf").arg("-d").arg(path).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a program; returns its output (the caller checks the status).
+pub fn run(program: &Path, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()))
+}
+
+/// A deterministic generator (xorshift64*), so that the fixtures are the same on every run.
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    /// Uniform in [-1, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next_f32()).collect()
+    }
+}
+
+/// Writes a float32 `.npy` of `shape` (C order).
+pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+    assert_eq!(shape.iter().product::<usize>(), data.len());
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape_text = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // Magic (6) + version (2) + header length (2) + header + newline, padded to 64 bytes.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(data.iter().flat_map(|x| x.to_le_bytes()));
+    fs::write(path, bytes).unwrap();
+}
+
+/// Writes raw little-endian float32 values.
+pub fn write_f32(path: &Path, data: &[f32]) {
+    fs::write(path, f32_bytes(data)).unwrap();
+}
+
+/// Little-endian float32 bytes: the blob form of a query in SQL.
+pub fn f32_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A small hub made by `probelog-tool`: probe embeddings (text search), labelled models, two
+/// commits.
+#[derive(Debug)]
+pub struct Hub {
+    pub dir: tempfile::TempDir,
+    pub index: PathBuf,
+    pub probes: usize,
+    pub dim: usize,
+    pub models: usize,
+    /// A raw query vector over the probes, also as `.npy` and raw `.f32`.
+    pub query: Vec<f32>,
+    pub query_npy: PathBuf,
+    pub query_f32: PathBuf,
+    /// A text embedding, also as `.npy` and raw `.f32`.
+    pub text: Vec<f32>,
+    pub text_npy: PathBuf,
+    pub text_f32: PathBuf,
+}
+
+pub const PROBES: usize = 48;
+pub const DIM: usize = 8;
+
+impl Hub {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Builds the hub: 14 models of 3 to 7 logits, each logit firing on a few probes of one of
+    /// 10 concepts, appended in two manifests (two commits).
+    pub fn new() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut rng = Rng::new(7);
+        // Probe embeddings [P, d]; concept c's probes lean towards axis c % d.
+        let emb = rng.vec(PROBES * DIM);
+        write_npy(&d.join("emb.npy"), &[PROBES, DIM], &emb);
+        let index = d.join("hub.plog");
+        tool_ok(&[
+            "create",
+            s(&index),
+            "--num-probes",
+            &PROBES.to_string(),
+            "--probe-embeddings",
+            s(&d.join("emb.npy")),
+        ]);
+        let models = 14;
+        let mut manifests = [String::new(), String::new()];
+        for m in 0..models {
+            let l = 3 + m % 5;
+            let mut logits = rng.vec(PROBES * l);
+            let mut labels = String::new();
+            for j in 0..l {
+                let concept = (m * 3 + j * 7) % 10;
+                for p in (0..PROBES).filter(|p| p % 10 == concept) {
+                    logits[p * l + j] += 2.5;
+                }
+                labels.push_str(&format!("concept-{concept}\n"));
+            }
+            write_npy(&d.join(format!("m{m}.npy")), &[PROBES, l], &logits);
+            // Model 5 has no labels: its hits carry none.
+            let labels_line = if m == 5 {
+                String::new()
+            } else {
+                fs::write(d.join(format!("m{m}.txt")), labels).unwrap();
+                format!("labels = \"m{m}.txt\"\n")
+            };
+            manifests[m % 2].push_str(&format!(
+                "[[model]]\nlogits = \"m{m}.npy\"\nname = \"model-{m:02}\"\n{labels_line}\n"
+            ));
+        }
+        for (i, text) in manifests.iter().enumerate() {
+            let path = d.join(format!("models{i}.toml"));
+            fs::write(&path, text).unwrap();
+            tool_ok(&["append", s(&index), "--manifest", s(&path)]);
+        }
+        let mut query = rng.vec(PROBES);
+        for p in (0..PROBES).filter(|p| p % 10 == 3) {
+            query[p] += 2.5;
+        }
+        let text = rng.vec(DIM);
+        let hub = Hub {
+            query_npy: d.join("query.npy"),
+            query_f32: d.join("query.f32"),
+            text_npy: d.join("text.npy"),
+            text_f32: d.join("text.f32"),
+            index,
+            probes: PROBES,
+            dim: DIM,
+            models,
+            query,
+            text,
+            dir,
+        };
+        write_npy(&hub.query_npy, &[PROBES], &hub.query);
+        write_f32(&hub.query_f32, &hub.query);
+        write_npy(&hub.text_npy, &[DIM], &hub.text);
+        write_f32(&hub.text_f32, &hub.text);
+        hub
+    }
+}
+
+/// One search, as the CLI's flags.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// "entry", "vector" or "text".
+    pub kind: &'static str,
+    pub entry: u64,
+    pub top: u32,
+    pub k: u32,
+    pub exclude_same_model: bool,
+    pub per_model: bool,
+    /// "topk", "full" or "model".
+    pub metric: &'static str,
+}
+
+impl Search {
+    pub fn new(kind: &'static str) -> Self {
+        Search {
+            kind,
+            entry: 0,
+            top: 10,
+            k: 0,
+            exclude_same_model: false,
+            per_model: false,
+            metric: "topk",
+        }
+    }
+
+    pub fn metric_code(&self) -> u32 {
+        match self.metric {
+            "topk" => 0,
+            "full" => 1,
+            "model" => 2,
+            m => panic!("metric {m}"),
+        }
+    }
+
+    /// The CLI's `--json` report of this search on `hub`.
+    pub fn cli(&self, hub: &Hub) -> Value {
+        let mut args: Vec<String> = vec!["search".into(), s(&hub.index).into()];
+        match self.kind {
+            "entry" => args.extend(["--entry".into(), self.entry.to_string()]),
+            "vector" => args.extend(["--query-logits".into(), s(&hub.query_npy).into()]),
+            "text" => args.extend(["--text-embedding".into(), s(&hub.text_npy).into()]),
+            k => panic!("kind {k}"),
+        }
+        args.extend(["--top".into(), self.top.to_string()]);
+        if self.k != 0 {
+            args.extend(["--k".into(), self.k.to_string()]);
+        }
+        if self.exclude_same_model {
+            args.push("--exclude-same-model".into());
+        }
+        if self.per_model {
+            args.push("--per-model".into());
+        }
+        args.extend(["--metric".into(), self.metric.into()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        tool_json(&refs)
+    }
+}
+
+/// A spread of searches over every query kind, parameter and metric.
+pub fn searches() -> Vec<Search> {
+    let mut v = Vec::new();
+    let e = |entry: u64| Search {
+        entry,
+        ..Search::new("entry")
+    };
+    v.push(e(0));
+    v.push(Search {
+        top: 7,
+        k: 8,
+        exclude_same_model: true,
+        ..e(5)
+    });
+    v.push(Search {
+        top: 4,
+        per_model: true,
+        ..e(3)
+    });
+    v.push(Search {
+        top: 5,
+        metric: "full",
+        ..e(12)
+    });
+    v.push(Search {
+        top: 3,
+        metric: "model",
+        ..e(2)
+    });
+    v.push(Search { top: 1000, ..e(40) });
+    v.push(Search {
+        top: 6,
+        ..Search::new("vector")
+    });
+    v.push(Search {
+        top: 5,
+        per_model: true,
+        k: 4,
+        ..Search::new("vector")
+    });
+    v.push(Search {
+        top: 8,
+        metric: "full",
+        ..Search::new("vector")
+    });
+    v.push(Search {
+        top: 5,
+        ..Search::new("text")
+    });
+    v.push(Search {
+        top: 4,
+        per_model: true,
+        k: 6,
+        ..Search::new("text")
+    });
+    v.push(Search {
+        metric: "model",
+        ..Search::new("text")
+    });
+    v
+}
+
+/// One result row of a CLI report: (rank, entry or -1, model id, model, logit or -1, label,
+/// score).
+pub type Row = (u64, i64, u64, String, i64, Option<String>, f32);
+
+/// The results of a CLI `--json` report as rows.
+pub fn cli_rows(report: &Value) -> Vec<Row> {
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["rank"].as_u64().unwrap(),
+                r["entry"].as_i64().unwrap_or(-1),
+                r["model_id"].as_u64().unwrap(),
+                r["model"].as_str().unwrap().to_string(),
+                r["logit"].as_i64().unwrap_or(-1),
+                r["label"].as_str().map(str::to_string),
+                r["score"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect()
+}
