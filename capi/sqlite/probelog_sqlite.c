@@ -1,0 +1,543 @@
+/*
+ * probelog_sqlite.c: a SQLite loadable extension that searches probelog indexes from SQL. It
+ * uses probelog only through its C ABI (probelog.h); link it with libprobelog_c.a into one
+ * self-contained shared object (docs/embedding.md):
+ *
+ *   cargo build --release -p probelog-capi
+ *   cc -shared -fPIC -O2 -fvisibility=hidden -I capi/include capi/sqlite/probelog_sqlite.c \
+ *      target/release/libprobelog_c.a -Wl,--exclude-libs,ALL -lpthread -ldl -lm -o probelog.so
+ *
+ *   sqlite> .load ./probelog
+ *
+ * Table-valued functions (eponymous virtual tables), all with the columns
+ *   rank, entry, model_id, model, logit, label, score
+ * and the arguments (hidden columns, in this order)
+ *   path, query, n = 10, k = NULL, metric = 'topk', per_model = 0, exclude_same_model = 0:
+ *
+ *   probelog_search(path, query_blob [, n, k, metric, per_model])      raw logits over the probes
+ *   probelog_search_text(path, embedding_blob [, n, k, metric, per_model])   a text embedding
+ *   probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model])
+ *   probelog_models(path, query_blob [, n, k, metric])      best logit per model (per_model = 1)
+ *
+ * Blobs hold little-endian float32 values: P of them for a query, d for a text embedding. k is
+ * NULL for the default; metric is 'topk', 'full' or 'model'. Scalar functions:
+ *
+ *   probelog_descriptor(path, entry)  the stored descriptor of an entry, as a query blob
+ *   probelog_f32(text)                '[0.5, -1, 2e-3]' (or space/comma separated) as a blob
+ *   probelog_version()                the library version
+ *
+ * Every bad argument is an SQL error naming it. The functions read files named in SQL, so they
+ * are marked direct-only: they cannot be used from triggers or views of an untrusted schema.
+ */
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "probelog.h"
+
+#if defined(_WIN32)
+#define PL_EXPORT __declspec(dllexport)
+#else
+#define PL_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Visible columns, then the hidden ones that carry the arguments. */
+enum {
+    COL_RANK,
+    COL_ENTRY,
+    COL_MODEL_ID,
+    COL_MODEL,
+    COL_LOGIT,
+    COL_LABEL,
+    COL_SCORE,
+    COL_PATH, /* first hidden column */
+    COL_QUERY,
+    COL_N,
+    COL_K,
+    COL_METRIC,
+    COL_PER_MODEL,
+    COL_EXCLUDE,
+    COL_END
+};
+#define N_ARGS (COL_END - COL_PATH)
+#define ARG(col) ((col) - COL_PATH)
+#define REQUIRED ((1 << ARG(COL_PATH)) | (1 << ARG(COL_QUERY)))
+
+static const char SCHEMA[] =
+    "CREATE TABLE x(rank INTEGER, entry INTEGER, model_id INTEGER, model TEXT, logit INTEGER, "
+    "label TEXT, score REAL, path HIDDEN, query HIDDEN, n HIDDEN, k HIDDEN, metric HIDDEN, "
+    "per_model HIDDEN, exclude_same_model HIDDEN)";
+
+typedef enum { QUERY_VECTOR, QUERY_TEXT, QUERY_ENTRY } QueryKind;
+
+/* What distinguishes the four table-valued functions. */
+typedef struct {
+    const char *name;
+    QueryKind kind;
+    int per_model;
+    const char *usage;
+} Form;
+
+static const Form FORMS[] = {
+    {"probelog_search", QUERY_VECTOR, 0,
+     "probelog_search(path, query_blob [, n, k, metric, per_model])"},
+    {"probelog_search_text", QUERY_TEXT, 0,
+     "probelog_search_text(path, embedding_blob [, n, k, metric, per_model])"},
+    {"probelog_search_entry", QUERY_ENTRY, 0,
+     "probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model])"},
+    {"probelog_models", QUERY_VECTOR, 1, "probelog_models(path, query_blob [, n, k, metric])"},
+};
+
+typedef struct {
+    sqlite3_vtab base;
+    const Form *form;
+} Table;
+
+typedef struct {
+    sqlite3_vtab_cursor base;
+    sqlite3_value *args[N_ARGS]; /* copies of the arguments, NULL when absent */
+    ProbelogIndex *index;        /* kept open between filters on the same path */
+    char *index_path;
+    ProbelogResults *results;
+    size_t len, i;
+    ProbelogHit hit;
+} Cursor;
+
+static const char *pl_type_name(int t) {
+    switch (t) {
+        case SQLITE_INTEGER: return "INTEGER";
+        case SQLITE_FLOAT: return "REAL";
+        case SQLITE_TEXT: return "TEXT";
+        case SQLITE_BLOB: return "BLOB";
+        default: return "NULL";
+    }
+}
+
+/* Sets the table's error message: "<function>: <message>"; returns SQLITE_ERROR. */
+static int pl_fail(Cursor *c, const char *fmt, ...) {
+    Table *t = (Table *)c->base.pVtab;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    sqlite3_free(t->base.zErrMsg);
+    t->base.zErrMsg = sqlite3_mprintf("%s: %s", t->form->name, msg ? msg : "out of memory");
+    sqlite3_free(msg);
+    return SQLITE_ERROR;
+}
+
+static int pl_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out,
+                   char **err) {
+    (void)argc;
+    (void)argv;
+    (void)err;
+    int rc = sqlite3_declare_vtab(db, SCHEMA);
+    if (rc != SQLITE_OK) return rc;
+#ifdef SQLITE_VTAB_DIRECTONLY
+    sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+#endif
+    Table *t = sqlite3_malloc(sizeof *t);
+    if (!t) return SQLITE_NOMEM;
+    memset(t, 0, sizeof *t);
+    t->form = aux;
+    *out = &t->base;
+    return SQLITE_OK;
+}
+
+static int pl_disconnect(sqlite3_vtab *vtab) {
+    sqlite3_free(vtab);
+    return SQLITE_OK;
+}
+
+/* Passes every usable "hidden column = value" constraint to xFilter, in column order; idxNum
+ * says which arguments are present. The path and the query are required. */
+static int pl_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
+    Table *t = (Table *)vtab;
+    int constraint_of[N_ARGS];
+    int present = 0, unusable = 0;
+    for (int a = 0; a < N_ARGS; a++) constraint_of[a] = -1;
+    for (int i = 0; i < info->nConstraint; i++) {
+        const struct sqlite3_index_constraint *con = &info->aConstraint[i];
+        if (con->iColumn < COL_PATH) continue;
+        int a = ARG(con->iColumn);
+        if (!con->usable) {
+            unusable |= 1 << a;
+            continue;
+        }
+        if (con->op != SQLITE_INDEX_CONSTRAINT_EQ || constraint_of[a] >= 0) continue;
+        constraint_of[a] = i;
+        present |= 1 << a;
+    }
+    if ((present & REQUIRED) != REQUIRED) {
+        /* A join may offer the arguments in another plan; otherwise they are missing. */
+        if (unusable & REQUIRED & ~present) return SQLITE_CONSTRAINT;
+        sqlite3_free(t->base.zErrMsg);
+        t->base.zErrMsg = sqlite3_mprintf("%s: the index path and the query are required: %s",
+                                          t->form->name, t->form->usage);
+        return SQLITE_ERROR;
+    }
+    int next = 0;
+    for (int a = 0; a < N_ARGS; a++) {
+        if (constraint_of[a] < 0) continue;
+        info->aConstraintUsage[constraint_of[a]].argvIndex = ++next;
+        info->aConstraintUsage[constraint_of[a]].omit = 1;
+    }
+    info->idxNum = present;
+    info->estimatedCost = 1000.0;
+    info->estimatedRows = 10;
+    return SQLITE_OK;
+}
+
+static int pl_open_cursor(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
+    (void)vtab;
+    Cursor *c = sqlite3_malloc(sizeof *c);
+    if (!c) return SQLITE_NOMEM;
+    memset(c, 0, sizeof *c);
+    *out = &c->base;
+    return SQLITE_OK;
+}
+
+static void pl_reset(Cursor *c) {
+    probelog_results_free(c->results);
+    c->results = NULL;
+    c->len = c->i = 0;
+    for (int a = 0; a < N_ARGS; a++) {
+        sqlite3_value_free(c->args[a]);
+        c->args[a] = NULL;
+    }
+}
+
+static int pl_close_cursor(sqlite3_vtab_cursor *cur) {
+    Cursor *c = (Cursor *)cur;
+    pl_reset(c);
+    probelog_index_close(c->index);
+    sqlite3_free(c->index_path);
+    sqlite3_free(c);
+    return SQLITE_OK;
+}
+
+/* An optional argument: absent or SQL NULL gives 0 (use the default). */
+static int pl_given(const Cursor *c, int col) {
+    sqlite3_value *v = c->args[ARG(col)];
+    return v != NULL && sqlite3_value_type(v) != SQLITE_NULL;
+}
+
+/* An INTEGER argument in [lo, hi]. */
+static int pl_integer_arg(Cursor *c, int col, const char *what, sqlite3_int64 lo, sqlite3_int64 hi,
+                       sqlite3_int64 *out) {
+    sqlite3_value *v = c->args[ARG(col)];
+    int t = sqlite3_value_type(v);
+    if (t != SQLITE_INTEGER)
+        return pl_fail(c, "%s must be an INTEGER, got %s", what, pl_type_name(t));
+    sqlite3_int64 x = sqlite3_value_int64(v);
+    if (x < lo || x > hi)
+        return pl_fail(c, "%s must be between %lld and %lld, got %lld", what, lo, hi, x);
+    *out = x;
+    return SQLITE_OK;
+}
+
+/* Opens the index, or keeps the one this cursor opened for the same path. */
+static int pl_open_index(Cursor *c, const char *path) {
+    if (c->index && strcmp(c->index_path, path) == 0) return SQLITE_OK;
+    probelog_index_close(c->index);
+    sqlite3_free(c->index_path);
+    c->index = NULL;
+    c->index_path = NULL;
+    if (probelog_index_open(path, &c->index) != PROBELOG_OK)
+        return pl_fail(c, "%s", probelog_last_error());
+    c->index_path = sqlite3_mprintf("%s", path);
+    if (!c->index_path) return SQLITE_NOMEM;
+    return SQLITE_OK;
+}
+
+static void pl_load_hit(Cursor *c) {
+    if (c->i < c->len && probelog_results_get(c->results, c->i, &c->hit) != PROBELOG_OK)
+        c->len = c->i; /* cannot happen: i < len */
+}
+
+static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str, int argc,
+                  sqlite3_value **argv) {
+    (void)idx_str;
+    Cursor *c = (Cursor *)cur;
+    const Form *form = ((Table *)cur->pVtab)->form;
+    pl_reset(c);
+    int next = 0;
+    for (int a = 0; a < N_ARGS; a++) {
+        if (!(idx_num & (1 << a))) continue;
+        if (next >= argc) return pl_fail(c, "internal error: argument %d is missing", a + 1);
+        c->args[a] = sqlite3_value_dup(argv[next++]);
+        if (!c->args[a]) return SQLITE_NOMEM;
+    }
+
+    sqlite3_value *path = c->args[ARG(COL_PATH)];
+    if (sqlite3_value_type(path) != SQLITE_TEXT)
+        return pl_fail(c, "the index path (argument 1) must be TEXT, got %s",
+                    pl_type_name(sqlite3_value_type(path)));
+
+    ProbelogSearchParams params = probelog_search_params_default();
+    params.per_model = form->per_model;
+    sqlite3_int64 x;
+    int rc;
+    if (pl_given(c, COL_N)) {
+        if ((rc = pl_integer_arg(c, COL_N, "n, the number of results (argument 3),", 1, UINT32_MAX,
+                              &x)))
+            return rc;
+        params.top = (uint32_t)x;
+    }
+    if (pl_given(c, COL_K)) {
+        if ((rc = pl_integer_arg(c, COL_K, "k (argument 4)", 1, UINT32_MAX, &x))) return rc;
+        params.k = (uint32_t)x;
+    }
+    if (pl_given(c, COL_METRIC)) {
+        sqlite3_value *v = c->args[ARG(COL_METRIC)];
+        const char *m = (const char *)sqlite3_value_text(v);
+        if (sqlite3_value_type(v) != SQLITE_TEXT || m == NULL)
+            return pl_fail(c, "metric (argument 5) must be 'topk', 'full' or 'model', got %s",
+                        pl_type_name(sqlite3_value_type(v)));
+        if (strcmp(m, "topk") == 0)
+            params.metric = PROBELOG_METRIC_TOPK;
+        else if (strcmp(m, "full") == 0)
+            params.metric = PROBELOG_METRIC_FULL;
+        else if (strcmp(m, "model") == 0)
+            params.metric = PROBELOG_METRIC_MODEL;
+        else
+            return pl_fail(c, "metric (argument 5) must be 'topk', 'full' or 'model', got '%s'", m);
+    }
+    if (pl_given(c, COL_PER_MODEL)) {
+        if ((rc = pl_integer_arg(c, COL_PER_MODEL, "per_model (argument 6)", 0, 1, &x))) return rc;
+        params.per_model = (int)x;
+    }
+    if (pl_given(c, COL_EXCLUDE)) {
+        if ((rc = pl_integer_arg(c, COL_EXCLUDE, "exclude_same_model (argument 7)", 0, 1, &x)))
+            return rc;
+        params.exclude_same_model = (int)x;
+    }
+
+    if ((rc = pl_open_index(c, (const char *)sqlite3_value_text(path)))) return rc;
+
+    sqlite3_value *q = c->args[ARG(COL_QUERY)];
+    ProbelogStatus st;
+    if (form->kind == QUERY_ENTRY) {
+        if ((rc = pl_integer_arg(c, COL_QUERY, "the entry (argument 2)", 0, INT64_MAX, &x)))
+            return rc;
+        st = probelog_search_entry(c->index, (uint64_t)x, &params, &c->results);
+    } else {
+        const char *what = form->kind == QUERY_TEXT ? "the text embedding (argument 2)"
+                                                    : "the query (argument 2)";
+        int t = sqlite3_value_type(q);
+        if (t != SQLITE_BLOB)
+            return pl_fail(c, "%s must be a BLOB of little-endian float32 values, got %s", what,
+                        pl_type_name(t));
+        int bytes = sqlite3_value_bytes(q);
+        if (bytes <= 0 || bytes % 4 != 0)
+            return pl_fail(c, "%s must be a BLOB of float32 values (4 bytes each), got %d bytes",
+                        what, bytes);
+        /* Copied: a blob's bytes need not be aligned for float. */
+        float *values = sqlite3_malloc(bytes);
+        if (!values) return SQLITE_NOMEM;
+        memcpy(values, sqlite3_value_blob(q), (size_t)bytes);
+        size_t len = (size_t)bytes / 4;
+        st = form->kind == QUERY_TEXT
+                 ? probelog_search_text_embedding(c->index, values, len, &params, &c->results)
+                 : probelog_search_vector(c->index, values, len, &params, &c->results);
+        sqlite3_free(values);
+    }
+    if (st != PROBELOG_OK) return pl_fail(c, "%s", probelog_last_error());
+    c->len = probelog_results_len(c->results);
+    c->i = 0;
+    pl_load_hit(c);
+    return SQLITE_OK;
+}
+
+static int pl_next(sqlite3_vtab_cursor *cur) {
+    Cursor *c = (Cursor *)cur;
+    c->i++;
+    pl_load_hit(c);
+    return SQLITE_OK;
+}
+
+static int pl_eof(sqlite3_vtab_cursor *cur) {
+    Cursor *c = (Cursor *)cur;
+    return c->i >= c->len;
+}
+
+static int pl_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
+    Cursor *c = (Cursor *)cur;
+    const ProbelogHit *h = &c->hit;
+    switch (col) {
+        case COL_RANK: sqlite3_result_int64(ctx, h->rank); break;
+        case COL_ENTRY:
+            if (h->entry < 0) sqlite3_result_null(ctx);
+            else sqlite3_result_int64(ctx, h->entry);
+            break;
+        case COL_MODEL_ID: sqlite3_result_int64(ctx, (sqlite3_int64)h->model_id); break;
+        case COL_MODEL: sqlite3_result_text(ctx, h->model, (int)h->model_len, SQLITE_TRANSIENT); break;
+        case COL_LOGIT:
+            if (h->logit < 0) sqlite3_result_null(ctx);
+            else sqlite3_result_int64(ctx, h->logit);
+            break;
+        case COL_LABEL:
+            if (h->label == NULL) sqlite3_result_null(ctx);
+            else sqlite3_result_text(ctx, h->label, (int)h->label_len, SQLITE_TRANSIENT);
+            break;
+        case COL_SCORE: sqlite3_result_double(ctx, (double)h->score); break;
+        default: {
+            sqlite3_value *v = col >= COL_PATH && col < COL_END ? c->args[ARG(col)] : NULL;
+            if (v) sqlite3_result_value(ctx, v);
+            else sqlite3_result_null(ctx);
+        }
+    }
+    return SQLITE_OK;
+}
+
+static int pl_rowid(sqlite3_vtab_cursor *cur, sqlite_int64 *out) {
+    *out = (sqlite_int64)((Cursor *)cur)->i + 1;
+    return SQLITE_OK;
+}
+
+static sqlite3_module MODULE = {
+    .iVersion = 0,
+    .xCreate = NULL, /* eponymous only: used as a function, never CREATE VIRTUAL TABLE */
+    .xConnect = pl_connect,
+    .xBestIndex = pl_best_index,
+    .xDisconnect = pl_disconnect,
+    .xDestroy = pl_disconnect,
+    .xOpen = pl_open_cursor,
+    .xClose = pl_close_cursor,
+    .xFilter = pl_filter,
+    .xNext = pl_next,
+    .xEof = pl_eof,
+    .xColumn = pl_column,
+    .xRowid = pl_rowid,
+};
+
+/* probelog_descriptor(path, entry): the stored descriptor of an entry as a float32 blob. */
+static void pl_descriptor_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    if (sqlite3_value_type(argv[0]) != SQLITE_TEXT) {
+        sqlite3_result_error(ctx, "probelog_descriptor: the index path (argument 1) must be TEXT", -1);
+        return;
+    }
+    if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_int64(argv[1]) < 0) {
+        sqlite3_result_error(ctx, "probelog_descriptor: the entry (argument 2) must be an INTEGER >= 0", -1);
+        return;
+    }
+    ProbelogIndex *index = NULL;
+    ProbelogIndexInfo info;
+    float *values = NULL;
+    if (probelog_index_open((const char *)sqlite3_value_text(argv[0]), &index) != PROBELOG_OK ||
+        probelog_index_info(index, &info) != PROBELOG_OK)
+        goto failed;
+    values = sqlite3_malloc64((sqlite3_uint64)info.num_probes * 4);
+    if (!values) {
+        sqlite3_result_error_nomem(ctx);
+        probelog_index_close(index);
+        return;
+    }
+    if (probelog_index_descriptor(index, (uint64_t)sqlite3_value_int64(argv[1]), values,
+                                  info.num_probes) != PROBELOG_OK)
+        goto failed;
+    probelog_index_close(index);
+    sqlite3_result_blob(ctx, values, (int)(info.num_probes * 4), sqlite3_free);
+    return;
+failed: {
+    char *msg = sqlite3_mprintf("probelog_descriptor: %s", probelog_last_error());
+    sqlite3_result_error(ctx, msg ? msg : "probelog_descriptor failed", -1);
+    sqlite3_free(msg);
+    sqlite3_free(values);
+    probelog_index_close(index);
+}
+}
+
+/* probelog_f32(text): numbers separated by commas or spaces, optionally in [ ], as a blob. */
+static void pl_f32_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    if (sqlite3_value_type(argv[0]) != SQLITE_TEXT) {
+        sqlite3_result_error(ctx, "probelog_f32: the argument must be TEXT such as '[0.5, -1, 2]'", -1);
+        return;
+    }
+    const char *s = (const char *)sqlite3_value_text(argv[0]);
+    size_t cap = 16, n = 0;
+    float *v = sqlite3_malloc64(cap * sizeof(float));
+    if (!v) goto nomem;
+    const char *p = s;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    int bracket = *p == '[';
+    if (bracket) p++;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || (n > 0 && *p == ',')) p++;
+        if (*p == '\0' || *p == ']') break;
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || !isfinite(x) || !isfinite((float)x)) {
+            char *msg = sqlite3_mprintf("probelog_f32: value %d is not a finite number: '%.20s'",
+                                        (int)n + 1, p);
+            sqlite3_result_error(ctx, msg ? msg : "probelog_f32: bad number", -1);
+            sqlite3_free(msg);
+            sqlite3_free(v);
+            return;
+        }
+        if (n == cap) {
+            cap *= 2;
+            float *w = sqlite3_realloc64(v, cap * sizeof(float));
+            if (!w) goto nomem;
+            v = w;
+        }
+        v[n++] = (float)x;
+        p = end;
+    }
+    int closed = *p == ']';
+    if (closed) p++;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (closed != bracket || *p != '\0' || n == 0) {
+        sqlite3_result_error(ctx, "probelog_f32: expected numbers such as '[0.5, -1, 2]'", -1);
+        sqlite3_free(v);
+        return;
+    }
+    sqlite3_result_blob(ctx, v, (int)(n * sizeof(float)), sqlite3_free);
+    return;
+nomem:
+    sqlite3_free(v);
+    sqlite3_result_error_nomem(ctx);
+}
+
+static void pl_version_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    (void)argv;
+    sqlite3_result_text(ctx, probelog_version(), -1, SQLITE_STATIC);
+}
+
+#ifndef SQLITE_DIRECTONLY
+#define SQLITE_DIRECTONLY 0
+#endif
+
+/* The entry point: `.load ./probelog` finds it by the file's name; any other file name needs
+ * `.load FILE sqlite3_probelog_init`. */
+PL_EXPORT int sqlite3_probelog_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {
+    SQLITE_EXTENSION_INIT2(api);
+    if (probelog_abi_version() != PROBELOG_ABI_VERSION) {
+        *err = sqlite3_mprintf("probelog: the library has ABI version %u, this extension was "
+                               "built for %u",
+                               probelog_abi_version(), (unsigned)PROBELOG_ABI_VERSION);
+        return SQLITE_ERROR;
+    }
+    for (size_t i = 0; i < sizeof FORMS / sizeof FORMS[0]; i++) {
+        int rc = sqlite3_create_module_v2(db, FORMS[i].name, &MODULE, (void *)&FORMS[i], NULL);
+        if (rc != SQLITE_OK) return rc;
+    }
+    int flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+    int rc = sqlite3_create_function(db, "probelog_descriptor", 2, flags, NULL, pl_descriptor_fn,
+                                     NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(db, "probelog_f32", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                     NULL, pl_f32_fn, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(db, "probelog_version", 0, SQLITE_UTF8, NULL, pl_version_fn,
+                                     NULL, NULL);
+    return rc;
+}

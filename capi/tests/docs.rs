@@ -1,0 +1,278 @@
+//! The examples of docs/embedding.md, run: each code block that follows a
+//! `<!-- file: NAME -->` line is compiled (C) or executed (SQL), and its results are compared
+//! with the CLI's.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+
+/// The marked code blocks of the guide, by file name.
+fn examples() -> BTreeMap<String, String> {
+    let text = fs::read_to_string(repo_root().join("docs/embedding.md")).expect("the guide");
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(name) = line
+            .strip_prefix("<!-- file: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().expect("a code block after the marker");
+        assert!(fence.starts_with("```"), "{name}: no code block");
+        let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        out.insert(name.to_string(), body.join("\n") + "\n");
+    }
+    for name in ["search.c", "append.c", "queries.sql", "error.sql"] {
+        assert!(out.contains_key(name), "the guide lost its example {name}");
+    }
+    out
+}
+
+/// The hub of the guide, the text-search hub, and the examples written out.
+fn setup() -> (tempfile::TempDir, BTreeMap<String, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = examples();
+    for (name, body) in &ex {
+        fs::write(dir.path().join(name), body).unwrap();
+    }
+    tool_ok(&[
+        "demo",
+        s(&dir.path().join("hub.plog")),
+        "--models",
+        "20",
+        "--probes",
+        "64",
+    ]);
+    (dir, ex)
+}
+
+#[test]
+fn the_c_examples_run_and_agree_with_the_cli() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    let hub = d.join("hub.plog");
+
+    let search = d.join("search");
+    compile_c(&[d.join("search.c")], &search, Link::Static, &[]);
+    let out = run(&search, &[s(&hub), "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let want = cli_rows(&tool_json(&[
+        "search",
+        s(&hub),
+        "--entry",
+        "0",
+        "--top",
+        "5",
+        "--per-model",
+    ]));
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{printed}");
+    for (line, (rank, _, _, model, logit, label, score)) in lines.iter().zip(&want) {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f[0], rank.to_string(), "{line}");
+        assert_eq!(f[1], model, "{line}");
+        assert_eq!(f[2], logit.to_string(), "{line}");
+        assert_eq!(f[3], label.as_deref().unwrap_or("-"), "{line}");
+        let printed_score: f32 = f[4].parse().unwrap();
+        assert!((printed_score - score).abs() <= 5e-5, "{line} vs {score}");
+    }
+
+    let append = d.join("append");
+    compile_c(&[d.join("append.c")], &append, Link::Shared, &[]);
+    let before = tool_json(&["info", s(&hub)]);
+    let out = run(&append, &[s(&hub)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = before["entry_count"].as_u64().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "model 20: entries {n} to {}; the index holds {} entries\n",
+            n + 2,
+            n + 3
+        )
+    );
+    let info = tool_json(&["info", s(&hub)]);
+    let m = &info["models"][20];
+    assert_eq!(m["name"], "my-model");
+    assert_eq!(m["meta"]["arch"], "toy");
+    tool_ok(&["verify", s(&hub)]);
+    let report = tool_json(&[
+        "search",
+        s(&hub),
+        "--entry",
+        &(n + 1).to_string(),
+        "--top",
+        "1",
+    ]);
+    assert_eq!(cli_rows(&report)[0].5.as_deref(), Some("dog"));
+}
+
+/// The statements of an SQL example, without the shell's dot-commands and comments.
+fn statements(sql: &str) -> Vec<String> {
+    let code: String = sql
+        .lines()
+        .filter(|l| !l.starts_with('.') && !l.starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    code.split(";\n")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn query(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<Vec<SqlValue>>> {
+    let mut stmt = conn.prepare(sql)?;
+    let n = stmt.column_count();
+    let rows = stmt.query_map([], |r| (0..n).map(|i| r.get::<_, SqlValue>(i)).collect())?;
+    rows.collect()
+}
+
+fn text(v: &SqlValue) -> &str {
+    match v {
+        SqlValue::Text(t) => t,
+        v => panic!("{v:?} is not text"),
+    }
+}
+
+fn real(v: &SqlValue) -> f64 {
+    match v {
+        SqlValue::Real(x) => *x,
+        v => panic!("{v:?} is not real"),
+    }
+}
+
+#[test]
+fn the_sql_examples_run_and_agree_with_the_cli() {
+    let (dir, ex) = setup();
+    let d = dir.path();
+    let hub = d.join("hub.plog");
+    // The text example's index: probe embeddings of dimension 8.
+    let clip = Hub::new();
+    fs::copy(&clip.index, d.join("clip-hub.plog")).unwrap();
+    let so = build_extension(d);
+
+    let conn = Connection::open_in_memory().unwrap();
+    // SAFETY: the extension is this crate's own, built by this test.
+    unsafe {
+        conn.load_extension_enable().unwrap();
+        conn.load_extension(&so, None::<&str>).unwrap();
+    }
+    // The examples name their indexes relative to the shell's directory.
+    let absolute = |sql: &str| {
+        sql.replace("'hub.plog'", &format!("'{}'", s(&hub)))
+            .replace(
+                "'clip-hub.plog'",
+                &format!("'{}'", s(&d.join("clip-hub.plog"))),
+            )
+    };
+    let results: Vec<Vec<Vec<SqlValue>>> = statements(&ex["queries.sql"])
+        .iter()
+        .map(|st| query(&conn, &absolute(st)).unwrap_or_else(|e| panic!("{st}: {e}")))
+        .collect();
+    assert_eq!(results.len(), 5);
+    for (i, r) in results.iter().enumerate() {
+        assert!(!r.is_empty(), "statement {i} returned nothing");
+    }
+
+    // Statements 1 and 2 are CLI searches by entry 0.
+    let cli = |extra: &[&str]| {
+        let mut args = vec!["search", s(&hub), "--entry", "0", "--top", "5"];
+        args.extend(extra);
+        cli_rows(&tool_json(&args))
+    };
+    let close = |a: f64, b: f32| (a - f64::from(b)).abs() <= 5e-5;
+    let want = cli(&[]);
+    assert_eq!(results[0].len(), want.len());
+    for (row, w) in results[0].iter().zip(&want) {
+        assert_eq!(row[0], SqlValue::Integer(w.0 as i64));
+        assert_eq!(text(&row[1]), w.3);
+        assert_eq!(row[2], SqlValue::Integer(w.4));
+        assert!(close(real(&row[4]), w.6));
+    }
+    let want = cli(&["--per-model", "--exclude-same-model"]);
+    assert_eq!(results[1].len(), want.len());
+    for (row, w) in results[1].iter().zip(&want) {
+        assert_eq!(text(&row[0]), w.3);
+        assert_ne!(
+            text(&row[0]),
+            "synth-00000",
+            "the query's model is left out"
+        );
+        assert!(close(real(&row[3]), w.6));
+    }
+    // Statement 3: entry 3's descriptor finds entry 3 first.
+    let entry3 = cli_rows(&tool_json(&[
+        "search",
+        s(&hub),
+        "--entry",
+        "3",
+        "--top",
+        "1",
+    ]));
+    assert_eq!(text(&results[2][0][0]), entry3[0].3);
+    assert_eq!(results[2][0][1], SqlValue::Integer(entry3[0].4));
+    // Statement 5: the CLI's --text-embedding with the same 8 values.
+    let emb = [0.1f32, -0.3, 0.5, 0.2, -0.1, 0.4, 0.0, -0.2];
+    write_npy(&d.join("emb.npy"), &[8], &emb);
+    let want = cli_rows(&tool_json(&[
+        "search",
+        s(&d.join("clip-hub.plog")),
+        "--text-embedding",
+        s(&d.join("emb.npy")),
+        "--top",
+        "3",
+    ]));
+    let got: Vec<&str> = results[4].iter().map(|r| text(&r[0])).collect();
+    let want_models: Vec<&str> = want.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(got, want_models);
+
+    // The error example fails with the message the guide shows.
+    let shown = ex["error.sql"]
+        .lines()
+        .find_map(|l| l.strip_prefix("-- Error: "))
+        .expect("the guide shows the error");
+    let st = &statements(&ex["error.sql"])[0];
+    let e = query(&conn, &absolute(st)).expect_err("the bad query fails");
+    assert_eq!(e.to_string(), shown);
+
+    // Debian's sqlite3 shell, when installed, runs the example file as it is.
+    if Command::new("sqlite3")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let out = Command::new("sqlite3")
+            .current_dir(d)
+            .args(["-bail", ":memory:", ".read queries.sql"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(printed.contains("synth-"), "{printed}");
+        assert!(Path::new(&d.join("probelog.so")).is_file());
+    } else {
+        eprintln!("note: no `sqlite3` shell; the SQL examples ran in the bundled engine only");
+    }
+}

@@ -1,0 +1,536 @@
+//! The SQLite extension (`sqlite/probelog_sqlite.c`, built on the C ABI) in real SQLite engines:
+//! the one rusqlite bundles, linked into this test (always), and Debian's `sqlite3` command line
+//! when it is installed. Its table-valued functions must return what `probelog-tool search
+//! --json` returns, and every bad argument must be an SQL error.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params_from_iter};
+
+/// A connection of the bundled engine with the extension loaded.
+fn connect(so: &Path) -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    // SAFETY: the extension is this crate's own, built by this test; loading is disabled again
+    // right after.
+    unsafe {
+        conn.load_extension_enable().unwrap();
+        // No entry point given: SQLite derives sqlite3_probelog_init from the file name.
+        conn.load_extension(so, None::<&str>).unwrap();
+    }
+    conn.load_extension_disable().unwrap();
+    conn
+}
+
+/// The rows of a query, as (rank, entry, model_id, model, logit, label, score).
+fn rows(conn: &Connection, sql: &str, args: Vec<SqlValue>) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare(sql)?;
+    let mapped = stmt.query_map(params_from_iter(args), |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, Option<i64>>(1)?.unwrap_or(-1),
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<i64>>(4)?.unwrap_or(-1),
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, f64>(6)? as f32,
+        ))
+    })?;
+    mapped.collect()
+}
+
+const COLUMNS: &str = "rank, entry, model_id, model, logit, label, score";
+
+/// The SQL form of a search and its arguments.
+fn sql_of(q: &Search, hub: &Hub) -> (String, Vec<SqlValue>) {
+    let k = if q.k == 0 {
+        SqlValue::Null
+    } else {
+        SqlValue::Integer(q.k.into())
+    };
+    let mut args = vec![SqlValue::Text(s(&hub.index).into())];
+    let function = match q.kind {
+        "entry" => {
+            args.push(SqlValue::Integer(q.entry as i64));
+            "probelog_search_entry"
+        }
+        "vector" => {
+            args.push(SqlValue::Blob(f32_bytes(&hub.query)));
+            "probelog_search"
+        }
+        "text" => {
+            args.push(SqlValue::Blob(f32_bytes(&hub.text)));
+            "probelog_search_text"
+        }
+        k => panic!("{k}"),
+    };
+    args.extend([
+        SqlValue::Integer(q.top.into()),
+        k,
+        SqlValue::Text(q.metric.into()),
+        SqlValue::Integer(q.per_model.into()),
+    ]);
+    if q.kind == "entry" {
+        args.push(SqlValue::Integer(q.exclude_same_model.into()));
+    }
+    let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
+    (
+        format!("SELECT {COLUMNS} FROM {function}({})", marks.join(", ")),
+        args,
+    )
+}
+
+#[test]
+fn sql_results_equal_the_cli() {
+    let hub = Hub::new();
+    let so = build_extension(hub.dir.path());
+    let conn = connect(&so);
+    for q in searches() {
+        let want = cli_rows(&q.cli(&hub));
+        let (sql, args) = sql_of(&q, &hub);
+        let got = rows(&conn, &sql, args).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(got, want, "{q:?}");
+        assert!(!got.is_empty());
+    }
+
+    let path = SqlValue::Text(s(&hub.index).into());
+    let query = SqlValue::Blob(f32_bytes(&hub.query));
+
+    // The per-model form is `search --per-model`.
+    let want = cli_rows(
+        &Search {
+            top: 6,
+            per_model: true,
+            ..Search::new("vector")
+        }
+        .cli(&hub),
+    );
+    let sql = format!("SELECT {COLUMNS} FROM probelog_models(?1, ?2, 6)");
+    let got = rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap();
+    assert_eq!(got, want);
+    let models: Vec<&String> = got.iter().map(|r| &r.3).collect();
+    let mut distinct = models.clone();
+    distinct.dedup();
+    assert_eq!(models.len(), distinct.len(), "one row per model");
+
+    // Arguments as hidden columns in WHERE; defaults for the rest (top 10).
+    let want = cli_rows(&Search::new("vector").cli(&hub));
+    let sql = format!("SELECT {COLUMNS} FROM probelog_search WHERE path = ?1 AND query = ?2");
+    assert_eq!(
+        rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
+        want
+    );
+
+    // SQL on top: filter, order, aggregate, join.
+    let labelled: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM probelog_search(?1, ?2, 1000) WHERE label IS NOT NULL",
+            [path.clone(), query.clone()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let all: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM probelog_search(?1, ?2, 1000)",
+            [path.clone(), query.clone()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let info = tool_json(&["info", s(&hub.index)]);
+    assert_eq!(all as u64, info["entry_count"].as_u64().unwrap());
+    assert!(labelled < all && labelled > 0, "model 5 has no labels");
+    conn.execute_batch(
+        "CREATE TABLE wanted(model TEXT); INSERT INTO wanted VALUES ('model-03'), ('model-08');",
+    )
+    .unwrap();
+    let joined: Vec<String> = conn
+        .prepare(
+            "SELECT s.model FROM wanted w JOIN probelog_models(?1, ?2, 1000) s ON s.model = w.model \
+             ORDER BY s.score",
+        )
+        .unwrap()
+        .query_map([path.clone(), query.clone()], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(joined.len(), 2, "{joined:?}");
+
+    // A stored descriptor is a query blob that finds its own entry first.
+    let (entry, score): (i64, f64) = conn
+        .query_row(
+            "SELECT entry, score FROM probelog_search(?1, probelog_descriptor(?1, 7), 1)",
+            [path.clone()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(entry, 7);
+    assert!(score.abs() < 1e-5);
+    let bytes: Vec<u8> = conn
+        .query_row("SELECT probelog_descriptor(?1, 7)", [path.clone()], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(bytes.len(), hub.probes * 4);
+
+    // probelog_f32 turns text into the same blob the test builds.
+    let blob: Vec<u8> = conn
+        .query_row("SELECT probelog_f32(' [1, -2.5,3e-2] ')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blob, f32_bytes(&[1.0, -2.5, 0.03]));
+    let blob: Vec<u8> = conn
+        .query_row("SELECT probelog_f32('0.5 2')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blob, f32_bytes(&[0.5, 2.0]));
+    let version: String = conn
+        .query_row("SELECT probelog_version()", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+}
+
+/// Runs `sql` to its end; it must fail. Returns the message.
+fn sql_error(conn: &Connection, sql: &str, args: Vec<SqlValue>) -> String {
+    let result = (|| -> rusqlite::Result<usize> {
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut n = 0;
+        while rows.next()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    })();
+    match result {
+        Ok(n) => panic!("{sql} should fail, returned {n} rows"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_arguments_are_sql_errors() {
+    let hub = Hub::new();
+    let so = build_extension(hub.dir.path());
+    let conn = connect(&so);
+    let plain = hub.path("plain.plog");
+    tool_ok(&["demo", s(&plain), "--models", "3", "--probes", "16"]);
+    let path = || SqlValue::Text(s(&hub.index).into());
+    let blob = |v: &[f32]| SqlValue::Blob(f32_bytes(v));
+    let query = || blob(&hub.query);
+    let int = SqlValue::Integer;
+    let text = |t: &str| SqlValue::Text(t.into());
+    let mut nan = hub.query.clone();
+    nan[5] = f32::NAN;
+    let mut inf_text = hub.text.clone();
+    inf_text[0] = f32::INFINITY;
+    let short = &hub.query[..hub.probes - 1];
+
+    // probelog_search with as many arguments as given.
+    let search = "probelog_search";
+    let cases: Vec<(&str, Vec<SqlValue>, &str)> = vec![
+        // The query blob.
+        (
+            search,
+            vec![path(), blob(short), int(5)],
+            "47 probes, but the index was created with 48",
+        ),
+        (
+            search,
+            vec![path(), SqlValue::Blob(vec![0; 7]), int(5)],
+            "got 7 bytes",
+        ),
+        (
+            search,
+            vec![path(), SqlValue::Blob(vec![]), int(5)],
+            "got 0 bytes",
+        ),
+        (search, vec![path(), blob(&nan), int(5)], "NaN"),
+        (
+            search,
+            vec![path(), text("abc"), int(5)],
+            "must be a BLOB of little-endian float32 values, got TEXT",
+        ),
+        (search, vec![path(), int(3), int(5)], "got INTEGER"),
+        (search, vec![path(), SqlValue::Null, int(5)], "got NULL"),
+        (
+            search,
+            vec![path(), blob(&vec![1.0; hub.probes]), int(5)],
+            "constant",
+        ),
+        // The path.
+        (
+            search,
+            vec![text("/nonexistent/hub.plog"), query(), int(5)],
+            "No such file",
+        ),
+        (
+            search,
+            vec![int(1), query(), int(5)],
+            "index path (argument 1) must be TEXT, got INTEGER",
+        ),
+        (
+            search,
+            vec![text(s(&hub.query_npy)), query(), int(5)],
+            "not a probelog index",
+        ),
+        // n, k, metric, per_model.
+        (
+            search,
+            vec![path(), query(), int(0)],
+            "n, the number of results (argument 3), must be between 1",
+        ),
+        (search, vec![path(), query(), int(-3)], "must be between 1"),
+        (
+            search,
+            vec![path(), query(), text("5")],
+            "must be an INTEGER, got TEXT",
+        ),
+        (
+            search,
+            vec![path(), query(), SqlValue::Real(2.5)],
+            "must be an INTEGER, got REAL",
+        ),
+        (
+            search,
+            vec![path(), query(), int(5), int(0)],
+            "k (argument 4) must be between 1",
+        ),
+        (
+            search,
+            vec![path(), query(), int(5), int(49)],
+            "k = 49 is out of range",
+        ),
+        (
+            search,
+            vec![path(), query(), int(5), int(4), text("full")],
+            "k only applies to the topk metric",
+        ),
+        (
+            search,
+            vec![path(), query(), int(5), SqlValue::Null, text("cosine")],
+            "got 'cosine'",
+        ),
+        (
+            search,
+            vec![path(), query(), int(5), SqlValue::Null, int(1)],
+            "metric (argument 5) must be",
+        ),
+        (
+            search,
+            vec![
+                path(),
+                query(),
+                int(5),
+                SqlValue::Null,
+                SqlValue::Null,
+                int(2),
+            ],
+            "per_model (argument 6) must be between 0 and 1",
+        ),
+        // Missing arguments.
+        (
+            "SELECT * FROM probelog_search",
+            vec![],
+            "the index path and the query are required",
+        ),
+        (
+            "SELECT * FROM probelog_search(?1)",
+            vec![path()],
+            "the index path and the query are required",
+        ),
+        // Entries.
+        (
+            "SELECT * FROM probelog_search_entry(?1, ?2)",
+            vec![path(), int(68)],
+            "entry 68 does not exist",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, ?2)",
+            vec![path(), int(-1)],
+            "between 0 and",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, ?2)",
+            vec![path(), text("3")],
+            "must be an INTEGER, got TEXT",
+        ),
+        (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'topk', 0, 1)",
+            vec![path(), query()],
+            "exclude_same_model needs an entry query",
+        ),
+        // Text embeddings.
+        (
+            "SELECT * FROM probelog_search_text(?1, ?2)",
+            vec![path(), blob(&hub.query)],
+            "the text embedding has 48 dimensions, the probe embeddings",
+        ),
+        (
+            "SELECT * FROM probelog_search_text(?1, ?2)",
+            vec![path(), blob(&inf_text)],
+            "inf",
+        ),
+        (
+            "SELECT * FROM probelog_search_text(?1, ?2)",
+            vec![text(s(&plain)), blob(&hub.text)],
+            "has no probe embeddings",
+        ),
+        // Scalar functions.
+        (
+            "SELECT probelog_descriptor(?1, 68)",
+            vec![path()],
+            "entry 68 does not exist",
+        ),
+        (
+            "SELECT probelog_descriptor(?1, 'x')",
+            vec![path()],
+            "must be an INTEGER",
+        ),
+        ("SELECT probelog_descriptor(3, 1)", vec![], "must be TEXT"),
+        (
+            "SELECT probelog_f32('[1, nan]')",
+            vec![],
+            "value 2 is not a finite number",
+        ),
+        ("SELECT probelog_f32('[1, 2')", vec![], "expected numbers"),
+        ("SELECT probelog_f32('')", vec![], "expected numbers"),
+        ("SELECT probelog_f32(x'00')", vec![], "must be TEXT"),
+    ];
+    for (sql, args, want) in cases {
+        let sql = if sql == search {
+            let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
+            format!("SELECT * FROM probelog_search({})", marks.join(", "))
+        } else {
+            sql.to_string()
+        };
+        let shown = format!("{sql} {args:?}");
+        let e = sql_error(&conn, &sql, args);
+        assert!(
+            e.contains(want),
+            "{shown}: the error {e:?} should contain {want:?}"
+        );
+    }
+    // The table functions name themselves in their errors.
+    let e = sql_error(
+        &conn,
+        "SELECT * FROM probelog_models(?1, x'00')",
+        vec![path()],
+    );
+    assert!(e.starts_with("probelog_models: "), "{e}");
+
+    // The connection still works after all of that.
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM probelog_search(?1, ?2, 3)",
+            [path(), query()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 3);
+}
+
+/// The `sqlite3` command line: Debian's package, when installed.
+fn sqlite3_cli() -> Option<&'static str> {
+    let ok = Command::new("sqlite3")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some("sqlite3")
+}
+
+#[test]
+fn the_sqlite3_command_line_loads_the_extension() {
+    let Some(cli) = sqlite3_cli() else {
+        eprintln!(
+            "note: no `sqlite3` command line (apt-get install sqlite3); the extension was checked \
+             in the bundled engine only"
+        );
+        return;
+    };
+    let hub = Hub::new();
+    let so = build_extension(hub.dir.path());
+    let run_sql = |sql: &str| {
+        Command::new(cli)
+            .args(["-bail", "-json", ":memory:"])
+            .arg(format!(".load {}", s(&so.with_extension(""))))
+            .arg(sql)
+            .output()
+            .expect("sqlite3 runs")
+    };
+    for (q, function) in [
+        (
+            Search {
+                top: 6,
+                ..Search::new("vector")
+            },
+            "probelog_search",
+        ),
+        (
+            Search {
+                top: 5,
+                per_model: true,
+                ..Search::new("vector")
+            },
+            "probelog_models",
+        ),
+        (
+            Search {
+                top: 5,
+                ..Search::new("text")
+            },
+            "probelog_search_text",
+        ),
+    ] {
+        let want = cli_rows(&q.cli(&hub));
+        let bytes = if q.kind == "text" {
+            f32_bytes(&hub.text)
+        } else {
+            f32_bytes(&hub.query)
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {function}('{}', X'{}', {});",
+            s(&hub.index),
+            hex(&bytes),
+            q.top
+        );
+        let out = run_sql(&sql);
+        assert!(
+            out.status.success(),
+            "{function}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sqlite3 -json");
+        let got: Vec<Row> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["rank"].as_u64().unwrap(),
+                    r["entry"].as_i64().unwrap_or(-1),
+                    r["model_id"].as_u64().unwrap(),
+                    r["model"].as_str().unwrap().to_string(),
+                    r["logit"].as_i64().unwrap_or(-1),
+                    r["label"].as_str().map(str::to_string),
+                    r["score"].as_f64().unwrap() as f32,
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{function} in {cli}");
+    }
+    // Bad arguments: an error message and exit status 1, not a crash.
+    for (sql, want) in [
+        (
+            "SELECT * FROM probelog_search('/nonexistent.plog', X'0000803f0000803f', 1);",
+            "No such file",
+        ),
+        ("SELECT * FROM probelog_search(1, 2);", "must be TEXT"),
+        ("SELECT * FROM probelog_search;", "are required"),
+    ] {
+        let out = run_sql(sql);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{sql}: {err}");
+        assert!(err.contains(want), "{sql}: {err}");
+    }
+}
