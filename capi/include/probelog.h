@@ -263,7 +263,7 @@ ProbelogStatus probelog_index_info(const struct ProbelogIndex *index,
 // # Safety
 // `index` is NULL or a live handle; `changed` is NULL or valid for writing an int.
 ProbelogStatus probelog_index_refresh(const struct ProbelogIndex *index,
-                                      int32_t *changed);
+                                      int *changed);
 
 // Copies the stored (z-normalized) descriptor of `entry` into `out`, which holds `len` floats;
 // `len` must be the probe count. Such a descriptor is a valid query vector.

@@ -1,6 +1,6 @@
 //! A read-only index handle: open, describe, refresh, read a stored descriptor, close.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::ptr;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn probelog_index_info(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn probelog_index_refresh(
     index: *const ProbelogIndex,
-    changed: *mut i32,
+    changed: *mut c_int,
 ) -> ProbelogStatus {
     guard(|| {
         // SAFETY: the caller promises a live handle or NULL.
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn probelog_index_refresh(
         drop(guard);
         if !changed.is_null() {
             // SAFETY: not NULL, and the caller promises it is writable.
-            unsafe { write_out(changed, i32::from(did), "changed") }?;
+            unsafe { write_out(changed, c_int::from(did), "changed") }?;
         }
         Ok(())
     })

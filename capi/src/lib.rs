@@ -20,6 +20,7 @@
 //!   [`ProbelogWriter`] are serialized. Searches use probelog's rayon thread pool.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_debug_implementations)]
 
 mod args;

@@ -336,8 +336,8 @@ pub unsafe extern "C" fn probelog_search_text_embedding(
 /// `results` is NULL or a live results handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn probelog_results_len(results: *const ProbelogResults) -> usize {
-    // SAFETY: the caller promises a live handle or NULL.
     quiet(0, || {
+        // SAFETY: the caller promises a live handle or NULL.
         unsafe { results.as_ref() }.map_or(0, |r| r.hits.len())
     })
 }
@@ -349,8 +349,10 @@ pub unsafe extern "C" fn probelog_results_len(results: *const ProbelogResults) -
 /// `results` is NULL or a live results handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn probelog_results_k(results: *const ProbelogResults) -> u32 {
-    // SAFETY: the caller promises a live handle or NULL.
-    quiet(0, || unsafe { results.as_ref() }.map_or(0, |r| r.k))
+    quiet(0, || {
+        // SAFETY: the caller promises a live handle or NULL.
+        unsafe { results.as_ref() }.map_or(0, |r| r.k)
+    })
 }
 
 /// Fills `*out` with result `i` (0-based; results are sorted best first, so result i has rank
