@@ -116,6 +116,9 @@ pub enum SectionKind {
     /// Collaborative probing: per model of the segment, a bitmap of `param` bytes; bit `p % 8` of
     /// byte `p / 8` is set when the model was run on probe `p`.
     ObservedProbes = 9,
+    /// The segment's ANN graph: sketches of its entries and HNSW links over them (layout in
+    /// `ann::graph`). Optional: a reader that does not know it searches exactly.
+    AnnGraph = 10 | OPTIONAL_KIND_BIT,
 }
 
 /// Bytes before the factor matrix in a ProbeFactors section.
@@ -133,6 +136,7 @@ impl SectionKind {
             7 => SectionKind::ProbeEmbeddings,
             8 => SectionKind::ProbeFactors,
             9 => SectionKind::ObservedProbes,
+            x if x == SectionKind::AnnGraph as u32 => SectionKind::AnnGraph,
             _ => return None,
         })
     }
@@ -148,6 +152,7 @@ impl SectionKind {
             SectionKind::ProbeEmbeddings => "probe embeddings",
             SectionKind::ProbeFactors => "probe factors",
             SectionKind::ObservedProbes => "observed probes",
+            SectionKind::AnnGraph => "ANN graph",
         }
     }
 }

@@ -316,6 +316,12 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
             metric: Metric::Model,
             ..Default::default()
         },
+        SearchParams {
+            mode: crate::search::SearchMode::Hnsw,
+            candidates: Some(2),
+            exclude_same_model: true,
+            ..Default::default()
+        },
     ];
     for params in &param_sets {
         if entries > 0 {

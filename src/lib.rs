@@ -38,6 +38,7 @@ compile_error!(
     "probelog uses Unix file APIs (pread/pwrite, flock); other platforms are not supported yet"
 );
 
+pub mod ann;
 pub mod collab;
 pub mod descriptor;
 pub mod error;
@@ -51,11 +52,15 @@ pub mod synth;
 pub mod verify;
 pub mod writer;
 
+pub use ann::AnnOptions;
 pub use descriptor::{LogitMatrix, normalize_query};
 pub use error::{Error, Result};
 pub use format::{Dtype, ProbeSetId};
 pub use reader::{AlignedBytes, EntryInfo, Index, ModelInfo, RawIndex};
-pub use search::{DEFAULT_K, Hit, Metric, Query, Scored, SearchParams};
+pub use search::{
+    AUTO_HNSW_MIN_ENTRIES, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Metric, Query, Scored, SearchMode,
+    SearchParams,
+};
 pub use storage::{FaultyStorage, FileStorage, LockWait, Storage};
 pub use verify::{Problem, VerifyReport};
 pub use writer::{

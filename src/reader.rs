@@ -94,6 +94,7 @@ pub(crate) struct Segment {
     pub probe_embeddings: Option<SectionEntry>,
     pub probe_factors: Option<SectionEntry>,
     pub observed: Option<SectionEntry>,
+    pub ann_graph: Option<SectionEntry>,
     models_checked: OnceLock<Result<(), String>>,
 }
 
@@ -312,6 +313,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             probe_embeddings: None,
             probe_factors: None,
             observed: None,
+            ann_graph: None,
             models_checked: OnceLock::new(),
         };
         let p = u64::from(self.header.probe_set.num_probes);
@@ -382,6 +384,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                     }
                     p.checked_mul(s.param).and_then(|x| x.checked_mul(4))
                 }
+                // The graph header gives its length; it is checked when the graph is first used.
+                SectionKind::AnnGraph => Some(s.len),
             };
             if want_len != Some(s.len) {
                 return Err(Error::corrupt(format!(
@@ -400,6 +404,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 SectionKind::ProbeEmbeddings => &mut seg.probe_embeddings,
                 SectionKind::ProbeFactors => &mut seg.probe_factors,
                 SectionKind::ObservedProbes => &mut seg.observed,
+                SectionKind::AnnGraph => &mut seg.ann_graph,
             };
             if slot.replace(s).is_some() {
                 return Err(Error::corrupt(format!("{label}: two {name} sections")));
@@ -501,6 +506,37 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             stride: sec.param as usize,
             entries: seg.dir.entry_count as usize,
         }))
+    }
+
+    /// The ANN graph of segment `s`, or `None` when the segment has none. Checks the graph's
+    /// header and length (O(1)); links are checked as a search reads them.
+    pub fn segment_graph(&self, s: usize) -> Result<Option<crate::ann::GraphView<'_>>> {
+        let seg = self
+            .segments
+            .get(s)
+            .ok_or_else(|| Error::InvalidParameter(format!("no segment {s}")))?;
+        let Some(sec) = &seg.ann_graph else {
+            return Ok(None);
+        };
+        crate::ann::GraphView::new(
+            self.section_bytes(sec),
+            self.header.probe_set.num_probes,
+            seg.dir.entry_count,
+        )
+        .map(Some)
+        .map_err(|e| match e {
+            Error::Corrupt { what } => Error::corrupt(format!("segment {s}: {what}")),
+            e => e,
+        })
+    }
+
+    /// Entries of the index covered by an ANN graph.
+    pub fn graph_entries(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.ann_graph.is_some())
+            .map(|s| s.dir.entry_count)
+            .sum()
     }
 
     /// First entry id of each segment, plus the entry count at the end.

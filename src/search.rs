@@ -47,6 +47,38 @@ impl Metric {
     }
 }
 
+/// Which search runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// Score every entry.
+    Exact,
+    /// The ANN graphs propose candidates, the exact discrepancy reranks them. Segments without a
+    /// graph are scanned exactly. Top-k metric only.
+    Hnsw,
+    /// [`SearchMode::Hnsw`] when the metric is top-k and graphs cover at least
+    /// [`AUTO_HNSW_MIN_ENTRIES`] entries, else [`SearchMode::Exact`].
+    #[default]
+    Auto,
+}
+
+impl SearchMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchMode::Exact => "exact",
+            SearchMode::Hnsw => "hnsw",
+            SearchMode::Auto => "auto",
+        }
+    }
+}
+
+/// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on (measured with
+/// `cargo bench --bench ann -- crossover`; see README).
+pub const AUTO_HNSW_MIN_ENTRIES: u64 = 100_000;
+
+/// Default number of candidates per graph that the exact discrepancy reranks (measured with
+/// `cargo bench --bench ann`; see README).
+pub const DEFAULT_CANDIDATES: usize = 200;
+
 /// What to search for.
 #[derive(Debug, Clone, Copy)]
 pub enum Query<'a> {
@@ -71,6 +103,10 @@ pub struct SearchParams {
     /// Return only the best logit of each model: "which models recognize this".
     pub per_model: bool,
     pub metric: Metric,
+    pub mode: SearchMode,
+    /// Candidates per graph for [`SearchMode::Hnsw`]; `None` means [`DEFAULT_CANDIDATES`] (never
+    /// fewer than `top`).
+    pub candidates: Option<usize>,
 }
 
 impl Default for SearchParams {
@@ -81,6 +117,8 @@ impl Default for SearchParams {
             exclude_same_model: false,
             per_model: false,
             metric: Metric::TopK,
+            mode: SearchMode::Auto,
+            candidates: None,
         }
     }
 }
@@ -280,6 +318,33 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         })
     }
 
+    /// The mode a search with `params` runs in: [`SearchMode::Auto`] resolved by the metric and
+    /// the entries that graphs cover. Errors for combinations that cannot run.
+    pub fn effective_mode(&self, params: &SearchParams) -> Result<SearchMode> {
+        if params.candidates == Some(0) {
+            return Err(Error::InvalidParameter(
+                "the number of candidates must be at least 1".into(),
+            ));
+        }
+        Ok(match params.mode {
+            SearchMode::Exact => SearchMode::Exact,
+            SearchMode::Hnsw if params.metric != Metric::TopK => {
+                return Err(Error::InvalidParameter(format!(
+                    "hnsw mode ranks by the topk metric only, not {}",
+                    params.metric.name()
+                )));
+            }
+            SearchMode::Hnsw => SearchMode::Hnsw,
+            SearchMode::Auto => {
+                if params.metric == Metric::TopK && self.graph_entries() >= AUTO_HNSW_MIN_ENTRIES {
+                    SearchMode::Hnsw
+                } else {
+                    SearchMode::Exact
+                }
+            }
+        })
+    }
+
     /// Resolves `params.k` against the probe count.
     pub fn effective_k(&self, k: Option<usize>) -> Result<usize> {
         let p = self.num_probes();
@@ -321,8 +386,14 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             }
             None => 0..0,
         };
+        let hnsw = self.effective_mode(params)? == SearchMode::Hnsw;
         match params.metric {
             Metric::Model => self.rank_models(q, exclude_model, params.top),
+            _ if hnsw => {
+                let plan = ScanPlan::new(q, k, Metric::TopK);
+                let c = params.candidates.unwrap_or(DEFAULT_CANDIDATES);
+                self.rank_hnsw(&plan, exclude_model, excluded, params, c)
+            }
             metric => {
                 let plan = ScanPlan::new(q, k, metric);
                 if params.per_model {
@@ -442,6 +513,97 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         Ok(best.into_sorted())
     }
 
+    /// The candidate stage and its rerank: per segment, the graph proposes `c` candidates (plus
+    /// room for excluded ones), each scored exactly; segments without a graph are scanned.
+    fn rank_hnsw(
+        &self,
+        plan: &ScanPlan,
+        exclude_model: Option<u64>,
+        excluded: Range<u64>,
+        params: &SearchParams,
+        c: usize,
+    ) -> Result<Vec<Scored>> {
+        let per_segment: Vec<Result<Vec<Scored>>> = (0..self.segments.len())
+            .into_par_iter()
+            .map(|s| {
+                let Some(rows) = self.segment_rows(s)? else {
+                    return Ok(Vec::new());
+                };
+                let first = self.segments[s].dir.first_entry;
+                let n = rows.entries();
+                let Some(graph) = self.segment_graph(s)? else {
+                    // No graph: scan this segment.
+                    let mut out = Vec::new();
+                    let mut scores = vec![0f32; BLOCK.min(n)];
+                    for b in (0..n).step_by(BLOCK) {
+                        let r = b..(b + BLOCK).min(n);
+                        let dst = &mut scores[..r.len()];
+                        plan.score_into(&rows, r.clone(), dst);
+                        let ids = r.map(|e| first + e as u64);
+                        for (id, &score) in ids.zip(dst.iter()) {
+                            if !excluded.contains(&id) {
+                                out.push(Scored { id, score });
+                            }
+                        }
+                    }
+                    return Ok(out);
+                };
+                let candidates: Vec<usize> = match Some(graph) {
+                    Some(graph) => {
+                        let qv = plan.sketch_query(&graph);
+                        let seg_range = first..first + n as u64;
+                        let overlap = excluded
+                            .end
+                            .min(seg_range.end)
+                            .saturating_sub(excluded.start.max(seg_range.start));
+                        let ef = c.max(params.top).saturating_add(overlap as usize);
+                        graph
+                            .search(|v| -crate::ann::sketch::dot(v, &qv), ef)?
+                            .into_iter()
+                            .map(|(_, node)| node as usize)
+                            .collect()
+                    }
+                    None => unreachable!("handled above"),
+                };
+                let mut out = Vec::with_capacity(candidates.len());
+                let mut scores = vec![0f32; BLOCK.min(candidates.len())];
+                for chunk in candidates.chunks(BLOCK) {
+                    let dst = &mut scores[..chunk.len()];
+                    plan.score_entries(&rows, chunk, dst);
+                    for (&e, &score) in chunk.iter().zip(dst.iter()) {
+                        let id = first + e as u64;
+                        if !excluded.contains(&id) {
+                            out.push(Scored { id, score });
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .collect();
+        let mut best = TopN::new(params.top);
+        if params.per_model {
+            let mut winners: std::collections::HashMap<u64, Scored> = Default::default();
+            for list in per_segment {
+                for sc in list? {
+                    let m = self.model_of_entry(sc.id)?;
+                    if Some(m) == exclude_model {
+                        continue;
+                    }
+                    winners
+                        .entry(m)
+                        .and_modify(|w| *w = (*w).min(sc))
+                        .or_insert(sc);
+                }
+            }
+            winners.into_values().for_each(|w| best.push(w));
+        } else {
+            for list in per_segment {
+                list?.into_iter().for_each(|sc| best.push(sc));
+            }
+        }
+        Ok(best.into_sorted())
+    }
+
     /// Baseline: Euclidean distance between `q` and each model's mean descriptor.
     fn rank_models(
         &self,
@@ -522,6 +684,34 @@ impl ScanPlan {
 
     pub fn probes(&self) -> &[u32] {
         &self.probes
+    }
+
+    /// The query's sketch for a graph: its top-k values times the graph's sketch rows.
+    pub fn sketch_query(&self, graph: &crate::ann::GraphView<'_>) -> Vec<f32> {
+        let d = graph.dims();
+        let basis = graph.basis();
+        let mut out = vec![0f32; d];
+        for (&p, &v) in self.probes.iter().zip(&self.values) {
+            crate::ann::sketch::axpy(&mut out, v, &basis[p as usize * d..(p as usize + 1) * d]);
+        }
+        out
+    }
+
+    /// Scores the listed entries of one segment into `out`, with the same operations in the same
+    /// order as [`ScanPlan::score_into`], so the scores are bit-identical to a scan's.
+    pub fn score_entries(&self, rows: &DescriptorRows<'_>, entries: &[usize], out: &mut [f32]) {
+        let squared = self.metric == Metric::Full;
+        for (o, &e) in out.iter_mut().zip(entries) {
+            let mut acc = 0f32;
+            for (&p, &q) in self.probes.iter().zip(&self.values) {
+                let d = q - rows.value(p as usize, e);
+                acc += if squared { d * d } else { d.abs() };
+            }
+            *o = match self.metric {
+                Metric::TopK => acc / self.probes.len() as f32,
+                _ => acc.sqrt(),
+            };
+        }
     }
 
     /// Scores entries `r` of one segment into `out`.

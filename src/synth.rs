@@ -72,6 +72,25 @@ pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
 
 impl SynthZoo {
     pub fn generate(config: SynthConfig) -> SynthZoo {
+        let mut g = SynthGenerator::new(config);
+        let models = (0..config.models).map(|_| g.next_model()).collect();
+        SynthZoo { config, models }
+    }
+}
+
+/// Generates the models of a [`SynthZoo`] one at a time, so that zoos larger than memory can be
+/// streamed into an index. `SynthZoo::generate` collects the same models.
+#[derive(Debug, Clone)]
+pub struct SynthGenerator {
+    config: SynthConfig,
+    rng: ChaCha8Rng,
+    latent: Vec<f32>,
+    profiles: Vec<Vec<f32>>,
+    next: usize,
+}
+
+impl SynthGenerator {
+    pub fn new(config: SynthConfig) -> SynthGenerator {
         let c = config;
         assert!(c.concepts >= c.max_logits && c.min_logits >= 1 && c.min_logits <= c.max_logits);
         let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
@@ -113,41 +132,49 @@ impl SynthZoo {
                     .collect()
             })
             .collect();
-        let models = (0..c.models)
-            .map(|m| {
-                let l = rng.random_range(c.min_logits..=c.max_logits);
-                let concepts = rand::seq::index::sample(&mut rng, c.concepts, l).into_vec();
-                let w: Vec<f32> = (0..c.latent_rank)
-                    .map(|_| standard_normal(&mut rng))
-                    .collect();
-                let pattern: Vec<f32> = (0..c.probes)
-                    .map(|p| {
-                        let s: f32 = (0..c.latent_rank)
-                            .map(|j| latent[p * c.latent_rank + j] * w[j])
-                            .sum();
-                        s * c.model_pattern / (c.latent_rank as f32).sqrt()
-                    })
-                    .collect();
-                let scale = rng.random_range(0.5f32..3.0);
-                let shift = rng.random_range(-5f32..5.0);
-                let mut logits = vec![0f32; c.probes * l];
-                for (j, &concept) in concepts.iter().enumerate() {
-                    let gain = rng.random_range(0.7f32..1.3);
-                    for p in 0..c.probes {
-                        let v = profiles[concept][p] * gain
-                            + pattern[p]
-                            + c.noise * standard_normal(&mut rng);
-                        logits[p * l + j] = v * scale + shift;
-                    }
-                }
-                SynthModel {
-                    name: format!("synth-{m:05}"),
-                    concepts,
-                    logits,
-                }
+        SynthGenerator {
+            config,
+            rng,
+            latent,
+            profiles,
+            next: 0,
+        }
+    }
+
+    /// The next model (models are numbered from 0; the generator does not stop at
+    /// `config.models`).
+    pub fn next_model(&mut self) -> SynthModel {
+        let c = self.config;
+        let rng = &mut self.rng;
+        let m = self.next;
+        self.next += 1;
+        let l = rng.random_range(c.min_logits..=c.max_logits);
+        let concepts = rand::seq::index::sample(rng, c.concepts, l).into_vec();
+        let w: Vec<f32> = (0..c.latent_rank).map(|_| standard_normal(rng)).collect();
+        let pattern: Vec<f32> = (0..c.probes)
+            .map(|p| {
+                let s: f32 = (0..c.latent_rank)
+                    .map(|j| self.latent[p * c.latent_rank + j] * w[j])
+                    .sum();
+                s * c.model_pattern / (c.latent_rank as f32).sqrt()
             })
             .collect();
-        SynthZoo { config, models }
+        let scale = rng.random_range(0.5f32..3.0);
+        let shift = rng.random_range(-5f32..5.0);
+        let mut logits = vec![0f32; c.probes * l];
+        for (j, &concept) in concepts.iter().enumerate() {
+            let gain = rng.random_range(0.7f32..1.3);
+            for p in 0..c.probes {
+                let v =
+                    self.profiles[concept][p] * gain + pattern[p] + c.noise * standard_normal(rng);
+                logits[p * l + j] = v * scale + shift;
+            }
+        }
+        SynthModel {
+            name: format!("synth-{m:05}"),
+            concepts,
+            logits,
+        }
     }
 }
 

@@ -152,6 +152,14 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         if let Some(msg) = self.check_observed_bitmaps() {
             problem("observed probes", msg);
         }
+        for i in 0..self.segments.len() {
+            if let Err(e) = self
+                .segment_graph(i)
+                .and_then(|g| g.map_or(Ok(()), |g| g.check_all()))
+            {
+                problem(&format!("segment {i} ANN graph"), e.to_string());
+            }
+        }
         if let Err(e) = self.check_descriptors_finite() {
             problem(&e.0, e.1);
         }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 
+use crate::ann::AnnOptions;
 use crate::collab::{CollabOptions, Observations, ProbeFactors};
 use crate::descriptor::{LogitMatrix, normalize_logits};
 use crate::error::{Error, Result};
@@ -72,7 +73,13 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
         .try_clone()
         .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
     let mut storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
-    write_new_file(&mut storage, &header, &pending.as_content(), 0)?;
+    write_new_file(
+        &mut storage,
+        &header,
+        &pending.as_content(),
+        0,
+        &AnnOptions::disabled(),
+    )?;
     tmp.persist_noclobber(path).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
             Error::AlreadyExists {
@@ -92,6 +99,7 @@ fn write_new_file<S: Storage>(
     header: &StaticHeader,
     content: &SegmentContent<'_>,
     prev_sequence: u64,
+    ann: &AnnOptions,
 ) -> Result<CommitRecord> {
     let mut page = vec![0u8; HEADER_PAGE_LEN as usize];
     page[..STATIC_HEADER_LEN].copy_from_slice(&header.encode());
@@ -111,7 +119,7 @@ fn write_new_file<S: Storage>(
         entry_count: 0,
         model_count: 0,
     };
-    let commit = write_segment(storage, header, &empty, content)?;
+    let commit = write_segment(storage, header, &empty, content, ann)?;
     publish_commit(storage, 0, &commit)?;
     Ok(commit)
 }
@@ -168,6 +176,7 @@ pub struct IndexWriter<S: Storage = FileStorage> {
     active_slot: usize,
     pending: Pending,
     collab: CollabOptions,
+    ann: AnnOptions,
 }
 
 impl IndexWriter<FileStorage> {
@@ -229,6 +238,7 @@ impl<S: Storage> IndexWriter<S> {
             commit,
             active_slot,
             collab: CollabOptions::default(),
+            ann: AnnOptions::default(),
         })
     }
 
@@ -421,6 +431,13 @@ impl<S: Storage> IndexWriter<S> {
         !self.pending.is_empty()
     }
 
+    /// How commits build the ANN graph of their segment (default: [`AnnOptions::default`]).
+    pub fn set_ann_options(&mut self, ann: AnnOptions) -> Result<()> {
+        ann.check()?;
+        self.ann = ann;
+        Ok(())
+    }
+
     /// Writes everything staged as one segment and publishes it. Nothing staged: no change.
     pub fn commit(&mut self) -> Result<CommitSummary> {
         if let Err(e) = self.complete_partials() {
@@ -454,6 +471,7 @@ impl<S: Storage> IndexWriter<S> {
             &self.header,
             &before,
             &pending.as_content(),
+            &self.ann,
         )?;
         let slot = 1 - self.active_slot;
         publish_commit(&mut self.storage, slot, &commit)?;
@@ -487,6 +505,9 @@ pub struct CompactOptions {
     /// of fully probed models, the observed probes of the others) with these settings, and
     /// complete the partially probed models again with the new factors.
     pub refactorize: Option<CollabOptions>,
+    /// ANN graph of the compacted index (one graph over all its entries, when it has at least
+    /// `ann.min_entries`).
+    pub ann: AnnOptions,
 }
 
 /// Rewrites the index at `path` as a single segment in a new file beside it and renames that file
@@ -536,6 +557,7 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
         &header,
         &meta.as_content(raw.entry_count(), &rows),
         raw.sequence(),
+        &opts.ann,
     )?;
     tmp.persist(path)
         .map_err(|e| Error::io("rename into place", path, e.error))?;
@@ -901,6 +923,7 @@ fn write_segment<S: Storage>(
     header: &StaticHeader,
     prev: &CommitRecord,
     content: &SegmentContent<'_>,
+    ann: &AnnOptions,
 ) -> Result<CommitRecord> {
     let p = header.probe_set.num_probes as usize;
     // The writer links to the last directory only and does not walk the chain, so the counters of
@@ -932,6 +955,10 @@ fn write_segment<S: Storage>(
         let n = content.entries as usize;
         let stride = descriptor_stride(content.entries) as usize;
         w.descriptors(rows, p, n, stride, header.dtype)?;
+        if ann.wants_graph(n) {
+            let graph = crate::ann::build_graph(p, n, &mut |r, out| rows.fill_row(r, out), ann)?;
+            w.section(SectionKind::AnnGraph, &graph.encode()?, 0)?;
+        }
     }
 
     let mut strings = StringPool(Vec::new());

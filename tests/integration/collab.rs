@@ -363,6 +363,7 @@ fn refactorizing_compaction_completes_partial_models_better() {
 
     let opts = probelog::CompactOptions {
         refactorize: Some(options()),
+        ..Default::default()
     };
     probelog::compact_with(&path, LockWait::Fail, opts).unwrap();
     let after = Index::open(&path).unwrap();

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use probelog::{Dtype, FaultyStorage, Index, IndexWriter, LockWait, Query, SearchParams};
+use probelog::{
+    AnnOptions, Dtype, FaultyStorage, Index, IndexWriter, LockWait, Query, SearchParams,
+};
 use rand::Rng;
 
 use crate::common::{self, TestModel};
@@ -90,6 +92,7 @@ fn crash_every_operation(
     base: &[u8],
     models: &[TestModel],
     probe_names: Option<Vec<String>>,
+    ann: AnnOptions,
     what: &str,
 ) -> Vec<u8> {
     let old = state_of(base);
@@ -106,6 +109,7 @@ fn crash_every_operation(
         assert!(n < 1000, "{what}: the append never completes");
         let storage = FaultyStorage::new(base.to_vec()).fail_at_op(n);
         let mut w = IndexWriter::from_storage(storage).unwrap();
+        w.set_ann_options(ann).unwrap();
         common::add_models(&mut w, models);
         if let Some(p) = &probe_names {
             w.set_probe_names(p.clone()).unwrap();
@@ -171,13 +175,39 @@ fn append_cut_at_every_storage_operation() {
     let dir = common::tempdir();
     let fresh = common::create_index(dir.path(), "fresh.plog", PROBES, Dtype::F32);
     let fresh = std::fs::read(fresh).unwrap();
-    crash_every_operation(&fresh, &models(1, &[3, 1]), None, "fresh index");
+    crash_every_operation(
+        &fresh,
+        &models(1, &[3, 1]),
+        None,
+        AnnOptions::default(),
+        "fresh index",
+    );
 
     let multi = common::create_index(dir.path(), "multi.plog", PROBES, Dtype::F32);
     common::append(&multi, &models(2, &[2]));
     common::append(&multi, &models(3, &[4, 2]));
     let multi = std::fs::read(multi).unwrap();
-    let torn = crash_every_operation(&multi, &models(4, &[5, 1, 2]), None, "three segments");
+    let torn = crash_every_operation(
+        &multi,
+        &models(4, &[5, 1, 2]),
+        None,
+        AnnOptions::default(),
+        "three segments",
+    );
+    // An append that builds an ANN graph writes one more section; every cut of it is safe too.
+    let graph = AnnOptions {
+        min_entries: 2,
+        dims: 8,
+        keep: 4,
+        ..Default::default()
+    };
+    crash_every_operation(
+        &multi,
+        &models(8, &[6, 5, 4]),
+        None,
+        graph,
+        "append with an ANN graph",
+    );
 
     let mut opts = probelog::CreateOptions::new(PROBES as u32);
     opts.dtype = Dtype::F16;
@@ -187,7 +217,13 @@ fn append_cut_at_every_storage_operation() {
     common::append(&named, &models(5, &[1]));
     let named = std::fs::read(named).unwrap();
     let renamed = Some((0..PROBES).map(|p| format!("renamed{p}")).collect());
-    crash_every_operation(&named, &models(6, &[2, 2]), renamed, "f16 with probe names");
+    crash_every_operation(
+        &named,
+        &models(6, &[2, 2]),
+        renamed,
+        AnnOptions::default(),
+        "f16 with probe names",
+    );
 
     // Second crash on top of the first one's leftovers.
     let report = common::open_image(&torn).unwrap().verify();
@@ -200,6 +236,7 @@ fn append_cut_at_every_storage_operation() {
         &torn,
         &models(7, &[1, 3]),
         None,
+        AnnOptions::default(),
         "after a torn commit record",
     );
 }

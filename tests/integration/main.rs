@@ -7,6 +7,7 @@
 //! child's role (see `common::spawn_child`). Child tests are `#[ignore]`d and return at once when
 //! the variable is absent.
 
+mod ann;
 mod collab;
 mod common;
 mod concurrency;

@@ -264,6 +264,8 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
                 Metric::Model,
                 Metric::TopK,
             ][qs.metric],
+            mode: probelog::SearchMode::Exact,
+            candidates: None,
         };
         let col = zoo.models[m].column(j);
         let (query, q) = if qs.by_vector {

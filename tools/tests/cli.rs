@@ -1171,3 +1171,87 @@ fn probe_fraction_completes_models_from_stored_factors() {
     ]);
     assert!(e.contains("fraction"), "{e}");
 }
+
+#[test]
+fn hnsw_mode_with_graphs_from_append_and_compact() {
+    let f = Fixture::new().with_models();
+    assert_eq!(
+        model_info(f.idx())["graphs"],
+        0,
+        "small appends build no graph"
+    );
+    // Exact below the auto threshold, and hnsw mode scans segments without a graph.
+    let exact = ok_json(&["search", f.idx(), "--entry", "6", "--top", "5"]);
+    assert_eq!(exact["mode"], "exact");
+    assert_eq!(exact["candidates"], Value::Null);
+    let hnsw = ok_json(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "6",
+        "--top",
+        "5",
+        "--mode",
+        "hnsw",
+    ]);
+    assert_eq!(hnsw["mode"], "hnsw");
+    assert_eq!(hnsw["candidates"], 200);
+    assert_eq!(hnsw["results"], exact["results"]);
+
+    // One graph over everything after compaction; with C >= the entries it finds the exact top.
+    ok(&["compact", f.idx(), "--graph-min-entries", "2"]);
+    let info = model_info(f.idx());
+    assert_eq!(info["graphs"], 1);
+    assert_eq!(info["graph_entries"], 12);
+    assert!(ok(&["info", f.idx()]).contains("ANN graphs:       1 covering 12 of 12 entries"));
+    ok(&["verify", f.idx()]);
+    let hnsw = ok_json(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "6",
+        "--top",
+        "5",
+        "--mode",
+        "hnsw",
+        "--candidates",
+        "12",
+    ]);
+    assert_eq!(hnsw["results"], exact["results"]);
+    let human = ok(&["search", f.idx(), "--entry", "6", "--mode", "hnsw"]);
+    assert!(human.contains("hnsw candidates 200 per graph"), "{human}");
+
+    let err = fails(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "6",
+        "--mode",
+        "hnsw",
+        "--metric",
+        "full",
+    ]);
+    assert!(
+        err.contains("hnsw mode ranks by the topk metric only"),
+        "{err}"
+    );
+    let out = run(&["search", f.idx(), "--entry", "6", "--candidates", "0"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("--candidates"), "{}", stderr(&out));
+
+    // An append with a graph of its own, then compaction without graphs.
+    let (npy, _, _) = f.model_files("delta", &[1, 9, 2], 4);
+    ok(&[
+        "append",
+        f.idx(),
+        "--logits",
+        s(&npy),
+        "--name",
+        "delta",
+        "--graph-min-entries",
+        "2",
+    ]);
+    assert_eq!(model_info(f.idx())["graphs"], 2);
+    ok(&["compact", f.idx(), "--no-graph"]);
+    assert_eq!(model_info(f.idx())["graphs"], 0);
+}

@@ -24,6 +24,8 @@ use crate::torch::{DEFAULT_BATCH, InputSpec, Prober, parse_rgb};
 pub struct Args {
     /// The index to append to.
     pub index: PathBuf,
+    #[command(flatten)]
+    pub graph: super::GraphArgs,
     /// float32/float64 .npy of shape [P, L]: the model's L logits on each of the P probes.
     #[arg(long, value_name = "FILE.npy", requires = "name")]
     pub logits: Option<PathBuf>,
@@ -211,6 +213,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut writer = with_writer_lock(&args.index, args.no_wait, |wait| {
         IndexWriter::open(&args.index, wait)
     })?;
+    writer
+        .set_ann_options(args.graph.options())
+        .at(&args.index)?;
     let index_set = writer.probe_set();
     let given_set = match (&args.probes, &prober) {
         (Some(path), Some(prober)) => Some((path, prober.set().id())),

@@ -24,6 +24,8 @@ pub struct Args {
     /// Ridge regularization of the refitted factors.
     #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, requires = "refactorize")]
     pub lambda: f32,
+    #[command(flatten)]
+    pub graph: super::GraphArgs,
     /// Fail at once if another writer holds the index instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
@@ -52,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
             lambda: args.lambda,
             ..CollabOptions::default()
         }),
+        ann: args.graph.options(),
     };
     let done = with_writer_lock(path, args.no_wait, |wait| {
         probelog::compact_with(path, wait, opts)

@@ -39,6 +39,11 @@ struct Info {
     probe_embedding_dim: Option<usize>,
     /// Collaborative probing's stored probe factors, if any.
     probe_factors: Option<FactorsRow>,
+    /// Entries covered by ANN graphs (searched by `search --mode hnsw`), and in how many graphs.
+    graph_entries: u64,
+    graphs: usize,
+    /// What `search --mode auto` runs for the topk metric: exact or hnsw.
+    auto_mode: &'static str,
     models: Vec<ModelRow>,
 }
 
@@ -116,6 +121,15 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
                 rank: f.rank,
                 lambda,
             }),
+        graph_entries: index.graph_entries(),
+        graphs: (0..index.segment_count() as usize)
+            .map(|s| index.segment_graph(s).map(|g| g.is_some() as usize))
+            .sum::<probelog::Result<usize>>()
+            .at(path)?,
+        auto_mode: index
+            .effective_mode(&probelog::SearchParams::default())
+            .at(path)?
+            .name(),
         models,
     })
 }
@@ -155,6 +169,17 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
                     f.rank, f.lambda
                 )
             }),
+        ),
+        (
+            "ANN graphs",
+            if info.graphs == 0 {
+                "none (every search is exact)".to_string()
+            } else {
+                format!(
+                    "{} covering {} of {} entries (search --mode auto runs {})",
+                    info.graphs, info.graph_entries, info.entry_count, info.auto_mode
+                )
+            },
         ),
     ];
     for (k, v) in fields {

@@ -91,3 +91,28 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
         )),
     }
 }
+
+/// How an append or a compaction builds the ANN graph of what it writes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GraphArgs {
+    /// Build an ANN graph (for `search --mode hnsw`) when the written segment has at least this
+    /// many entries; smaller segments are always scanned exactly.
+    #[arg(long, value_name = "N", default_value_t = probelog::AnnOptions::default().min_entries)]
+    pub graph_min_entries: usize,
+    /// Build no ANN graph.
+    #[arg(long, conflicts_with = "graph_min_entries")]
+    pub no_graph: bool,
+}
+
+impl GraphArgs {
+    pub fn options(&self) -> probelog::AnnOptions {
+        if self.no_graph {
+            probelog::AnnOptions::disabled()
+        } else {
+            probelog::AnnOptions {
+                min_entries: self.graph_min_entries,
+                ..Default::default()
+            }
+        }
+    }
+}

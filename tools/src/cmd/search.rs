@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 use clap::ValueEnum;
-use probelog::{DEFAULT_K, Hit, Index, Metric, Query, SearchParams};
+use probelog::{
+    DEFAULT_CANDIDATES, DEFAULT_K, Hit, Index, Metric, Query, SearchMode, SearchParams,
+};
 use serde::Serialize;
 
 use super::{LibResult, open_index};
@@ -43,6 +45,18 @@ pub struct Args {
     /// distance to each model's mean descriptor (one result per model).
     #[arg(long, value_enum, default_value_t = MetricArg::Topk)]
     pub metric: MetricArg,
+    /// exact: score every entry; hnsw: the ANN graphs propose candidates that the exact topk
+    /// discrepancy reranks (segments without a graph are scanned); auto: hnsw for the topk
+    /// metric once graphs cover enough entries, else exact.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+    #[arg(
+        long,
+        value_name = "C",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help = format!("Candidates per graph that hnsw mode reranks [default: {DEFAULT_CANDIDATES}]")
+    )]
+    pub candidates: Option<u32>,
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -92,6 +106,23 @@ pub struct TextArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Exact,
+    Hnsw,
+    Auto,
+}
+
+impl From<ModeArg> for SearchMode {
+    fn from(m: ModeArg) -> SearchMode {
+        match m {
+            ModeArg::Exact => SearchMode::Exact,
+            ModeArg::Hnsw => SearchMode::Hnsw,
+            ModeArg::Auto => SearchMode::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MetricArg {
     Topk,
     Full,
@@ -122,6 +153,8 @@ pub fn run(args: Args) -> Result<()> {
         exclude_same_model: args.exclude_same_model,
         per_model: args.per_model,
         metric,
+        mode: args.mode.into(),
+        candidates: args.candidates.map(|c| c as usize),
     };
     let q = &args.query;
     if let Some(text) = &q.text {
@@ -232,9 +265,13 @@ fn search(
         Metric::TopK => Some(index.effective_k(params.k).at(path)?),
         Metric::Full | Metric::Model => None,
     };
+    let mode = index.effective_mode(params).at(path)?;
     Ok(Report {
         query: desc,
         metric: params.metric.name(),
+        mode: mode.name(),
+        candidates: (mode == SearchMode::Hnsw)
+            .then(|| params.candidates.unwrap_or(DEFAULT_CANDIDATES)),
         k,
         top: params.top,
         per_model: params.per_model,
@@ -278,6 +315,10 @@ pub enum QueryDesc {
 pub struct Report {
     pub query: QueryDesc,
     pub metric: &'static str,
+    /// The mode that ran: exact or hnsw (auto resolved).
+    pub mode: &'static str,
+    /// Candidates per graph reranked in hnsw mode; null in exact mode.
+    pub candidates: Option<usize>,
     /// The effective k of the topk metric; null for the others.
     pub k: Option<usize>,
     pub top: usize,
@@ -340,6 +381,9 @@ impl Report {
             Some(k) => format!("metric {} (k = {k})", self.metric),
             None => format!("metric {}", self.metric),
         }];
+        if let Some(c) = self.candidates {
+            how.push(format!("hnsw candidates {c} per graph, reranked exactly"));
+        }
         if self.per_model {
             how.push("best logit per model".into());
         }

@@ -1,0 +1,523 @@
+//! The HNSW candidate stage, measured against exact search.
+//!
+//! - `cargo bench --bench ann -- vectors [--entries N] [--probes P] [--latent-firing]`: which
+//!   compact vector keeps the exact top-k ranking's top 10 among the first C candidates (brute
+//!   force in the compact space, so the graph's own losses are left out). PCA projections of the
+//!   whole descriptor against the top-probe sketch the product uses.
+//! - `cargo bench --bench ann -- scale [--entries N] [--probes P] [--chunk N] [--compact]
+//!   [--index PATH] [--export DIR]`: builds (or reuses) an f16 index of N synthetic logits by
+//!   appends of `--chunk` entries (each append builds its segment's graph), optionally compacts it
+//!   into one graph, then measures side by side, queries interleaved: recall@10 of hnsw mode
+//!   against exact mode for several candidate counts, p50/p99 latency of both, build time, index
+//!   size, open + first query. `--export DIR` writes the sketches, query vectors, descriptors and
+//!   exact answers for `benches/faiss_compare.py`.
+
+#[path = "ann_pca.rs"]
+mod pca;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pca::{FitOptions, Projection};
+use probelog::ann::Sketch;
+use probelog::search::ScanPlan;
+use probelog::synth::{SynthConfig, SynthGenerator};
+use probelog::{
+    AnnOptions, CreateOptions, DEFAULT_K, Dtype, Index, IndexWriter, LockWait, LogitMatrix, Metric,
+    ModelInput, SearchMode, SearchParams, create,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: cannot parse {v}"))
+        })
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn synth_config(probes: usize, entries: usize) -> SynthConfig {
+    SynthConfig {
+        probes,
+        // Concept clusters shared by many models: ~1 concept per 100 logits.
+        concepts: (entries / 100).clamp(100, 10_000),
+        models: usize::MAX,
+        seed: 7,
+        latent_firing: flag("--latent-firing"),
+        ..Default::default()
+    }
+}
+
+/// Appends synthetic models to `path` until it holds `entries` logits, committing every `chunk`
+/// entries. Returns the time of each commit (graph build included).
+fn build(
+    path: &Path,
+    probes: usize,
+    entries: usize,
+    chunk: usize,
+    dtype: Dtype,
+    ann: AnnOptions,
+) -> Vec<Duration> {
+    let mut opts = CreateOptions::new(probes as u32);
+    opts.dtype = dtype;
+    create(path, &opts).unwrap();
+    let mut g = SynthGenerator::new(synth_config(probes, entries));
+    let mut w = IndexWriter::open(path, LockWait::Fail).unwrap();
+    w.set_ann_options(ann).unwrap();
+    let mut done = 0usize;
+    let mut staged = 0usize;
+    let mut commits = Vec::new();
+    let mut t = Instant::now();
+    while done < entries {
+        let m = g.next_model();
+        let l = m.concepts.len().min(entries - done);
+        let logits: Vec<f32> = (0..probes)
+            .flat_map(|p| m.logits[p * m.concepts.len()..p * m.concepts.len() + l].to_vec())
+            .collect();
+        w.add_model(
+            ModelInput {
+                name: m.name.clone(),
+                source: String::new(),
+                meta: vec![],
+                labels: Some(m.concepts[..l].iter().map(|c| c.to_string()).collect()),
+                logits: LogitMatrix::new(&logits, probes, l).unwrap(),
+            },
+            Default::default(),
+        )
+        .unwrap();
+        done += l;
+        staged += l;
+        if staged >= chunk || done == entries {
+            w.commit().unwrap();
+            commits.push(t.elapsed());
+            eprintln!("  committed {done} entries ({:.1?})", t.elapsed());
+            staged = 0;
+            t = Instant::now();
+        }
+    }
+    commits
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [Duration], q: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn top_k_probes(q: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..q.len()).collect();
+    idx.sort_by(|&a, &b| q[b].total_cmp(&q[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+// ---- vectors --------------------------------------------------------------------------------
+
+fn vectors() {
+    let entries: usize = arg("--entries", 100_000);
+    let probes: usize = arg("--probes", 1000);
+    let queries: usize = arg("--queries", 150);
+    let k = DEFAULT_K;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors.plog");
+    let t = Instant::now();
+    build(
+        &path,
+        probes,
+        entries,
+        usize::MAX,
+        Dtype::F32,
+        AnnOptions::disabled(),
+    );
+    let index = Index::open(&path).unwrap();
+    let n = index.entry_count() as usize;
+    eprintln!("built {n} entries x {probes} probes in {:.1?}", t.elapsed());
+    let last = index.segment_count() as usize - 1;
+    let rows = index.segment_rows(last).unwrap().unwrap();
+    let entry_model: Vec<u64> = (0..n as u64)
+        .map(|e| index.model_of_entry(e).unwrap())
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let qs: Vec<u64> = (0..queries)
+        .map(|_| rng.random_range(0..n as u64))
+        .collect();
+    let params = SearchParams {
+        top: 10,
+        k: Some(k),
+        mode: SearchMode::Exact,
+        ..Default::default()
+    };
+    let truth: Vec<Vec<u64>> = qs
+        .iter()
+        .map(|&e| {
+            let q = index.descriptor(e).unwrap();
+            let hits = index.search_descriptor(&q, Some(entry_model[e as usize]), &params);
+            hits.unwrap().iter().map(|s| s.id).collect()
+        })
+        .collect();
+    let cs = [10usize, 20, 50, 100, 200, 500, 1000];
+    println!(
+        "zoo: {n} entries, {probes} probes, latent firing {}; k = {k}",
+        flag("--latent-firing")
+    );
+    println!("representation           build   recall@10 within the first C, C = {cs:?}");
+    let reps: [(&str, usize, usize); 6] = [
+        ("pca-l2", 32, 0),
+        ("pca-l2", 64, 0),
+        ("sketch-ip", 64, 32),
+        ("sketch-ip", 128, 32),
+        ("sketch-ip", 128, 64),
+        ("sketch-l2", 128, 32),
+    ];
+    for (rep, dims, keep) in reps {
+        let t = Instant::now();
+        let (u, proj, sketch) = if rep.starts_with("pca") {
+            let fit = FitOptions {
+                dims,
+                ..Default::default()
+            };
+            let proj = Projection::fit(&rows, probes, &fit);
+            (proj.project_rows(&rows), Some(proj), None)
+        } else {
+            let s = Sketch::new(probes, dims, keep, 0x5eed);
+            let mut fill = |p: usize, out: &mut [f32]| {
+                rows.read_row(p, 0..n, out);
+                Ok(())
+            };
+            (s.sketch_rows(n, &mut fill).unwrap(), None, Some(s))
+        };
+        let build_s = t.elapsed().as_secs_f64();
+        let mut recall = vec![0f64; cs.len()];
+        for (qi, &e) in qs.iter().enumerate() {
+            let q = index.descriptor(e).unwrap();
+            let kp: Vec<u32> = top_k_probes(&q, k).iter().map(|&p| p as u32).collect();
+            let qu: Vec<f32> = match (&proj, &sketch) {
+                (Some(p), _) => p.project(&q),
+                (_, Some(s)) => s.query_vector(&q, &kp),
+                _ => unreachable!(),
+            };
+            let mut scored: Vec<(f32, usize)> = (0..n)
+                .filter(|&x| entry_model[x] != entry_model[e as usize])
+                .map(|x| {
+                    let ux = &u[x * dims..(x + 1) * dims];
+                    let s = if rep.ends_with("ip") {
+                        -ux.iter().zip(&qu).map(|(a, b)| a * b).sum::<f32>()
+                    } else {
+                        ux.iter().zip(&qu).map(|(a, b)| (a - b) * (a - b)).sum()
+                    };
+                    (s, x)
+                })
+                .collect();
+            scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (ci, &c) in cs.iter().enumerate() {
+                let cand: std::collections::HashSet<u64> =
+                    scored.iter().take(c).map(|s| s.1 as u64).collect();
+                let hit = truth[qi].iter().filter(|t| cand.contains(t)).count();
+                recall[ci] += hit as f64 / truth[qi].len() as f64;
+            }
+        }
+        let r: Vec<String> = recall
+            .iter()
+            .map(|r| format!("{:.3}", r / queries as f64))
+            .collect();
+        println!(
+            "{rep:<10} d={dims:<4} keep={keep:<3} {build_s:>5.1}s  {}",
+            r.join("  ")
+        );
+    }
+}
+
+// ---- scale ----------------------------------------------------------------------------------
+
+struct ModeStats {
+    name: String,
+    latencies: Vec<Duration>,
+    recall: f64,
+}
+
+fn scale() {
+    let entries: usize = arg("--entries", 1_000_000);
+    let probes: usize = arg("--probes", 1000);
+    let chunk: usize = arg("--chunk", 250_000);
+    let queries: usize = arg("--queries", 200);
+    let candidates: Vec<usize> = arg("--candidates", "50,100,200,400".to_string())
+        .split(',')
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let dir = tempfile::tempdir_in(arg("--tmp", std::env::temp_dir())).unwrap();
+    let path: PathBuf = match std::env::args().position(|a| a == "--index") {
+        Some(i) => PathBuf::from(std::env::args().nth(i + 1).unwrap()),
+        None => dir.path().join("scale.plog"),
+    };
+    println!("== ann scale: {entries} entries x {probes} probes, f16, appends of {chunk}");
+    if !path.exists() {
+        let t = Instant::now();
+        let commits = build(
+            &path,
+            probes,
+            entries,
+            chunk,
+            Dtype::F16,
+            AnnOptions::default(),
+        );
+        println!(
+            "build: {:.1} s for {} appends (each builds its segment's graph; slowest append {:.1} s)",
+            t.elapsed().as_secs_f64(),
+            commits.len(),
+            commits.iter().max().unwrap().as_secs_f64()
+        );
+    } else {
+        println!("reusing {}", path.display());
+    }
+    if flag("--compact") {
+        let t = Instant::now();
+        probelog::compact(&path, LockWait::Fail).unwrap();
+        println!(
+            "compact (one graph over all entries): {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let index = Index::open(&path).unwrap();
+    let n = index.entry_count();
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    let graph_bytes: u64 = index
+        .section_extents()
+        .iter()
+        .filter(|(name, _, _)| name.contains("ANN graph"))
+        .map(|(_, _, len)| len)
+        .sum();
+    println!(
+        "index: {n} entries in {} segments, {:.1} MiB ({:.1} MiB of it ANN graphs, covering {} entries)",
+        index.segment_count(),
+        file_len as f64 / (1 << 20) as f64,
+        graph_bytes as f64 / (1 << 20) as f64,
+        index.graph_entries()
+    );
+
+    // Queries: random entries, their own model excluded.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let base = SearchParams {
+        top: 10,
+        exclude_same_model: true,
+        ..Default::default()
+    };
+    let exact = SearchParams {
+        mode: SearchMode::Exact,
+        ..base
+    };
+    let hnsw: Vec<SearchParams> = candidates
+        .iter()
+        .map(|&c| SearchParams {
+            mode: SearchMode::Hnsw,
+            candidates: Some(c),
+            ..base
+        })
+        .collect();
+    // Warm the page cache and the thread pool.
+    for &e in qs.iter().take(5) {
+        index.search(&probelog::Query::Entry(e), &exact).unwrap();
+    }
+    let mut stats: Vec<ModeStats> = std::iter::once("exact".to_string())
+        .chain(candidates.iter().map(|c| format!("hnsw C={c}")))
+        .map(|name| ModeStats {
+            name,
+            latencies: Vec::new(),
+            recall: 0.0,
+        })
+        .collect();
+    let mut truths = Vec::new();
+    for &e in &qs {
+        let q = probelog::Query::Entry(e);
+        let t = Instant::now();
+        let truth: Vec<Option<u64>> = index
+            .search(&q, &exact)
+            .unwrap()
+            .iter()
+            .map(|h| h.entry)
+            .collect();
+        stats[0].latencies.push(t.elapsed());
+        stats[0].recall += 1.0;
+        for (i, p) in hnsw.iter().enumerate() {
+            let t = Instant::now();
+            let got = index.search(&q, p).unwrap();
+            stats[i + 1].latencies.push(t.elapsed());
+            let hit = got.iter().filter(|h| truth.contains(&h.entry)).count();
+            stats[i + 1].recall += hit as f64 / truth.len() as f64;
+        }
+        truths.push(truth);
+    }
+    let exact_p50 = median(&mut stats[0].latencies.clone());
+    println!("mode          recall@10   p50 ms   p99 ms   p50 speed-up vs exact");
+    for s in &mut stats {
+        let p50 = median(&mut s.latencies);
+        let p99 = percentile(&mut s.latencies, 0.99);
+        println!(
+            "{:<12} {:>9.3} {:>8.3} {:>8.3} {:>10.1}x",
+            s.name,
+            s.recall / queries as f64,
+            ms(p50),
+            ms(p99),
+            exact_p50.as_secs_f64() / p50.as_secs_f64()
+        );
+    }
+
+    // Open + first query, warm page cache, against a bare mmap of the file.
+    let default_hnsw = SearchParams {
+        mode: SearchMode::Hnsw,
+        ..base
+    };
+    let mut open_first = Vec::new();
+    let mut bare = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        let idx = Index::open(&path).unwrap();
+        idx.search(&probelog::Query::Entry(qs[i % qs.len()]), &default_hnsw)
+            .unwrap();
+        open_first.push(t.elapsed());
+        drop(idx);
+        let t = Instant::now();
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: read-only map of a file nobody writes during the benchmark; dropped at once.
+        let m = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+        std::hint::black_box(m.len());
+        drop(m);
+        bare.push(t.elapsed());
+    }
+    println!(
+        "open + first hnsw query: p50 {:.2} ms (bare open+mmap of the file: {:.3} ms)",
+        ms(median(&mut open_first)),
+        ms(median(&mut bare))
+    );
+
+    if let Some(i) = std::env::args().position(|a| a == "--export") {
+        let out = PathBuf::from(std::env::args().nth(i + 1).unwrap());
+        export_for_faiss(&index, &qs, &truths, &out);
+    }
+}
+
+/// Writes what `benches/faiss_compare.py` needs: the sketches of every entry (the compact
+/// vectors of the graphs), each query's sketch and top-k probes, the descriptors (f16, entry-major)
+/// and the exact answers.
+fn export_for_faiss(index: &Index, qs: &[u64], truths: &[Vec<Option<u64>>], out: &Path) {
+    std::fs::create_dir_all(out).unwrap();
+    let n = index.entry_count() as usize;
+    let p = index.num_probes();
+    let mut sketches: Vec<f32> = Vec::new();
+    let mut dims = 0;
+    let mut sketch = None;
+    for s in 0..index.segment_count() as usize {
+        if let Some(g) = index.segment_graph(s).unwrap() {
+            dims = g.dims();
+            sketches.extend_from_slice(g.vectors());
+            sketch.get_or_insert_with(|| g.sketch());
+        } else if let Some(rows) = index.segment_rows(s).unwrap() {
+            let sk = sketch
+                .clone()
+                .expect("the first segment with entries has a graph");
+            let mut fill = |pr: usize, o: &mut [f32]| {
+                rows.read_row(pr, 0..rows.entries(), o);
+                Ok(())
+            };
+            sketches.extend(sk.sketch_rows(rows.entries(), &mut fill).unwrap());
+        }
+    }
+    assert_eq!(sketches.len(), n * dims, "every entry sketched");
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::File::create(out.join(name))
+            .unwrap()
+            .write_all(bytes)
+            .unwrap()
+    };
+    write("sketches.f32", bytemuck::cast_slice(&sketches));
+    let mut qvec = Vec::new();
+    let mut qprobes: Vec<u32> = Vec::new();
+    let mut qvals: Vec<f32> = Vec::new();
+    let mut qmodel: Vec<u64> = Vec::new();
+    for &e in qs {
+        let q = index.descriptor(e).unwrap();
+        let plan = ScanPlan::new(&q, DEFAULT_K, Metric::TopK);
+        // Every graph of an index shares the seeded sketch matrix, so one query vector serves all.
+        let g = (0..index.segment_count() as usize)
+            .find_map(|s| index.segment_graph(s).unwrap())
+            .unwrap();
+        qvec.extend(plan.sketch_query(&g));
+        qprobes.extend_from_slice(plan.probes());
+        qvals.extend(plan.probes().iter().map(|&pr| q[pr as usize]));
+        let m = index.model(index.model_of_entry(e).unwrap()).unwrap();
+        qmodel.extend([m.first_entry, m.first_entry + u64::from(m.logit_count)]);
+    }
+    write("queries.f32", bytemuck::cast_slice(&qvec));
+    write("query_probes.u32", bytemuck::cast_slice(&qprobes));
+    write("query_values.f32", bytemuck::cast_slice(&qvals));
+    write("query_model_range.u64", bytemuck::cast_slice(&qmodel));
+    let truth: Vec<u64> = truths
+        .iter()
+        .flat_map(|t| t.iter().map(|e| e.unwrap()))
+        .collect();
+    write("truth.u64", bytemuck::cast_slice(&truth));
+    // Entry-major f16 descriptors for the numpy rerank, streamed segment by segment.
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(out.join("descriptors.f16")).unwrap());
+    for s in 0..index.segment_count() as usize {
+        let Some(rows) = index.segment_rows(s).unwrap() else {
+            continue;
+        };
+        let block = 4096;
+        let mut buf = vec![0f32; block];
+        for b in (0..rows.entries()).step_by(block) {
+            let r = b..(b + block).min(rows.entries());
+            let mut tile = vec![half::f16::ZERO; r.len() * p];
+            for pr in 0..p {
+                rows.read_row(pr, r.clone(), &mut buf[..r.len()]);
+                for (i, &v) in buf[..r.len()].iter().enumerate() {
+                    tile[i * p + pr] = half::f16::from_f32(v);
+                }
+            }
+            f.write_all(bytemuck::cast_slice(&tile)).unwrap();
+        }
+    }
+    f.flush().unwrap();
+    write(
+        "meta.json",
+        format!(
+            "{{\"entries\": {n}, \"probes\": {p}, \"dims\": {dims}, \"queries\": {}, \"k\": {DEFAULT_K}}}",
+            qs.len()
+        )
+        .as_bytes(),
+    );
+    println!("exported to {}", out.display());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map(String::as_str)
+    {
+        Some("vectors") => vectors(),
+        Some("scale") => scale(),
+        _ => eprintln!(
+            "usage: cargo bench --bench ann -- vectors|scale [options] (see the file's header)"
+        ),
+    }
+}

@@ -1,0 +1,574 @@
+//! The ANN graph section: its byte layout, the O(1) checks made when it is first used, the full
+//! checks `verify` makes, and the HNSW search that runs over the mapped bytes in place.
+//!
+//! Layout (all little-endian; every part starts at a multiple of 64 bytes from the section start;
+//! see format-spec.md, "ANN graph"):
+//!
+//! ```text
+//! header    64 bytes: version, probes, dims, keep, nodes, max_level, degree0, degree,
+//!           entry_point, upper_nodes, ef_construction (u32 each), then zeros
+//! basis     f32 [probes, dims]           the sketch matrix
+//! vectors   f32 [nodes, dims]            sketch of each entry of the segment
+//! levels    u8  [nodes]                  top layer of each node
+//! upper     u32 [nodes]                  row in `links` of a node with level >= 1, else u32::MAX
+//! layer0    u32 [nodes, 1 + degree0]     neighbour count, then neighbour ids (rest zero)
+//! links     u32 [upper_nodes, max_level, 1 + degree]   layers 1..=max_level, same shape
+//! ```
+//!
+//! Nothing read from the file is trusted: neighbour ids, counts, levels and rows are checked as
+//! the search reads them, and a violation is an [`Error::Corrupt`], never a panic. The search
+//! visits each node at most once per layer-0 walk and moves only to strictly closer nodes on the
+//! upper layers, so a hostile graph cannot make it loop.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::error::{Error, Result};
+use crate::format::{get_u32, put_u32};
+
+use super::sketch::Sketch;
+
+pub const GRAPH_VERSION: u32 = 1;
+pub const GRAPH_HEADER_LEN: usize = 64;
+/// Highest layer a graph may have (layer numbers are 0..=MAX_LEVEL).
+pub const MAX_LEVEL: u32 = 16;
+/// Most neighbour slots per node and layer.
+pub const MAX_DEGREE: u32 = 512;
+/// Most dimensions of a compact vector.
+pub const MAX_DIMS: u32 = 1024;
+/// `upper` value of a node that lives on layer 0 only.
+pub const NO_UPPER: u32 = u32::MAX;
+const PART_ALIGN: usize = 64;
+
+/// The header fields of a graph section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphHeader {
+    pub probes: u32,
+    pub dims: u32,
+    /// Top probes per entry that the sketch keeps.
+    pub keep: u32,
+    pub nodes: u32,
+    pub max_level: u32,
+    pub degree0: u32,
+    pub degree: u32,
+    pub entry_point: u32,
+    pub upper_nodes: u32,
+    pub ef_construction: u32,
+}
+
+/// Byte offsets of the parts of a graph section, and its total length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    basis: usize,
+    vectors: usize,
+    levels: usize,
+    upper: usize,
+    layer0: usize,
+    links: usize,
+    end: usize,
+}
+
+impl GraphHeader {
+    pub fn encode(&self) -> [u8; GRAPH_HEADER_LEN] {
+        let mut b = [0u8; GRAPH_HEADER_LEN];
+        let fields = [
+            GRAPH_VERSION,
+            self.probes,
+            self.dims,
+            self.keep,
+            self.nodes,
+            self.max_level,
+            self.degree0,
+            self.degree,
+            self.entry_point,
+            self.upper_nodes,
+            self.ef_construction,
+        ];
+        for (i, v) in fields.into_iter().enumerate() {
+            put_u32(&mut b, i * 4, v);
+        }
+        b
+    }
+
+    /// Decodes and range-checks a header against the segment it belongs to.
+    pub fn decode(b: &[u8], probes: u32, nodes: u64) -> Result<GraphHeader> {
+        if b.len() < GRAPH_HEADER_LEN {
+            return Err(Error::corrupt(format!(
+                "ANN graph section of {} bytes is shorter than its header",
+                b.len()
+            )));
+        }
+        let version = get_u32(b, 0);
+        if version != GRAPH_VERSION {
+            return Err(Error::corrupt(format!(
+                "ANN graph version {version} is not supported (this build reads version {GRAPH_VERSION})"
+            )));
+        }
+        let h = GraphHeader {
+            probes: get_u32(b, 4),
+            dims: get_u32(b, 8),
+            keep: get_u32(b, 12),
+            nodes: get_u32(b, 16),
+            max_level: get_u32(b, 20),
+            degree0: get_u32(b, 24),
+            degree: get_u32(b, 28),
+            entry_point: get_u32(b, 32),
+            upper_nodes: get_u32(b, 36),
+            ef_construction: get_u32(b, 40),
+        };
+        let bad = |what: String| Err(Error::corrupt(format!("ANN graph: {what}")));
+        if h.probes != probes {
+            return bad(format!(
+                "built for {} probes, the index has {probes}",
+                h.probes
+            ));
+        }
+        if u64::from(h.nodes) != nodes || h.nodes == 0 {
+            return bad(format!(
+                "has {} nodes, its segment {nodes} entries",
+                h.nodes
+            ));
+        }
+        if h.dims == 0 || h.dims > MAX_DIMS {
+            return bad(format!("{} dimensions is impossible", h.dims));
+        }
+        if h.keep == 0 || h.keep > h.probes {
+            return bad(format!("keeps {} of {} probes", h.keep, h.probes));
+        }
+        if h.max_level > MAX_LEVEL {
+            return bad(format!("{} layers is too many", h.max_level + 1));
+        }
+        if !(1..=MAX_DEGREE).contains(&h.degree0) || !(1..=MAX_DEGREE).contains(&h.degree) {
+            return bad(format!(
+                "degrees {} / {} are impossible",
+                h.degree0, h.degree
+            ));
+        }
+        if h.entry_point >= h.nodes || h.upper_nodes > h.nodes {
+            return bad(format!(
+                "entry point {} or {} upper-layer nodes out of range",
+                h.entry_point, h.upper_nodes
+            ));
+        }
+        if (h.max_level == 0) != (h.upper_nodes == 0) {
+            return bad(format!(
+                "{} upper-layer nodes on {} layers",
+                h.upper_nodes,
+                h.max_level + 1
+            ));
+        }
+        Ok(h)
+    }
+
+    fn layout(&self) -> Option<Layout> {
+        let align = |x: usize| x.checked_next_multiple_of(PART_ALIGN);
+        let (p, d, n) = (
+            self.probes as usize,
+            self.dims as usize,
+            self.nodes as usize,
+        );
+        let basis = GRAPH_HEADER_LEN;
+        let vectors = align(basis.checked_add(p.checked_mul(d)?.checked_mul(4)?)?)?;
+        let levels = align(vectors.checked_add(n.checked_mul(d)?.checked_mul(4)?)?)?;
+        let upper = align(levels.checked_add(n)?)?;
+        let layer0 = align(upper.checked_add(n.checked_mul(4)?)?)?;
+        let row0 = (self.degree0 as usize + 1).checked_mul(4)?;
+        let links = align(layer0.checked_add(n.checked_mul(row0)?)?)?;
+        let row = (self.degree as usize + 1).checked_mul(4)?;
+        let links_len = (self.upper_nodes as usize)
+            .checked_mul(self.max_level as usize)?
+            .checked_mul(row)?;
+        let end = links.checked_add(links_len)?;
+        Some(Layout {
+            basis,
+            vectors,
+            levels,
+            upper,
+            layer0,
+            links,
+            end,
+        })
+    }
+
+    /// The section length this header needs.
+    pub fn section_len(&self) -> Option<usize> {
+        self.layout().map(|l| l.end)
+    }
+}
+
+/// A graph section borrowed from the index bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphView<'a> {
+    pub header: GraphHeader,
+    basis: &'a [f32],
+    vectors: &'a [f32],
+    levels: &'a [u8],
+    upper: &'a [u32],
+    layer0: &'a [u32],
+    links: &'a [u32],
+}
+
+fn cast<'a, T: bytemuck::AnyBitPattern>(b: &'a [u8], what: &str) -> Result<&'a [T]> {
+    bytemuck::try_cast_slice(b)
+        .map_err(|_| Error::corrupt(format!("ANN graph: {what} part is misaligned")))
+}
+
+impl<'a> GraphView<'a> {
+    /// Views `bytes` (a whole graph section, 64-byte aligned) as the graph of a segment with
+    /// `nodes` entries in an index of `probes` probes. O(1): only the header and the length.
+    pub fn new(bytes: &'a [u8], probes: u32, nodes: u64) -> Result<GraphView<'a>> {
+        let header = GraphHeader::decode(bytes, probes, nodes)?;
+        let l = header
+            .layout()
+            .ok_or_else(|| Error::corrupt("ANN graph: its counts overflow"))?;
+        if l.end != bytes.len() {
+            return Err(Error::corrupt(format!(
+                "ANN graph section is {} bytes, its counts need {}",
+                bytes.len(),
+                l.end
+            )));
+        }
+        let (p, d, n) = (
+            header.probes as usize,
+            header.dims as usize,
+            header.nodes as usize,
+        );
+        Ok(GraphView {
+            header,
+            basis: cast(&bytes[l.basis..l.basis + p * d * 4], "basis")?,
+            vectors: cast(&bytes[l.vectors..l.vectors + n * d * 4], "vectors")?,
+            levels: &bytes[l.levels..l.levels + n],
+            upper: cast(&bytes[l.upper..l.upper + n * 4], "upper")?,
+            layer0: cast(&bytes[l.layer0..l.links.min(l.end)], "layer0")?,
+            links: cast(&bytes[l.links..l.end], "links")?,
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.header.dims as usize
+    }
+    pub fn nodes(&self) -> usize {
+        self.header.nodes as usize
+    }
+
+    /// The sketch the vectors were made with (copied out of the section).
+    pub fn sketch(&self) -> Sketch {
+        Sketch::from_parts(
+            self.header.probes as usize,
+            self.dims(),
+            self.header.keep as usize,
+            self.basis.to_vec(),
+        )
+    }
+    /// Row-major `[probes, dims]`.
+    pub fn basis(&self) -> &'a [f32] {
+        self.basis
+    }
+
+    /// All compact vectors, row-major `[nodes, dims]`.
+    pub fn vectors(&self) -> &'a [f32] {
+        self.vectors
+    }
+
+    /// The compact vector of `node` (`node < nodes`, which callers have checked).
+    pub fn vector(&self, node: usize) -> &'a [f32] {
+        let d = self.dims();
+        &self.vectors[node * d..(node + 1) * d]
+    }
+
+    /// The neighbours of `node` on `layer`, checked.
+    pub fn neighbours(&self, node: u32, layer: u32) -> Result<&'a [u32]> {
+        let n = self.header.nodes;
+        if node >= n {
+            return Err(Error::corrupt(format!(
+                "ANN graph: node {node} out of range"
+            )));
+        }
+        let (list, degree) = if layer == 0 {
+            let row = self.header.degree0 as usize + 1;
+            (
+                &self.layer0[node as usize * row..(node as usize + 1) * row],
+                self.header.degree0,
+            )
+        } else {
+            let level = u32::from(self.levels[node as usize]);
+            if level > self.header.max_level {
+                return Err(Error::corrupt(format!(
+                    "ANN graph: node {node} has level {level}, above the graph's {}",
+                    self.header.max_level
+                )));
+            }
+            if layer > level {
+                return Ok(&[]);
+            }
+            let slot = self.upper[node as usize];
+            if slot >= self.header.upper_nodes {
+                return Err(Error::corrupt(format!(
+                    "ANN graph: node {node} on layer {layer} has no upper-layer row"
+                )));
+            }
+            let row = self.header.degree as usize + 1;
+            let at = (slot as usize * self.header.max_level as usize + (layer as usize - 1)) * row;
+            (&self.links[at..at + row], self.header.degree)
+        };
+        let count = list[0];
+        if count > degree {
+            return Err(Error::corrupt(format!(
+                "ANN graph: node {node} lists {count} neighbours on layer {layer}, the slots hold {degree}"
+            )));
+        }
+        let ids = &list[1..1 + count as usize];
+        if let Some(bad) = ids.iter().find(|&&x| x >= n) {
+            return Err(Error::corrupt(format!(
+                "ANN graph: node {node} links to node {bad}, past the {n} nodes"
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// HNSW search: greedy descent through the upper layers, then a best-first walk of layer 0
+    /// keeping the `ef` closest nodes. `dist` scores a compact vector (lower is closer; NaN
+    /// counts as infinitely far). Returns up to `ef` `(distance, node)` pairs, closest first.
+    pub fn search(&self, dist: impl Fn(&[f32]) -> f32, ef: usize) -> Result<Vec<(f32, u32)>> {
+        let score = |node: u32| {
+            let d = dist(self.vector(node as usize));
+            if d.is_nan() { f32::INFINITY } else { d }
+        };
+        let mut ep = self.header.entry_point;
+        let mut ep_d = score(ep);
+        for layer in (1..=self.header.max_level).rev() {
+            // Strict improvement only: every move lowers ep_d, so the walk ends.
+            loop {
+                let mut moved = false;
+                for &nb in self.neighbours(ep, layer)? {
+                    let d = score(nb);
+                    if d < ep_d {
+                        ep = nb;
+                        ep_d = d;
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+        let ef = ef.max(1);
+        let mut visited = VisitedSet::new(self.nodes());
+        visited.insert(ep);
+        let mut frontier = BinaryHeap::new(); // closest first
+        let mut best = BinaryHeap::new(); // farthest of the kept on top
+        frontier.push(std::cmp::Reverse(Dist(ep_d, ep)));
+        best.push(Dist(ep_d, ep));
+        while let Some(std::cmp::Reverse(Dist(d, node))) = frontier.pop() {
+            if best.len() >= ef && d > best.peek().map_or(f32::INFINITY, |b: &Dist| b.0) {
+                break;
+            }
+            for &nb in self.neighbours(node, 0)? {
+                if !visited.insert(nb) {
+                    continue;
+                }
+                let nd = score(nb);
+                if best.len() < ef || nd < best.peek().map_or(f32::INFINITY, |b| b.0) {
+                    frontier.push(std::cmp::Reverse(Dist(nd, nb)));
+                    best.push(Dist(nd, nb));
+                    if best.len() > ef {
+                        best.pop();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<(f32, u32)> = best.into_iter().map(|Dist(d, n)| (d, n)).collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        Ok(out)
+    }
+
+    /// Every check `verify` makes: link counts and ids, levels against the upper-layer rows, a
+    /// reachable entry point on the top layer, finite vectors and projection. Returns the first
+    /// problem found.
+    pub fn check_all(&self) -> Result<()> {
+        let h = &self.header;
+        if !self.basis.iter().chain(self.vectors).all(|v| v.is_finite()) {
+            return Err(Error::corrupt(
+                "ANN graph: a non-finite value in its vectors",
+            ));
+        }
+        if u32::from(self.levels[h.entry_point as usize]) != h.max_level {
+            return Err(Error::corrupt(
+                "ANN graph: the entry point is not on the top layer",
+            ));
+        }
+        let mut rows_seen = vec![false; h.upper_nodes as usize];
+        for node in 0..h.nodes {
+            let level = u32::from(self.levels[node as usize]);
+            let slot = self.upper[node as usize];
+            if level > h.max_level {
+                return Err(Error::corrupt(format!(
+                    "ANN graph: node {node} has level {level}, above the graph's {}",
+                    h.max_level
+                )));
+            }
+            if (level == 0) != (slot == NO_UPPER) {
+                return Err(Error::corrupt(format!(
+                    "ANN graph: node {node} of level {level} has upper-layer row {slot}"
+                )));
+            }
+            if level > 0 {
+                let seen = rows_seen.get_mut(slot as usize).ok_or_else(|| {
+                    Error::corrupt(format!("ANN graph: node {node} has upper row {slot}"))
+                })?;
+                if std::mem::replace(seen, true) {
+                    return Err(Error::corrupt(format!(
+                        "ANN graph: two nodes share upper-layer row {slot}"
+                    )));
+                }
+            }
+            for layer in 0..=level {
+                self.neighbours(node, layer)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A distance and a node, ordered by distance (then node), NaN-free by construction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dist(f32, u32);
+impl Eq for Dist {}
+impl PartialOrd for Dist {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Dist {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// One bit per node.
+struct VisitedSet(Vec<u64>);
+impl VisitedSet {
+    fn new(n: usize) -> Self {
+        VisitedSet(vec![0; n.div_ceil(64)])
+    }
+    /// Marks `i`; true when it was not marked before.
+    fn insert(&mut self, i: u32) -> bool {
+        let (w, b) = (i as usize / 64, i % 64);
+        let fresh = self.0[w] & (1 << b) == 0;
+        self.0[w] |= 1 << b;
+        fresh
+    }
+}
+
+/// A graph in memory, ready to encode: what the builder produces.
+#[derive(Debug, Clone)]
+pub struct GraphParts {
+    pub sketch: Sketch,
+    /// Row-major `[nodes, dims]`.
+    pub vectors: Vec<f32>,
+    pub levels: Vec<u8>,
+    /// Per node, per layer `0..=level`, its neighbour ids.
+    pub links: Vec<Vec<Vec<u32>>>,
+    pub entry_point: u32,
+    pub ef_construction: u32,
+}
+
+impl GraphParts {
+    /// Encodes the section. Neighbour lists longer than the slots are an error.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let n = self.levels.len();
+        let d = self.sketch.dims();
+        let p = self.sketch.probes();
+        let invalid = |what: String| Err(Error::InvalidInput(format!("ANN graph: {what}")));
+        if n == 0 || self.vectors.len() != n * d || self.links.len() != n {
+            return invalid(format!(
+                "{n} nodes with {} vectors",
+                self.vectors.len() / d.max(1)
+            ));
+        }
+        let max_level = u32::from(*self.levels.iter().max().expect("n > 0"));
+        let max_len = |layer0: bool| {
+            self.links
+                .iter()
+                .flat_map(|l| {
+                    l.iter()
+                        .enumerate()
+                        .filter(move |(i, _)| (*i == 0) == layer0)
+                })
+                .map(|(_, v)| v.len())
+                .max()
+                .unwrap_or(0)
+                .max(1)
+        };
+        let upper_nodes = self.levels.iter().filter(|&&l| l > 0).count();
+        let h = GraphHeader {
+            probes: u32::try_from(p).map_err(|_| Error::InvalidInput("too many probes".into()))?,
+            dims: d as u32,
+            keep: self.sketch.keep() as u32,
+            nodes: u32::try_from(n).map_err(|_| {
+                Error::InvalidInput("an ANN graph holds at most 2^32-1 nodes".into())
+            })?,
+            max_level,
+            degree0: max_len(true) as u32,
+            degree: max_len(false) as u32,
+            entry_point: self.entry_point,
+            upper_nodes: upper_nodes as u32,
+            ef_construction: self.ef_construction,
+        };
+        if h.max_level > MAX_LEVEL || h.degree0 > MAX_DEGREE || h.degree > MAX_DEGREE {
+            return invalid(format!(
+                "{} layers or degrees {}/{} beyond the format's limits",
+                h.max_level + 1,
+                h.degree0,
+                h.degree
+            ));
+        }
+        if u32::from(self.levels[h.entry_point as usize]) != max_level {
+            return invalid("the entry point is not on the top layer".into());
+        }
+        let l = h.layout().expect("sizes of an in-memory graph fit");
+        let mut b = vec![0u8; l.end];
+        b[..GRAPH_HEADER_LEN].copy_from_slice(&h.encode());
+        let put_f32s = |b: &mut [u8], at: usize, v: &[f32]| {
+            b[at..at + v.len() * 4].copy_from_slice(bytemuck::cast_slice(v));
+        };
+        put_f32s(&mut b, l.basis, self.sketch.basis());
+        put_f32s(&mut b, l.vectors, &self.vectors);
+        b[l.levels..l.levels + n].copy_from_slice(&self.levels);
+        let row0 = h.degree0 as usize + 1;
+        let row = h.degree as usize + 1;
+        let mut slot = 0u32;
+        for (node, layers) in self.links.iter().enumerate() {
+            let level = self.levels[node] as usize;
+            if layers.len() != level + 1 {
+                return invalid(format!(
+                    "node {node} of level {level} has {} layers of links",
+                    layers.len()
+                ));
+            }
+            let write_list = |b: &mut [u8], at: usize, ids: &[u32]| {
+                put_u32(b, at, ids.len() as u32);
+                for (i, &id) in ids.iter().enumerate() {
+                    put_u32(b, at + 4 + i * 4, id);
+                }
+            };
+            if let Some(bad) = layers.iter().flatten().find(|&&x| x as usize >= n) {
+                return invalid(format!("node {node} links to {bad}"));
+            }
+            write_list(&mut b, l.layer0 + node * row0 * 4, &layers[0]);
+            let upper_at = l.upper + node * 4;
+            if level == 0 {
+                put_u32(&mut b, upper_at, NO_UPPER);
+            } else {
+                put_u32(&mut b, upper_at, slot);
+                for (layer, ids) in layers.iter().enumerate().skip(1) {
+                    let at = l.links + (slot as usize * h.max_level as usize + layer - 1) * row * 4;
+                    write_list(&mut b, at, ids);
+                }
+                slot += 1;
+            }
+        }
+        Ok(b)
+    }
+}
