@@ -1,13 +1,21 @@
 //! Probing throughput: images per second through a TorchScript CNN at batch 32, by
 //! `probelog-tool append --model`, beside the raw tch forward loop on the same model, same batch
-//! and same threads: the ratio is the tool's overhead (reading the probe set, building input
-//! tensors, checking and collecting outputs).
+//! and same threads (the ratio is the tool's overhead: reading the probe set, building input
+//! tensors, checking and collecting outputs), and beside the same TorchScript file in Python
+//! torch (`torch.jit.load`, same batch and thread count) when the Python environment of
+//! tools/setup-python.sh is there (`.venv-py`, or the interpreter in `$PROBELOG_PYTHON`).
+//!
+//! The three are timed in interleaved rounds (raw loop, tool, Python; repeated), so that a load
+//! that comes and goes on the machine weighs on each alike; each figure is the best round. The
+//! model load is excluded from all three.
 //!
 //! `cargo bench -p probelog-tool --features torch --bench probe_throughput`
-//! (`-- --probes N --size S` to change the defaults of 256 probes at 224 px).
+//! (`-- --probes N --size S --rounds R` to change the defaults of 256 probes at 224 px, 3
+//! rounds).
 
-use std::path::Path;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use image::{Rgb, RgbImage};
@@ -75,9 +83,99 @@ fn tool(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// The Python side: loads the TorchScript file, makes its input batches up front (as the raw loop
+/// does), prints `ready <threads> <torch version> <output shape>`, then for each `run` line on
+/// stdin times one pass over all batches (forward, output copied to host memory) and prints
+/// `rate <images/s>`.
+const PYTHON_LOOP: &str = r#"
+import sys, time
+import torch
+path, probes, size, batch, threads = sys.argv[1], *map(int, sys.argv[2:6])
+torch.set_num_threads(threads)
+module = torch.jit.load(path, map_location="cpu").eval()
+inputs = [torch.rand(min(batch, probes - i), 3, size, size) for i in range(0, probes, batch)]
+with torch.no_grad():
+    shape = list(module(inputs[0]).shape)
+    print("ready", torch.get_num_threads(), torch.__version__, "x".join(map(str, shape)), flush=True)
+    for line in sys.stdin:
+        t = time.perf_counter()
+        for x in inputs:
+            module(x).numpy().copy()
+        print("rate", probes / (time.perf_counter() - t), flush=True)
+"#;
+
+/// A running [`PYTHON_LOOP`].
+struct PythonLoop {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// Its `ready` line: threads, torch version, output shape.
+    ready: String,
+}
+
+impl PythonLoop {
+    /// The interpreter: `$PROBELOG_PYTHON`, else `.venv-py/bin/python` at the repository root;
+    /// `None` when there is none or it has no torch.
+    fn interpreter() -> Option<PathBuf> {
+        let python = std::env::var_os("PROBELOG_PYTHON").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-py/bin/python"),
+            PathBuf::from,
+        );
+        let ok = Command::new(&python)
+            .args(["-c", "import torch"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(python)
+    }
+
+    fn start(python: &Path, model: &Path, probes: usize, size: u32, threads: i32) -> Self {
+        let mut child = Command::new(python)
+            .args(["-c", PYTHON_LOOP])
+            .arg(model)
+            .args([probes, size as usize, BATCH as usize, threads as usize].map(|v| v.to_string()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start Python");
+        let stdin = child.stdin.take().expect("Python's stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("Python's stdout"));
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).expect("read from Python");
+        let ready = ready
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("Python did not load the model: {ready:?}"))
+            .trim()
+            .to_string();
+        PythonLoop {
+            child,
+            stdin,
+            stdout,
+            ready,
+        }
+    }
+
+    /// One timed pass: images/s.
+    fn rate(&mut self) -> f64 {
+        writeln!(self.stdin, "run").expect("write to Python");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read from Python");
+        line.strip_prefix("rate ")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected line from Python: {line:?}"))
+    }
+
+    fn finish(self) {
+        drop(self.stdin);
+        let mut child = self.child;
+        assert!(child.wait().expect("wait for Python").success());
+    }
+}
+
 fn main() {
     let probes = arg("--probes", 256);
     let size = arg("--size", 224) as u32;
+    let rounds = arg("--rounds", 3);
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = |name: &str| dir.path().join(name);
     let images = path("images");
@@ -111,9 +209,9 @@ fn main() {
         &s(&path("p.pset")),
     ]);
     make_cnn(&path("cnn.pt"), i64::from(size));
+    let threads = tch::get_num_threads();
     println!(
-        "probing throughput: {probes} probes at {size} px, batch {BATCH}, a 4-stage CNN with 1,000 logits, {} threads",
-        tch::get_num_threads()
+        "probing throughput: {probes} probes at {size} px, batch {BATCH}, a 4-stage CNN with 1,000 logits, {threads} threads, best of {rounds} interleaved rounds"
     );
 
     // The raw forward loop: the same module, input tensors made up front.
@@ -127,20 +225,17 @@ fn main() {
         })
         .collect();
     let _warm_up = tch::no_grad(|| module.forward_ts(&[&inputs[0]])).expect("warm-up");
-    let mut raw_best = f64::MAX;
-    for _ in 0..3 {
+    let raw_pass = || {
         let t = Instant::now();
         for x in &inputs {
             let out = tch::no_grad(|| module.forward_ts(&[x])).expect("forward");
             std::hint::black_box(Vec::<f32>::try_from(out.flatten(0, -1)).expect("to host"));
         }
-        raw_best = raw_best.min(t.elapsed().as_secs_f64());
-    }
-    let raw_rate = probes as f64 / raw_best;
+        probes as f64 / t.elapsed().as_secs_f64()
+    };
 
     // The tool: `append --model`, which reports images/s over probing time (model load excluded).
-    let mut tool_best = 0f64;
-    for round in 0..3 {
+    let tool_pass = |round: usize| {
         let out = tool(&[
             "append",
             &s(&path("hub.plog")),
@@ -156,21 +251,69 @@ fn main() {
             &format!("cnn-{round}"),
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let rate: f64 = stderr
+        stderr
             .split('(')
             .filter_map(|part| {
                 part.strip_suffix(" images/s)\n")
                     .or_else(|| part.strip_suffix(" images/s)"))
             })
-            .filter_map(|v| v.trim().parse().ok())
+            .filter_map(|v| v.trim().parse::<f64>().ok())
             .next()
-            .unwrap_or_else(|| panic!("no images/s in: {stderr}"));
-        tool_best = tool_best.max(rate);
+            .unwrap_or_else(|| panic!("no images/s in: {stderr}"))
+    };
+
+    // Python torch on the same file, when installed.
+    let mut python = PythonLoop::interpreter()
+        .map(|py| PythonLoop::start(&py, &path("cnn.pt"), probes, size, threads));
+    if let Some(py) = &python {
+        let mut ready = py.ready.split(' ');
+        let (py_threads, version, shape) = (ready.next(), ready.next(), ready.next());
+        assert_eq!(
+            py_threads,
+            Some(threads.to_string().as_str()),
+            "Python's threads"
+        );
+        assert_eq!(
+            shape,
+            Some(format!("{}x1000", BATCH.min(probes as i64)).as_str())
+        );
+        println!(
+            "Python torch {} found: timed in the same rounds",
+            version.unwrap_or("?")
+        );
+    } else {
+        println!(
+            "Python torch not found (tools/setup-python.sh installs it in .venv-py, or set \
+             PROBELOG_PYTHON): the raw tch loop is the reference"
+        );
     }
-    println!("raw tch forward loop:        {raw_rate:8.1} images/s");
-    println!(
-        "probelog-tool append --model: {tool_best:8.1} images/s ({:.2}x the raw loop; overhead {:.0}%)",
-        tool_best / raw_rate,
-        100.0 * (raw_rate / tool_best - 1.0)
-    );
+
+    let (mut raw_best, mut tool_best, mut py_best) = (0f64, 0f64, 0f64);
+    for round in 0..rounds {
+        raw_best = raw_best.max(raw_pass());
+        tool_best = tool_best.max(tool_pass(round));
+        if let Some(py) = &mut python {
+            py_best = py_best.max(py.rate());
+        }
+    }
+    assert!(raw_best > 0.0 && tool_best > 0.0, "no throughput measured");
+    println!("raw tch forward loop:           {raw_best:8.1} images/s");
+    if let Some(py) = python {
+        py.finish();
+        println!(
+            "Python torch (torch.jit.load):  {py_best:8.1} images/s ({:.2}x the raw loop)",
+            py_best / raw_best
+        );
+        println!(
+            "probelog-tool append --model:   {tool_best:8.1} images/s ({:.2}x the raw loop, {:.2}x Python torch)",
+            tool_best / raw_best,
+            tool_best / py_best
+        );
+    } else {
+        println!(
+            "probelog-tool append --model:   {tool_best:8.1} images/s ({:.2}x the raw loop; overhead {:.0}%)",
+            tool_best / raw_best,
+            100.0 * (raw_best / tool_best - 1.0)
+        );
+    }
 }
