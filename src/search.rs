@@ -546,25 +546,21 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                             }
                         }
                     }
-                    return Ok(out);
+                    return Ok(keep_best(out, params));
                 };
-                let candidates: Vec<usize> = match Some(graph) {
-                    Some(graph) => {
-                        let qv = plan.sketch_query(&graph);
-                        let seg_range = first..first + n as u64;
-                        let overlap = excluded
-                            .end
-                            .min(seg_range.end)
-                            .saturating_sub(excluded.start.max(seg_range.start));
-                        let ef = c.max(params.top).saturating_add(overlap as usize);
-                        graph
-                            .search(|v| -crate::ann::sketch::dot(v, &qv), ef)?
-                            .into_iter()
-                            .map(|(_, node)| node as usize)
-                            .collect()
-                    }
-                    None => unreachable!("handled above"),
-                };
+                let qv = plan.sketch_query(&graph);
+                // Room for the query model's own entries, which the graph may return but the
+                // results leave out.
+                let overlap = excluded
+                    .end
+                    .min(first + n as u64)
+                    .saturating_sub(excluded.start.max(first));
+                let ef = c.max(params.top).saturating_add(overlap as usize);
+                let candidates: Vec<usize> = graph
+                    .search(|v| -crate::ann::sketch::dot(v, &qv), ef)?
+                    .into_iter()
+                    .map(|(_, node)| node as usize)
+                    .collect();
                 let mut out = Vec::with_capacity(candidates.len());
                 let mut scores = vec![0f32; BLOCK.min(candidates.len())];
                 for chunk in candidates.chunks(BLOCK) {
@@ -577,7 +573,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                         }
                     }
                 }
-                Ok(out)
+                Ok(keep_best(out, params))
             })
             .collect();
         let mut best = TopN::new(params.top);
@@ -656,6 +652,16 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         }
         Ok(best.into_sorted())
     }
+}
+
+/// A segment's scored entries, cut to the best `top` unless per-model results need all of them.
+fn keep_best(scored: Vec<Scored>, params: &SearchParams) -> Vec<Scored> {
+    if params.per_model {
+        return scored;
+    }
+    let mut best = TopN::new(params.top);
+    scored.into_iter().for_each(|s| best.push(s));
+    best.into_sorted()
 }
 
 /// The per-query part of a scan: which probe rows to read, in which order, with which query values.
