@@ -80,7 +80,8 @@ def parse_args(argv):
         "--model-config",
         metavar="FILE.json",
         type=Path,
-        help="an open_clip model config to register first; --open-clip defaults to its file stem",
+        help="an open_clip model config to register first, named by its file stem (give that "
+        "name to --open-clip)",
     )
     p.add_argument("--out", metavar="DIR", type=Path, required=True, help="output directory")
     p.add_argument(
