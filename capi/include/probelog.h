@@ -23,8 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The version of this ABI. It changes whenever a function, a struct layout or a constant of
-// `probelog.h` changes incompatibly; compare it with `probelog_abi_version` at run time.
+// The version of this ABI. From the first release on, it changes whenever a function, a struct
+// layout or a constant of `probelog.h` changes incompatibly; compare it with
+// `probelog_abi_version` at run time. Version 1 has not been released yet and still changes in
+// place: `ProbelogSearchParams` gained `mode` and `candidates` within it.
 #define PROBELOG_ABI_VERSION 1
 
 // Metric: ProbeLog's asymmetric top-k discrepancy (the default).
@@ -35,6 +37,17 @@
 
 // Metric: Euclidean distance to each model's mean descriptor, one result per model (a baseline).
 #define PROBELOG_METRIC_MODEL 2
+
+// Mode: hnsw for the topk metric once ANN graphs cover enough entries (100,000 today), else
+// exact (the default, and the value of a zero-initialised field).
+#define PROBELOG_MODE_AUTO 0
+
+// Mode: score every entry.
+#define PROBELOG_MODE_EXACT 1
+
+// Mode: the index's ANN graphs propose candidates that the exact topk discrepancy reranks;
+// segments without a graph are scanned exactly. Topk metric only.
+#define PROBELOG_MODE_HNSW 2
 
 // `probelog_writer_open` flag: fail at once with PROBELOG_ERR_LOCKED when another writer holds
 // the index, instead of waiting for it (`--no-wait`).
@@ -88,6 +101,13 @@ typedef struct ProbelogSearchParams {
   int per_model;
   // One of PROBELOG_METRIC_TOPK, PROBELOG_METRIC_FULL, PROBELOG_METRIC_MODEL (`--metric`).
   uint32_t metric;
+  // One of PROBELOG_MODE_AUTO (0, the default), PROBELOG_MODE_EXACT, PROBELOG_MODE_HNSW
+  // (`--mode`); PROBELOG_MODE_HNSW needs the topk metric. `probelog_results_mode` tells the
+  // mode that ran.
+  uint32_t mode;
+  // Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
+  // default (200 today; never fewer than top). Ignored when the search runs exactly.
+  uint32_t candidates;
 } ProbelogSearchParams;
 
 // One result. The strings belong to the `ProbelogResults` they were read from and stay valid
@@ -276,7 +296,7 @@ ProbelogStatus probelog_index_descriptor(const struct ProbelogIndex *index,
                                          size_t len);
 
 // The default parameters: top 10, k = 0 (the library's default k), the topk metric, no
-// exclusion, every logit.
+// exclusion, every logit, PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
 struct ProbelogSearchParams probelog_search_params_default(void);
 
 // Searches with an entry of the index as the query (`probelog-tool search --entry`). On
@@ -328,6 +348,21 @@ size_t probelog_results_len(const struct ProbelogResults *results);
 // # Safety
 // `results` is NULL or a live results handle.
 uint32_t probelog_results_k(const struct ProbelogResults *results);
+
+// The mode the search ran in: PROBELOG_MODE_EXACT or PROBELOG_MODE_HNSW (PROBELOG_MODE_AUTO
+// resolved; the `mode` of `probelog-tool search --json`); PROBELOG_MODE_AUTO (0) for NULL.
+//
+// # Safety
+// `results` is NULL or a live results handle.
+uint32_t probelog_results_mode(const struct ProbelogResults *results);
+
+// The candidates per ANN graph that hnsw mode reranked (the library's default when the
+// parameters said 0; the `candidates` of `probelog-tool search --json`); 0 when the search ran
+// exactly, and for NULL.
+//
+// # Safety
+// `results` is NULL or a live results handle.
+uint32_t probelog_results_candidates(const struct ProbelogResults *results);
 
 // Fills `*out` with result `i` (0-based; results are sorted best first, so result i has rank
 // i + 1).

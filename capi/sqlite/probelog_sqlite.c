@@ -11,16 +11,22 @@
  *
  * Table-valued functions (eponymous virtual tables), all with the columns
  *   rank, entry, model_id, model, logit, label, score
- * and the arguments (hidden columns, in this order)
- *   path, query, n = 10, k = NULL, metric = 'topk', per_model = 0, exclude_same_model = 0:
+ * and these arguments (hidden columns, in the order shown):
  *
- *   probelog_search(path, query_blob [, n, k, metric, per_model])      raw logits over the probes
- *   probelog_search_text(path, embedding_blob [, n, k, metric, per_model])   a text embedding
- *   probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model])
- *   probelog_models(path, query_blob [, n, k, metric])      best logit per model (per_model = 1)
+ *   probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates])
+ *       raw logits over the probes
+ *   probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates])
+ *       a text embedding
+ *   probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model, mode,
+ *                         candidates])
+ *       an entry of the index
+ *   probelog_models(path, query_blob [, n, k, metric, mode, candidates])
+ *       raw logits, best logit per model (per_model = 1)
  *
- * Blobs hold little-endian float32 values: P of them for a query, d for a text embedding. k is
- * NULL for the default; metric is 'topk', 'full' or 'model'. Scalar functions:
+ * Blobs hold little-endian float32 values: P of them for a query, d for a text embedding. The
+ * defaults: n = 10, k = NULL (the library's default), metric = 'topk' (or 'full', 'model'),
+ * per_model = 0, exclude_same_model = 0, mode = 'auto' (or 'exact', 'hnsw'), candidates = NULL
+ * (the library's default). SQL NULL means the default. Scalar functions:
  *
  *   probelog_descriptor(path, entry)  the stored descriptor of an entry, as a query blob
  *   probelog_f32(text)                '[0.5, -1, 2e-3]' (or space/comma separated) as a blob
@@ -46,32 +52,27 @@ SQLITE_EXTENSION_INIT1
 #define PL_EXPORT __attribute__((visibility("default")))
 #endif
 
-/* Visible columns, then the hidden ones that carry the arguments. */
-enum {
-    COL_RANK,
-    COL_ENTRY,
-    COL_MODEL_ID,
-    COL_MODEL,
-    COL_LOGIT,
-    COL_LABEL,
-    COL_SCORE,
-    COL_PATH, /* first hidden column */
-    COL_QUERY,
-    COL_N,
-    COL_K,
-    COL_METRIC,
-    COL_PER_MODEL,
-    COL_EXCLUDE,
-    COL_END
-};
-#define N_ARGS (COL_END - COL_PATH)
-#define ARG(col) ((col) - COL_PATH)
-#define REQUIRED ((1 << ARG(COL_PATH)) | (1 << ARG(COL_QUERY)))
+/* The visible columns; the hidden ones that carry the arguments follow them. */
+enum { COL_RANK, COL_ENTRY, COL_MODEL_ID, COL_MODEL, COL_LOGIT, COL_LABEL, COL_SCORE, COL_PATH };
 
-static const char SCHEMA[] =
-    "CREATE TABLE x(rank INTEGER, entry INTEGER, model_id INTEGER, model TEXT, logit INTEGER, "
-    "label TEXT, score REAL, path HIDDEN, query HIDDEN, n HIDDEN, k HIDDEN, metric HIDDEN, "
-    "per_model HIDDEN, exclude_same_model HIDDEN)";
+/* Every argument of any form. A form's hidden columns are some of them, in its own order. */
+enum {
+    ARG_PATH,
+    ARG_QUERY,
+    ARG_N,
+    ARG_K,
+    ARG_METRIC,
+    ARG_PER_MODEL,
+    ARG_EXCLUDE,
+    ARG_MODE,
+    ARG_CANDIDATES,
+    N_ARGS
+};
+#define REQUIRED ((1 << ARG_PATH) | (1 << ARG_QUERY))
+
+static const char *const ARG_NAMES[N_ARGS] = {
+    "path", "query", "n", "k", "metric", "per_model", "exclude_same_model", "mode", "candidates",
+};
 
 typedef enum { QUERY_VECTOR, QUERY_TEXT, QUERY_ENTRY } QueryKind;
 
@@ -81,17 +82,59 @@ typedef struct {
     QueryKind kind;
     int per_model;
     const char *usage;
+    int n_args;
+    int args[N_ARGS]; /* the argument of each hidden column, in order */
 } Form;
 
 static const Form FORMS[] = {
     {"probelog_search", QUERY_VECTOR, 0,
-     "probelog_search(path, query_blob [, n, k, metric, per_model])"},
+     "probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates])", 8,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES}},
     {"probelog_search_text", QUERY_TEXT, 0,
-     "probelog_search_text(path, embedding_blob [, n, k, metric, per_model])"},
+     "probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates])",
+     8,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES}},
     {"probelog_search_entry", QUERY_ENTRY, 0,
-     "probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model])"},
-    {"probelog_models", QUERY_VECTOR, 1, "probelog_models(path, query_blob [, n, k, metric])"},
+     "probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model, mode, "
+     "candidates])",
+     9,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_EXCLUDE, ARG_MODE,
+      ARG_CANDIDATES}},
+    {"probelog_models", QUERY_VECTOR, 1,
+     "probelog_models(path, query_blob [, n, k, metric, mode, candidates])", 7,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_MODE, ARG_CANDIDATES}},
 };
+
+/* The argument behind a column of `form`, or -1 for a visible column. */
+static int pl_arg_of(const Form *form, int col) {
+    int h = col - COL_PATH;
+    return h >= 0 && h < form->n_args ? form->args[h] : -1;
+}
+
+/* The 1-based position of an argument of `form` (0 when the form does not take it). */
+static int pl_position(const Form *form, int arg) {
+    for (int h = 0; h < form->n_args; h++)
+        if (form->args[h] == arg) return h + 1;
+    return 0;
+}
+
+/* "CREATE TABLE x(...)" of a form: the visible columns, then its arguments as hidden ones. */
+static char *pl_schema(const Form *form) {
+    char *sql = sqlite3_mprintf(
+        "CREATE TABLE x(rank INTEGER, entry INTEGER, model_id INTEGER, model TEXT, "
+        "logit INTEGER, label TEXT, score REAL");
+    for (int h = 0; sql && h < form->n_args; h++) {
+        char *longer = sqlite3_mprintf("%s, %s HIDDEN", sql, ARG_NAMES[form->args[h]]);
+        sqlite3_free(sql);
+        sql = longer;
+    }
+    if (sql) {
+        char *done = sqlite3_mprintf("%s)", sql);
+        sqlite3_free(sql);
+        sql = done;
+    }
+    return sql;
+}
 
 typedef struct {
     sqlite3_vtab base;
@@ -136,7 +179,10 @@ static int pl_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
     (void)argc;
     (void)argv;
     (void)err;
-    int rc = sqlite3_declare_vtab(db, SCHEMA);
+    char *schema = pl_schema(aux);
+    if (!schema) return SQLITE_NOMEM;
+    int rc = sqlite3_declare_vtab(db, schema);
+    sqlite3_free(schema);
     if (rc != SQLITE_OK) return rc;
 #ifdef SQLITE_VTAB_DIRECTONLY
     sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
@@ -163,8 +209,8 @@ static int pl_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info) {
     for (int a = 0; a < N_ARGS; a++) constraint_of[a] = -1;
     for (int i = 0; i < info->nConstraint; i++) {
         const struct sqlite3_index_constraint *con = &info->aConstraint[i];
-        if (con->iColumn < COL_PATH) continue;
-        int a = ARG(con->iColumn);
+        int a = pl_arg_of(t->form, con->iColumn);
+        if (a < 0) continue;
         if (!con->usable) {
             unusable |= 1 << a;
             continue;
@@ -222,15 +268,25 @@ static int pl_close_cursor(sqlite3_vtab_cursor *cur) {
 }
 
 /* An optional argument: absent or SQL NULL gives 0 (use the default). */
-static int pl_given(const Cursor *c, int col) {
-    sqlite3_value *v = c->args[ARG(col)];
+static int pl_given(const Cursor *c, int arg) {
+    sqlite3_value *v = c->args[arg];
     return v != NULL && sqlite3_value_type(v) != SQLITE_NULL;
 }
 
+/* How messages name an optional argument: "k (argument 4)". */
+static void pl_what(const Cursor *c, int arg, char *buf, int size) {
+    const Form *form = ((Table *)c->base.pVtab)->form;
+    int pos = pl_position(form, arg);
+    if (arg == ARG_N)
+        sqlite3_snprintf(size, buf, "n, the number of results (argument %d),", pos);
+    else
+        sqlite3_snprintf(size, buf, "%s (argument %d)", ARG_NAMES[arg], pos);
+}
+
 /* An INTEGER argument in [lo, hi]. */
-static int pl_integer_arg(Cursor *c, int col, const char *what, sqlite3_int64 lo, sqlite3_int64 hi,
+static int pl_integer_arg(Cursor *c, int arg, const char *what, sqlite3_int64 lo, sqlite3_int64 hi,
                        sqlite3_int64 *out) {
-    sqlite3_value *v = c->args[ARG(col)];
+    sqlite3_value *v = c->args[arg];
     int t = sqlite3_value_type(v);
     if (t != SQLITE_INTEGER)
         return pl_fail(c, "%s must be an INTEGER, got %s", what, pl_type_name(t));
@@ -274,7 +330,7 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         if (!c->args[a]) return SQLITE_NOMEM;
     }
 
-    sqlite3_value *path = c->args[ARG(COL_PATH)];
+    sqlite3_value *path = c->args[ARG_PATH];
     if (sqlite3_value_type(path) != SQLITE_TEXT)
         return pl_fail(c, "the index path (argument 1) must be TEXT, got %s",
                     pl_type_name(sqlite3_value_type(path)));
@@ -283,21 +339,24 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
     params.per_model = form->per_model;
     sqlite3_int64 x;
     int rc;
-    if (pl_given(c, COL_N)) {
-        if ((rc = pl_integer_arg(c, COL_N, "n, the number of results (argument 3),", 1, UINT32_MAX,
-                              &x)))
-            return rc;
+    char what[64];
+    if (pl_given(c, ARG_N)) {
+        pl_what(c, ARG_N, what, sizeof what);
+        if ((rc = pl_integer_arg(c, ARG_N, what, 1, UINT32_MAX, &x))) return rc;
         params.top = (uint32_t)x;
     }
-    if (pl_given(c, COL_K)) {
-        if ((rc = pl_integer_arg(c, COL_K, "k (argument 4)", 1, UINT32_MAX, &x))) return rc;
+    if (pl_given(c, ARG_K)) {
+        pl_what(c, ARG_K, what, sizeof what);
+        if ((rc = pl_integer_arg(c, ARG_K, what, 1, UINT32_MAX, &x))) return rc;
         params.k = (uint32_t)x;
     }
-    if (pl_given(c, COL_METRIC)) {
-        sqlite3_value *v = c->args[ARG(COL_METRIC)];
+    const char *metric = "topk";
+    if (pl_given(c, ARG_METRIC)) {
+        sqlite3_value *v = c->args[ARG_METRIC];
         const char *m = (const char *)sqlite3_value_text(v);
+        pl_what(c, ARG_METRIC, what, sizeof what);
         if (sqlite3_value_type(v) != SQLITE_TEXT || m == NULL)
-            return pl_fail(c, "metric (argument 5) must be 'topk', 'full' or 'model', got %s",
+            return pl_fail(c, "%s must be 'topk', 'full' or 'model', got %s", what,
                         pl_type_name(sqlite3_value_type(v)));
         if (strcmp(m, "topk") == 0)
             params.metric = PROBELOG_METRIC_TOPK;
@@ -306,24 +365,51 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         else if (strcmp(m, "model") == 0)
             params.metric = PROBELOG_METRIC_MODEL;
         else
-            return pl_fail(c, "metric (argument 5) must be 'topk', 'full' or 'model', got '%s'", m);
+            return pl_fail(c, "%s must be 'topk', 'full' or 'model', got '%s'", what, m);
+        metric = m;
     }
-    if (pl_given(c, COL_PER_MODEL)) {
-        if ((rc = pl_integer_arg(c, COL_PER_MODEL, "per_model (argument 6)", 0, 1, &x))) return rc;
+    if (pl_given(c, ARG_PER_MODEL)) {
+        pl_what(c, ARG_PER_MODEL, what, sizeof what);
+        if ((rc = pl_integer_arg(c, ARG_PER_MODEL, what, 0, 1, &x))) return rc;
         params.per_model = (int)x;
     }
-    if (pl_given(c, COL_EXCLUDE)) {
-        if ((rc = pl_integer_arg(c, COL_EXCLUDE, "exclude_same_model (argument 7)", 0, 1, &x)))
-            return rc;
+    if (pl_given(c, ARG_EXCLUDE)) {
+        pl_what(c, ARG_EXCLUDE, what, sizeof what);
+        if ((rc = pl_integer_arg(c, ARG_EXCLUDE, what, 0, 1, &x))) return rc;
         params.exclude_same_model = (int)x;
+    }
+    if (pl_given(c, ARG_MODE)) {
+        sqlite3_value *v = c->args[ARG_MODE];
+        const char *m = (const char *)sqlite3_value_text(v);
+        pl_what(c, ARG_MODE, what, sizeof what);
+        if (sqlite3_value_type(v) != SQLITE_TEXT || m == NULL)
+            return pl_fail(c, "%s must be 'exact', 'hnsw' or 'auto', got %s", what,
+                        pl_type_name(sqlite3_value_type(v)));
+        if (strcmp(m, "exact") == 0)
+            params.mode = PROBELOG_MODE_EXACT;
+        else if (strcmp(m, "hnsw") == 0)
+            params.mode = PROBELOG_MODE_HNSW;
+        else if (strcmp(m, "auto") == 0)
+            params.mode = PROBELOG_MODE_AUTO;
+        else
+            return pl_fail(c, "%s must be 'exact', 'hnsw' or 'auto', got '%s'", what, m);
+        if (params.mode == PROBELOG_MODE_HNSW && params.metric != PROBELOG_METRIC_TOPK)
+            return pl_fail(c, "mode 'hnsw' ranks by the metric 'topk' only, not by '%s'; use "
+                              "'exact' or 'auto'",
+                        metric);
+    }
+    if (pl_given(c, ARG_CANDIDATES)) {
+        pl_what(c, ARG_CANDIDATES, what, sizeof what);
+        if ((rc = pl_integer_arg(c, ARG_CANDIDATES, what, 1, UINT32_MAX, &x))) return rc;
+        params.candidates = (uint32_t)x;
     }
 
     if ((rc = pl_open_index(c, (const char *)sqlite3_value_text(path)))) return rc;
 
-    sqlite3_value *q = c->args[ARG(COL_QUERY)];
+    sqlite3_value *q = c->args[ARG_QUERY];
     ProbelogStatus st;
     if (form->kind == QUERY_ENTRY) {
-        if ((rc = pl_integer_arg(c, COL_QUERY, "the entry (argument 2)", 0, INT64_MAX, &x)))
+        if ((rc = pl_integer_arg(c, ARG_QUERY, "the entry (argument 2)", 0, INT64_MAX, &x)))
             return rc;
         st = probelog_search_entry(c->index, (uint64_t)x, &params, &c->results);
     } else {
@@ -387,7 +473,8 @@ static int pl_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
             break;
         case COL_SCORE: sqlite3_result_double(ctx, (double)h->score); break;
         default: {
-            sqlite3_value *v = col >= COL_PATH && col < COL_END ? c->args[ARG(col)] : NULL;
+            int a = pl_arg_of(((Table *)cur->pVtab)->form, col);
+            sqlite3_value *v = a >= 0 ? c->args[a] : NULL;
             if (v) sqlite3_result_value(ctx, v);
             else sqlite3_result_null(ctx);
         }

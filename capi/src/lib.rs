@@ -34,8 +34,10 @@ pub use index::*;
 pub use search::*;
 pub use writer::*;
 
-/// The version of this ABI. It changes whenever a function, a struct layout or a constant of
-/// `probelog.h` changes incompatibly; compare it with `probelog_abi_version` at run time.
+/// The version of this ABI. From the first release on, it changes whenever a function, a struct
+/// layout or a constant of `probelog.h` changes incompatibly; compare it with
+/// `probelog_abi_version` at run time. Version 1 has not been released yet and still changes in
+/// place: `ProbelogSearchParams` gained `mode` and `candidates` within it.
 pub const PROBELOG_ABI_VERSION: u32 = 1;
 
 /// The ABI version of the loaded library; equal to `PROBELOG_ABI_VERSION` of the header it was

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::ptr;
 
-use probelog::{Hit, Index, Metric, Query, SearchParams};
+use probelog::{Hit, Index, Metric, Query, SearchMode, SearchParams};
 
 use crate::args::{slice_arg, write_out};
 use crate::error::{
@@ -18,6 +18,15 @@ pub const PROBELOG_METRIC_TOPK: u32 = 0;
 pub const PROBELOG_METRIC_FULL: u32 = 1;
 /// Metric: Euclidean distance to each model's mean descriptor, one result per model (a baseline).
 pub const PROBELOG_METRIC_MODEL: u32 = 2;
+
+/// Mode: hnsw for the topk metric once ANN graphs cover enough entries (100,000 today), else
+/// exact (the default, and the value of a zero-initialised field).
+pub const PROBELOG_MODE_AUTO: u32 = 0;
+/// Mode: score every entry.
+pub const PROBELOG_MODE_EXACT: u32 = 1;
+/// Mode: the index's ANN graphs propose candidates that the exact topk discrepancy reranks;
+/// segments without a graph are scanned exactly. Topk metric only.
+pub const PROBELOG_MODE_HNSW: u32 = 2;
 
 /// Search parameters: the options of `probelog-tool search`. Start from
 /// `probelog_search_params_default()`; a NULL pointer means those defaults.
@@ -38,6 +47,13 @@ pub struct ProbelogSearchParams {
     pub per_model: c_int,
     /// One of PROBELOG_METRIC_TOPK, PROBELOG_METRIC_FULL, PROBELOG_METRIC_MODEL (`--metric`).
     pub metric: u32,
+    /// One of PROBELOG_MODE_AUTO (0, the default), PROBELOG_MODE_EXACT, PROBELOG_MODE_HNSW
+    /// (`--mode`); PROBELOG_MODE_HNSW needs the topk metric. `probelog_results_mode` tells the
+    /// mode that ran.
+    pub mode: u32,
+    /// Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
+    /// default (200 today; never fewer than top). Ignored when the search runs exactly.
+    pub candidates: u32,
 }
 
 impl Default for ProbelogSearchParams {
@@ -48,6 +64,8 @@ impl Default for ProbelogSearchParams {
             exclude_same_model: 0,
             per_model: 0,
             metric: PROBELOG_METRIC_TOPK,
+            mode: PROBELOG_MODE_AUTO,
+            candidates: 0,
         }
     }
 }
@@ -82,6 +100,8 @@ pub struct ProbelogHit {
 pub struct ProbelogResults {
     hits: Vec<StoredHit>,
     k: u32,
+    mode: u32,
+    candidates: u32,
 }
 
 impl std::fmt::Debug for ProbelogResults {
@@ -89,6 +109,8 @@ impl std::fmt::Debug for ProbelogResults {
         f.debug_struct("ProbelogResults")
             .field("len", &self.hits.len())
             .field("k", &self.k)
+            .field("mode", &self.mode)
+            .field("candidates", &self.candidates)
             .finish()
     }
 }
@@ -146,7 +168,7 @@ impl StoredHit {
 }
 
 /// The default parameters: top 10, k = 0 (the library's default k), the topk metric, no
-/// exclusion, every logit.
+/// exclusion, every logit, PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
 #[unsafe(no_mangle)]
 pub extern "C" fn probelog_search_params_default() -> ProbelogSearchParams {
     quiet(
@@ -176,6 +198,24 @@ fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResul
             )));
         }
     };
+    let mode = match p.mode {
+        PROBELOG_MODE_AUTO => SearchMode::Auto,
+        PROBELOG_MODE_EXACT => SearchMode::Exact,
+        PROBELOG_MODE_HNSW => SearchMode::Hnsw,
+        m => {
+            return Err(Failure::invalid(format!(
+                "unknown mode {m}: use PROBELOG_MODE_AUTO (0), PROBELOG_MODE_EXACT (1) or \
+                 PROBELOG_MODE_HNSW (2)"
+            )));
+        }
+    };
+    if mode == SearchMode::Hnsw && metric != Metric::TopK {
+        return Err(Failure::invalid(format!(
+            "PROBELOG_MODE_HNSW ranks by the topk metric only, not by {}; use \
+             PROBELOG_MODE_EXACT or PROBELOG_MODE_AUTO",
+            metric.name()
+        )));
+    }
     if p.top == 0 {
         return Err(Failure::invalid("top must be at least 1"));
     }
@@ -194,6 +234,7 @@ fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResul
     let top =
         (p.top as usize).min(usize::try_from(index.entry_count().max(1)).unwrap_or(usize::MAX));
     let k = (p.k != 0).then_some(p.k as usize);
+    let candidates = (p.candidates != 0).then_some(p.candidates as usize);
     // Struct update on purpose: fields added to SearchParams later keep their defaults.
     #[allow(clippy::needless_update)]
     let params = SearchParams {
@@ -202,6 +243,8 @@ fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResul
         exclude_same_model: p.exclude_same_model != 0,
         per_model: p.per_model != 0,
         metric,
+        mode,
+        candidates,
         ..SearchParams::default()
     };
     Ok(params)
@@ -232,9 +275,20 @@ unsafe fn run_search<'q>(
         Metric::TopK => u32::try_from(index.effective_k(params.k)?).unwrap_or(u32::MAX),
         Metric::Full | Metric::Model => 0,
     };
+    // Resolved under the same read guard as the search, so it is the mode that ran.
+    let (mode, candidates) = match index.effective_mode(&params)? {
+        SearchMode::Hnsw => (
+            PROBELOG_MODE_HNSW,
+            u32::try_from(params.candidates.unwrap_or(probelog::DEFAULT_CANDIDATES))
+                .unwrap_or(u32::MAX),
+        ),
+        SearchMode::Exact | SearchMode::Auto => (PROBELOG_MODE_EXACT, 0),
+    };
     let results = ProbelogResults {
         hits: hits.into_iter().map(StoredHit::new).collect(),
         k,
+        mode,
+        candidates,
     };
     let handle = Box::into_raw(Box::new(results));
     // SAFETY: checked writable above.
@@ -352,6 +406,33 @@ pub unsafe extern "C" fn probelog_results_k(results: *const ProbelogResults) -> 
     quiet(0, || {
         // SAFETY: the caller promises a live handle or NULL.
         unsafe { results.as_ref() }.map_or(0, |r| r.k)
+    })
+}
+
+/// The mode the search ran in: PROBELOG_MODE_EXACT or PROBELOG_MODE_HNSW (PROBELOG_MODE_AUTO
+/// resolved; the `mode` of `probelog-tool search --json`); PROBELOG_MODE_AUTO (0) for NULL.
+///
+/// # Safety
+/// `results` is NULL or a live results handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_mode(results: *const ProbelogResults) -> u32 {
+    quiet(PROBELOG_MODE_AUTO, || {
+        // SAFETY: the caller promises a live handle or NULL.
+        unsafe { results.as_ref() }.map_or(PROBELOG_MODE_AUTO, |r| r.mode)
+    })
+}
+
+/// The candidates per ANN graph that hnsw mode reranked (the library's default when the
+/// parameters said 0; the `candidates` of `probelog-tool search --json`); 0 when the search ran
+/// exactly, and for NULL.
+///
+/// # Safety
+/// `results` is NULL or a live results handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_candidates(results: *const ProbelogResults) -> u32 {
+    quiet(0, || {
+        // SAFETY: the caller promises a live handle or NULL.
+        unsafe { results.as_ref() }.map_or(0, |r| r.candidates)
     })
 }
 

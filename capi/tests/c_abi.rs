@@ -1,7 +1,8 @@
 //! The C ABI from C: `tests/c/check.c` is compiled against the static and against the shared
 //! library, and run on indexes made by `probelog-tool`. Its searches must equal the CLI's
-//! `search --json` exactly (ranks, entries, models, logits, labels, score bits), also from four
-//! threads sharing one handle; its appends must be what the CLI then reads.
+//! `search --json` exactly (ranks, entries, models, logits, labels, score bits, the k, mode and
+//! candidates that ran), also from four threads sharing one handle, in exact and in hnsw mode;
+//! its appends must be what the CLI then reads.
 
 mod common;
 
@@ -16,11 +17,12 @@ fn check_source() -> PathBuf {
 }
 
 /// Writes the cases file of `check search` (format in check.c): each search with the CLI's
-/// results.
-fn write_cases(hub: &Hub, path: &Path) -> usize {
+/// results. Returns the number of hits and of searches that ran in hnsw mode.
+fn write_cases(hub: &Hub, searches: &[Search], path: &Path) -> (usize, usize) {
     let mut text = String::new();
     let mut hits = 0;
-    for q in searches() {
+    let mut hnsw = 0;
+    for q in searches {
         let report = q.cli(hub);
         let query = match q.kind {
             "entry" => q.entry.to_string(),
@@ -30,19 +32,35 @@ fn write_cases(hub: &Hub, path: &Path) -> usize {
         };
         writeln!(
             text,
-            "case\t{}\t{query}\t{}\t{}\t{}\t{}\t{}",
+            "case\t{}\t{query}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             q.kind,
             q.top,
             q.k,
             u8::from(q.exclude_same_model),
             u8::from(q.per_model),
-            q.metric_code()
+            q.metric_code(),
+            q.mode_code(),
+            q.candidates
         )
         .unwrap();
         let rows = cli_rows(&report);
         assert!(!rows.is_empty(), "{q:?} found nothing");
         let k = report["k"].as_u64().unwrap_or(0);
-        writeln!(text, "hits\t{}\t{k}", rows.len()).unwrap();
+        let mode = report["mode"].as_str().expect("the mode that ran");
+        assert_ne!(mode, "auto", "the report resolves auto");
+        if q.mode != "auto" {
+            assert_eq!(mode, q.mode, "{q:?}");
+        }
+        hnsw += usize::from(mode == "hnsw");
+        // Null in exact mode.
+        let candidates = report["candidates"].as_u64().unwrap_or(0);
+        writeln!(
+            text,
+            "hits\t{}\t{k}\t{}\t{candidates}",
+            rows.len(),
+            mode_code(mode)
+        )
+        .unwrap();
         for (rank, entry, model_id, model, logit, label, score) in rows {
             assert!(!model.contains(['\t', '\n']));
             let label = label.map_or("N".to_string(), |l| format!("L:{l}"));
@@ -56,7 +74,7 @@ fn write_cases(hub: &Hub, path: &Path) -> usize {
         }
     }
     fs::write(path, text).unwrap();
-    hits
+    (hits, hnsw)
 }
 
 fn assert_ran(what: &str, out: &std::process::Output) {
@@ -79,10 +97,25 @@ fn assert_ran(what: &str, out: &std::process::Output) {
 fn c_searches_equal_the_cli_through_the_static_and_the_shared_library() {
     let hub = Hub::new();
     let cases = hub.path("cases.tsv");
-    let hits = write_cases(&hub, &cases);
-    assert!(hits > 40, "{hits} hits");
+    let (hits, hnsw) = write_cases(&hub, &searches(), &cases);
+    assert!(hits > 40 && hnsw == 0, "{hits} hits, {hnsw} in hnsw mode");
     let plain = hub.path("plain.plog");
     tool_ok(&["demo", s(&plain), "--models", "3", "--probes", "16"]);
+
+    // The same hub with an ANN graph over its first segment: every search again, and searches
+    // in hnsw mode.
+    let graph = Hub::with_graph();
+    let info = tool_json(&["info", s(&graph.index)]);
+    let covered = info["graph_entries"].as_u64().unwrap();
+    assert!(
+        info["graphs"] == 1 && covered > 0 && covered < info["entry_count"].as_u64().unwrap(),
+        "one of the two segments has a graph: {info}"
+    );
+    let graph_cases = graph.path("cases.tsv");
+    let mut all = searches();
+    all.extend(mode_searches());
+    let (hits, hnsw) = write_cases(&graph, &all, &graph_cases);
+    assert!(hits > 60 && hnsw >= 7, "{hits} hits, {hnsw} in hnsw mode");
 
     for (link, name) in [
         (Link::Static, "check-static"),
@@ -99,6 +132,11 @@ fn c_searches_equal_the_cli_through_the_static_and_the_shared_library() {
         }
         let out = run(&exe, &["search", s(&hub.index), s(&cases), s(&plain)]);
         assert_ran(name, &out);
+        let out = run(
+            &exe,
+            &["search", s(&graph.index), s(&graph_cases), s(&plain)],
+        );
+        assert_ran(&format!("{name} (graph)"), &out);
     }
 }
 

@@ -36,7 +36,7 @@ fn examples() -> BTreeMap<String, String> {
     out
 }
 
-/// The hub of the guide, the text-search hub, and the examples written out.
+/// The hub of the guide (with an ANN graph, as the guide says), and the examples written out.
 fn setup() -> (tempfile::TempDir, BTreeMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
     let ex = examples();
@@ -51,6 +51,13 @@ fn setup() -> (tempfile::TempDir, BTreeMap<String, String>) {
         "--probes",
         "64",
     ]);
+    let compacted = tool_json(&[
+        "compact",
+        s(&dir.path().join("hub.plog")),
+        "--graph-min-entries",
+        "2",
+    ]);
+    assert_eq!(compacted["segments_after"], 1, "{compacted}");
     (dir, ex)
 }
 
@@ -187,7 +194,7 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
         .iter()
         .map(|st| query(&conn, &absolute(st)).unwrap_or_else(|e| panic!("{st}: {e}")))
         .collect();
-    assert_eq!(results.len(), 5);
+    assert_eq!(results.len(), 6);
     for (i, r) in results.iter().enumerate() {
         assert!(!r.is_empty(), "statement {i} returned nothing");
     }
@@ -243,6 +250,29 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
     let got: Vec<&str> = results[4].iter().map(|r| text(&r[0])).collect();
     let want_models: Vec<&str> = want.iter().map(|r| r.3.as_str()).collect();
     assert_eq!(got, want_models);
+    // Statement 6: search --mode hnsw --candidates 20, through the hub's graph.
+    let report = tool_json(&[
+        "search",
+        s(&hub),
+        "--entry",
+        "0",
+        "--top",
+        "5",
+        "--mode",
+        "hnsw",
+        "--candidates",
+        "20",
+    ]);
+    assert_eq!(report["mode"], "hnsw");
+    assert_eq!(tool_json(&["info", s(&hub)])["graphs"], 1);
+    let want = cli_rows(&report);
+    assert_eq!(results[5].len(), want.len());
+    for (row, w) in results[5].iter().zip(&want) {
+        assert_eq!(row[0], SqlValue::Integer(w.0 as i64));
+        assert_eq!(text(&row[1]), w.3);
+        assert_eq!(row[2], SqlValue::Integer(w.4));
+        assert!(close(real(&row[3]), w.6));
+    }
 
     // The error example fails with the message the guide shows.
     let shown = ex["error.sql"]

@@ -77,6 +77,14 @@ fn sql_of(q: &Search, hub: &Hub) -> (String, Vec<SqlValue>) {
     if q.kind == "entry" {
         args.push(SqlValue::Integer(q.exclude_same_model.into()));
     }
+    args.extend([
+        SqlValue::Text(q.mode.into()),
+        if q.candidates == 0 {
+            SqlValue::Null
+        } else {
+            SqlValue::Integer(q.candidates.into())
+        },
+    ]);
     let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
     (
         format!("SELECT {COLUMNS} FROM {function}({})", marks.join(", ")),
@@ -189,6 +197,72 @@ fn sql_results_equal_the_cli() {
         .query_row("SELECT probelog_version()", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn sql_searches_in_hnsw_mode_equal_the_cli() {
+    let hub = Hub::with_graph();
+    let so = build_extension(hub.dir.path());
+    let conn = connect(&so);
+    let mut all = searches();
+    all.extend(mode_searches());
+    let mut hnsw = 0;
+    for q in &all {
+        let report = q.cli(&hub);
+        hnsw += usize::from(report["mode"] == "hnsw");
+        let want = cli_rows(&report);
+        let (sql, args) = sql_of(q, &hub);
+        let got = rows(&conn, &sql, args).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(got, want, "{q:?}");
+        assert!(!got.is_empty());
+    }
+    assert!(hnsw >= 7, "{hnsw} searches ran in hnsw mode");
+
+    let path = SqlValue::Text(s(&hub.index).into());
+    let query = SqlValue::Blob(f32_bytes(&hub.query));
+    let hnsw = |top, candidates, per_model| Search {
+        top,
+        per_model,
+        mode: "hnsw",
+        candidates,
+        ..Search::new("vector")
+    };
+
+    // probelog_models takes mode and candidates after the metric.
+    let want = cli_rows(&hnsw(6, 2, true).cli(&hub));
+    let sql = format!("SELECT {COLUMNS} FROM probelog_models(?1, ?2, 6, NULL, 'topk', 'hnsw', 2)");
+    assert_eq!(
+        rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
+        want
+    );
+    // The arguments as hidden columns; the defaults for the others (top 10, NULL candidates).
+    let want = cli_rows(&hnsw(10, 3, false).cli(&hub));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM probelog_search WHERE path = ?1 AND query = ?2 AND mode = 'hnsw' \
+         AND candidates = 3"
+    );
+    assert_eq!(
+        rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
+        want
+    );
+    let want = cli_rows(&hnsw(10, 0, false).cli(&hub));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM probelog_search(?1, ?2, NULL, NULL, NULL, NULL, 'hnsw', NULL)"
+    );
+    assert_eq!(
+        rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
+        want
+    );
+    // The hidden columns read back as given.
+    let (mode, candidates): (String, i64) = conn
+        .query_row(
+            "SELECT mode, candidates FROM probelog_search_entry(?1, 0, 3, NULL, 'topk', 0, 0, \
+             'hnsw', 4) LIMIT 1",
+            [path.clone()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((mode.as_str(), candidates), ("hnsw", 4));
 }
 
 /// Runs `sql` to its end; it must fail. Returns the message.
@@ -356,9 +430,99 @@ fn bad_arguments_are_sql_errors() {
             "must be an INTEGER, got TEXT",
         ),
         (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 2)",
+            vec![path()],
+            "exclude_same_model (argument 7) must be between 0 and 1",
+        ),
+        // mode and candidates.
+        (
+            search,
+            vec![
+                path(),
+                query(),
+                int(5),
+                SqlValue::Null,
+                text("topk"),
+                int(0),
+                text("fast"),
+            ],
+            "mode (argument 7) must be 'exact', 'hnsw' or 'auto', got 'fast'",
+        ),
+        (
+            search,
+            vec![
+                path(),
+                query(),
+                int(5),
+                SqlValue::Null,
+                SqlValue::Null,
+                int(0),
+                text("HNSW"),
+            ],
+            "got 'HNSW'",
+        ),
+        (
+            // probelog_search has no exclude_same_model: its argument 7 is the mode.
             "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'topk', 0, 1)",
             vec![path(), query()],
-            "exclude_same_model needs an entry query",
+            "mode (argument 7) must be 'exact', 'hnsw' or 'auto', got INTEGER",
+        ),
+        (
+            search,
+            vec![
+                path(),
+                query(),
+                int(5),
+                SqlValue::Null,
+                text("full"),
+                int(0),
+                text("hnsw"),
+            ],
+            "mode 'hnsw' ranks by the metric 'topk' only, not by 'full'",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'model', 'hnsw')",
+            vec![path(), query()],
+            "probelog_models: mode 'hnsw' ranks by the metric 'topk' only, not by 'model'",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', 3)",
+            vec![path(), query()],
+            "mode (argument 6) must be 'exact', 'hnsw' or 'auto', got INTEGER",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'approx')",
+            vec![path()],
+            "mode (argument 8) must be",
+        ),
+        (
+            search,
+            vec![
+                path(),
+                query(),
+                int(5),
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Null,
+                text("hnsw"),
+                int(0),
+            ],
+            "candidates (argument 8) must be between 1 and 4294967295, got 0",
+        ),
+        (
+            "SELECT * FROM probelog_search_text(?1, ?2, 5, NULL, 'topk', 0, 'hnsw', '9')",
+            vec![path(), blob(&hub.text)],
+            "candidates (argument 8) must be an INTEGER, got TEXT",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'hnsw', -1)",
+            vec![path()],
+            "candidates (argument 9) must be between 1",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', 'exact', 2.5)",
+            vec![path(), query()],
+            "candidates (argument 7) must be an INTEGER, got REAL",
         ),
         // Text embeddings.
         (
@@ -448,7 +612,8 @@ fn the_sqlite3_command_line_loads_the_extension() {
         );
         return;
     };
-    let hub = Hub::new();
+    // With a graph over one segment, for hnsw mode; the other searches run exactly (auto).
+    let hub = Hub::with_graph();
     let so = build_extension(hub.dir.path());
     let run_sql = |sql: &str| {
         Command::new(cli)
@@ -481,6 +646,15 @@ fn the_sqlite3_command_line_loads_the_extension() {
             },
             "probelog_search_text",
         ),
+        (
+            Search {
+                top: 5,
+                mode: "hnsw",
+                candidates: 3,
+                ..Search::new("vector")
+            },
+            "probelog_search",
+        ),
     ] {
         let want = cli_rows(&q.cli(&hub));
         let bytes = if q.kind == "text" {
@@ -488,8 +662,13 @@ fn the_sqlite3_command_line_loads_the_extension() {
         } else {
             f32_bytes(&hub.query)
         };
+        let mode = if q.mode == "auto" {
+            String::new()
+        } else {
+            format!(", NULL, 'topk', 0, '{}', {}", q.mode, q.candidates)
+        };
         let sql = format!(
-            "SELECT {COLUMNS} FROM {function}('{}', X'{}', {});",
+            "SELECT {COLUMNS} FROM {function}('{}', X'{}', {}{mode});",
             s(&hub.index),
             hex(&bytes),
             q.top
@@ -527,6 +706,10 @@ fn the_sqlite3_command_line_loads_the_extension() {
         ),
         ("SELECT * FROM probelog_search(1, 2);", "must be TEXT"),
         ("SELECT * FROM probelog_search;", "are required"),
+        (
+            "SELECT * FROM probelog_search('x', X'0000803f', 1, NULL, NULL, NULL, 'ann');",
+            "got 'ann'",
+        ),
     ] {
         let out = run_sql(sql);
         let err = String::from_utf8_lossy(&out.stderr);

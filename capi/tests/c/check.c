@@ -6,8 +6,9 @@
  *   check search INDEX CASES [INDEX_WITHOUT_EMBEDDINGS]
  *       Runs every search of the CASES file (written by the Rust test from probelog-tool
  *       search --json) and checks that each result equals the CLI's: rank, entry, model id,
- *       model name, logit, label and the score's exact bits. Then runs them all again from
- *       four threads that share one index handle, and checks the error codes of bad calls.
+ *       model name, logit, label and the score's exact bits, and the k, mode and candidates
+ *       that ran. Then runs them all again from four threads that share one index handle, and
+ *       checks the error codes of bad calls.
  *   check append INDEX LOGITS.f32 P L NEW_INDEX
  *       Appends one model (raw little-endian float32 [P][L] logits) under the writer lock,
  *       checks the refusals of bad models and of a second writer, and that a reader sees the
@@ -17,9 +18,12 @@
  * nothing failed.
  *
  * CASES format, one record per line, fields separated by tabs:
- *   case  KIND  QUERY  TOP  K  EXCLUDE  PER_MODEL  METRIC     KIND: entry | vector | text;
- *                                                             QUERY: an entry id or a .f32 file
- *   hits  N  K                                                N expected hits, the k reported
+ *   case  KIND  QUERY  TOP  K  EXCLUDE  PER_MODEL  METRIC  MODE  CANDIDATES
+ *         KIND: entry | vector | text; QUERY: an entry id or a .f32 file; METRIC and MODE are
+ *         PROBELOG_METRIC_* and PROBELOG_MODE_* values
+ *   hits  N  K  MODE  CANDIDATES
+ *         N expected hits; the k, the mode (auto resolved) and the candidates (0: exact) the
+ *         CLI reported
  *   hit   RANK  ENTRY  MODEL_ID  LOGIT  SCORE_BITS  MODEL  LABEL
  *         ENTRY and LOGIT are -1 for the model metric; SCORE_BITS is the float's bits in hex;
  *         LABEL is "L:" followed by the label, or "N" for none.
@@ -81,7 +85,7 @@ typedef struct {
     size_t len;
     ProbelogSearchParams params;
     size_t n;
-    uint32_t k;
+    uint32_t k, mode, candidates;
     Expected *hits;
 } Case;
 
@@ -139,7 +143,7 @@ static size_t read_cases(const char *path, Case **out) {
     size_t hit_i = 0;
     while (fgets(line, sizeof line, f)) {
         int nf = split_tabs(line, fld, 16);
-        if (strcmp(fld[0], "case") == 0 && nf == 8) {
+        if (strcmp(fld[0], "case") == 0 && nf == 10) {
             if (n == cap) {
                 cap *= 2;
                 cases = realloc(cases, cap * sizeof(Case));
@@ -158,10 +162,14 @@ static size_t read_cases(const char *path, Case **out) {
             c->params.exclude_same_model = atoi(fld[5]);
             c->params.per_model = atoi(fld[6]);
             c->params.metric = (uint32_t)strtoul(fld[7], NULL, 10);
-        } else if (strcmp(fld[0], "hits") == 0 && nf == 3 && n > 0) {
+            c->params.mode = (uint32_t)strtoul(fld[8], NULL, 10);
+            c->params.candidates = (uint32_t)strtoul(fld[9], NULL, 10);
+        } else if (strcmp(fld[0], "hits") == 0 && nf == 5 && n > 0) {
             Case *c = &cases[n - 1];
             c->n = strtoul(fld[1], NULL, 10);
             c->k = (uint32_t)strtoul(fld[2], NULL, 10);
+            c->mode = (uint32_t)strtoul(fld[3], NULL, 10);
+            c->candidates = (uint32_t)strtoul(fld[4], NULL, 10);
             c->hits = calloc(c->n ? c->n : 1, sizeof(Expected));
             hit_i = 0;
         } else if (strcmp(fld[0], "hit") == 0 && nf == 8 && n > 0 && hit_i < cases[n - 1].n) {
@@ -194,10 +202,14 @@ static ProbelogStatus run_case(const ProbelogIndex *idx, const Case *c, Probelog
 static int compare(const Case *c, size_t ci, const ProbelogResults *res, int report) {
     int bad = 0;
     size_t n = probelog_results_len(res);
-    if (n != c->n || probelog_results_k(res) != c->k) {
+    if (n != c->n || probelog_results_k(res) != c->k || probelog_results_mode(res) != c->mode ||
+        probelog_results_candidates(res) != c->candidates) {
         if (report)
-            fprintf(stderr, "case %zu: %zu results (k %u), the CLI gave %zu (k %u)\n", ci, n,
-                    probelog_results_k(res), c->n, c->k);
+            fprintf(stderr,
+                    "case %zu: %zu results (k %u, mode %u, candidates %u), the CLI gave %zu (k %u, "
+                    "mode %u, candidates %u)\n",
+                    ci, n, probelog_results_k(res), probelog_results_mode(res),
+                    probelog_results_candidates(res), c->n, c->k, c->mode, c->candidates);
         return 1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -296,8 +308,9 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
     /* Parameters. */
     ProbelogSearchParams sp = probelog_search_params_default();
     CHECK(sp.top == 10 && sp.k == 0 && sp.metric == PROBELOG_METRIC_TOPK && !sp.per_model &&
-              !sp.exclude_same_model,
+              !sp.exclude_same_model && sp.mode == PROBELOG_MODE_AUTO && sp.candidates == 0,
           "default parameters");
+    CHECK(PROBELOG_MODE_AUTO == 0, "zero-initialised parameters ask for the auto mode");
     sp.top = 0;
     EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
     sp = probelog_search_params_default();
@@ -309,6 +322,52 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
     sp.k = 4;
     sp.metric = PROBELOG_METRIC_FULL;
     EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    /* Modes. */
+    sp = probelog_search_params_default();
+    sp.mode = 3;
+    EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(probelog_last_error(), "unknown mode 3") != NULL &&
+              strstr(probelog_last_error(), "PROBELOG_MODE_HNSW") != NULL,
+          "the message names the bad mode and the good ones: %s", probelog_last_error());
+    CHECK(res == NULL, "a refused mode leaves no results");
+    sp.mode = UINT32_MAX;
+    EXPECT_ERR(probelog_search_vector(idx, v, p, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    sp.mode = PROBELOG_MODE_HNSW;
+    sp.metric = PROBELOG_METRIC_FULL;
+    EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(probelog_last_error(), "topk metric only") != NULL, "hnsw needs topk: %s",
+          probelog_last_error());
+    sp.metric = PROBELOG_METRIC_MODEL;
+    EXPECT_ERR(probelog_search_vector(idx, v, p, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    /* Exact and auto take the other metrics; the candidates are then unused. */
+    sp.mode = PROBELOG_MODE_EXACT;
+    sp.candidates = 5;
+    EXPECT_OK(probelog_search_vector(idx, v, p, &sp, &res));
+    CHECK(probelog_results_mode(res) == PROBELOG_MODE_EXACT &&
+              probelog_results_candidates(res) == 0,
+          "exact mode: mode %u, candidates %u", probelog_results_mode(res),
+          probelog_results_candidates(res));
+    probelog_results_free(res);
+    sp.mode = PROBELOG_MODE_AUTO;
+    EXPECT_OK(probelog_search_vector(idx, v, p, &sp, &res));
+    CHECK(probelog_results_mode(res) == PROBELOG_MODE_EXACT, "auto with the model metric is exact");
+    probelog_results_free(res);
+    /* Hnsw runs with or without graphs: segments without one are scanned. */
+    sp = probelog_search_params_default();
+    sp.mode = PROBELOG_MODE_HNSW;
+    sp.candidates = 1;
+    ProbelogResults *dflt = NULL;
+    EXPECT_OK(probelog_search_vector(idx, v, p, &sp, &res));
+    CHECK(probelog_results_mode(res) == PROBELOG_MODE_HNSW && probelog_results_candidates(res) == 1,
+          "hnsw mode: mode %u, candidates %u", probelog_results_mode(res),
+          probelog_results_candidates(res));
+    sp.candidates = 0;
+    EXPECT_OK(probelog_search_vector(idx, v, p, &sp, &dflt));
+    CHECK(probelog_results_candidates(dflt) > 1, "the library's default candidates: %u",
+          probelog_results_candidates(dflt));
+    probelog_results_free(dflt);
+    probelog_results_free(res);
+
     sp = probelog_search_params_default();
     sp.exclude_same_model = 1;
     EXPECT_ERR(probelog_search_vector(idx, v, p, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
@@ -339,7 +398,10 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
                PROBELOG_ERR_INVALID_ARGUMENT);
     EXPECT_ERR(probelog_results_get(NULL, 0, &h), PROBELOG_ERR_NULL_POINTER);
     EXPECT_ERR(probelog_results_get(res, 0, NULL), PROBELOG_ERR_NULL_POINTER);
-    CHECK(probelog_results_len(NULL) == 0 && probelog_results_k(NULL) == 0, "NULL results");
+    CHECK(probelog_results_len(NULL) == 0 && probelog_results_k(NULL) == 0 &&
+              probelog_results_mode(NULL) == PROBELOG_MODE_AUTO &&
+              probelog_results_candidates(NULL) == 0,
+          "NULL results");
     probelog_results_free(res);
     probelog_results_free(NULL);
     probelog_index_close(NULL);

@@ -32,19 +32,22 @@ pub fn capi_dir() -> PathBuf {
 }
 
 /// `libprobelog_c.a` or `libprobelog_c.so` of this build. Cargo builds every crate type of the
-/// library before it runs the library's integration tests, and copies them to the profile dir.
+/// library into `deps/` before it runs the library's integration tests; only `cargo build`
+/// copies them to the profile dir, so a copy there may be older: the newer file wins.
 pub fn library(ext: &str) -> PathBuf {
     let name = format!("libprobelog_c.{ext}");
-    for dir in [profile_dir(), profile_dir().join("deps")] {
-        let p = dir.join(&name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "{name} is not in {}: build the crate first (cargo build -p probelog-capi)",
-        profile_dir().display()
-    )
+    [profile_dir(), profile_dir().join("deps")]
+        .into_iter()
+        .map(|dir| dir.join(&name))
+        .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not in {}: build the crate first (cargo build -p probelog-capi)",
+                profile_dir().display()
+            )
+        })
 }
 
 /// The `probelog-tool` binary, built for this profile: `PROBELOG_TOOL` when set, else a
@@ -159,6 +162,9 @@ pub fn compile_c(sources: &[PathBuf], out: &Path, link: Link, extra: &[&str]) {
                 .arg(dir)
                 .arg("-lprobelog_c")
                 .arg(format!("-Wl,-rpath,{}", dir.display()))
+                // DT_RPATH, not DT_RUNPATH: searched before LD_LIBRARY_PATH, where cargo test
+                // puts the profile dir and its possibly older copy of the library.
+                .arg("-Wl,--disable-new-dtags")
                 .args(["-lpthread", "-lm"]);
         }
     }
@@ -242,7 +248,7 @@ pub fn f32_bytes(data: &[f32]) -> Vec<u8> {
 }
 
 /// A small hub made by `probelog-tool`: probe embeddings (text search), labelled models, two
-/// commits.
+/// commits (two segments).
 #[derive(Debug)]
 pub struct Hub {
     pub dir: tempfile::TempDir,
@@ -269,8 +275,18 @@ impl Hub {
     }
 
     /// Builds the hub: 14 models of 3 to 7 logits, each logit firing on a few probes of one of
-    /// 10 concepts, appended in two manifests (two commits).
+    /// 10 concepts, appended in two manifests (two commits). No ANN graphs.
     pub fn new() -> Hub {
+        Hub::build(false)
+    }
+
+    /// The same hub whose first segment has an ANN graph (`append --graph-min-entries 2`) and
+    /// whose second has none (`--no-graph`), so that hnsw mode both walks a graph and scans.
+    pub fn with_graph() -> Hub {
+        Hub::build(true)
+    }
+
+    fn build(graph: bool) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let mut rng = Rng::new(7);
@@ -314,7 +330,15 @@ impl Hub {
         for (i, text) in manifests.iter().enumerate() {
             let path = d.join(format!("models{i}.toml"));
             fs::write(&path, text).unwrap();
-            tool_ok(&["append", s(&index), "--manifest", s(&path)]);
+            let mut args = vec!["append", s(&index), "--manifest", s(&path)];
+            if graph {
+                args.extend(if i == 0 {
+                    &["--graph-min-entries", "2"][..]
+                } else {
+                    &["--no-graph"][..]
+                });
+            }
+            tool_ok(&args);
         }
         let mut query = rng.vec(PROBES);
         for p in (0..PROBES).filter(|p| p % 10 == 3) {
@@ -354,6 +378,10 @@ pub struct Search {
     pub per_model: bool,
     /// "topk", "full" or "model".
     pub metric: &'static str,
+    /// "auto", "exact" or "hnsw".
+    pub mode: &'static str,
+    /// Candidates per graph in hnsw mode; 0 for the default.
+    pub candidates: u32,
 }
 
 impl Search {
@@ -366,6 +394,8 @@ impl Search {
             exclude_same_model: false,
             per_model: false,
             metric: "topk",
+            mode: "auto",
+            candidates: 0,
         }
     }
 
@@ -376,6 +406,11 @@ impl Search {
             "model" => 2,
             m => panic!("metric {m}"),
         }
+    }
+
+    /// PROBELOG_MODE_* of `mode` (also of a report's resolved "mode").
+    pub fn mode_code(&self) -> u32 {
+        mode_code(self.mode)
     }
 
     /// The CLI's `--json` report of this search on `hub`.
@@ -398,6 +433,10 @@ impl Search {
             args.push("--per-model".into());
         }
         args.extend(["--metric".into(), self.metric.into()]);
+        args.extend(["--mode".into(), self.mode.into()]);
+        if self.candidates != 0 {
+            args.extend(["--candidates".into(), self.candidates.to_string()]);
+        }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         tool_json(&refs)
     }
@@ -463,6 +502,82 @@ pub fn searches() -> Vec<Search> {
         ..Search::new("text")
     });
     v
+}
+
+/// PROBELOG_MODE_AUTO, _EXACT or _HNSW of a mode's name.
+pub fn mode_code(mode: &str) -> u32 {
+    match mode {
+        "auto" => 0,
+        "exact" => 1,
+        "hnsw" => 2,
+        m => panic!("mode {m}"),
+    }
+}
+
+/// Searches in each mode for [`Hub::with_graph`]: hnsw with few candidates (so that the graph
+/// matters) over every query kind and option, the default candidates, and exact and auto with
+/// candidates that they ignore. On a hub this small, auto resolves to exact.
+pub fn mode_searches() -> Vec<Search> {
+    let hnsw = |kind, candidates| Search {
+        mode: "hnsw",
+        candidates,
+        ..Search::new(kind)
+    };
+    vec![
+        Search {
+            top: 5,
+            ..hnsw("vector", 3)
+        },
+        Search {
+            top: 6,
+            k: 4,
+            per_model: true,
+            ..hnsw("vector", 2)
+        },
+        Search {
+            entry: 5,
+            top: 7,
+            k: 8,
+            exclude_same_model: true,
+            ..hnsw("entry", 4)
+        },
+        Search {
+            entry: 3,
+            top: 4,
+            per_model: true,
+            ..hnsw("entry", 1)
+        },
+        Search {
+            entry: 40,
+            top: 1000,
+            ..hnsw("entry", 1)
+        },
+        // The default candidates (200): every node of the small graph.
+        Search {
+            entry: 0,
+            ..hnsw("entry", 0)
+        },
+        Search {
+            top: 4,
+            ..hnsw("text", 3)
+        },
+        Search {
+            top: 5,
+            mode: "exact",
+            ..hnsw("vector", 3)
+        },
+        Search {
+            top: 5,
+            mode: "auto",
+            ..hnsw("vector", 3)
+        },
+        Search {
+            top: 3,
+            metric: "model",
+            mode: "auto",
+            ..Search::new("text")
+        },
+    ]
 }
 
 /// One result row of a CLI report: (rank, entry or -1, model id, model, logit or -1, label,
