@@ -48,6 +48,8 @@ enum Command {
     Probes(cmd::probes::Args),
     /// Build a synthetic model zoo into a new index and run an example search.
     Demo(cmd::demo::Args),
+    /// Measure retrieval accuracy of a labelled index: queries from held-out models, or text.
+    Eval(Box<cmd::eval::Args>),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::export::run(args),
         Command::Probes(args) => cmd::probes::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Eval(args) => cmd::eval::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

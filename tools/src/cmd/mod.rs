@@ -11,6 +11,7 @@ pub mod append;
 pub mod compact;
 pub mod create;
 pub mod demo;
+pub mod eval;
 pub mod export;
 pub mod info;
 pub mod probes;
