@@ -1,6 +1,6 @@
 """Write the probe images (PNG) for `probelog-tool probes build`.
 
-  make_probes.py --data D --out DIR --kind near|far [--count 2000] [--seed 7]
+  make_probes.py --data D --out DIR --kind near|far|leaves [--count 2000] [--seed 7]
 
 Neither kind is drawn from the classifiers' training distribution:
 - near: emoji in the styles the classifiers never saw (openmoji, noto-v1, emojione-v1), every
@@ -8,6 +8,8 @@ Neither kind is drawn from the classifiers' training distribution:
   the analogue of the paper's in-distribution (ImageNet) probes.
 - far: monochrome and flat icons (mdi, game-icons, flat-color-icons), one to three per image,
   tinted in random colours over random backgrounds; no emoji at all (the analogue of COCO).
+- leaves: the dead-leaves model (the paper's coarsest probe distribution): discs of random
+  colours with power-law radii, stacked until they cover the image. No data at all.
 """
 
 import argparse
@@ -66,18 +68,36 @@ def far(args, gen, rng):
     return common.jitter(canvas, gen), names
 
 
+def leaves(args, gen, rng):
+    n, layers = args.count, 60
+    yy, xx = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="ij")
+    canvas = torch.rand(n, 3, 1, 1, generator=gen).expand(n, 3, SIZE, SIZE).clone()
+    for _ in range(layers):
+        cx = torch.rand(n, 1, 1, generator=gen) * SIZE
+        cy = torch.rand(n, 1, 1, generator=gen) * SIZE
+        # Radii with density ~ 1/r^3 between 1.5 and 16 px.
+        u = torch.rand(n, 1, 1, generator=gen)
+        rmin, rmax = 1.5, 16.0
+        r = 1 / torch.sqrt(u / rmax**2 + (1 - u) / rmin**2)
+        disc = (((xx - cx) ** 2 + (yy - cy) ** 2) <= r**2).unsqueeze(1)
+        colour = torch.rand(n, 3, 1, 1, generator=gen)
+        # Each disc hides what lies under it: the occlusion of the dead-leaves model.
+        canvas = torch.where(disc, colour.expand(n, 3, SIZE, SIZE), canvas)
+    return common.jitter(canvas, gen, strength=0.5), [f"{i:05d}-leaves" for i in range(n)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--kind", choices=["near", "far"], required=True)
+    ap.add_argument("--kind", choices=["near", "far", "leaves"], required=True)
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    x, names = (near if args.kind == "near" else far)(args, gen, rng)
+    x, names = {"near": near, "far": far, "leaves": leaves}[args.kind](args, gen, rng)
     save(x, names, args.out)
 
 

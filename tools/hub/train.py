@@ -243,11 +243,25 @@ def manifest(args):
     json.dump(summary, open(f"{args.out}/hub.json", "w"), indent=1)
     accs = np.array([h["train_styles_acc"] for h in hub])
     held = np.array([h["heldout_styles_acc"] for h in hub])
-    print(
-        f"manifest: {len(hub)} models; accuracy on training styles mean {accs.mean():.3f} "
-        f"(min {accs.min():.3f}), on held-out styles mean {np.nanmean(held):.3f}",
-        file=sys.stderr,
-    )
+    lines = [
+        f"{len(hub)} models ({sum(h['split'] == 'query' for h in hub)} query, "
+        f"{sum(h['split'] == 'gallery' for h in hub)} gallery), {len(p['hub_concepts'])} concepts, "
+        f"{sum(h['classes'] for h in hub)} logits; classes per model "
+        f"{min(h['classes'] for h in hub)}-{max(h['classes'] for h in hub)}",
+        f"accuracy on fresh views of the training styles: mean {accs.mean():.3f}, min {accs.min():.3f}; "
+        f"on the held-out styles: mean {held.mean():.3f}",
+        "arch    models  params (median)  training-style acc  held-out-style acc",
+    ]
+    for arch in sorted({h["spec"]["arch"] for h in hub}):
+        hs = [h for h in hub if h["spec"]["arch"] == arch]
+        lines.append(
+            f"{arch:7s} {len(hs):6d}  {int(np.median([h['params'] for h in hs])):15d}  "
+            f"{np.mean([h['train_styles_acc'] for h in hs]):18.3f}  "
+            f"{np.mean([h['heldout_styles_acc'] for h in hs]):18.3f}"
+        )
+    with open(f"{args.out}/summary.txt", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def main():

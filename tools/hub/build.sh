@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds the real-model evaluation hub from registry material only, indexes it through
+# probelog-tool (libtorch), and evaluates it. One command; every step is skipped when its output
+# exists, so an interrupted run resumes (delete a step's output to redo it).
+#
+#   tools/hub/build.sh            # everything: data, 180 classifiers, text tower, indexes, eval
+#   JOBS=1 tools/hub/build.sh     # one training process instead of two
+#
+# Work goes to .hub-work/ at the repository root (git-ignored, about 1.5 GB with node_modules);
+# the measured tables, reports and plots go to .hub-work/results/ and are copied into
+# tools/hub/results/ (kept in the repository for the README).
+#
+# Steps:
+#  1. npm ci of tools/hub/package.json (+ lock): emoji-datasource PNGs, iconify emoji and icon sets
+#  2. render.py: every emoji concept in 11 styles, and the icon sets, as 48 px RGBA arrays
+#  3. train.py: plan 180 models (5-20 of 300 concepts each, 5 architecture families, widths,
+#     depths, seeds, 45 of them queries), render the shared training views (8 styles; 3 styles
+#     are held out), train and export each to TorchScript, write the manifests
+#  4. make_probes.py: 2,000 "near" probes (held-out emoji styles) and 2,000 "far" probes (icons)
+#  5. probelog-tool (release, feature torch): probes build, create, append --manifest (the
+#     classifiers run through libtorch), for both probe sets
+#  6. text_tower.py: a small image tower aligned to MiniLM, evaluated concepts held out;
+#     probes embed
+#  7. collaborative-probing indexes: the gallery models appended with --probe-fraction F (eval
+#     searches them with the fully probed query models of the near index)
+#  8. probelog-tool eval on each index, and plot.py
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+W=${HUB_WORK:-$ROOT/.hub-work}
+PY=$ROOT/.venv-py/bin/python
+JOBS=${JOBS:-2}
+MODELS=${HUB_MODELS:-180}
+QUERIES=${HUB_QUERIES:-45}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+TOOL=$CARGO_TARGET_DIR/release/probelog-tool
+mkdir -p "$W" "$W/results"
+TIMES=$W/results/timings.txt
+start_all=$(date +%s)
+
+step() { # step NAME: prints and records the time of the previous step
+    local now; now=$(date +%s)
+    if [[ -n "${STEP:-}" ]]; then echo "$STEP $((now - STEP_START)) s" >> "$TIMES"; fi
+    STEP=$1; STEP_START=$now
+    echo "== hub: $1" >&2
+}
+: > "$TIMES"
+
+step python
+./tools/setup-python.sh
+./tools/setup-libtorch.sh
+
+step npm
+if [[ ! -d $W/npm/node_modules ]]; then
+    mkdir -p "$W/npm"
+    cp tools/hub/package.json tools/hub/package-lock.json "$W/npm/"
+    (cd "$W/npm" && npm ci --no-audit --no-fund --ignore-scripts)
+fi
+
+step render
+[[ -f $W/data/icons.npz ]] || nice "$PY" tools/hub/render.py --npm "$W/npm/node_modules" --out "$W/data" --jobs "$JOBS"
+
+step train
+H=$W/hub
+cd tools/hub
+[[ -f $H/plan.json ]] || "$PY" train.py plan --data "$W/data" --out "$H" --models "$MODELS" --queries "$QUERIES"
+[[ -f $H/views.npz ]] || nice "$PY" train.py views --data "$W/data" --out "$H"
+per=$(( (MODELS + JOBS - 1) / JOBS ))
+pids=()
+for ((j = 0; j < JOBS; j++)); do
+    first=$((j * per)); last=$(( (j + 1) * per - 1 ))
+    nice "$PY" train.py train --out "$H" --first $first --last $last > "$H/train-$first.log" 2>&1 &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+"$PY" train.py manifest --out "$H"
+
+step probes
+for kind in near far; do
+    [[ -d $W/probes-$kind ]] || nice "$PY" make_probes.py --data "$W/data" --out "$W/probes-$kind" --kind $kind
+done
+cd "$ROOT"
+
+step tool
+nice cargo build --release -p probelog-tool --features torch --locked
+
+step index
+for kind in near far; do
+    I=$W/hub-$kind.plog
+    [[ -f $W/$kind.pset ]] || "$TOOL" probes build --images "$W/probes-$kind" --out "$W/$kind.pset" --size 32
+    if [[ ! -f $I ]]; then
+        "$TOOL" create "$I.tmp" --probes "$W/$kind.pset"
+        "$TOOL" append "$I.tmp" --manifest "$H/models.toml" --probes "$W/$kind.pset" --device cpu
+        mv "$I.tmp" "$I"
+    fi
+done
+
+step text-tower
+T=$W/tower
+[[ -f $T/clip_text.pt ]] || (cd tools/hub && nice "$PY" text_tower.py --data "$W/data" --hub "$H" --out "$T" --threads "$JOBS")
+for kind in near far; do
+    "$TOOL" probes embed "$W/hub-$kind.plog" --clip-image "$T/clip_image.pt" --probes "$W/$kind.pset" --device cpu
+done
+
+step collab
+FRACTIONS=${HUB_FRACTIONS:-"0.1 0.2 0.33 0.5"}
+for f in $FRACTIONS; do
+    I=$W/collab-near-$f.plog
+    if [[ ! -f $I ]]; then
+        "$TOOL" create "$I.tmp" --probes "$W/near.pset"
+        "$TOOL" append "$I.tmp" --manifest "$H/gallery.toml" --probes "$W/near.pset" --device cpu \
+            --probe-fraction "$f" --seed 1
+        mv "$I.tmp" "$I"
+    fi
+done
+
+step eval
+R=$W/results
+text=(--text-concepts "$T/text_eval_concepts.txt" --clip-text "$T/clip_text.pt"
+      --tokenizer "$T/tokenizer.json" --context-length 32 --device cpu)
+collab=()
+for f in $FRACTIONS; do collab+=(--collab "$f=$W/collab-near-$f.plog"); done
+CANDIDATE=${HUB_CANDIDATE:-topk+all:1}
+for kind in near far; do
+    extra=()
+    [[ $kind == near ]] && extra=("${collab[@]}")
+    nice "$TOOL" eval "$W/hub-$kind.plog" --ablations --k-sweep --probe-curve --variants \
+        --candidate "$CANDIDATE" --raw-manifest "$H/models.toml" --probes "$W/$kind.pset" \
+        "${text[@]}" "${extra[@]}" --report "$R/eval-$kind.json" | tee "$R/eval-$kind.txt"
+done
+
+step plot
+cp "$H/summary.txt" "$R/hub-summary.txt"
+cp "$T/tower.json" "$R/text-tower.json"
+"$PY" tools/hub/plot.py --results "$R"
+# The small results are kept in the repository (README figures): tables, reports, plots.
+mkdir -p tools/hub/results
+cp "$R"/eval-*.txt "$R"/eval-*.json "$R"/*.png "$R/hub-summary.txt" "$R/text-tower.json" tools/hub/results/
+step done
+echo "total $(( $(date +%s) - start_all )) s" >> "$TIMES"
+cat "$TIMES" >&2
