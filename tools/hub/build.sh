@@ -16,9 +16,10 @@
 #  3. train.py: plan 180 models (5-20 of 300 concepts each, 5 architecture families, widths,
 #     depths, seeds, 45 of them queries), render the shared training views (8 styles; 3 styles
 #     are held out), train and export each to TorchScript, write the manifests
-#  4. make_probes.py: 2,000 "near" probes (held-out emoji styles) and 2,000 "far" probes (icons)
+#  4. make_probes.py: three probe sets of 2,000 images, none from the training distribution:
+#     "near" (held-out emoji styles), "far" (icons), "leaves" (dead-leaves discs)
 #  5. probelog-tool (release, feature torch): probes build, create, append --manifest (the
-#     classifiers run through libtorch), for both probe sets
+#     classifiers run through libtorch), for each probe set: three hubs
 #  6. text_tower.py: a small image tower aligned to MiniLM, evaluated concepts held out;
 #     probes embed
 #  7. collaborative-probing indexes: the gallery models appended with --probe-fraction F (eval
@@ -75,8 +76,9 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 "$PY" train.py manifest --out "$H"
 
+KINDS="near far leaves"
 step probes
-for kind in near far; do
+for kind in $KINDS; do
     [[ -d $W/probes-$kind ]] || nice "$PY" make_probes.py --data "$W/data" --out "$W/probes-$kind" --kind $kind
 done
 cd "$ROOT"
@@ -85,7 +87,7 @@ step tool
 nice cargo build --release -p probelog-tool --features torch --locked
 
 step index
-for kind in near far; do
+for kind in $KINDS; do
     I=$W/hub-$kind.plog
     [[ -f $W/$kind.pset ]] || "$TOOL" probes build --images "$W/probes-$kind" --out "$W/$kind.pset" --size 32
     if [[ ! -f $I ]]; then
@@ -98,7 +100,7 @@ done
 step text-tower
 T=$W/tower
 [[ -f $T/clip_text.pt ]] || (cd tools/hub && nice "$PY" text_tower.py --data "$W/data" --hub "$H" --out "$T" --threads "$JOBS")
-for kind in near far; do
+for kind in $KINDS; do
     "$TOOL" probes embed "$W/hub-$kind.plog" --clip-image "$T/clip_image.pt" --probes "$W/$kind.pset" --device cpu
 done
 
@@ -120,13 +122,25 @@ text=(--text-concepts "$T/text_eval_concepts.txt" --clip-text "$T/clip_text.pt"
       --tokenizer "$T/tokenizer.json" --context-length 32 --device cpu)
 collab=()
 for f in $FRACTIONS; do collab+=(--collab "$f=$W/collab-near-$f.plog"); done
-CANDIDATE=${HUB_CANDIDATE:-topk+all:1}
-for kind in near far; do
+# The default discrepancy proposed by this measurement (README), and its neighbours in k and m.
+CANDIDATE=${HUB_CANDIDATE:-calibrated:union@64}
+sensitivity=()
+for v in union@64 calibrated:topk@64 calibrated:union@32 calibrated:union@128 \
+         calibrated/5:union@64 calibrated/20:union@64 topk@64 topk@128; do
+    sensitivity+=(--variant "$v")
+done
+for kind in $KINDS; do
     extra=()
-    [[ $kind == near ]] && extra=("${collab[@]}")
+    # The raw logits (no-normalization ablation) and collaborative probing: near hub only.
+    [[ $kind == near ]] && extra=(--raw-manifest "$H/models.toml" --probes "$W/$kind.pset" "${collab[@]}")
     nice "$TOOL" eval "$W/hub-$kind.plog" --ablations --k-sweep --probe-curve --variants \
-        --candidate "$CANDIDATE" --raw-manifest "$H/models.toml" --probes "$W/$kind.pset" \
-        "${text[@]}" "${extra[@]}" --report "$R/eval-$kind.json" | tee "$R/eval-$kind.txt"
+        --candidate "$CANDIDATE" "${sensitivity[@]}" "${text[@]}" "${extra[@]}" \
+        --report "$R/eval-$kind.json" > "$R/eval-$kind.txt"
+    # Hubs of one architecture family (similar models), cut from the same index.
+    for arch in cnn resnet dwnet mlp vit; do
+        echo "== --restrict arch=$arch"
+        nice "$TOOL" eval "$W/hub-$kind.plog" --restrict arch=$arch --candidate "$CANDIDATE"
+    done > "$R/families-$kind.txt"
 done
 
 step plot
@@ -135,7 +149,8 @@ cp "$T/tower.json" "$R/text-tower.json"
 "$PY" tools/hub/plot.py --results "$R"
 # The small results are kept in the repository (README figures): tables, reports, plots.
 mkdir -p tools/hub/results
-cp "$R"/eval-*.txt "$R"/eval-*.json "$R"/*.png "$R/hub-summary.txt" "$R/text-tower.json" tools/hub/results/
+cp "$R"/eval-*.txt "$R"/eval-*.json "$R"/families-*.txt "$R"/*.png "$R/hub-summary.txt" \
+   "$R/text-tower.json" "$TIMES" tools/hub/results/
 step done
 echo "total $(( $(date +%s) - start_all )) s" >> "$TIMES"
 cat "$TIMES" >&2

@@ -18,7 +18,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-HUBS = [("near", "near probes (held-out emoji styles)"), ("far", "far probes (icons)")]
+HUBS = [("near", "near probes (held-out emoji styles)"), ("far", "far probes (icons)"),
+        ("leaves", "dead-leaves probes")]
+STYLES = {"near": "-", "far": ":", "leaves": "--"}
 COLORS = {"logit->logit": "C0", "text->logit": "C2"}
 
 
@@ -34,8 +36,8 @@ def load(results):
 def accuracy_vs_k(reports, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, metric in zip(axes, ["top1", "top5"]):
-        for (kind, title), style in zip(HUBS, ["-", ":"]):
-            r = reports.get(kind)
+        for kind, _ in HUBS:
+            r, style = reports.get(kind), STYLES[kind]
             if not r:
                 continue
             for setting in ["logit->logit", "text->logit"]:
@@ -62,8 +64,8 @@ def accuracy_vs_k(reports, path):
 def accuracy_vs_probes(reports, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, metric in zip(axes, ["top1", "top5"]):
-        for (kind, _), style in zip(HUBS, ["-", ":"]):
-            r = reports.get(kind)
+        for kind, _ in HUBS:
+            r, style = reports.get(kind), STYLES[kind]
             if not r:
                 continue
             lines = [l for l in r["probe_curve"] if l["setting"] == "logit->logit"]

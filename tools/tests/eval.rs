@@ -51,8 +51,9 @@ fn make_hub(dir: &Path) {
         let labels: String = concepts.iter().map(|c| format!("concept {c}\n")).collect();
         fs::write(dir.join(format!("{name}.txt")), labels).unwrap();
         let split = if m < 6 { "query" } else { "gallery" };
+        let arch = if m % 2 == 0 { "a" } else { "b" };
         let table = format!(
-            "[[model]]\nlogits = \"{name}.npy\"\nlabels = \"{name}.txt\"\nmeta = {{ split = \"{split}\" }}\n\n"
+            "[[model]]\nlogits = \"{name}.npy\"\nlabels = \"{name}.txt\"\nmeta = {{ split = \"{split}\", arch = \"{arch}\" }}\n\n"
         );
         manifest.push_str(&table);
         if m >= 6 {
@@ -188,6 +189,10 @@ fn eval_measures_a_hub_whose_answers_are_known() {
         .map(|l| l["x"].as_f64().unwrap())
         .collect();
     assert_eq!(counts, [60.0, 120.0, P as f64]);
+    // The candidate is a line of the table and one of the variants.
+    let c = find(&r["table"], "logit->logit", "candidate topk+all:1");
+    assert!(c["top1"].as_f64().unwrap() >= 0.8, "{c}");
+    find(&r["variants"], "logit->logit", "topk+all:1:");
     let v = find(&r["variants"], "logit->logit", "topk:");
     assert_eq!(v["vs_topk"]["top1"], 0.0);
     assert!(
@@ -270,7 +275,7 @@ fn collaborative_indexes_are_compared_with_a_fixed_subset() {
 }
 
 #[test]
-fn eval_refuses_what_it_cannot_measure() {
+fn eval_restricts_to_a_family_and_refuses_what_it_cannot_measure() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path());
     // No model has split=other: no queries.
@@ -292,6 +297,13 @@ fn eval_refuses_what_it_cannot_measure() {
         s(&bad),
     ]);
     assert!(e.contains("expected [17, 16]"), "{e}");
+    let r = ok_json(&["eval", &index, "--restrict", "arch=a"]);
+    assert_eq!(
+        (r["query_models"].as_u64(), r["gallery_models"].as_u64()),
+        (Some(3), Some(9))
+    );
+    let e = fails(&["eval", &index, "--restrict", "arch=none"]);
+    assert!(e.contains("no split"), "{e}");
     let e = fails(&["eval", &index, "--candidate", "nonsense"]);
     assert!(e.contains("--candidate"), "{e}");
     // An index without labels.

@@ -51,6 +51,10 @@ pub struct Args {
     /// Models whose metadata holds KEY=VALUE are the queries; the others are the gallery.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value, default_value = "split=query")]
     pub query_models: (String, String),
+    /// Evaluate only the models whose metadata holds KEY=VALUE (e.g. arch=cnn: a hub of one
+    /// architecture family); the others are ignored.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub restrict: Option<(String, String)>,
     /// k of the top-k discrepancy and of the variants built on it [default: the library's].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub k: Option<u32>,
@@ -168,7 +172,11 @@ struct Hub {
     gallery_names: std::collections::HashSet<String>,
 }
 
-fn load_hub(index: &Index, split: &(String, String)) -> Result<Hub> {
+fn load_hub(
+    index: &Index,
+    split: &(String, String),
+    restrict: Option<&(String, String)>,
+) -> Result<Hub> {
     let raw = index.raw();
     let p = raw.num_probes();
     let mut all = Rows {
@@ -184,10 +192,12 @@ fn load_hub(index: &Index, split: &(String, String)) -> Result<Hub> {
     let mut gallery_names = std::collections::HashSet::new();
     for m in 0..raw.model_count() {
         let info = raw.model(m).plain()?;
-        let query = info
-            .meta
-            .iter()
-            .any(|(k, v)| (k, v) == (&split.0, &split.1));
+        let has =
+            |(key, value): &(String, String)| info.meta.iter().any(|(k, v)| k == key && v == value);
+        if restrict.is_some_and(|r| !has(r)) {
+            continue;
+        }
+        let query = has(split);
         if query {
             query_models += 1;
         } else {
@@ -313,20 +323,31 @@ struct Chance {
 
 pub fn run(args: Args) -> Result<()> {
     let index = open_index(&args.index)?;
-    let hub =
-        load_hub(&index, &args.query_models).with_context(|| args.index.display().to_string())?;
+    let hub = load_hub(&index, &args.query_models, args.restrict.as_ref())
+        .with_context(|| args.index.display().to_string())?;
     let p = hub.all.probes;
     let k = args.k.map_or(DEFAULT_K, |k| k as usize).min(p);
     let candidate = args
         .candidate
         .as_deref()
-        .map(|name| parse_variant(name, k).context("--candidate"))
+        .map(|name| -> Result<(String, Discrepancy)> {
+            Ok((
+                name.to_string(),
+                parse_variant(name, k).context("--candidate")?,
+            ))
+        })
         .transpose()?;
-    let extra: Vec<(String, Discrepancy)> = args
+    let mut extra: Vec<(String, Discrepancy)> = args
         .variant
         .iter()
         .map(|name| Ok((name.clone(), parse_variant(name, k).context("--variant")?)))
         .collect::<Result<_>>()?;
+    // The candidate is always among the variants compared.
+    if let Some(c) = &candidate
+        && !variant_list(k).iter().chain(&extra).any(|(_, d)| *d == c.1)
+    {
+        extra.push(c.clone());
+    }
 
     let mut logit = Setting {
         name: "logit->logit".into(),
@@ -399,6 +420,12 @@ pub fn run(args: Args) -> Result<()> {
         ));
         let model = retrieve_models(&s.queries, &s.gallery);
         report.table.push(line(s, "model-level", &model, None));
+        if let Some((name, c)) = &candidate {
+            let method = format!("candidate {name}: {}", c.name());
+            report
+                .table
+                .push(line(s, &method, &measure_kind(s, c), None));
+        }
     }
     if args.ablations {
         for s in &settings {
@@ -438,7 +465,7 @@ pub fn run(args: Args) -> Result<()> {
                 s,
                 &counts,
                 k,
-                candidate.as_ref(),
+                candidate.as_ref().map(|c| &c.1),
                 args.subset_seeds,
                 args.seed,
             ));
@@ -458,7 +485,7 @@ pub fn run(args: Args) -> Result<()> {
             *fraction,
             path,
             k,
-            candidate.as_ref(),
+            candidate.as_ref().map(|c| &c.1),
             args.subset_seeds,
             args.seed,
         )?);
