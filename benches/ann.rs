@@ -14,13 +14,15 @@
 
 #[path = "ann_pca.rs"]
 mod pca;
+#[path = "ann_sketch.rs"]
+mod sketch;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pca::{FitOptions, Projection};
-use probelog::ann::Sketch;
+use sketch::{Sketch, SketchL2, dot};
 use probelog::search::ScanPlan;
 use probelog::synth::{SynthConfig, SynthGenerator};
 use probelog::{
@@ -54,6 +56,18 @@ fn synth_config(probes: usize, entries: usize) -> SynthConfig {
         seed: 7,
         latent_firing: flag("--latent-firing"),
         ..Default::default()
+    }
+}
+
+/// Graph options: the defaults, changed by `--keep`, `--seeds`, `--degree`, `--ef-construction`.
+fn ann_options() -> AnnOptions {
+    let d = AnnOptions::default();
+    AnnOptions {
+        keep: arg("--keep", d.keep),
+        seeds: arg("--seeds", d.seeds),
+        max_degree: arg("--degree", d.max_degree),
+        ef_construction: arg("--ef-construction", d.ef_construction),
+        ..d
     }
 }
 
@@ -178,13 +192,21 @@ fn vectors() {
         flag("--latent-firing")
     );
     println!("representation           build   recall@10 within the first C, C = {cs:?}");
-    let reps: [(&str, usize, usize); 6] = [
+    let mut fill = |p: usize, out: &mut [f32]| {
+        rows.read_row(p, 0..n, out);
+        Ok(())
+    };
+    let t = Instant::now();
+    let (lists, _) = probelog::ann::top_lists_and_seeds(probes, n, 64, 1, &mut fill).unwrap();
+    let lists_s = t.elapsed().as_secs_f64();
+    let reps: [(&str, usize, usize); 7] = [
         ("pca-l2", 32, 0),
         ("pca-l2", 64, 0),
-        ("sketch-ip", 64, 32),
         ("sketch-ip", 128, 32),
         ("sketch-ip", 128, 64),
         ("sketch-l2", 128, 32),
+        ("lists", 0, 32),
+        ("lists", 0, 64),
     ];
     for (rep, dims, keep) in reps {
         let t = Instant::now();
@@ -195,15 +217,13 @@ fn vectors() {
             };
             let proj = Projection::fit(&rows, probes, &fit);
             (proj.project_rows(&rows), Some(proj), None)
+        } else if rep.starts_with("sketch") {
+            let s = Sketch::new(probes, dims, 0x5eed);
+            (s.of_lists(&lists, 64, keep), None, Some(s))
         } else {
-            let s = Sketch::new(probes, dims, keep, 0x5eed);
-            let mut fill = |p: usize, out: &mut [f32]| {
-                rows.read_row(p, 0..n, out);
-                Ok(())
-            };
-            (s.sketch_rows(n, &mut fill).unwrap(), None, Some(s))
+            (Vec::new(), None, None)
         };
-        let build_s = t.elapsed().as_secs_f64();
+        let build_s = t.elapsed().as_secs_f64() + if sketch.is_some() || proj.is_none() { lists_s } else { 0.0 };
         let mut recall = vec![0f64; cs.len()];
         for (qi, &e) in qs.iter().enumerate() {
             let q = index.descriptor(e).unwrap();
@@ -211,11 +231,16 @@ fn vectors() {
             let qu: Vec<f32> = match (&proj, &sketch) {
                 (Some(p), _) => p.project(&q),
                 (_, Some(s)) => s.query_vector(&q, &kp),
-                _ => unreachable!(),
+                _ => Vec::new(),
             };
+            let vals: Vec<f32> = kp.iter().map(|&p| q[p as usize]).collect();
+            let lq = probelog::ann::ListQuery::new(probes, &kp, &vals);
             let mut scored: Vec<(f32, usize)> = (0..n)
                 .filter(|&x| entry_model[x] != entry_model[e as usize])
                 .map(|x| {
+                    if rep == "lists" {
+                        return (lq.score(&lists[x * 64..x * 64 + keep]), x);
+                    }
                     let ux = &u[x * dims..(x + 1) * dims];
                     let s = if rep.ends_with("ip") {
                         -ux.iter().zip(&qu).map(|(a, b)| a * b).sum::<f32>()
@@ -275,7 +300,7 @@ fn scale() {
             entries,
             chunk,
             Dtype::F16,
-            AnnOptions::default(),
+            ann_options(),
         );
         println!(
             "build: {:.1} s for {} appends (each builds its segment's graph; slowest append {:.1} s)",
@@ -413,31 +438,35 @@ fn scale() {
     }
 }
 
-/// Writes what `benches/faiss_compare.py` needs: the sketches of every entry (the compact
-/// vectors of the graphs), each query's sketch and top-k probes, the descriptors (f16, entry-major)
+/// Writes what `benches/faiss_compare.py` needs: a dense sketch of every entry's top list, each
+/// query's sketch and top-k probes, the descriptors (f16, entry-major)
 /// and the exact answers.
 fn export_for_faiss(index: &Index, qs: &[u64], truths: &[Vec<Option<u64>>], out: &Path) {
     std::fs::create_dir_all(out).unwrap();
     let n = index.entry_count() as usize;
     let p = index.num_probes();
+    // The dense compact vector FAISS needs: a 128-d random sketch of each entry's top list (the
+    // lists stored in the graphs, or computed the same way for a segment without one).
+    let dims = 128;
+    let sketch = Sketch::new(p, dims, 0x5eed);
+    let keep = AnnOptions::default().keep;
     let mut sketches: Vec<f32> = Vec::new();
-    let mut dims = 0;
-    let mut sketch = None;
     for s in 0..index.segment_count() as usize {
-        if let Some(g) = index.segment_graph(s).unwrap() {
-            dims = g.dims();
-            sketches.extend_from_slice(g.vectors());
-            sketch.get_or_insert_with(|| g.sketch());
-        } else if let Some(rows) = index.segment_rows(s).unwrap() {
-            let sk = sketch
-                .clone()
-                .expect("the first segment with entries has a graph");
-            let mut fill = |pr: usize, o: &mut [f32]| {
-                rows.read_row(pr, 0..rows.entries(), o);
-                Ok(())
-            };
-            sketches.extend(sk.sketch_rows(rows.entries(), &mut fill).unwrap());
-        }
+        let Some(rows) = index.segment_rows(s).unwrap() else {
+            continue;
+        };
+        let lists = match index.segment_graph(s).unwrap() {
+            Some(g) => (0..g.nodes()).flat_map(|v| g.list(v).iter().copied()).collect(),
+            None => {
+                let mut fill = |pr: usize, o: &mut [f32]| {
+                    rows.read_row(pr, 0..rows.entries(), o);
+                    Ok(())
+                };
+                probelog::ann::top_lists_and_seeds(p, rows.entries(), keep, 1, &mut fill).unwrap().0
+            }
+        };
+        let k = lists.len() / rows.entries();
+        sketches.extend(sketch.of_lists(&lists, k, k));
     }
     assert_eq!(sketches.len(), n * dims, "every entry sketched");
     let write = |name: &str, bytes: &[u8]| {
@@ -454,11 +483,7 @@ fn export_for_faiss(index: &Index, qs: &[u64], truths: &[Vec<Option<u64>>], out:
     for &e in qs {
         let q = index.descriptor(e).unwrap();
         let plan = ScanPlan::new(&q, DEFAULT_K, Metric::TopK);
-        // Every graph of an index shares the seeded sketch matrix, so one query vector serves all.
-        let g = (0..index.segment_count() as usize)
-            .find_map(|s| index.segment_graph(s).unwrap())
-            .unwrap();
-        qvec.extend(plan.sketch_query(&g));
+        qvec.extend(sketch.query_vector(&q, plan.probes()));
         qprobes.extend_from_slice(plan.probes());
         qvals.extend(plan.probes().iter().map(|&pr| q[pr as usize]));
         let m = index.model(index.model_of_entry(e).unwrap()).unwrap();
@@ -506,6 +531,175 @@ fn export_for_faiss(index: &Index, qs: &[u64], truths: &[Vec<Option<u64>>], out:
     println!("exported to {}", out.display());
 }
 
+// ---- graphs ---------------------------------------------------------------------------------
+
+/// The largest segment of an index: its number, its rows, and the id of its first entry.
+fn largest_segment(index: &Index) -> (usize, probelog::reader::DescriptorRows<'_>, u64) {
+    let mut best = (0, None, 0u64);
+    let mut first = 0u64;
+    for s in 0..index.segment_count() as usize {
+        if let Some(rows) = index.segment_rows(s).unwrap() {
+            let n = rows.entries() as u64;
+            if best.1.as_ref().is_none_or(|b: &probelog::reader::DescriptorRows<'_>| b.entries() < rows.entries()) {
+                best = (s, Some(rows), first);
+            }
+            first += n;
+        }
+    }
+    (best.0, best.1.expect("a segment with entries"), best.2)
+}
+
+/// A section's bytes in 8-byte aligned memory, as the file's mapping gives them.
+fn aligned(bytes: Vec<u8>) -> (Vec<u64>, usize) {
+    let mut w = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut w)[..bytes.len()].copy_from_slice(&bytes);
+    (w, bytes.len())
+}
+
+fn graphs() {
+    use hnsw_rs::hnsw::Hnsw;
+    use probelog::ann::{GraphParts, GraphView, ListQuery, build_graph, graph_of, top_lists_and_seeds};
+    let entries: usize = arg("--entries", 100_000);
+    let probes: usize = arg("--probes", 1000);
+    let queries: usize = arg("--queries", 100);
+    let candidates: Vec<usize> = arg("--candidates", "100,200,400".to_string())
+        .split(',')
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let dir = tempfile::tempdir_in(arg("--tmp", std::env::temp_dir())).unwrap();
+    let path = match std::env::args().position(|a| a == "--index") {
+        Some(i) => PathBuf::from(std::env::args().nth(i + 1).unwrap()),
+        None => {
+            let path = dir.path().join("graphs.plog");
+            build(&path, probes, entries, usize::MAX, Dtype::F16, AnnOptions::disabled());
+            path
+        }
+    };
+    let index = Index::open(&path).unwrap();
+    let probes = index.num_probes();
+    let (_, rows, first) = largest_segment(&index);
+    let n = rows.entries();
+    let opts = ann_options();
+    let mut fill = |p: usize, out: &mut [f32]| {
+        rows.read_row(p, 0..n, out);
+        Ok(())
+    };
+    println!("== ann graphs: {n} entries x {probes} probes; lists of {}, {} seeds per probe", opts.keep, opts.seeds);
+
+    // The product's graph: built over the top lists with ListDist.
+    let t = Instant::now();
+    let list_graph = build_graph(probes, n, &mut fill, &opts).unwrap();
+    let list_build = t.elapsed();
+    // The earlier design: the same lists, but links built over 128-d random sketches of them.
+    let with_sketch = !flag("--no-sketch");
+    let t = Instant::now();
+    let (lists, seeds) = top_lists_and_seeds(probes, n, opts.keep, opts.seeds, &mut fill).unwrap();
+    let sketch = Sketch::new(probes, 128, 0x5eed);
+    let vectors = sketch.of_lists(&lists, opts.keep, opts.keep);
+    let hnsw: Hnsw<f32, SketchL2> = Hnsw::new(opts.max_degree, n, 16, opts.ef_construction, SketchL2);
+    let data: Vec<(&[f32], usize)> = vectors.chunks_exact(128).zip(0..n).collect();
+    if with_sketch {
+        hnsw.parallel_insert_slice(&data);
+    } else {
+        hnsw.insert_slice((data[0].0, 0));
+    }
+    let (levels, links, entry_point) = match with_sketch {
+        true => graph_of(&hnsw, n).unwrap(),
+        false => (list_graph.levels.clone(), list_graph.links.clone(), list_graph.entry_point),
+    };
+    drop(hnsw);
+    let sketch_build = t.elapsed();
+    let sketch_graph = GraphParts {
+        probes: probes as u32,
+        keep: opts.keep as u32,
+        lists,
+        seeds_per_probe: opts.seeds as u32,
+        seeds,
+        levels,
+        links,
+        entry_point,
+        ef_construction: opts.ef_construction as u32,
+    };
+    println!(
+        "build: list graph {:.1} s, sketch graph {:.1} s",
+        list_build.as_secs_f64(),
+        sketch_build.as_secs_f64()
+    );
+    let (lw, ll) = aligned(list_graph.encode().unwrap());
+    let (sw, sl) = aligned(sketch_graph.encode().unwrap());
+    let lg = GraphView::new(&bytemuck::cast_slice::<u64, u8>(&lw)[..ll], probes as u32, n as u64).unwrap();
+    let sg = GraphView::new(&bytemuck::cast_slice::<u64, u8>(&sw)[..sl], probes as u32, n as u64).unwrap();
+
+    let model: Vec<u64> = (0..n as u64).map(|e| index.model_of_entry(first + e).unwrap()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let qs: Vec<usize> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let names = [
+        "no graph: best lists",
+        "sketch graph, sketch walk",
+        "sketch graph, list walk",
+        "list graph, list walk",
+        "list graph, list walk, seeds",
+    ];
+    let mut recall = vec![vec![0f64; candidates.len()]; names.len()];
+    let mut scored = vec![vec![0usize; candidates.len()]; names.len()];
+    let mut time = vec![vec![Duration::ZERO; candidates.len()]; names.len()];
+    let mut poor = vec![vec![0usize; candidates.len()]; names.len()];
+    let mut exact = vec![0f32; n];
+    for &e in &qs {
+        let q = index.descriptor(first + e as u64).unwrap();
+        let plan = ScanPlan::new(&q, DEFAULT_K, Metric::TopK);
+        plan.score_into(&rows, 0..n, &mut exact);
+        let others = |x: &usize| model[*x] != model[e];
+        let mut order: Vec<usize> = (0..n).filter(others).collect();
+        order.sort_by(|&a, &b| exact[a].total_cmp(&exact[b]).then(a.cmp(&b)));
+        let truth = &order[..10];
+        let lq = ListQuery::new(probes, plan.probes(), plan.values());
+        let qv = sketch.query_vector(&q, plan.probes());
+        for (ci, &c) in candidates.iter().enumerate() {
+            for (si, _) in names.iter().enumerate() {
+                let mut count = 0usize;
+                let t = Instant::now();
+                let found = match si {
+                    0 => {
+                        let mut all: Vec<(f32, u32)> = (0..n as u32).map(|v| (lq.score(lg.list(v as usize)), v)).collect();
+                        all.select_nth_unstable_by(c, |a, b| a.0.total_cmp(&b.0));
+                        all.truncate(c);
+                        count = n;
+                        Ok(all)
+                    }
+                    1 => sg.search_nodes(|v| { count += 1; -dot(&vectors[v as usize * 128..(v as usize + 1) * 128], &qv) }, c),
+                    2 => sg.search_nodes(|v| { count += 1; lq.score(sg.list(v as usize)) }, c),
+                    3 => lg.search_nodes(|v| { count += 1; lq.score(lg.list(v as usize)) }, c),
+                    _ => lg.search_query(&lq, c),
+                }
+                .unwrap();
+                time[si][ci] += t.elapsed();
+                scored[si][ci] += count;
+                let mut got: Vec<usize> = found.iter().map(|x| x.1 as usize).filter(others).collect();
+                got.sort_by(|&a, &b| exact[a].total_cmp(&exact[b]).then(a.cmp(&b)));
+                got.truncate(10);
+                let r = got.iter().filter(|x| truth.contains(x)).count() as f64 / 10.0;
+                recall[si][ci] += r;
+                if r < 0.5 {
+                    poor[si][ci] += 1;
+                }
+            }
+        }
+    }
+    println!("graph and walk                  C   recall@10   queries < 0.5   walk ms/query   nodes scored");
+    for (si, name) in names.iter().enumerate() {
+        for (ci, &c) in candidates.iter().enumerate() {
+            let scored = if si == 4 { "-".to_string() } else { (scored[si][ci] / queries).to_string() };
+            println!(
+                "{name:<30} {c:>4} {:>9.3} {:>15} {:>14.3} {scored:>14}",
+                recall[si][ci] / queries as f64,
+                poor[si][ci],
+                ms(time[si][ci]) / queries as f64,
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args
@@ -516,8 +710,9 @@ fn main() {
     {
         Some("vectors") => vectors(),
         Some("scale") => scale(),
+        Some("graphs") => graphs(),
         _ => eprintln!(
-            "usage: cargo bench --bench ann -- vectors|scale [options] (see the file's header)"
+            "usage: cargo bench --bench ann -- vectors|graphs|scale [options] (see the file's header)"
         ),
     }
 }

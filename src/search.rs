@@ -550,7 +550,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     }
                     return Ok(keep_best(out, params));
                 };
-                let qv = plan.sketch_query(&graph);
+                let lq = crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
                 // Room for the query model's own entries, which the graph may return but the
                 // results leave out.
                 let overlap = excluded
@@ -559,7 +559,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     .saturating_sub(excluded.start.max(first));
                 let ef = c.max(params.top).saturating_add(overlap as usize);
                 let candidates: Vec<usize> = graph
-                    .search(|v| -crate::ann::sketch::dot(v, &qv), ef)?
+                    .search_query(&lq, ef)?
                     .into_iter()
                     .map(|(_, node)| node as usize)
                     .collect();
@@ -694,15 +694,9 @@ impl ScanPlan {
         &self.probes
     }
 
-    /// The query's sketch for a graph: its top-k values times the graph's sketch rows.
-    pub fn sketch_query(&self, graph: &crate::ann::GraphView<'_>) -> Vec<f32> {
-        let d = graph.dims();
-        let basis = graph.basis();
-        let mut out = vec![0f32; d];
-        for (&p, &v) in self.probes.iter().zip(&self.values) {
-            crate::ann::sketch::axpy(&mut out, v, &basis[p as usize * d..(p as usize + 1) * d]);
-        }
-        out
+    /// The query's values at [`ScanPlan::probes`].
+    pub fn values(&self) -> &[f32] {
+        &self.values
     }
 
     /// Scores the listed entries of one segment into `out`, with the same operations in the same

@@ -955,7 +955,7 @@ fn write_segment<S: Storage>(
         let n = content.entries as usize;
         let stride = descriptor_stride(content.entries) as usize;
         w.descriptors(rows, p, n, stride, header.dtype)?;
-        if ann.wants_graph(n) {
+        if ann.wants_graph(n, p) {
             let graph = crate::ann::build_graph(p, n, &mut |r, out| rows.fill_row(r, out), ann)?;
             w.section(SectionKind::AnnGraph, &graph.encode()?, 0)?;
         }

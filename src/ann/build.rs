@@ -1,14 +1,14 @@
-//! Building a segment's ANN graph: compact vectors from the descriptor rows, an HNSW graph over
-//! them built by `hnsw_rs`, and the conversion of that graph into the section layout of
-//! [`super::graph`].
+//! Building a segment's ANN graph: the top lists and seeds of its entries from the descriptor
+//! rows, an HNSW graph over the lists built by `hnsw_rs` with [`ListDist`], and the conversion of
+//! that graph into the section layout of [`super::graph`].
 
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
 
 use crate::error::{Error, Result};
 
-use super::graph::{GraphParts, MAX_LEVEL};
-use super::sketch::Sketch;
+use super::graph::{GraphParts, MAX_GRAPH_PROBES, MAX_KEEP, MAX_LEVEL, MAX_SEEDS};
+use super::lists::{top_lists_and_seeds, unpack_item};
 
 /// How appends and compaction build ANN graphs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,27 +16,28 @@ pub struct AnnOptions {
     /// Build a graph for segments of at least this many entries; smaller segments are scanned
     /// exactly in every search mode. `usize::MAX` turns graph building off.
     pub min_entries: usize,
-    /// Dimensions of the sketches.
-    pub dims: usize,
-    /// Top probes per entry that a sketch keeps.
+    /// Items in each entry's top list.
     pub keep: usize,
+    /// Each entry's own top probes that the build distance ([`ListDist`]) compares (at most
+    /// `keep` are used).
+    pub build_k: usize,
+    /// Seed nodes stored per probe.
+    pub seeds: usize,
     /// HNSW links per node on the upper layers (layer 0 gets twice as many).
     pub max_degree: usize,
     /// HNSW candidate list size while inserting.
     pub ef_construction: usize,
-    /// Seed of the sketch matrix.
-    pub seed: u64,
 }
 
 impl Default for AnnOptions {
     fn default() -> Self {
         AnnOptions {
             min_entries: 20_000,
-            dims: 128,
             keep: 32,
+            build_k: crate::search::DEFAULT_K,
+            seeds: 8,
             max_degree: 16,
             ef_construction: 100,
-            seed: 0x5eed,
         }
     }
 }
@@ -50,17 +51,20 @@ impl AnnOptions {
         }
     }
 
-    pub fn wants_graph(&self, entries: usize) -> bool {
-        entries >= self.min_entries.max(2)
+    /// Whether a segment of `entries` entries of an index of `probes` probes gets a graph.
+    pub fn wants_graph(&self, entries: usize, probes: usize) -> bool {
+        entries >= self.min_entries.max(2) && probes <= MAX_GRAPH_PROBES as usize
     }
 
     pub fn check(&self) -> Result<()> {
-        if self.dims == 0 || self.dims > super::graph::MAX_DIMS as usize || self.keep == 0 {
+        if !(1..=MAX_KEEP as usize).contains(&self.keep)
+            || !(1..=MAX_KEEP as usize).contains(&self.build_k)
+            || !(1..=MAX_SEEDS as usize).contains(&self.seeds)
+        {
             return Err(Error::InvalidParameter(format!(
-                "ANN dimensions must be 1..={} and keep positive, not {} and {}",
-                super::graph::MAX_DIMS,
-                self.dims,
-                self.keep
+                "ANN list length and build k must be 1..={MAX_KEEP} and seeds 1..={MAX_SEEDS}, \
+                 not {}, {} and {}",
+                self.keep, self.build_k, self.seeds
             )));
         }
         if !(2..=128).contains(&self.max_degree) || self.ef_construction == 0 {
@@ -87,19 +91,48 @@ pub fn build_graph(
             "an ANN graph needs 1..2^32-1 entries, not {n}"
         )));
     }
-    let sketch = Sketch::new(probes, opts.dims, opts.keep, opts.seed);
-    let vectors = sketch.sketch_rows(n, fill_row)?;
-    let d = sketch.dims();
-    let hnsw: Hnsw<f32, SketchL2> = Hnsw::new(
+    if probes == 0 || probes > MAX_GRAPH_PROBES as usize {
+        return Err(Error::InvalidInput(format!(
+            "an ANN graph needs 1..={MAX_GRAPH_PROBES} probes, not {probes}"
+        )));
+    }
+    let keep = opts.keep.min(probes);
+    let seeds_per_probe = opts.seeds.min(n);
+    let (lists, seeds) = top_lists_and_seeds(probes, n, keep, seeds_per_probe, fill_row)?;
+    let build_k = opts.build_k.min(keep);
+    let packed: Vec<Vec<u64>> = lists
+        .chunks_exact(keep)
+        .map(|l| pack_for_distance(l, build_k))
+        .collect();
+    let hnsw: Hnsw<u64, ListDist> = Hnsw::new(
         opts.max_degree,
         n,
         MAX_LEVEL as usize,
         opts.ef_construction,
-        SketchL2,
+        ListDist,
     );
-    let data: Vec<(&[f32], usize)> = vectors.chunks_exact(d).zip(0..n).collect();
+    let data: Vec<(&[u64], usize)> = packed.iter().map(Vec::as_slice).zip(0..n).collect();
     hnsw.parallel_insert_slice(&data);
+    let (levels, links, entry_point) = graph_of(&hnsw, n)?;
+    Ok(GraphParts {
+        probes: probes as u32,
+        keep: keep as u32,
+        lists,
+        seeds_per_probe: seeds_per_probe as u32,
+        seeds,
+        levels,
+        links,
+        entry_point,
+        ef_construction: opts.ef_construction as u32,
+    })
+}
 
+/// Levels, links per layer and the entry point of a built `hnsw_rs` graph over points `0..n`.
+#[allow(clippy::type_complexity)]
+pub fn graph_of<T: Clone + Send + Sync, D: Distance<T> + Send + Sync>(
+    hnsw: &Hnsw<T, D>,
+    n: usize,
+) -> Result<(Vec<u8>, Vec<Vec<Vec<u32>>>, u32)> {
     let mut levels = vec![0u8; n];
     let mut links: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
     let mut seen = 0usize;
@@ -130,37 +163,68 @@ pub fn build_graph(
     }
     let top = *levels.iter().max().expect("n > 0");
     let entry_point = levels.iter().position(|&l| l == top).expect("max exists") as u32;
-    Ok(GraphParts {
-        sketch,
-        vectors,
-        levels,
-        links,
-        entry_point,
-        ef_construction: opts.ef_construction as u32,
-    })
+    Ok((levels, links, entry_point))
 }
 
-/// Euclidean distance between sketches, summed in eight lanes so that it vectorizes (the
-/// `anndists` scalar version sums in order, which the compiler may not reorder).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SketchL2;
+/// A packed top list (highest first) in the form [`ListDist`] reads: one `u64` per item, sorted
+/// by probe; bits 63..48 the probe, bit 32 set for the first `build_k` items (the entry's own top
+/// probes), bits 31..0 the value's f32 bits.
+pub fn pack_for_distance(list: &[u32], build_k: usize) -> Vec<u64> {
+    let mut out: Vec<u64> = list
+        .iter()
+        .enumerate()
+        .map(|(i, &item)| {
+            let (p, v) = unpack_item(item);
+            (u64::from(p) << 48) | (u64::from(i < build_k) << 32) | u64::from(v.to_bits())
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
 
-impl Distance<f32> for SketchL2 {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let mut s = [0f32; 8];
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let tail: f32 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum();
-        for (x, y) in ca.zip(cb) {
-            for i in 0..8 {
-                let d = x[i] - y[i];
-                s[i] += d * d;
+/// Symmetric top-k L1 between two packed lists: each side's own top-k probes, compared with the
+/// other side's value there (0, the z-normalized mean, where the other list does not hold it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListDist;
+
+impl Distance<u64> for ListDist {
+    fn eval(&self, a: &[u64], b: &[u64]) -> f32 {
+        let v = |x: u64| f32::from_bits(x as u32);
+        let top = |x: u64| (x >> 32) & 1 == 1;
+        let (mut i, mut j, mut s) = (0, 0, 0f32);
+        while i < a.len() && j < b.len() {
+            let (x, y) = (a[i], b[j]);
+            match (x >> 48).cmp(&(y >> 48)) {
+                std::cmp::Ordering::Equal => {
+                    let w = u32::from(top(x)) + u32::from(top(y));
+                    s += (v(x) - v(y)).abs() * w as f32;
+                    i += 1;
+                    j += 1;
+                }
+                std::cmp::Ordering::Less => {
+                    if top(x) {
+                        s += v(x).abs();
+                    }
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    if top(y) {
+                        s += v(y).abs();
+                    }
+                    j += 1;
+                }
             }
         }
-        (s.iter().sum::<f32>() + tail).sqrt()
+        for &x in &a[i..] {
+            if top(x) {
+                s += v(x).abs();
+            }
+        }
+        for &y in &b[j..] {
+            if top(y) {
+                s += v(y).abs();
+            }
+        }
+        s
     }
 }

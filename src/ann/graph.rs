@@ -5,10 +5,11 @@
 //! see format-spec.md, "ANN graph"):
 //!
 //! ```text
-//! header    64 bytes: version, probes, dims, keep, nodes, max_level, degree0, degree,
+//! header    64 bytes: version, probes, keep, seeds, nodes, max_level, degree0, degree,
 //!           entry_point, upper_nodes, ef_construction (u32 each), then zeros
-//! basis     f32 [probes, dims]           the sketch matrix
-//! vectors   f32 [nodes, dims]            sketch of each entry of the segment
+//! lists     u32 [nodes, keep]            each entry's `keep` highest probes, highest first:
+//!                                        probe in bits 0..16, f16 value in bits 16..32
+//! seeds     u32 [probes, seeds]          per probe, the nodes with the highest values there
 //! levels    u8  [nodes]                  top layer of each node
 //! upper     u32 [nodes]                  row in `links` of a node with level >= 1, else u32::MAX
 //! layer0    u32 [nodes, 1 + degree0]     neighbour count, then neighbour ids (rest zero)
@@ -26,16 +27,20 @@ use std::collections::BinaryHeap;
 use crate::error::{Error, Result};
 use crate::format::{get_u32, put_u32};
 
-use super::sketch::Sketch;
+use super::lists::{ListQuery, unpack_item};
 
-pub const GRAPH_VERSION: u32 = 1;
+pub const GRAPH_VERSION: u32 = 2;
 pub const GRAPH_HEADER_LEN: usize = 64;
 /// Highest layer a graph may have (layer numbers are 0..=MAX_LEVEL).
 pub const MAX_LEVEL: u32 = 16;
 /// Most neighbour slots per node and layer.
 pub const MAX_DEGREE: u32 = 512;
-/// Most dimensions of a compact vector.
-pub const MAX_DIMS: u32 = 1024;
+/// Most probes an index with graphs may have (list items hold a 16-bit probe number).
+pub const MAX_GRAPH_PROBES: u32 = 1 << 16;
+/// Most list items per entry.
+pub const MAX_KEEP: u32 = 1024;
+/// Most seeds per probe.
+pub const MAX_SEEDS: u32 = 1024;
 /// `upper` value of a node that lives on layer 0 only.
 pub const NO_UPPER: u32 = u32::MAX;
 const PART_ALIGN: usize = 64;
@@ -44,9 +49,10 @@ const PART_ALIGN: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GraphHeader {
     pub probes: u32,
-    pub dims: u32,
-    /// Top probes per entry that the sketch keeps.
+    /// Items in each entry's top list.
     pub keep: u32,
+    /// Seed nodes per probe.
+    pub seeds: u32,
     pub nodes: u32,
     pub max_level: u32,
     pub degree0: u32,
@@ -59,8 +65,8 @@ pub struct GraphHeader {
 /// Byte offsets of the parts of a graph section, and its total length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
-    basis: usize,
-    vectors: usize,
+    lists: usize,
+    seeds: usize,
     levels: usize,
     upper: usize,
     layer0: usize,
@@ -74,8 +80,8 @@ impl GraphHeader {
         let fields = [
             GRAPH_VERSION,
             self.probes,
-            self.dims,
             self.keep,
+            self.seeds,
             self.nodes,
             self.max_level,
             self.degree0,
@@ -106,8 +112,8 @@ impl GraphHeader {
         }
         let h = GraphHeader {
             probes: get_u32(b, 4),
-            dims: get_u32(b, 8),
-            keep: get_u32(b, 12),
+            keep: get_u32(b, 8),
+            seeds: get_u32(b, 12),
             nodes: get_u32(b, 16),
             max_level: get_u32(b, 20),
             degree0: get_u32(b, 24),
@@ -129,11 +135,17 @@ impl GraphHeader {
                 h.nodes
             ));
         }
-        if h.dims == 0 || h.dims > MAX_DIMS {
-            return bad(format!("{} dimensions is impossible", h.dims));
+        if h.probes > MAX_GRAPH_PROBES {
+            return bad(format!(
+                "{} probes; graphs support at most {MAX_GRAPH_PROBES}",
+                h.probes
+            ));
         }
-        if h.keep == 0 || h.keep > h.probes {
+        if h.keep == 0 || h.keep > h.probes.min(MAX_KEEP) {
             return bad(format!("keeps {} of {} probes", h.keep, h.probes));
+        }
+        if h.seeds == 0 || h.seeds > h.nodes.min(MAX_SEEDS) {
+            return bad(format!("{} seeds per probe for {} nodes", h.seeds, h.nodes));
         }
         if h.max_level > MAX_LEVEL {
             return bad(format!("{} layers is too many", h.max_level + 1));
@@ -162,14 +174,10 @@ impl GraphHeader {
 
     fn layout(&self) -> Option<Layout> {
         let align = |x: usize| x.checked_next_multiple_of(PART_ALIGN);
-        let (p, d, n) = (
-            self.probes as usize,
-            self.dims as usize,
-            self.nodes as usize,
-        );
-        let basis = GRAPH_HEADER_LEN;
-        let vectors = align(basis.checked_add(p.checked_mul(d)?.checked_mul(4)?)?)?;
-        let levels = align(vectors.checked_add(n.checked_mul(d)?.checked_mul(4)?)?)?;
+        let (p, n) = (self.probes as usize, self.nodes as usize);
+        let lists = GRAPH_HEADER_LEN;
+        let seeds = align(lists.checked_add(n.checked_mul(self.keep as usize)?.checked_mul(4)?)?)?;
+        let levels = align(seeds.checked_add(p.checked_mul(self.seeds as usize)?.checked_mul(4)?)?)?;
         let upper = align(levels.checked_add(n)?)?;
         let layer0 = align(upper.checked_add(n.checked_mul(4)?)?)?;
         let row0 = (self.degree0 as usize + 1).checked_mul(4)?;
@@ -180,8 +188,8 @@ impl GraphHeader {
             .checked_mul(row)?;
         let end = links.checked_add(links_len)?;
         Some(Layout {
-            basis,
-            vectors,
+            lists,
+            seeds,
             levels,
             upper,
             layer0,
@@ -200,8 +208,8 @@ impl GraphHeader {
 #[derive(Debug, Clone, Copy)]
 pub struct GraphView<'a> {
     pub header: GraphHeader,
-    basis: &'a [f32],
-    vectors: &'a [f32],
+    lists: &'a [u32],
+    seeds: &'a [u32],
     levels: &'a [u8],
     upper: &'a [u32],
     layer0: &'a [u32],
@@ -228,15 +236,12 @@ impl<'a> GraphView<'a> {
                 l.end
             )));
         }
-        let (p, d, n) = (
-            header.probes as usize,
-            header.dims as usize,
-            header.nodes as usize,
-        );
+        let (p, n) = (header.probes as usize, header.nodes as usize);
+        let (keep, seeds) = (header.keep as usize, header.seeds as usize);
         Ok(GraphView {
             header,
-            basis: cast(&bytes[l.basis..l.basis + p * d * 4], "basis")?,
-            vectors: cast(&bytes[l.vectors..l.vectors + n * d * 4], "vectors")?,
+            lists: cast(&bytes[l.lists..l.lists + n * keep * 4], "lists")?,
+            seeds: cast(&bytes[l.seeds..l.seeds + p * seeds * 4], "seeds")?,
             levels: &bytes[l.levels..l.levels + n],
             upper: cast(&bytes[l.upper..l.upper + n * 4], "upper")?,
             layer0: cast(&bytes[l.layer0..l.links.min(l.end)], "layer0")?,
@@ -244,36 +249,36 @@ impl<'a> GraphView<'a> {
         })
     }
 
-    pub fn dims(&self) -> usize {
-        self.header.dims as usize
-    }
     pub fn nodes(&self) -> usize {
         self.header.nodes as usize
     }
 
-    /// The sketch the vectors were made with (copied out of the section).
-    pub fn sketch(&self) -> Sketch {
-        Sketch::from_parts(
-            self.header.probes as usize,
-            self.dims(),
-            self.header.keep as usize,
-            self.basis.to_vec(),
-        )
-    }
-    /// Row-major `[probes, dims]`.
-    pub fn basis(&self) -> &'a [f32] {
-        self.basis
+    /// The packed top list of `node` (`node < nodes`, which callers have checked).
+    pub fn list(&self, node: usize) -> &'a [u32] {
+        let k = self.header.keep as usize;
+        &self.lists[node * k..(node + 1) * k]
     }
 
-    /// All compact vectors, row-major `[nodes, dims]`.
-    pub fn vectors(&self) -> &'a [f32] {
-        self.vectors
+    /// The seed nodes of `probe` (`probe < probes`, which callers have checked).
+    pub fn probe_seeds(&self, probe: usize) -> &'a [u32] {
+        let s = self.header.seeds as usize;
+        &self.seeds[probe * s..(probe + 1) * s]
     }
 
-    /// The compact vector of `node` (`node < nodes`, which callers have checked).
-    pub fn vector(&self, node: usize) -> &'a [f32] {
-        let d = self.dims();
-        &self.vectors[node * d..(node + 1) * d]
+    /// The `ef` nodes whose lists score best against `q`: the HNSW walk, starting from the entry
+    /// point's descent and from the seeds of the query's top probes.
+    pub fn search_query(&self, q: &ListQuery, ef: usize) -> Result<Vec<(f32, u32)>> {
+        let mut seeds = Vec::with_capacity(q.probes().len() * self.header.seeds as usize);
+        for &p in q.probes() {
+            if p >= self.header.probes {
+                return Err(Error::InvalidInput(format!(
+                    "query probe {p} is past the graph's {} probes",
+                    self.header.probes
+                )));
+            }
+            seeds.extend_from_slice(self.probe_seeds(p as usize));
+        }
+        self.search_seeded(|node| q.score(self.list(node as usize)), &seeds, ef)
     }
 
     /// The neighbours of `node` on `layer`, checked.
@@ -327,11 +332,27 @@ impl<'a> GraphView<'a> {
     }
 
     /// HNSW search: greedy descent through the upper layers, then a best-first walk of layer 0
-    /// keeping the `ef` closest nodes. `dist` scores a compact vector (lower is closer; NaN
-    /// counts as infinitely far). Returns up to `ef` `(distance, node)` pairs, closest first.
-    pub fn search(&self, dist: impl Fn(&[f32]) -> f32, ef: usize) -> Result<Vec<(f32, u32)>> {
-        let score = |node: u32| {
-            let d = dist(self.vector(node as usize));
+    /// keeping the `ef` closest nodes. `dist` scores a node (`node < nodes` is checked before
+    /// the call; lower is closer; NaN counts as infinitely far). Returns up to `ef`
+    /// `(distance, node)` pairs, closest first.
+    pub fn search_nodes(
+        &self,
+        dist: impl FnMut(u32) -> f32,
+        ef: usize,
+    ) -> Result<Vec<(f32, u32)>> {
+        self.search_seeded(dist, &[], ef)
+    }
+
+    /// [`GraphView::search_nodes`] whose layer-0 walk also starts from `seeds` (node numbers;
+    /// those out of range are an error).
+    pub fn search_seeded(
+        &self,
+        mut dist: impl FnMut(u32) -> f32,
+        seeds: &[u32],
+        ef: usize,
+    ) -> Result<Vec<(f32, u32)>> {
+        let mut score = |node: u32| {
+            let d = dist(node);
             if d.is_nan() { f32::INFINITY } else { d }
         };
         let mut ep = self.header.entry_point;
@@ -360,6 +381,19 @@ impl<'a> GraphView<'a> {
         let mut best = BinaryHeap::new(); // farthest of the kept on top
         frontier.push(std::cmp::Reverse(Dist(ep_d, ep)));
         best.push(Dist(ep_d, ep));
+        for &s in seeds {
+            if s >= self.header.nodes {
+                return Err(Error::corrupt(format!("ANN graph: seed node {s} out of range")));
+            }
+            if visited.insert(s) {
+                let d = score(s);
+                frontier.push(std::cmp::Reverse(Dist(d, s)));
+                best.push(Dist(d, s));
+                if best.len() > ef {
+                    best.pop();
+                }
+            }
+        }
         while let Some(std::cmp::Reverse(Dist(d, node))) = frontier.pop() {
             if best.len() >= ef && d > best.peek().map_or(f32::INFINITY, |b: &Dist| b.0) {
                 break;
@@ -383,15 +417,24 @@ impl<'a> GraphView<'a> {
         Ok(out)
     }
 
-    /// Every check `verify` makes: link counts and ids, levels against the upper-layer rows, a
-    /// reachable entry point on the top layer, finite vectors and projection. Returns the first
+    /// Every check `verify` makes: link counts and ids, levels against the upper-layer rows, an
+    /// entry point on the top layer, list probes in range with finite values, seeds in range. Returns the first
     /// problem found.
     pub fn check_all(&self) -> Result<()> {
         let h = &self.header;
-        if !self.basis.iter().chain(self.vectors).all(|v| v.is_finite()) {
-            return Err(Error::corrupt(
-                "ANN graph: a non-finite value in its vectors",
-            ));
+        for (i, &item) in self.lists.iter().enumerate() {
+            let (p, v) = unpack_item(item);
+            if p >= h.probes || !v.is_finite() {
+                return Err(Error::corrupt(format!(
+                    "ANN graph: node {} lists probe {p} with value {v}",
+                    i / h.keep as usize
+                )));
+            }
+        }
+        if let Some(bad) = self.seeds.iter().find(|&&x| x >= h.nodes) {
+            return Err(Error::corrupt(format!(
+                "ANN graph: seed node {bad} out of range"
+            )));
         }
         if u32::from(self.levels[h.entry_point as usize]) != h.max_level {
             return Err(Error::corrupt(
@@ -464,9 +507,15 @@ impl VisitedSet {
 /// A graph in memory, ready to encode: what the builder produces.
 #[derive(Debug, Clone)]
 pub struct GraphParts {
-    pub sketch: Sketch,
-    /// Row-major `[nodes, dims]`.
-    pub vectors: Vec<f32>,
+    pub probes: u32,
+    /// Items per top list.
+    pub keep: u32,
+    /// Packed top lists, row-major `[nodes, keep]`.
+    pub lists: Vec<u32>,
+    /// Seeds per probe.
+    pub seeds_per_probe: u32,
+    /// Row-major `[probes, seeds_per_probe]`.
+    pub seeds: Vec<u32>,
     pub levels: Vec<u8>,
     /// Per node, per layer `0..=level`, its neighbour ids.
     pub links: Vec<Vec<Vec<u32>>>,
@@ -478,13 +527,18 @@ impl GraphParts {
     /// Encodes the section. Neighbour lists longer than the slots are an error.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let n = self.levels.len();
-        let d = self.sketch.dims();
-        let p = self.sketch.probes();
+        let p = self.probes as usize;
+        let (keep, per) = (self.keep as usize, self.seeds_per_probe as usize);
         let invalid = |what: String| Err(Error::InvalidInput(format!("ANN graph: {what}")));
-        if n == 0 || self.vectors.len() != n * d || self.links.len() != n {
+        if n == 0
+            || self.lists.len() != n * keep
+            || self.seeds.len() != p * per
+            || self.links.len() != n
+        {
             return invalid(format!(
-                "{n} nodes with {} vectors",
-                self.vectors.len() / d.max(1)
+                "{n} nodes with {} list items and {} seeds",
+                self.lists.len(),
+                self.seeds.len()
             ));
         }
         let max_level = u32::from(*self.levels.iter().max().expect("n > 0"));
@@ -503,9 +557,9 @@ impl GraphParts {
         };
         let upper_nodes = self.levels.iter().filter(|&&l| l > 0).count();
         let h = GraphHeader {
-            probes: u32::try_from(p).map_err(|_| Error::InvalidInput("too many probes".into()))?,
-            dims: d as u32,
-            keep: self.sketch.keep() as u32,
+            probes: self.probes,
+            keep: self.keep,
+            seeds: self.seeds_per_probe,
             nodes: u32::try_from(n).map_err(|_| {
                 Error::InvalidInput("an ANN graph holds at most 2^32-1 nodes".into())
             })?,
@@ -516,6 +570,23 @@ impl GraphParts {
             upper_nodes: upper_nodes as u32,
             ef_construction: self.ef_construction,
         };
+        if h.probes > MAX_GRAPH_PROBES
+            || h.keep == 0
+            || h.keep > h.probes.min(MAX_KEEP)
+            || h.seeds == 0
+            || h.seeds > h.nodes.min(MAX_SEEDS)
+        {
+            return invalid(format!(
+                "{} probes, {} items per list, {} seeds per probe beyond the format's limits",
+                h.probes, h.keep, h.seeds
+            ));
+        }
+        if let Some(bad) = self.seeds.iter().find(|&&x| x as usize >= n) {
+            return invalid(format!("seed node {bad} out of range"));
+        }
+        if let Some(&bad) = self.lists.iter().find(|&&i| unpack_item(i).0 >= h.probes) {
+            return invalid(format!("list probe {} out of range", unpack_item(bad).0));
+        }
         if h.max_level > MAX_LEVEL || h.degree0 > MAX_DEGREE || h.degree > MAX_DEGREE {
             return invalid(format!(
                 "{} layers or degrees {}/{} beyond the format's limits",
@@ -530,11 +601,11 @@ impl GraphParts {
         let l = h.layout().expect("sizes of an in-memory graph fit");
         let mut b = vec![0u8; l.end];
         b[..GRAPH_HEADER_LEN].copy_from_slice(&h.encode());
-        let put_f32s = |b: &mut [u8], at: usize, v: &[f32]| {
+        let put_u32s = |b: &mut [u8], at: usize, v: &[u32]| {
             b[at..at + v.len() * 4].copy_from_slice(bytemuck::cast_slice(v));
         };
-        put_f32s(&mut b, l.basis, self.sketch.basis());
-        put_f32s(&mut b, l.vectors, &self.vectors);
+        put_u32s(&mut b, l.lists, &self.lists);
+        put_u32s(&mut b, l.seeds, &self.seeds);
         b[l.levels..l.levels + n].copy_from_slice(&self.levels);
         let row0 = h.degree0 as usize + 1;
         let row = h.degree as usize + 1;

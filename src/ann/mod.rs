@@ -1,11 +1,11 @@
-//! The approximate candidate stage: an HNSW graph over compact sketches of the descriptors,
-//! stored in the index file and searched in place, whose candidates the exact asymmetric top-k
-//! discrepancy then reranks.
+//! The approximate candidate stage: an HNSW graph over each entry's highest probes, stored in the
+//! index file and searched in place, whose candidates the exact asymmetric top-k discrepancy then
+//! reranks.
 
 pub mod build;
 pub mod graph;
-pub mod sketch;
+pub mod lists;
 
-pub use build::{AnnOptions, build_graph};
+pub use build::{AnnOptions, ListDist, build_graph, graph_of, pack_for_distance};
 pub use graph::{GraphParts, GraphView};
-pub use sketch::Sketch;
+pub use lists::{ListQuery, pack_item, top_lists_and_seeds, unpack_item};

@@ -197,7 +197,6 @@ fn append_cut_at_every_storage_operation() {
     // An append that builds an ANN graph writes one more section; every cut of it is safe too.
     let graph = AnnOptions {
         min_entries: 2,
-        dims: 8,
         keep: 4,
         ..Default::default()
     };
