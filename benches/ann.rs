@@ -176,6 +176,8 @@ fn vectors() {
         top: 10,
         k: Some(k),
         mode: SearchMode::Exact,
+        // The graphs serve the top-k discrepancy: the truth is its exact ranking.
+        metric: Metric::TopK,
         ..Default::default()
     };
     let truth: Vec<Vec<u64>> = qs
@@ -342,6 +344,8 @@ fn scale() {
     let base = SearchParams {
         top: 10,
         exclude_same_model: true,
+        // hnsw mode ranks by the top-k discrepancy only.
+        metric: Metric::TopK,
         ..Default::default()
     };
     let exact = SearchParams {

@@ -56,6 +56,8 @@ fn accuracy(index: &Index, queries: u64) -> f64 {
             let q = index.descriptor(e).unwrap();
             let params = SearchParams {
                 top: 1,
+                // Measured with the paper's top-k discrepancy (README, collaborative probing).
+                metric: probelog::Metric::TopK,
                 ..Default::default()
             };
             let best = index.search_descriptor(&q, Some(m), &params).unwrap();

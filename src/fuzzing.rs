@@ -317,7 +317,18 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
             ..Default::default()
         },
         SearchParams {
+            metric: Metric::TopK,
+            k: Some(3),
+            ..Default::default()
+        },
+        SearchParams {
+            blend_weight: Some(0.5),
+            per_model: true,
+            ..Default::default()
+        },
+        SearchParams {
             mode: crate::search::SearchMode::Hnsw,
+            metric: Metric::TopK,
             candidates: Some(2),
             exclude_same_model: true,
             ..Default::default()

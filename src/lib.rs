@@ -3,7 +3,10 @@
 //! Every output logit of every model gets a descriptor: its responses to a fixed, ordered set of
 //! probe images, z-normalized over the probes. An index file holds these descriptors probe-major,
 //! memory-mapped, so that the ProbeLog asymmetric top-k discrepancy (compare only on the query's
-//! `k` highest probes) reads `k` contiguous rows per query.
+//! `k` highest probes) reads `k` contiguous rows per query. The default metric,
+//! [`Metric::Blend`], adds the mean absolute difference over all probes (weighted by
+//! [`DEFAULT_BLEND_WEIGHT`]) to the top-k term, in the same single pass over the rows;
+//! [`Metric::TopK`] is the paper's discrepancy alone.
 //!
 //! ```no_run
 //! use probelog::{create, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput,
@@ -58,8 +61,8 @@ pub use error::{Error, Result};
 pub use format::{Dtype, ProbeSetId};
 pub use reader::{AlignedBytes, EntryInfo, Index, ModelInfo, RawIndex};
 pub use search::{
-    AUTO_HNSW_MIN_ENTRIES, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Metric, Query, Scored, SearchMode,
-    SearchParams,
+    AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Metric, Query,
+    Scored, SearchMode, SearchParams,
 };
 pub use storage::{FaultyStorage, FileStorage, LockWait, Storage};
 pub use verify::{Problem, VerifyReport};

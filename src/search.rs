@@ -1,8 +1,15 @@
-//! Exact search: the asymmetric top-k discrepancy and the paper's two baselines.
+//! Exact search: the blend (the default), the paper's asymmetric top-k discrepancy and its two
+//! baselines.
 //!
 //! The top-k discrepancy between a query descriptor `q` and an entry `d` takes the `k` probes where
 //! `q` is highest and averages `|q[p] - d[p]|` over those probes only. Descriptors are stored
 //! probe-major, so one query reads `k` contiguous rows of the matrix: per-query probe reordering.
+//!
+//! The blend ([`Metric::Blend`]) adds `w` times the mean `|q[p] - d[p]|` over all `P` probes to the
+//! top-k term: `mean_{p in topk(q)} |q_p - d_p| + w * mean_{all p} |q_p - d_p|`. The top-k term
+//! keeps the query's concept in focus; the all-probe term breaks its near-ties by how well the
+//! rest of the behaviour agrees. One pass reads every probe row once: the `k` top rows into one
+//! accumulator, the other `P - k` rows into a second, and the all-probe sum is their total.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -20,6 +27,12 @@ use crate::reader::{DescriptorRows, RawIndex, RowData};
 /// k, while k >= 128 fell toward the full-query baseline. Real trained hubs may move it.
 pub const DEFAULT_K: usize = 16;
 
+/// Default weight `w` of the all-probe term of [`Metric::Blend`]. Measured on three real model
+/// hubs (`tools/hub/build.sh`, `probelog-tool eval --variants`): with k = 16, w = 2 beat both the
+/// top-k discrepancy and the full-query distance on top-1 and top-5 of every hub (README, "What
+/// it does").
+pub const DEFAULT_BLEND_WEIGHT: f32 = 2.0;
+
 /// Entries per work unit of the scan (measured: 8192 beat 2048 and 16384; see README). The
 /// block's accumulator (32 KiB) stays in L1/L2 while k row pieces of 32 KiB stream past it.
 const BLOCK: usize = 8192;
@@ -27,9 +40,15 @@ const BLOCK: usize = 8192;
 /// How a query is compared with the entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Metric {
-    /// ProbeLog's asymmetric top-k discrepancy (mean absolute difference on the query's top-k
-    /// probes).
+    /// The default: ProbeLog's top-k discrepancy plus `w` times the mean absolute difference over
+    /// all probes, `mean_{p in topk(q)} |q_p - d_p| + w * mean_{all p} |q_p - d_p|`, with `k` from
+    /// [`SearchParams::k`] and `w` from [`SearchParams::blend_weight`] ([`DEFAULT_BLEND_WEIGHT`]).
+    /// `w = 0` is [`Metric::TopK`], score for score. Exact search only: [`SearchMode::Auto`] scans,
+    /// [`SearchMode::Hnsw`] refuses it (the graphs are built for the top-k discrepancy).
     #[default]
+    Blend,
+    /// ProbeLog's asymmetric top-k discrepancy as in the paper (mean absolute difference on the
+    /// query's top-k probes).
     TopK,
     /// Baseline: Euclidean distance over all probes.
     Full,
@@ -40,6 +59,7 @@ pub enum Metric {
 impl Metric {
     pub fn name(self) -> &'static str {
         match self {
+            Metric::Blend => "blend",
             Metric::TopK => "topk",
             Metric::Full => "full",
             Metric::Model => "model",
@@ -53,10 +73,12 @@ pub enum SearchMode {
     /// Score every entry.
     Exact,
     /// The ANN graphs propose candidates, the exact discrepancy reranks them. Segments without a
-    /// graph are scanned exactly. Top-k metric only.
+    /// graph are scanned exactly. [`Metric::TopK`] only (an error for the others, the default
+    /// [`Metric::Blend`] included).
     Hnsw,
-    /// [`SearchMode::Hnsw`] when the metric is top-k and graphs cover at least
-    /// [`AUTO_HNSW_MIN_ENTRIES`] entries, else [`SearchMode::Exact`].
+    /// [`SearchMode::Hnsw`] when the metric is [`Metric::TopK`] and graphs cover at least
+    /// [`AUTO_HNSW_MIN_ENTRIES`] entries, else [`SearchMode::Exact`]: the other metrics, the
+    /// default [`Metric::Blend`] included, always scan.
     #[default]
     Auto,
 }
@@ -93,12 +115,12 @@ pub enum Query<'a> {
 }
 
 /// Search parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchParams {
     /// Number of results.
     pub top: usize,
-    /// Top query probes compared by [`Metric::TopK`]; `None` means [`DEFAULT_K`] (at most the
-    /// probe count).
+    /// Top query probes compared by [`Metric::TopK`] and by the top-k term of [`Metric::Blend`];
+    /// `None` means [`DEFAULT_K`] (at most the probe count).
     pub k: Option<usize>,
     /// Leave out the query entry's own model (entry queries only).
     pub exclude_same_model: bool,
@@ -109,6 +131,23 @@ pub struct SearchParams {
     /// Candidates per graph for [`SearchMode::Hnsw`]; `None` means [`DEFAULT_CANDIDATES`] (never
     /// fewer than `top`).
     pub candidates: Option<usize>,
+    /// Weight `w` of the all-probe term of [`Metric::Blend`]: finite and at least 0; `None` means
+    /// [`DEFAULT_BLEND_WEIGHT`]. The other metrics ignore it (it is still validated).
+    pub blend_weight: Option<f32>,
+}
+
+impl SearchParams {
+    /// The weight [`Metric::Blend`] uses: `blend_weight`, or [`DEFAULT_BLEND_WEIGHT`]. Errors
+    /// for a negative, NaN or infinite weight.
+    pub fn effective_blend_weight(&self) -> Result<f32> {
+        match self.blend_weight {
+            None => Ok(DEFAULT_BLEND_WEIGHT),
+            Some(w) if w.is_finite() && w >= 0.0 => Ok(w),
+            Some(w) => Err(Error::InvalidParameter(format!(
+                "blend weight {w} is invalid: it must be a finite number >= 0 (0 ranks as topk)"
+            ))),
+        }
+    }
 }
 
 impl Default for SearchParams {
@@ -118,9 +157,10 @@ impl Default for SearchParams {
             k: None,
             exclude_same_model: false,
             per_model: false,
-            metric: Metric::TopK,
+            metric: Metric::default(),
             mode: SearchMode::Auto,
             candidates: None,
+            blend_weight: None,
         }
     }
 }
@@ -332,7 +372,9 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             SearchMode::Exact => SearchMode::Exact,
             SearchMode::Hnsw if params.metric != Metric::TopK => {
                 return Err(Error::InvalidParameter(format!(
-                    "hnsw mode ranks by the topk metric only, not {}",
+                    "hnsw mode ranks by the topk metric only, not {} (the default metric is \
+                     blend): search with --metric topk (Metric::TopK) to use the graphs, or in \
+                     exact or auto mode",
                     params.metric.name()
                 )));
             }
@@ -381,6 +423,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             ));
         }
         let k = self.effective_k(params.k)?;
+        let blend_weight = params.effective_blend_weight()?;
         let excluded = match exclude_model {
             Some(m) => {
                 let info = self.model(m)?;
@@ -397,7 +440,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 self.rank_hnsw(&plan, exclude_model, excluded, params, c)
             }
             metric => {
-                let plan = ScanPlan::new(q, k, metric);
+                let plan = ScanPlan::with_blend_weight(q, k, metric, blend_weight);
                 if params.per_model {
                     self.rank_per_model(&plan, exclude_model, params.top)
                 } else {
@@ -407,14 +450,34 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         }
     }
 
-    /// Scores of all entries against `q` (lower is closer), in entry order.
+    /// Scores of all entries against `q` (lower is closer), in entry order; [`Metric::Blend`]
+    /// with [`DEFAULT_BLEND_WEIGHT`].
     pub fn score_all(&self, q: &[f32], metric: Metric, k: Option<usize>) -> Result<Vec<f32>> {
+        self.score_all_with(
+            q,
+            &SearchParams {
+                metric,
+                k,
+                ..SearchParams::default()
+            },
+        )
+    }
+
+    /// Scores of all entries against `q` with the metric, k and blend weight of `params`, in
+    /// entry order (the other fields are not used).
+    pub fn score_all_with(&self, q: &[f32], params: &SearchParams) -> Result<Vec<f32>> {
+        let metric = params.metric;
         if q.len() != self.num_probes() || metric == Metric::Model {
             return Err(Error::InvalidParameter(
                 "score_all takes a full-length descriptor and an entry metric".into(),
             ));
         }
-        let plan = ScanPlan::new(q, self.effective_k(k)?, metric);
+        let plan = ScanPlan::with_blend_weight(
+            q,
+            self.effective_k(params.k)?,
+            metric,
+            params.effective_blend_weight()?,
+        );
         let mut out = vec![0f32; self.entry_count() as usize];
         for (s, start) in self
             .segment_entry_starts()
@@ -672,21 +735,43 @@ pub struct ScanPlan {
     probes: Vec<u32>,
     values: Vec<f32>,
     metric: Metric,
+    /// Blend: how many of `probes` (the first ones) are the query's top-k; the rest are summed
+    /// apart.
+    top: usize,
+    /// Blend: the weight of the all-probe term and the probe count P.
+    weight: f32,
+    all: usize,
 }
 
 impl ScanPlan {
     /// `q` is a z-normalized descriptor. Top-k reads the `k` highest probes of `q`, highest
-    /// first; the full metric reads every probe in order.
+    /// first; the full metric reads every probe in order; the blend reads the top-k probes, then
+    /// the others in order. [`Metric::Blend`] weighs with [`DEFAULT_BLEND_WEIGHT`].
     pub fn new(q: &[f32], k: usize, metric: Metric) -> Self {
-        let probes: Vec<u32> = match metric {
-            Metric::TopK => top_probes(q, k),
+        Self::with_blend_weight(q, k, metric, DEFAULT_BLEND_WEIGHT)
+    }
+
+    /// As [`ScanPlan::new`], with the weight `w` of [`Metric::Blend`]'s all-probe term (finite,
+    /// at least 0; other metrics ignore it). With `w = 0` the other probes are not read at all.
+    pub fn with_blend_weight(q: &[f32], k: usize, metric: Metric, blend_weight: f32) -> Self {
+        let mut probes: Vec<u32> = match metric {
+            Metric::TopK | Metric::Blend => top_probes(q, k),
             _ => (0..q.len() as u32).collect(),
         };
+        let top = probes.len();
+        if metric == Metric::Blend && blend_weight != 0.0 {
+            let mut in_top = vec![false; q.len()];
+            probes.iter().for_each(|&p| in_top[p as usize] = true);
+            probes.extend((0..q.len() as u32).filter(|&p| !in_top[p as usize]));
+        }
         let values = probes.iter().map(|&p| q[p as usize]).collect();
         ScanPlan {
             probes,
             values,
             metric,
+            top,
+            weight: blend_weight,
+            all: q.len(),
         }
     }
 
@@ -699,76 +784,137 @@ impl ScanPlan {
         &self.values
     }
 
+    /// The blend from its two sums: `top` over the top-k probes, `rest` over the others.
+    #[inline]
+    fn blend(&self, top: f32, rest: f32) -> f32 {
+        top / self.top as f32 + self.weight * ((top + rest) / self.all as f32)
+    }
+
     /// Scores the listed entries of one segment into `out`, with the same operations in the same
     /// order as [`ScanPlan::score_into`], so the scores are bit-identical to a scan's.
     pub fn score_entries(&self, rows: &DescriptorRows<'_>, entries: &[usize], out: &mut [f32]) {
         let squared = self.metric == Metric::Full;
-        for (o, &e) in out.iter_mut().zip(entries) {
+        let sum = |e: usize, probes: &[u32], values: &[f32]| {
             let mut acc = 0f32;
-            for (&p, &q) in self.probes.iter().zip(&self.values) {
+            for (&p, &q) in probes.iter().zip(values) {
                 let d = q - rows.value(p as usize, e);
                 acc += if squared { d * d } else { d.abs() };
             }
+            acc
+        };
+        for (o, &e) in out.iter_mut().zip(entries) {
             *o = match self.metric {
-                Metric::TopK => acc / self.probes.len() as f32,
-                _ => acc.sqrt(),
+                Metric::Blend => {
+                    let (tp, rp) = self.probes.split_at(self.top);
+                    let (tv, rv) = self.values.split_at(self.top);
+                    self.blend(sum(e, tp, tv), sum(e, rp, rv))
+                }
+                Metric::TopK => sum(e, &self.probes, &self.values) / self.probes.len() as f32,
+                _ => sum(e, &self.probes, &self.values).sqrt(),
             };
         }
     }
 
     /// Scores entries `r` of one segment into `out`.
     pub fn score_into(&self, rows: &DescriptorRows<'_>, r: Range<usize>, out: &mut [f32]) {
-        out.fill(0.0);
-        let squared = self.metric == Metric::Full;
-        let len = r.len();
-        // f16 rows are converted here, four at a time; f32 rows are read in place.
+        // f16 rows that F16C cannot read are converted into this buffer.
         let mut converted = Vec::new();
-        let quads = self.probes.chunks_exact(4).zip(self.values.chunks_exact(4));
-        for (ps, qs) in quads {
-            let q = [qs[0], qs[1], qs[2], qs[3]];
-            match rows.data() {
-                RowData::F32(_) => {
-                    let rs = std::array::from_fn(|i| {
-                        rows.row_f32(ps[i] as usize, r.clone()).expect("f32 rows")
-                    });
-                    accumulate4(out, rs, q, squared);
-                }
-                RowData::F16(_) if f16c::available() => {
-                    let rs = std::array::from_fn(|i| {
-                        rows.row_f16_bits(ps[i] as usize, r.clone())
-                            .expect("f16 rows")
-                    });
-                    // SAFETY: `available()` confirmed AVX and F16C on this CPU.
-                    unsafe { f16c::accumulate4(out, rs, q, squared) };
-                }
-                RowData::F16(_) => {
-                    converted.resize(4 * len, 0.0);
-                    for (i, dst) in converted.chunks_exact_mut(len.max(1)).enumerate() {
-                        rows.read_row(ps[i] as usize, r.clone(), &mut dst[..len]);
-                    }
-                    let rs = std::array::from_fn(|i| &converted[i * len..(i + 1) * len]);
-                    accumulate4(out, rs, q, squared);
-                }
-            }
-        }
-        let start = self.probes.len() - self.probes.len() % 4;
-        for j in start..self.probes.len() {
-            let p = self.probes[j] as usize;
-            match rows.row_f32(p, r.clone()) {
-                Some(row) => accumulate1(out, row, self.values[j], squared),
-                None => {
-                    converted.resize(len, 0.0);
-                    rows.read_row(p, r.clone(), &mut converted[..len]);
-                    accumulate1(out, &converted[..len], self.values[j], squared);
-                }
-            }
-        }
         match self.metric {
+            Metric::Blend => {
+                let (tp, rp) = self.probes.split_at(self.top);
+                let (tv, rv) = self.values.split_at(self.top);
+                accumulate_rows(rows, r.clone(), tp, tv, false, out, &mut converted);
+                if rp.is_empty() {
+                    out.iter_mut().for_each(|x| *x = self.blend(*x, 0.0));
+                } else {
+                    let mut rest = vec![0f32; out.len()];
+                    accumulate_rows(rows, r, rp, rv, false, &mut rest, &mut converted);
+                    for (x, &y) in out.iter_mut().zip(&rest) {
+                        *x = self.blend(*x, y);
+                    }
+                }
+            }
             Metric::TopK => {
+                accumulate_rows(
+                    rows,
+                    r,
+                    &self.probes,
+                    &self.values,
+                    false,
+                    out,
+                    &mut converted,
+                );
                 let k = self.probes.len() as f32;
                 out.iter_mut().for_each(|x| *x /= k);
             }
-            _ => out.iter_mut().for_each(|x| *x = x.sqrt()),
+            _ => {
+                let squared = self.metric == Metric::Full;
+                accumulate_rows(
+                    rows,
+                    r,
+                    &self.probes,
+                    &self.values,
+                    squared,
+                    out,
+                    &mut converted,
+                );
+                out.iter_mut().for_each(|x| *x = x.sqrt());
+            }
+        }
+    }
+}
+
+/// `out[i]` = the sum over `probes` (in order, left to right) of `|q - d|` (or its square when
+/// `squared`) for entry `r.start + i`: four rows at a time, then the remainder one by one.
+fn accumulate_rows(
+    rows: &DescriptorRows<'_>,
+    r: Range<usize>,
+    probes: &[u32],
+    values: &[f32],
+    squared: bool,
+    out: &mut [f32],
+    converted: &mut Vec<f32>,
+) {
+    out.fill(0.0);
+    let len = r.len();
+    let quads = probes.chunks_exact(4).zip(values.chunks_exact(4));
+    for (ps, qs) in quads {
+        let q = [qs[0], qs[1], qs[2], qs[3]];
+        match rows.data() {
+            RowData::F32(_) => {
+                let rs = std::array::from_fn(|i| {
+                    rows.row_f32(ps[i] as usize, r.clone()).expect("f32 rows")
+                });
+                accumulate4(out, rs, q, squared);
+            }
+            RowData::F16(_) if f16c::available() => {
+                let rs = std::array::from_fn(|i| {
+                    rows.row_f16_bits(ps[i] as usize, r.clone())
+                        .expect("f16 rows")
+                });
+                // SAFETY: `available()` confirmed AVX and F16C on this CPU.
+                unsafe { f16c::accumulate4(out, rs, q, squared) };
+            }
+            RowData::F16(_) => {
+                converted.resize(4 * len, 0.0);
+                for (i, dst) in converted.chunks_exact_mut(len.max(1)).enumerate() {
+                    rows.read_row(ps[i] as usize, r.clone(), &mut dst[..len]);
+                }
+                let rs = std::array::from_fn(|i| &converted[i * len..(i + 1) * len]);
+                accumulate4(out, rs, q, squared);
+            }
+        }
+    }
+    let start = probes.len() - probes.len() % 4;
+    for j in start..probes.len() {
+        let p = probes[j] as usize;
+        match rows.row_f32(p, r.clone()) {
+            Some(row) => accumulate1(out, row, values[j], squared),
+            None => {
+                converted.resize(len, 0.0);
+                rows.read_row(p, r.clone(), &mut converted[..len]);
+                accumulate1(out, &converted[..len], values[j], squared);
+            }
         }
     }
 }
@@ -880,6 +1026,26 @@ pub fn topk_discrepancy(q: &[f32], d: &[f32], k: usize) -> f32 {
         acc += (q[p as usize] - d[p as usize]).abs();
     }
     acc / probes.len() as f32
+}
+
+/// The reference definition of [`Metric::Blend`], one entry at a time, in the same summation order
+/// as the scan: the top-k probes highest first, then the other probes in order. Tests compare the
+/// scan with it.
+pub fn blend_discrepancy(q: &[f32], d: &[f32], k: usize, weight: f32) -> f32 {
+    let probes = top_probes(q, k);
+    let mut in_top = vec![false; q.len()];
+    let mut top = 0f32;
+    for &p in &probes {
+        top += (q[p as usize] - d[p as usize]).abs();
+        in_top[p as usize] = true;
+    }
+    let mut rest = 0f32;
+    if weight != 0.0 {
+        for p in (0..q.len()).filter(|&p| !in_top[p]) {
+            rest += (q[p] - d[p]).abs();
+        }
+    }
+    top / probes.len() as f32 + weight * ((top + rest) / q.len() as f32)
 }
 
 /// The reference definition of the full-query Euclidean distance.

@@ -29,7 +29,7 @@
 // place: `ProbelogSearchParams` gained `mode` and `candidates` within it.
 #define PROBELOG_ABI_VERSION 1
 
-// Metric: ProbeLog's asymmetric top-k discrepancy (the default).
+// Metric: ProbeLog's asymmetric top-k discrepancy, as in the paper.
 #define PROBELOG_METRIC_TOPK 0
 
 // Metric: Euclidean distance over all probes (a baseline).
@@ -38,8 +38,14 @@
 // Metric: Euclidean distance to each model's mean descriptor, one result per model (a baseline).
 #define PROBELOG_METRIC_MODEL 2
 
-// Mode: hnsw for the topk metric once ANN graphs cover enough entries (100,000 today), else
-// exact (the default, and the value of a zero-initialised field).
+// Metric: the blend (the default of `probelog_search_params_default`): the top-k discrepancy
+// plus `blend_weight` times the mean absolute difference over all probes. It ranked best on real
+// model hubs; exact search only (PROBELOG_MODE_AUTO scans, PROBELOG_MODE_HNSW refuses it).
+#define PROBELOG_METRIC_BLEND 3
+
+// Mode: hnsw for the topk metric once ANN graphs cover enough entries (1,000,000 today), else
+// exact (the default, and the value of a zero-initialised field). The other metrics, the
+// default blend included, always run exactly.
 #define PROBELOG_MODE_AUTO 0
 
 // Mode: score every entry.
@@ -90,8 +96,8 @@ typedef struct ProbelogSearchParams {
   // Number of results (`--top`), at least 1; a value above the entry count returns them all.
   // Default 10.
   uint32_t top;
-  // Number of the query's highest probes compared by the topk metric (`--k`), from 1 to the
-  // probe count; 0 means the library's default (16 today, at most the probe count;
+  // Number of the query's highest probes compared by the blend and topk metrics (`--k`), from
+  // 1 to the probe count; 0 means the library's default (16 today, at most the probe count;
   // `probelog_results_k` tells the k used). Must be 0 for the other metrics.
   uint32_t k;
   // Non-zero: leave out the query entry's own model (`--exclude-same-model`); entry queries
@@ -99,15 +105,21 @@ typedef struct ProbelogSearchParams {
   int exclude_same_model;
   // Non-zero: only the best logit of each model (`--per-model`).
   int per_model;
-  // One of PROBELOG_METRIC_TOPK, PROBELOG_METRIC_FULL, PROBELOG_METRIC_MODEL (`--metric`).
+  // One of PROBELOG_METRIC_BLEND (the default), PROBELOG_METRIC_TOPK, PROBELOG_METRIC_FULL,
+  // PROBELOG_METRIC_MODEL (`--metric`). A zero-initialised field is PROBELOG_METRIC_TOPK.
   uint32_t metric;
   // One of PROBELOG_MODE_AUTO (0, the default), PROBELOG_MODE_EXACT, PROBELOG_MODE_HNSW
-  // (`--mode`); PROBELOG_MODE_HNSW needs the topk metric. `probelog_results_mode` tells the
-  // mode that ran.
+  // (`--mode`); PROBELOG_MODE_HNSW needs PROBELOG_METRIC_TOPK. `probelog_results_mode` tells
+  // the mode that ran.
   uint32_t mode;
   // Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
   // default (200 today; never fewer than top). Ignored when the search runs exactly.
   uint32_t candidates;
+  // Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
+  // above 0; 0 means the library's default (2 today; `probelog_results_blend_weight` tells the
+  // weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
+  // metric. Must be 0 for the other metrics.
+  float blend_weight;
 } ProbelogSearchParams;
 
 // One result. The strings belong to the `ProbelogResults` they were read from and stay valid
@@ -295,8 +307,9 @@ ProbelogStatus probelog_index_descriptor(const struct ProbelogIndex *index,
                                          float *out,
                                          size_t len);
 
-// The default parameters: top 10, k = 0 (the library's default k), the topk metric, no
-// exclusion, every logit, PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
+// The default parameters: top 10, k = 0 (the library's default k), PROBELOG_METRIC_BLEND with
+// blend_weight = 0 (the library's default weight), no exclusion, every logit,
+// PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
 struct ProbelogSearchParams probelog_search_params_default(void);
 
 // Searches with an entry of the index as the query (`probelog-tool search --entry`). On
@@ -342,12 +355,20 @@ ProbelogStatus probelog_search_text_embedding(const struct ProbelogIndex *index,
 // `results` is NULL or a live results handle.
 size_t probelog_results_len(const struct ProbelogResults *results);
 
-// The k the topk metric used (the library's default, capped at the probe count, when the
-// parameters said 0); 0 for the other metrics and for NULL.
+// The k the blend or topk metric used (the library's default, capped at the probe count, when
+// the parameters said 0); 0 for the other metrics and for NULL.
 //
 // # Safety
 // `results` is NULL or a live results handle.
 uint32_t probelog_results_k(const struct ProbelogResults *results);
+
+// The weight of the all-probe term the blend metric used (the library's default when the
+// parameters said 0; the `blend_weight` of `probelog-tool search --json`); 0 for the other
+// metrics and for NULL.
+//
+// # Safety
+// `results` is NULL or a live results handle.
+float probelog_results_blend_weight(const struct ProbelogResults *results);
 
 // The mode the search ran in: PROBELOG_MODE_EXACT or PROBELOG_MODE_HNSW (PROBELOG_MODE_AUTO
 // resolved; the `mode` of `probelog-tool search --json`); PROBELOG_MODE_AUTO (0) for NULL.

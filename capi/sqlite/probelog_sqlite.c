@@ -13,20 +13,24 @@
  *   rank, entry, model_id, model, logit, label, score
  * and these arguments (hidden columns, in the order shown):
  *
- *   probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates])
+ *   probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates,
+ *                   blend_weight])
  *       raw logits over the probes
- *   probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates])
+ *   probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates,
+ *                        blend_weight])
  *       a text embedding
  *   probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model, mode,
- *                         candidates])
+ *                         candidates, blend_weight])
  *       an entry of the index
- *   probelog_models(path, query_blob [, n, k, metric, mode, candidates])
+ *   probelog_models(path, query_blob [, n, k, metric, mode, candidates, blend_weight])
  *       raw logits, best logit per model (per_model = 1)
  *
  * Blobs hold little-endian float32 values: P of them for a query, d for a text embedding. The
- * defaults: n = 10, k = NULL (the library's default), metric = 'topk' (or 'full', 'model'),
- * per_model = 0, exclude_same_model = 0, mode = 'auto' (or 'exact', 'hnsw'), candidates = NULL
- * (the library's default). SQL NULL means the default. Scalar functions:
+ * defaults: n = 10, k = NULL (the library's default), metric = 'blend' (or 'topk', the paper's
+ * top-k discrepancy, 'full', 'model'), per_model = 0, exclude_same_model = 0, mode = 'auto' (or
+ * 'exact', 'hnsw', which needs metric 'topk'), candidates = NULL (the library's default),
+ * blend_weight = NULL (the library's default, 2 today; a number >= 0, for metric 'blend' only;
+ * 0 ranks as 'topk'). SQL NULL means the default. Scalar functions:
  *
  *   probelog_descriptor(path, entry)  the stored descriptor of an entry, as a query blob
  *   probelog_f32(text)                '[0.5, -1, 2e-3]' (or space/comma separated) as a blob
@@ -66,12 +70,14 @@ enum {
     ARG_EXCLUDE,
     ARG_MODE,
     ARG_CANDIDATES,
+    ARG_BLEND_WEIGHT,
     N_ARGS
 };
 #define REQUIRED ((1 << ARG_PATH) | (1 << ARG_QUERY))
 
 static const char *const ARG_NAMES[N_ARGS] = {
-    "path", "query", "n", "k", "metric", "per_model", "exclude_same_model", "mode", "candidates",
+    "path", "query",      "n",          "k", "metric", "per_model", "exclude_same_model",
+    "mode", "candidates", "blend_weight",
 };
 
 typedef enum { QUERY_VECTOR, QUERY_TEXT, QUERY_ENTRY } QueryKind;
@@ -88,21 +94,27 @@ typedef struct {
 
 static const Form FORMS[] = {
     {"probelog_search", QUERY_VECTOR, 0,
-     "probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates])", 8,
-     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES}},
+     "probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates, "
+     "blend_weight])",
+     9,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES,
+      ARG_BLEND_WEIGHT}},
     {"probelog_search_text", QUERY_TEXT, 0,
-     "probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates])",
-     8,
-     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES}},
+     "probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates, "
+     "blend_weight])",
+     9,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES,
+      ARG_BLEND_WEIGHT}},
     {"probelog_search_entry", QUERY_ENTRY, 0,
      "probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model, mode, "
-     "candidates])",
-     9,
+     "candidates, blend_weight])",
+     10,
      {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_EXCLUDE, ARG_MODE,
-      ARG_CANDIDATES}},
+      ARG_CANDIDATES, ARG_BLEND_WEIGHT}},
     {"probelog_models", QUERY_VECTOR, 1,
-     "probelog_models(path, query_blob [, n, k, metric, mode, candidates])", 7,
-     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_MODE, ARG_CANDIDATES}},
+     "probelog_models(path, query_blob [, n, k, metric, mode, candidates, blend_weight])", 8,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_MODE, ARG_CANDIDATES,
+      ARG_BLEND_WEIGHT}},
 };
 
 /* The argument behind a column of `form`, or -1 for a visible column. */
@@ -350,23 +362,43 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         if ((rc = pl_integer_arg(c, ARG_K, what, 1, UINT32_MAX, &x))) return rc;
         params.k = (uint32_t)x;
     }
-    const char *metric = "topk";
+    const char *metric = "blend";
     if (pl_given(c, ARG_METRIC)) {
         sqlite3_value *v = c->args[ARG_METRIC];
         const char *m = (const char *)sqlite3_value_text(v);
         pl_what(c, ARG_METRIC, what, sizeof what);
         if (sqlite3_value_type(v) != SQLITE_TEXT || m == NULL)
-            return pl_fail(c, "%s must be 'topk', 'full' or 'model', got %s", what,
+            return pl_fail(c, "%s must be 'blend', 'topk', 'full' or 'model', got %s", what,
                         pl_type_name(sqlite3_value_type(v)));
-        if (strcmp(m, "topk") == 0)
+        if (strcmp(m, "blend") == 0)
+            params.metric = PROBELOG_METRIC_BLEND;
+        else if (strcmp(m, "topk") == 0)
             params.metric = PROBELOG_METRIC_TOPK;
         else if (strcmp(m, "full") == 0)
             params.metric = PROBELOG_METRIC_FULL;
         else if (strcmp(m, "model") == 0)
             params.metric = PROBELOG_METRIC_MODEL;
         else
-            return pl_fail(c, "%s must be 'topk', 'full' or 'model', got '%s'", what, m);
+            return pl_fail(c, "%s must be 'blend', 'topk', 'full' or 'model', got '%s'", what, m);
         metric = m;
+    }
+    if (pl_given(c, ARG_BLEND_WEIGHT)) {
+        sqlite3_value *v = c->args[ARG_BLEND_WEIGHT];
+        int t = sqlite3_value_type(v);
+        pl_what(c, ARG_BLEND_WEIGHT, what, sizeof what);
+        if (t != SQLITE_INTEGER && t != SQLITE_FLOAT)
+            return pl_fail(c, "%s must be a number, got %s", what, pl_type_name(t));
+        double w = sqlite3_value_double(v);
+        if (!(isfinite(w) && w >= 0.0 && w <= 3.0e38))
+            return pl_fail(c, "%s must be a finite number >= 0, got %g", what, w);
+        if (params.metric != PROBELOG_METRIC_BLEND)
+            return pl_fail(c, "%s only applies to the metric 'blend', not to '%s'", what, metric);
+        /* The C ABI reads 0 as its default weight; weight 0 is the 'topk' ranking, score for
+           score. */
+        if (w == 0.0)
+            params.metric = PROBELOG_METRIC_TOPK;
+        else
+            params.blend_weight = (float)w;
     }
     if (pl_given(c, ARG_PER_MODEL)) {
         pl_what(c, ARG_PER_MODEL, what, sizeof what);
@@ -394,8 +426,8 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         else
             return pl_fail(c, "%s must be 'exact', 'hnsw' or 'auto', got '%s'", what, m);
         if (params.mode == PROBELOG_MODE_HNSW && params.metric != PROBELOG_METRIC_TOPK)
-            return pl_fail(c, "mode 'hnsw' ranks by the metric 'topk' only, not by '%s'; use "
-                              "'exact' or 'auto'",
+            return pl_fail(c, "mode 'hnsw' ranks by the metric 'topk' only, not by '%s': pass "
+                              "metric 'topk' to use the ANN graphs, or mode 'exact' or 'auto'",
                         metric);
     }
     if (pl_given(c, ARG_CANDIDATES)) {

@@ -12,15 +12,20 @@ use crate::error::{
 };
 use crate::index::{ProbelogIndex, index_arg};
 
-/// Metric: ProbeLog's asymmetric top-k discrepancy (the default).
+/// Metric: ProbeLog's asymmetric top-k discrepancy, as in the paper.
 pub const PROBELOG_METRIC_TOPK: u32 = 0;
 /// Metric: Euclidean distance over all probes (a baseline).
 pub const PROBELOG_METRIC_FULL: u32 = 1;
 /// Metric: Euclidean distance to each model's mean descriptor, one result per model (a baseline).
 pub const PROBELOG_METRIC_MODEL: u32 = 2;
+/// Metric: the blend (the default of `probelog_search_params_default`): the top-k discrepancy
+/// plus `blend_weight` times the mean absolute difference over all probes. It ranked best on real
+/// model hubs; exact search only (PROBELOG_MODE_AUTO scans, PROBELOG_MODE_HNSW refuses it).
+pub const PROBELOG_METRIC_BLEND: u32 = 3;
 
-/// Mode: hnsw for the topk metric once ANN graphs cover enough entries (100,000 today), else
-/// exact (the default, and the value of a zero-initialised field).
+/// Mode: hnsw for the topk metric once ANN graphs cover enough entries (1,000,000 today), else
+/// exact (the default, and the value of a zero-initialised field). The other metrics, the
+/// default blend included, always run exactly.
 pub const PROBELOG_MODE_AUTO: u32 = 0;
 /// Mode: score every entry.
 pub const PROBELOG_MODE_EXACT: u32 = 1;
@@ -36,8 +41,8 @@ pub struct ProbelogSearchParams {
     /// Number of results (`--top`), at least 1; a value above the entry count returns them all.
     /// Default 10.
     pub top: u32,
-    /// Number of the query's highest probes compared by the topk metric (`--k`), from 1 to the
-    /// probe count; 0 means the library's default (16 today, at most the probe count;
+    /// Number of the query's highest probes compared by the blend and topk metrics (`--k`), from
+    /// 1 to the probe count; 0 means the library's default (16 today, at most the probe count;
     /// `probelog_results_k` tells the k used). Must be 0 for the other metrics.
     pub k: u32,
     /// Non-zero: leave out the query entry's own model (`--exclude-same-model`); entry queries
@@ -45,15 +50,21 @@ pub struct ProbelogSearchParams {
     pub exclude_same_model: c_int,
     /// Non-zero: only the best logit of each model (`--per-model`).
     pub per_model: c_int,
-    /// One of PROBELOG_METRIC_TOPK, PROBELOG_METRIC_FULL, PROBELOG_METRIC_MODEL (`--metric`).
+    /// One of PROBELOG_METRIC_BLEND (the default), PROBELOG_METRIC_TOPK, PROBELOG_METRIC_FULL,
+    /// PROBELOG_METRIC_MODEL (`--metric`). A zero-initialised field is PROBELOG_METRIC_TOPK.
     pub metric: u32,
     /// One of PROBELOG_MODE_AUTO (0, the default), PROBELOG_MODE_EXACT, PROBELOG_MODE_HNSW
-    /// (`--mode`); PROBELOG_MODE_HNSW needs the topk metric. `probelog_results_mode` tells the
-    /// mode that ran.
+    /// (`--mode`); PROBELOG_MODE_HNSW needs PROBELOG_METRIC_TOPK. `probelog_results_mode` tells
+    /// the mode that ran.
     pub mode: u32,
     /// Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
     /// default (200 today; never fewer than top). Ignored when the search runs exactly.
     pub candidates: u32,
+    /// Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
+    /// above 0; 0 means the library's default (2 today; `probelog_results_blend_weight` tells the
+    /// weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
+    /// metric. Must be 0 for the other metrics.
+    pub blend_weight: f32,
 }
 
 impl Default for ProbelogSearchParams {
@@ -63,9 +74,10 @@ impl Default for ProbelogSearchParams {
             k: 0,
             exclude_same_model: 0,
             per_model: 0,
-            metric: PROBELOG_METRIC_TOPK,
+            metric: PROBELOG_METRIC_BLEND,
             mode: PROBELOG_MODE_AUTO,
             candidates: 0,
+            blend_weight: 0.0,
         }
     }
 }
@@ -100,6 +112,7 @@ pub struct ProbelogHit {
 pub struct ProbelogResults {
     hits: Vec<StoredHit>,
     k: u32,
+    blend_weight: f32,
     mode: u32,
     candidates: u32,
 }
@@ -109,6 +122,7 @@ impl std::fmt::Debug for ProbelogResults {
         f.debug_struct("ProbelogResults")
             .field("len", &self.hits.len())
             .field("k", &self.k)
+            .field("blend_weight", &self.blend_weight)
             .field("mode", &self.mode)
             .field("candidates", &self.candidates)
             .finish()
@@ -167,8 +181,9 @@ impl StoredHit {
     }
 }
 
-/// The default parameters: top 10, k = 0 (the library's default k), the topk metric, no
-/// exclusion, every logit, PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
+/// The default parameters: top 10, k = 0 (the library's default k), PROBELOG_METRIC_BLEND with
+/// blend_weight = 0 (the library's default weight), no exclusion, every logit,
+/// PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
 #[unsafe(no_mangle)]
 pub extern "C" fn probelog_search_params_default() -> ProbelogSearchParams {
     quiet(
@@ -191,10 +206,11 @@ fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResul
         PROBELOG_METRIC_TOPK => Metric::TopK,
         PROBELOG_METRIC_FULL => Metric::Full,
         PROBELOG_METRIC_MODEL => Metric::Model,
+        PROBELOG_METRIC_BLEND => Metric::Blend,
         m => {
             return Err(Failure::invalid(format!(
-                "unknown metric {m}: use PROBELOG_METRIC_TOPK (0), PROBELOG_METRIC_FULL (1) or \
-                 PROBELOG_METRIC_MODEL (2)"
+                "unknown metric {m}: use PROBELOG_METRIC_BLEND (3), PROBELOG_METRIC_TOPK (0), \
+                 PROBELOG_METRIC_FULL (1) or PROBELOG_METRIC_MODEL (2)"
             )));
         }
     };
@@ -211,18 +227,32 @@ fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResul
     };
     if mode == SearchMode::Hnsw && metric != Metric::TopK {
         return Err(Failure::invalid(format!(
-            "PROBELOG_MODE_HNSW ranks by the topk metric only, not by {}; use \
-             PROBELOG_MODE_EXACT or PROBELOG_MODE_AUTO",
+            "PROBELOG_MODE_HNSW ranks by the topk metric only, not by {}: pass \
+             PROBELOG_METRIC_TOPK to use the ANN graphs, or PROBELOG_MODE_EXACT or \
+             PROBELOG_MODE_AUTO",
             metric.name()
         )));
     }
     if p.top == 0 {
         return Err(Failure::invalid("top must be at least 1"));
     }
-    if p.k != 0 && metric != Metric::TopK {
+    if p.k != 0 && !matches!(metric, Metric::TopK | Metric::Blend) {
         return Err(Failure::invalid(format!(
-            "k only applies to the topk metric, not to {}; pass k = 0",
+            "k only applies to the blend and topk metrics, not to {}; pass k = 0",
             metric.name()
+        )));
+    }
+    let w = p.blend_weight;
+    if w != 0.0 && metric != Metric::Blend {
+        return Err(Failure::invalid(format!(
+            "blend_weight only applies to PROBELOG_METRIC_BLEND, not to {}; pass blend_weight = 0",
+            metric.name()
+        )));
+    }
+    if !(w.is_finite() && w >= 0.0) {
+        return Err(Failure::invalid(format!(
+            "blend_weight {w} is invalid: it must be a finite number >= 0 (0 for the library's \
+             default)"
         )));
     }
     if p.exclude_same_model != 0 && kind != Kind::Entry {
@@ -245,6 +275,7 @@ fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResul
         metric,
         mode,
         candidates,
+        blend_weight: (w != 0.0).then_some(w),
         ..SearchParams::default()
     };
     Ok(params)
@@ -272,8 +303,14 @@ unsafe fn run_search<'q>(
     let query = query(&index)?;
     let hits = index.search(&query, &params)?;
     let k = match params.metric {
-        Metric::TopK => u32::try_from(index.effective_k(params.k)?).unwrap_or(u32::MAX),
+        Metric::TopK | Metric::Blend => {
+            u32::try_from(index.effective_k(params.k)?).unwrap_or(u32::MAX)
+        }
         Metric::Full | Metric::Model => 0,
+    };
+    let blend_weight = match params.metric {
+        Metric::Blend => params.effective_blend_weight()?,
+        _ => 0.0,
     };
     // Resolved under the same read guard as the search, so it is the mode that ran.
     let (mode, candidates) = match index.effective_mode(&params)? {
@@ -287,6 +324,7 @@ unsafe fn run_search<'q>(
     let results = ProbelogResults {
         hits: hits.into_iter().map(StoredHit::new).collect(),
         k,
+        blend_weight,
         mode,
         candidates,
     };
@@ -396,8 +434,8 @@ pub unsafe extern "C" fn probelog_results_len(results: *const ProbelogResults) -
     })
 }
 
-/// The k the topk metric used (the library's default, capped at the probe count, when the
-/// parameters said 0); 0 for the other metrics and for NULL.
+/// The k the blend or topk metric used (the library's default, capped at the probe count, when
+/// the parameters said 0); 0 for the other metrics and for NULL.
 ///
 /// # Safety
 /// `results` is NULL or a live results handle.
@@ -406,6 +444,20 @@ pub unsafe extern "C" fn probelog_results_k(results: *const ProbelogResults) -> 
     quiet(0, || {
         // SAFETY: the caller promises a live handle or NULL.
         unsafe { results.as_ref() }.map_or(0, |r| r.k)
+    })
+}
+
+/// The weight of the all-probe term the blend metric used (the library's default when the
+/// parameters said 0; the `blend_weight` of `probelog-tool search --json`); 0 for the other
+/// metrics and for NULL.
+///
+/// # Safety
+/// `results` is NULL or a live results handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_blend_weight(results: *const ProbelogResults) -> f32 {
+    quiet(0.0, || {
+        // SAFETY: the caller promises a live handle or NULL.
+        unsafe { results.as_ref() }.map_or(0.0, |r| r.blend_weight)
     })
 }
 

@@ -32,7 +32,7 @@ fn write_cases(hub: &Hub, searches: &[Search], path: &Path) -> (usize, usize) {
         };
         writeln!(
             text,
-            "case\t{}\t{query}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "case\t{}\t{query}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             q.kind,
             q.top,
             q.k,
@@ -40,7 +40,8 @@ fn write_cases(hub: &Hub, searches: &[Search], path: &Path) -> (usize, usize) {
             u8::from(q.per_model),
             q.metric_code(),
             q.mode_code(),
-            q.candidates
+            q.candidates,
+            q.blend_weight
         )
         .unwrap();
         let rows = cli_rows(&report);
@@ -54,9 +55,11 @@ fn write_cases(hub: &Hub, searches: &[Search], path: &Path) -> (usize, usize) {
         hnsw += usize::from(mode == "hnsw");
         // Null in exact mode.
         let candidates = report["candidates"].as_u64().unwrap_or(0);
+        // Null for the metrics other than the blend.
+        let weight = report["blend_weight"].as_f64().unwrap_or(0.0) as f32;
         writeln!(
             text,
-            "hits\t{}\t{k}\t{}\t{candidates}",
+            "hits\t{}\t{k}\t{}\t{candidates}\t{weight}",
             rows.len(),
             mode_code(mode)
         )

@@ -250,7 +250,7 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
     let got: Vec<&str> = results[4].iter().map(|r| text(&r[0])).collect();
     let want_models: Vec<&str> = want.iter().map(|r| r.3.as_str()).collect();
     assert_eq!(got, want_models);
-    // Statement 6: search --mode hnsw --candidates 20, through the hub's graph.
+    // Statement 6: search --metric topk --mode hnsw --candidates 20, through the hub's graph.
     let report = tool_json(&[
         "search",
         s(&hub),
@@ -258,6 +258,8 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
         "0",
         "--top",
         "5",
+        "--metric",
+        "topk",
         "--mode",
         "hnsw",
         "--candidates",

@@ -84,6 +84,11 @@ fn sql_of(q: &Search, hub: &Hub) -> (String, Vec<SqlValue>) {
         } else {
             SqlValue::Integer(q.candidates.into())
         },
+        if q.blend_weight == 0.0 {
+            SqlValue::Null
+        } else {
+            SqlValue::Real(q.blend_weight.into())
+        },
     ]);
     let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
     (
@@ -131,6 +136,43 @@ fn sql_results_equal_the_cli() {
     assert_eq!(
         rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
         want
+    );
+
+    // The default metric is the blend; a weight of 0 ranks and scores as topk.
+    let topk = cli_rows(
+        &Search {
+            metric: "topk",
+            ..Search::new("vector")
+        }
+        .cli(&hub),
+    );
+    let sql =
+        format!("SELECT {COLUMNS} FROM probelog_search(?1, ?2, 10, NULL, NULL, 0, NULL, NULL, 0)");
+    assert_eq!(
+        rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
+        topk
+    );
+    let sql = format!(
+        "SELECT {COLUMNS} FROM probelog_search WHERE path = ?1 AND query = ?2 AND metric = 'topk'"
+    );
+    assert_eq!(
+        rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
+        topk
+    );
+    let blend = cli_rows(
+        &Search {
+            blend_weight: 2.0,
+            ..Search::new("vector")
+        }
+        .cli(&hub),
+    );
+    assert_eq!(blend, cli_rows(&Search::new("vector").cli(&hub)));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM probelog_search(?1, ?2, 10, NULL, 'blend', 0, 'auto', NULL, 2)"
+    );
+    assert_eq!(
+        rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
+        blend
     );
 
     // SQL on top: filter, order, aggregate, join.
@@ -224,6 +266,7 @@ fn sql_searches_in_hnsw_mode_equal_the_cli() {
         top,
         per_model,
         mode: "hnsw",
+        metric: "topk",
         candidates,
         ..Search::new("vector")
     };
@@ -239,7 +282,7 @@ fn sql_searches_in_hnsw_mode_equal_the_cli() {
     let want = cli_rows(&hnsw(10, 3, false).cli(&hub));
     let sql = format!(
         "SELECT {COLUMNS} FROM probelog_search WHERE path = ?1 AND query = ?2 AND mode = 'hnsw' \
-         AND candidates = 3"
+         AND candidates = 3 AND metric = 'topk'"
     );
     assert_eq!(
         rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
@@ -247,7 +290,7 @@ fn sql_searches_in_hnsw_mode_equal_the_cli() {
     );
     let want = cli_rows(&hnsw(10, 0, false).cli(&hub));
     let sql = format!(
-        "SELECT {COLUMNS} FROM probelog_search(?1, ?2, NULL, NULL, NULL, NULL, 'hnsw', NULL)"
+        "SELECT {COLUMNS} FROM probelog_search(?1, ?2, NULL, NULL, 'topk', NULL, 'hnsw', NULL)"
     );
     assert_eq!(
         rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),
@@ -378,7 +421,7 @@ fn bad_arguments_are_sql_errors() {
         (
             search,
             vec![path(), query(), int(5), int(4), text("full")],
-            "k only applies to the topk metric",
+            "k only applies to the blend and topk metrics",
         ),
         (
             search,
@@ -481,6 +524,32 @@ fn bad_arguments_are_sql_errors() {
             "mode 'hnsw' ranks by the metric 'topk' only, not by 'full'",
         ),
         (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, 'hnsw')",
+            vec![path(), query()],
+            "mode 'hnsw' ranks by the metric 'topk' only, not by 'blend': pass metric 'topk'",
+        ),
+        // The blend's weight.
+        (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'blend', 0, 'exact', NULL, -1)",
+            vec![path(), query()],
+            "blend_weight (argument 9) must be a finite number >= 0, got -1",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, NULL, 0, 0, NULL, NULL, '2')",
+            vec![path()],
+            "blend_weight (argument 10) must be a number, got TEXT",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', NULL, NULL, 1.5)",
+            vec![path(), query()],
+            "blend_weight (argument 8) only applies to the metric 'blend', not to 'topk'",
+        ),
+        (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, NULL, NULL, 1e300)",
+            vec![path(), query()],
+            "must be a finite number >= 0",
+        ),
+        (
             "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'model', 'hnsw')",
             vec![path(), query()],
             "probelog_models: mode 'hnsw' ranks by the metric 'topk' only, not by 'model'",
@@ -502,7 +571,7 @@ fn bad_arguments_are_sql_errors() {
                 query(),
                 int(5),
                 SqlValue::Null,
-                SqlValue::Null,
+                text("topk"),
                 SqlValue::Null,
                 text("hnsw"),
                 int(0),
@@ -650,6 +719,7 @@ fn the_sqlite3_command_line_loads_the_extension() {
             Search {
                 top: 5,
                 mode: "hnsw",
+                metric: "topk",
                 candidates: 3,
                 ..Search::new("vector")
             },

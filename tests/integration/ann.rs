@@ -59,6 +59,8 @@ fn params(mode: SearchMode) -> SearchParams {
         top: 10,
         exclude_same_model: true,
         mode,
+        // The graphs serve the paper's top-k discrepancy only; the default blend always scans.
+        metric: Metric::TopK,
         ..Default::default()
     }
 }
@@ -159,6 +161,27 @@ fn auto_mode_and_hnsw_limits() {
         index.search(&Query::Entry(0), &full),
         Err(Error::InvalidParameter(_))
     ));
+    // The default metric, the blend, never runs on the graphs: auto scans, hnsw is refused with
+    // a message that names the metric that can.
+    let blend = SearchParams {
+        metric: Metric::Blend,
+        ..params(SearchMode::Auto)
+    };
+    assert_eq!(index.effective_mode(&blend).unwrap(), SearchMode::Exact);
+    assert_eq!(
+        index.effective_mode(&SearchParams::default()).unwrap(),
+        SearchMode::Exact
+    );
+    match index.search(
+        &Query::Entry(0),
+        &SearchParams {
+            mode: SearchMode::Hnsw,
+            ..blend
+        },
+    ) {
+        Err(Error::InvalidParameter(m)) => assert!(m.contains("--metric topk"), "{m}"),
+        other => panic!("hnsw with the blend: {other:?}"),
+    }
     let zero = SearchParams {
         candidates: Some(0),
         ..params(SearchMode::Hnsw)

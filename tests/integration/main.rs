@@ -8,6 +8,7 @@
 //! the variable is absent.
 
 mod ann;
+mod blend;
 mod collab;
 mod common;
 mod concurrency;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use half::f16;
-use probelog::search::{full_distance, topk_discrepancy};
+use probelog::search::{blend_discrepancy, full_distance, topk_discrepancy};
 use probelog::{Dtype, Hit, Index, Metric, Query, RawIndex, SearchParams};
 use proptest::prelude::*;
 use rand::Rng;
@@ -156,8 +156,10 @@ fn reference(
             })
             .collect(),
         metric => {
+            let w = params.effective_blend_weight().unwrap();
             let score = |e: u64| match metric {
                 Metric::TopK => topk_discrepancy(q, &descs[e as usize], k),
+                Metric::Blend => blend_discrepancy(q, &descs[e as usize], k, w),
                 _ => full_distance(q, &descs[e as usize]),
             };
             let all = (0..zoo.entries()).filter(|&e| Some(zoo.locate(e).0 as u64) != exclude);
@@ -218,6 +220,7 @@ struct QuerySpec {
     per_model: bool,
     exclude_same_model: bool,
     metric: usize,
+    blend_weight: usize,
 }
 
 fn query_specs() -> impl Strategy<Value = Vec<QuerySpec>> {
@@ -229,18 +232,20 @@ fn query_specs() -> impl Strategy<Value = Vec<QuerySpec>> {
             1usize..30,
             any::<bool>(),
             any::<bool>(),
-            0usize..5,
+            0usize..6,
+            0usize..4,
         )
             .prop_map(
-                |(entry, by_vector, k, top, per_model, exclude, metric)| QuerySpec {
+                |(entry, by_vector, k, top, per_model, exclude, metric, blend_weight)| QuerySpec {
                     entry,
                     by_vector,
                     k,
                     top,
                     per_model,
                     exclude_same_model: exclude && !by_vector,
-                    // top-k twice as often as each baseline
+                    // top-k and blend twice as often as each baseline
                     metric,
+                    blend_weight,
                 },
             ),
         1..8,
@@ -259,13 +264,15 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
             per_model: qs.per_model,
             metric: [
                 Metric::TopK,
-                Metric::TopK,
+                Metric::Blend,
                 Metric::Full,
                 Metric::Model,
                 Metric::TopK,
+                Metric::Blend,
             ][qs.metric],
             mode: probelog::SearchMode::Exact,
             candidates: None,
+            blend_weight: [None, Some(0.0), Some(0.5), Some(3.25)][qs.blend_weight],
         };
         let col = zoo.models[m].column(j);
         let (query, q) = if qs.by_vector {
@@ -278,7 +285,10 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
         let hits = idx.search(&query, &params).unwrap();
         let want = reference(idx, zoo, &q, exclude, &params);
         assert_hits(zoo, &hits, &want, &params);
-        if params.metric == Metric::TopK && !params.per_model && exclude.is_none() {
+        if matches!(params.metric, Metric::TopK | Metric::Blend)
+            && !params.per_model
+            && exclude.is_none()
+        {
             // The query's own entry is a perfect match (score 0) unless a tie with a lower id
             // precedes it.
             let own = hits.iter().find(|h| h.entry == Some(e));
@@ -303,7 +313,7 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
-    /// Every search (top-k and full metrics, model baseline, per-model, excluding the query's
+    /// Every search (blend, top-k and full metrics, model baseline, per-model, excluding the query's
     /// model, f32 and f16, several segments) equals the brute-force reference exactly, and the
     /// index stores exactly the expected descriptors and metadata.
     #[test]
@@ -406,6 +416,23 @@ fn invalid_search_parameters_are_refused() {
         SearchParams { k: Some(0), ..p },
         SearchParams { k: Some(13), ..p },
         SearchParams { top: 0, ..p },
+        SearchParams {
+            blend_weight: Some(-0.5),
+            ..p
+        },
+        SearchParams {
+            blend_weight: Some(f32::NAN),
+            ..p
+        },
+        SearchParams {
+            blend_weight: Some(f32::INFINITY),
+            ..p
+        },
+        SearchParams {
+            blend_weight: Some(-1.0),
+            metric: Metric::TopK,
+            ..p
+        },
     ] {
         assert!(idx.search(&Query::Entry(0), &bad).is_err(), "{bad:?}");
     }

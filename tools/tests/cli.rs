@@ -181,8 +181,13 @@ fn create_append_search_end_to_end() {
     assert_eq!(r["query"]["entry"], 1);
     assert_eq!(r["query"]["model"], "alpha");
     assert_eq!(r["query"]["label"], "concept-2");
-    assert_eq!(r["metric"], "topk");
+    // The default metric is the blend, with the default k and weight.
+    assert_eq!(r["metric"], "blend");
     assert_eq!(r["k"], probelog::DEFAULT_K.min(P) as u64);
+    assert_eq!(
+        r["blend_weight"].as_f64(),
+        Some(f64::from(probelog::DEFAULT_BLEND_WEIGHT))
+    );
     let results = r["results"].as_array().unwrap();
     assert_eq!(results.len(), 4);
     let first = &results[0];
@@ -211,6 +216,21 @@ fn create_append_search_end_to_end() {
     );
     let r = ok_json(&["search", f.idx(), "--entry", "1", "--k", "7"]);
     assert_eq!(r["k"], 7);
+    let r = ok_json(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "1",
+        "--metric",
+        "topk",
+        "--k",
+        "7",
+    ]);
+    assert_eq!(
+        (&r["metric"], &r["k"]),
+        (&Value::from("topk"), &Value::from(7))
+    );
+    assert!(r["blend_weight"].is_null());
     let human = ok(&["search", f.idx(), "--entry", "1", "--top", "2"]);
     let header = human.lines().find(|l| l.starts_with("rank")).unwrap();
     for col in ["rank", "entry", "model", "logit", "label", "score"] {
@@ -446,6 +466,30 @@ fn metrics_full_and_model() {
     assert!(e.contains("--k"), "{e}");
     let e = fails(&["search", f.idx(), "--entry", "0", "--k", "51"]);
     assert!(e.contains("51") && e.contains("50"), "{e}");
+    // Weight 0 ranks and scores as the paper's top-k; a weight shows in the output.
+    let zero = ok_json(&["search", f.idx(), "--entry", "0", "--blend-weight", "0"]);
+    let topk = ok_json(&["search", f.idx(), "--entry", "0", "--metric", "topk"]);
+    assert_eq!(zero["results"], topk["results"]);
+    assert_eq!(zero["blend_weight"].as_f64(), Some(0.0));
+    let human = ok(&["search", f.idx(), "--entry", "0", "--blend-weight", "0.5"]);
+    assert!(
+        human.contains("metric blend (k = 16, weight 0.5)"),
+        "{human}"
+    );
+    let e = fails(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "0",
+        "--metric",
+        "topk",
+        "--blend-weight",
+        "1",
+    ]);
+    assert!(
+        e.contains("--blend-weight only applies to --metric blend"),
+        "{e}"
+    );
     let e = fails(&["search", f.idx(), "--entry", "999"]);
     assert!(e.contains("entry 999 does not exist"), "{e}");
 }
@@ -767,9 +811,15 @@ fn info_reports_the_index() {
     assert_eq!(models[1]["first_entry"], 4);
     assert_eq!(models[1]["source"], "test");
     assert_eq!(models[1]["meta"]["seed"], "1");
+    assert_eq!(info["default_metric"], "blend");
+    assert_eq!(info["auto_mode"], "exact");
     let human = ok(&["info", f.idx()]);
     assert!(
         human.contains("gamma") && human.contains("entries:") && !human.contains("more"),
+        "{human}"
+    );
+    assert!(
+        human.contains("search metric:    blend by default (k = 16, weight 2); --metric topk"),
         "{human}"
     );
 }
@@ -1051,6 +1101,10 @@ fn usage_errors_exit_with_2() {
         ],
         &["search", "x.plog", "--entry", "1", "--top", "0"],
         &["search", "x.plog", "--entry", "1", "--metric", "cosine"],
+        &["search", "x.plog", "--entry", "1", "--blend-weight=-1"],
+        &["search", "x.plog", "--entry", "1", "--blend-weight", "nan"],
+        &["search", "x.plog", "--entry", "1", "--blend-weight", "inf"],
+        &["search", "x.plog", "--entry", "1", "--blend-weight", "two"],
         &["append", "x.plog"],
         &["append", "x.plog", "--logits", "a.npy"],
         &["append", "x.plog", "--manifest", "m.toml", "--name", "n"],
@@ -1180,8 +1234,18 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
         0,
         "small appends build no graph"
     );
-    // Exact below the auto threshold, and hnsw mode scans segments without a graph.
-    let exact = ok_json(&["search", f.idx(), "--entry", "6", "--top", "5"]);
+    // Exact below the auto threshold, and hnsw mode scans segments without a graph. The graphs
+    // serve the paper's top-k discrepancy, so these searches name it.
+    let exact = ok_json(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "6",
+        "--top",
+        "5",
+        "--metric",
+        "topk",
+    ]);
     assert_eq!(exact["mode"], "exact");
     assert_eq!(exact["candidates"], Value::Null);
     let hnsw = ok_json(&[
@@ -1193,6 +1257,8 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
         "5",
         "--mode",
         "hnsw",
+        "--metric",
+        "topk",
     ]);
     assert_eq!(hnsw["mode"], "hnsw");
     assert_eq!(hnsw["candidates"], 200);
@@ -1216,10 +1282,33 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
         "hnsw",
         "--candidates",
         "12",
+        "--metric",
+        "topk",
     ]);
     assert_eq!(hnsw["results"], exact["results"]);
-    let human = ok(&["search", f.idx(), "--entry", "6", "--mode", "hnsw"]);
+    let human = ok(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "6",
+        "--mode",
+        "hnsw",
+        "--metric",
+        "topk",
+    ]);
     assert!(human.contains("hnsw candidates 200 per graph"), "{human}");
+    // The default metric, the blend, never runs on the graphs: auto scans, hnsw says how.
+    let auto = ok_json(&["search", f.idx(), "--entry", "6", "--mode", "auto"]);
+    assert_eq!(
+        (&auto["metric"], &auto["mode"]),
+        (&Value::from("blend"), &Value::from("exact"))
+    );
+    let err = fails(&["search", f.idx(), "--entry", "6", "--mode", "hnsw"]);
+    assert!(
+        err.contains("hnsw mode ranks by the topk metric only, not blend")
+            && err.contains("--metric topk"),
+        "{err}"
+    );
 
     let err = fails(&[
         "search",

@@ -6,8 +6,8 @@
  *   check search INDEX CASES [INDEX_WITHOUT_EMBEDDINGS]
  *       Runs every search of the CASES file (written by the Rust test from probelog-tool
  *       search --json) and checks that each result equals the CLI's: rank, entry, model id,
- *       model name, logit, label and the score's exact bits, and the k, mode and candidates
- *       that ran. Then runs them all again from four threads that share one index handle, and
+ *       model name, logit, label and the score's exact bits, and the k, mode, candidates and
+ *       blend weight that ran. Then runs them all again from four threads that share one index handle, and
  *       checks the error codes of bad calls.
  *   check append INDEX LOGITS.f32 P L NEW_INDEX
  *       Appends one model (raw little-endian float32 [P][L] logits) under the writer lock,
@@ -18,12 +18,12 @@
  * nothing failed.
  *
  * CASES format, one record per line, fields separated by tabs:
- *   case  KIND  QUERY  TOP  K  EXCLUDE  PER_MODEL  METRIC  MODE  CANDIDATES
+ *   case  KIND  QUERY  TOP  K  EXCLUDE  PER_MODEL  METRIC  MODE  CANDIDATES  BLEND_WEIGHT
  *         KIND: entry | vector | text; QUERY: an entry id or a .f32 file; METRIC and MODE are
- *         PROBELOG_METRIC_* and PROBELOG_MODE_* values
- *   hits  N  K  MODE  CANDIDATES
- *         N expected hits; the k, the mode (auto resolved) and the candidates (0: exact) the
- *         CLI reported
+ *         PROBELOG_METRIC_* and PROBELOG_MODE_* values; BLEND_WEIGHT 0 for the default
+ *   hits  N  K  MODE  CANDIDATES  BLEND_WEIGHT
+ *         N expected hits; the k, the mode (auto resolved), the candidates (0: exact) and the
+ *         blend weight (0: not the blend) the CLI reported
  *   hit   RANK  ENTRY  MODEL_ID  LOGIT  SCORE_BITS  MODEL  LABEL
  *         ENTRY and LOGIT are -1 for the model metric; SCORE_BITS is the float's bits in hex;
  *         LABEL is "L:" followed by the label, or "N" for none.
@@ -86,6 +86,7 @@ typedef struct {
     ProbelogSearchParams params;
     size_t n;
     uint32_t k, mode, candidates;
+    float blend_weight;
     Expected *hits;
 } Case;
 
@@ -143,7 +144,7 @@ static size_t read_cases(const char *path, Case **out) {
     size_t hit_i = 0;
     while (fgets(line, sizeof line, f)) {
         int nf = split_tabs(line, fld, 16);
-        if (strcmp(fld[0], "case") == 0 && nf == 10) {
+        if (strcmp(fld[0], "case") == 0 && nf == 11) {
             if (n == cap) {
                 cap *= 2;
                 cases = realloc(cases, cap * sizeof(Case));
@@ -164,12 +165,14 @@ static size_t read_cases(const char *path, Case **out) {
             c->params.metric = (uint32_t)strtoul(fld[7], NULL, 10);
             c->params.mode = (uint32_t)strtoul(fld[8], NULL, 10);
             c->params.candidates = (uint32_t)strtoul(fld[9], NULL, 10);
-        } else if (strcmp(fld[0], "hits") == 0 && nf == 5 && n > 0) {
+            c->params.blend_weight = strtof(fld[10], NULL);
+        } else if (strcmp(fld[0], "hits") == 0 && nf == 6 && n > 0) {
             Case *c = &cases[n - 1];
             c->n = strtoul(fld[1], NULL, 10);
             c->k = (uint32_t)strtoul(fld[2], NULL, 10);
             c->mode = (uint32_t)strtoul(fld[3], NULL, 10);
             c->candidates = (uint32_t)strtoul(fld[4], NULL, 10);
+            c->blend_weight = strtof(fld[5], NULL);
             c->hits = calloc(c->n ? c->n : 1, sizeof(Expected));
             hit_i = 0;
         } else if (strcmp(fld[0], "hit") == 0 && nf == 8 && n > 0 && hit_i < cases[n - 1].n) {
@@ -203,13 +206,15 @@ static int compare(const Case *c, size_t ci, const ProbelogResults *res, int rep
     int bad = 0;
     size_t n = probelog_results_len(res);
     if (n != c->n || probelog_results_k(res) != c->k || probelog_results_mode(res) != c->mode ||
-        probelog_results_candidates(res) != c->candidates) {
+        probelog_results_candidates(res) != c->candidates ||
+        probelog_results_blend_weight(res) != c->blend_weight) {
         if (report)
             fprintf(stderr,
-                    "case %zu: %zu results (k %u, mode %u, candidates %u), the CLI gave %zu (k %u, "
-                    "mode %u, candidates %u)\n",
+                    "case %zu: %zu results (k %u, mode %u, candidates %u, blend weight %g), the "
+                    "CLI gave %zu (k %u, mode %u, candidates %u, blend weight %g)\n",
                     ci, n, probelog_results_k(res), probelog_results_mode(res),
-                    probelog_results_candidates(res), c->n, c->k, c->mode, c->candidates);
+                    probelog_results_candidates(res), probelog_results_blend_weight(res), c->n,
+                    c->k, c->mode, c->candidates, c->blend_weight);
         return 1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -307,9 +312,11 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
 
     /* Parameters. */
     ProbelogSearchParams sp = probelog_search_params_default();
-    CHECK(sp.top == 10 && sp.k == 0 && sp.metric == PROBELOG_METRIC_TOPK && !sp.per_model &&
-              !sp.exclude_same_model && sp.mode == PROBELOG_MODE_AUTO && sp.candidates == 0,
+    CHECK(sp.top == 10 && sp.k == 0 && sp.metric == PROBELOG_METRIC_BLEND && !sp.per_model &&
+              !sp.exclude_same_model && sp.mode == PROBELOG_MODE_AUTO && sp.candidates == 0 &&
+              sp.blend_weight == 0.0f,
           "default parameters");
+    CHECK(PROBELOG_METRIC_BLEND == 3 && PROBELOG_METRIC_TOPK == 0, "metric values");
     CHECK(PROBELOG_MODE_AUTO == 0, "zero-initialised parameters ask for the auto mode");
     sp.top = 0;
     EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
@@ -322,6 +329,35 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
     sp.k = 4;
     sp.metric = PROBELOG_METRIC_FULL;
     EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    /* The blend's weight: the default, a given one, weight 0 as topk, bad ones. */
+    sp = probelog_search_params_default();
+    EXPECT_OK(probelog_search_entry(idx, 0, &sp, &res));
+    CHECK(probelog_results_blend_weight(res) == 2.0f && probelog_results_k(res) > 0,
+          "the default blend weight: %g", probelog_results_blend_weight(res));
+    probelog_results_free(res);
+    sp.blend_weight = 0.5f;
+    sp.k = 3;
+    EXPECT_OK(probelog_search_entry(idx, 0, &sp, &res));
+    CHECK(probelog_results_blend_weight(res) == 0.5f && probelog_results_k(res) == 3,
+          "blend weight %g, k %u", probelog_results_blend_weight(res), probelog_results_k(res));
+    probelog_results_free(res);
+    sp.blend_weight = -1.0f;
+    EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(probelog_last_error(), "blend_weight -1 is invalid") != NULL, "%s",
+          probelog_last_error());
+    sp.blend_weight = NAN;
+    EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    sp.blend_weight = INFINITY;
+    EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    sp.blend_weight = 1.0f;
+    sp.metric = PROBELOG_METRIC_TOPK;
+    EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(probelog_last_error(), "blend_weight only applies") != NULL, "%s",
+          probelog_last_error());
+    sp.blend_weight = 0.0f;
+    EXPECT_OK(probelog_search_entry(idx, 0, &sp, &res));
+    CHECK(probelog_results_blend_weight(res) == 0.0f, "topk has no blend weight");
+    probelog_results_free(res);
     /* Modes. */
     sp = probelog_search_params_default();
     sp.mode = 3;
@@ -337,6 +373,10 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
     EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
     CHECK(strstr(probelog_last_error(), "topk metric only") != NULL, "hnsw needs topk: %s",
           probelog_last_error());
+    sp.metric = PROBELOG_METRIC_BLEND;
+    EXPECT_ERR(probelog_search_entry(idx, 0, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(probelog_last_error(), "PROBELOG_METRIC_TOPK") != NULL,
+          "hnsw with the blend names the metric that can: %s", probelog_last_error());
     sp.metric = PROBELOG_METRIC_MODEL;
     EXPECT_ERR(probelog_search_vector(idx, v, p, &sp, &res), PROBELOG_ERR_INVALID_ARGUMENT);
     /* Exact and auto take the other metrics; the candidates are then unused. */
@@ -354,6 +394,7 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
     probelog_results_free(res);
     /* Hnsw runs with or without graphs: segments without one are scanned. */
     sp = probelog_search_params_default();
+    sp.metric = PROBELOG_METRIC_TOPK;
     sp.mode = PROBELOG_MODE_HNSW;
     sp.candidates = 1;
     ProbelogResults *dflt = NULL;
@@ -400,7 +441,7 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
     EXPECT_ERR(probelog_results_get(res, 0, NULL), PROBELOG_ERR_NULL_POINTER);
     CHECK(probelog_results_len(NULL) == 0 && probelog_results_k(NULL) == 0 &&
               probelog_results_mode(NULL) == PROBELOG_MODE_AUTO &&
-              probelog_results_candidates(NULL) == 0,
+              probelog_results_candidates(NULL) == 0 && probelog_results_blend_weight(NULL) == 0.0f,
           "NULL results");
     probelog_results_free(res);
     probelog_results_free(NULL);

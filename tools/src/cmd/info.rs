@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::Result;
-use probelog::Index;
+use probelog::{DEFAULT_BLEND_WEIGHT, DEFAULT_K, Index, Metric, SearchParams};
 use serde::Serialize;
 
 use super::{LibResult, open_index};
@@ -42,8 +42,11 @@ struct Info {
     /// Entries covered by ANN graphs (searched by `search --mode hnsw`), and in how many graphs.
     graph_entries: u64,
     graphs: usize,
-    /// What `search --mode auto` runs for the topk metric: exact or hnsw.
+    /// What `search --mode auto --metric topk` runs: exact or hnsw (the default metric, blend,
+    /// always runs exactly).
     auto_mode: &'static str,
+    /// The metric `search` ranks by unless told otherwise: blend.
+    default_metric: &'static str,
     models: Vec<ModelRow>,
 }
 
@@ -127,9 +130,13 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
             .sum::<probelog::Result<usize>>()
             .at(path)?,
         auto_mode: index
-            .effective_mode(&probelog::SearchParams::default())
+            .effective_mode(&SearchParams {
+                metric: Metric::TopK,
+                ..SearchParams::default()
+            })
             .at(path)?
             .name(),
+        default_metric: Metric::default().name(),
         models,
     })
 }
@@ -176,10 +183,19 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
                 "none (every search is exact)".to_string()
             } else {
                 format!(
-                    "{} covering {} of {} entries (search --mode auto runs {})",
+                    "{} covering {} of {} entries (search --mode auto --metric topk runs {})",
                     info.graphs, info.graph_entries, info.entry_count, info.auto_mode
                 )
             },
+        ),
+        (
+            "search metric",
+            format!(
+                "{} by default (k = {}, weight {DEFAULT_BLEND_WEIGHT}); --metric topk is the \
+                 paper's top-k discrepancy",
+                info.default_metric,
+                DEFAULT_K.min(info.num_probes)
+            ),
         ),
     ];
     for (k, v) in fields {

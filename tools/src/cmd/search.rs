@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, ensure};
 use clap::ValueEnum;
 use probelog::{
-    DEFAULT_CANDIDATES, DEFAULT_K, Hit, Index, Metric, Query, SearchMode, SearchParams,
+    DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Index, Metric, Query, SearchMode,
+    SearchParams,
 };
 use serde::Serialize;
 
@@ -32,7 +33,7 @@ pub struct Args {
         long,
         value_name = "K",
         value_parser = clap::value_parser!(u32).range(1..),
-        help = format!("Number of the query's highest probes compared by the topk metric [default: {DEFAULT_K}, at most P]")
+        help = format!("Number of the query's highest probes compared by the blend and topk metrics [default: {DEFAULT_K}, at most P]")
     )]
     pub k: Option<u32>,
     /// Leave out the query entry's own model.
@@ -41,13 +42,23 @@ pub struct Args {
     /// Report only the best logit of each model.
     #[arg(long)]
     pub per_model: bool,
-    /// topk: ProbeLog's top-k discrepancy; full: Euclidean distance over all probes; model:
-    /// distance to each model's mean descriptor (one result per model).
-    #[arg(long, value_enum, default_value_t = MetricArg::Topk)]
+    /// blend (the default): the top-k discrepancy plus W times the mean |q - d| over all probes
+    /// (W from --blend-weight), which ranked best on real model hubs; topk: ProbeLog's top-k
+    /// discrepancy as in the paper; full: Euclidean distance over all probes; model: distance to
+    /// each model's mean descriptor (one result per model).
+    #[arg(long, value_enum, default_value_t = MetricArg::Blend)]
     pub metric: MetricArg,
+    #[arg(
+        long,
+        value_name = "W",
+        value_parser = parse_blend_weight,
+        help = format!("Weight of the all-probe term of --metric blend, a finite number >= 0 (0 ranks as topk) [default: {DEFAULT_BLEND_WEIGHT}]")
+    )]
+    pub blend_weight: Option<f32>,
     /// exact: score every entry; hnsw: the ANN graphs propose candidates that the exact topk
-    /// discrepancy reranks (segments without a graph are scanned); auto: hnsw for the topk
-    /// metric once graphs cover enough entries, else exact.
+    /// discrepancy reranks (segments without a graph are scanned; needs --metric topk); auto:
+    /// hnsw for --metric topk once graphs cover enough entries, else exact (the blend, the
+    /// default metric, always runs exactly).
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
     #[arg(
@@ -124,6 +135,7 @@ impl From<ModeArg> for SearchMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MetricArg {
+    Blend,
     Topk,
     Full,
     Model,
@@ -132,6 +144,7 @@ pub enum MetricArg {
 impl From<MetricArg> for Metric {
     fn from(m: MetricArg) -> Metric {
         match m {
+            MetricArg::Blend => Metric::Blend,
             MetricArg::Topk => Metric::TopK,
             MetricArg::Full => Metric::Full,
             MetricArg::Model => Metric::Model,
@@ -139,11 +152,29 @@ impl From<MetricArg> for Metric {
     }
 }
 
+/// `--blend-weight`: a finite number >= 0.
+fn parse_blend_weight(s: &str) -> std::result::Result<f32, String> {
+    let w: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if w.is_finite() && w >= 0.0 {
+        Ok(w)
+    } else {
+        Err(format!("{s} is not a finite number >= 0"))
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let metric = Metric::from(args.metric);
     ensure!(
-        args.k.is_none() || metric == Metric::TopK,
-        "--k only applies to --metric topk"
+        args.k.is_none() || matches!(metric, Metric::TopK | Metric::Blend),
+        "--k only applies to --metric blend and --metric topk"
+    );
+    ensure!(
+        args.blend_weight.is_none() || metric == Metric::Blend,
+        "--blend-weight only applies to --metric blend (the default), not --metric {}",
+        metric.name()
     );
     let index = open_index(&args.index)?;
     let params = SearchParams {
@@ -155,6 +186,7 @@ pub fn run(args: Args) -> Result<()> {
         metric,
         mode: args.mode.into(),
         candidates: args.candidates.map(|c| c as usize),
+        blend_weight: args.blend_weight,
     };
     let q = &args.query;
     if let Some(text) = &q.text {
@@ -262,13 +294,18 @@ fn search(
     let path: &Path = index.path();
     let hits = index.search(query, params).at(path)?;
     let k = match params.metric {
-        Metric::TopK => Some(index.effective_k(params.k).at(path)?),
+        Metric::TopK | Metric::Blend => Some(index.effective_k(params.k).at(path)?),
         Metric::Full | Metric::Model => None,
+    };
+    let blend_weight = match params.metric {
+        Metric::Blend => Some(params.effective_blend_weight().at(path)?),
+        _ => None,
     };
     let mode = index.effective_mode(params).at(path)?;
     Ok(Report {
         query: desc,
         metric: params.metric.name(),
+        blend_weight,
         mode: mode.name(),
         candidates: (mode == SearchMode::Hnsw)
             .then(|| params.candidates.unwrap_or(DEFAULT_CANDIDATES)),
@@ -314,12 +351,15 @@ pub enum QueryDesc {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub query: QueryDesc,
+    /// blend, topk, full or model.
     pub metric: &'static str,
+    /// The weight of the blend's all-probe term; null for the other metrics.
+    pub blend_weight: Option<f32>,
     /// The mode that ran: exact or hnsw (auto resolved).
     pub mode: &'static str,
     /// Candidates per graph reranked in hnsw mode; null in exact mode.
     pub candidates: Option<usize>,
-    /// The effective k of the topk metric; null for the others.
+    /// The effective k of the blend and topk metrics; null for the others.
     pub k: Option<usize>,
     pub top: usize,
     pub per_model: bool,
@@ -377,9 +417,10 @@ impl Report {
             } => format!("text {text:?} ({tokens} tokens, dim {dim})"),
         };
         writeln!(out, "query: {query}")?;
-        let mut how = vec![match self.k {
-            Some(k) => format!("metric {} (k = {k})", self.metric),
-            None => format!("metric {}", self.metric),
+        let mut how = vec![match (self.k, self.blend_weight) {
+            (Some(k), Some(w)) => format!("metric {} (k = {k}, weight {w})", self.metric),
+            (Some(k), None) => format!("metric {} (k = {k})", self.metric),
+            _ => format!("metric {}", self.metric),
         }];
         if let Some(c) = self.candidates {
             how.push(format!("hnsw candidates {c} per graph, reranked exactly"));

@@ -646,6 +646,80 @@ mod tests {
         }
     }
 
+    /// The library's blend metric (the product's default) is this module's `TopKPlusAll`: on a
+    /// small hub written to an index (f32 and f16), both give every gallery row the same score
+    /// (to 1e-5) and rank the hub identically.
+    #[test]
+    fn core_blend_metric_equals_topk_plus_all() {
+        use probelog::{
+            CreateOptions, Dtype, Index, IndexWriter, LockWait, LogitMatrix, Metric, ModelInput,
+            SearchMode, SearchParams,
+        };
+        let probes = 50;
+        let (q, g) = toy(probes, 6, 3, 5, 1.5);
+        for dtype in [Dtype::F32, Dtype::F16] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("hub.plog");
+            let mut opts = CreateOptions::new(probes as u32);
+            opts.dtype = dtype;
+            probelog::create(&path, &opts).unwrap();
+            let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+            for i in 0..g.len() {
+                let input = ModelInput {
+                    name: format!("m{i}"),
+                    source: String::new(),
+                    meta: vec![],
+                    labels: None,
+                    logits: LogitMatrix::new(g.row(i), probes, 1).unwrap(),
+                };
+                w.add_model(input, Default::default()).unwrap();
+            }
+            w.commit().unwrap();
+            drop(w);
+            let index = Index::open(&path).unwrap();
+            // The gallery as the index stores it, so that both sides see the same descriptors.
+            let stored = Rows {
+                probes,
+                values: (0..g.len() as u64)
+                    .flat_map(|e| index.descriptor(e).unwrap())
+                    .collect(),
+                ..g.clone()
+            };
+            for (k, weight) in [(5, 2.0), (16, probelog::DEFAULT_BLEND_WEIGHT), (7, 0.5)] {
+                let kind = Discrepancy::TopKPlusAll { k, weight };
+                let scorer = Scorer::new(&kind, &stored);
+                let params = SearchParams {
+                    top: g.len(),
+                    k: Some(k),
+                    metric: Metric::Blend,
+                    blend_weight: Some(weight),
+                    mode: SearchMode::Exact,
+                    ..SearchParams::default()
+                };
+                for qi in 0..q.len() {
+                    let qv = q.row(qi);
+                    let want = scorer.score_all(qi, qv);
+                    let got = index.score_all_with(qv, &params).unwrap();
+                    for (e, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5,
+                            "{dtype:?} k={k} w={weight} query {qi} row {e}: {a} vs {b}"
+                        );
+                    }
+                    let mut order: Vec<usize> = (0..want.len()).collect();
+                    order.sort_by(|&a, &b| want[a].total_cmp(&want[b]).then(a.cmp(&b)));
+                    let ranked: Vec<usize> = index
+                        .search_descriptor(qv, None, &params)
+                        .unwrap()
+                        .iter()
+                        .map(|s| s.id as usize)
+                        .collect();
+                    assert_eq!(ranked, order, "{dtype:?} k={k} w={weight} query {qi}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn calibration_pushes_back_a_hub() {
         // A gallery row that fires on every concept's probes is close to every query; the
