@@ -1,16 +1,25 @@
-//! The HNSW candidate stage, measured against exact search.
+//! The HNSW candidate stage, measured against exact search (top-k metric).
 //!
 //! - `cargo bench --bench ann -- vectors [--entries N] [--probes P] [--latent-firing]`: which
-//!   compact vector keeps the exact top-k ranking's top 10 among the first C candidates (brute
-//!   force in the compact space, so the graph's own losses are left out). PCA projections of the
-//!   whole descriptor against the top-probe sketch the product uses.
+//!   compact representation keeps the exact top-k ranking's top 10 among the first C candidates
+//!   (brute force in the compact space, so the graph's own losses are left out): PCA projections
+//!   of the whole descriptor, random sketches of each entry's top probes, and the top lists
+//!   themselves (what the product stores).
+//! - `cargo bench --bench ann -- graphs [--entries N | --index PATH] [--no-sketch] [--cache DIR]`:
+//!   which graph and which walk: links built over sketches against links built over the top lists
+//!   (the product), walked by sketch or list score, with and without the per-probe seeds; recall@10
+//!   against exact, walk time, nodes scored.
 //! - `cargo bench --bench ann -- scale [--entries N] [--probes P] [--chunk N] [--compact]
 //!   [--index PATH] [--export DIR]`: builds (or reuses) an f16 index of N synthetic logits by
 //!   appends of `--chunk` entries (each append builds its segment's graph), optionally compacts it
 //!   into one graph, then measures side by side, queries interleaved: recall@10 of hnsw mode
 //!   against exact mode for several candidate counts, p50/p99 latency of both, build time, index
-//!   size, open + first query. `--export DIR` writes the sketches, query vectors, descriptors and
-//!   exact answers for `benches/faiss_compare.py`.
+//!   size, open + first query. With `--index` on an existing index (the evaluation hub, say) and
+//!   `--compact --graph-min-entries 1`, it measures that index. `--export DIR` writes dense
+//!   sketches of the top lists, query vectors, descriptors and exact answers for
+//!   `benches/faiss_compare.py`.
+//!
+//! Graph options for the builds: `--keep`, `--seeds`, `--degree`, `--ef-construction`.
 
 #[path = "ann_pca.rs"]
 mod pca;
@@ -59,10 +68,12 @@ fn synth_config(probes: usize, entries: usize) -> SynthConfig {
     }
 }
 
-/// Graph options: the defaults, changed by `--keep`, `--seeds`, `--degree`, `--ef-construction`.
+/// Graph options: the defaults, changed by `--graph-min-entries`, `--keep`, `--seeds`, `--degree`,
+/// `--ef-construction`.
 fn ann_options() -> AnnOptions {
     let d = AnnOptions::default();
     AnnOptions {
+        min_entries: arg("--graph-min-entries", d.min_entries),
         keep: arg("--keep", d.keep),
         seeds: arg("--seeds", d.seeds),
         max_degree: arg("--degree", d.max_degree),
@@ -315,7 +326,15 @@ fn scale() {
     }
     if flag("--compact") {
         let t = Instant::now();
-        probelog::compact(&path, LockWait::Fail).unwrap();
+        probelog::compact_with(
+            &path,
+            LockWait::Fail,
+            probelog::CompactOptions {
+                ann: ann_options(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         println!(
             "compact (one graph over all entries): {:.1} s",
             t.elapsed().as_secs_f64()
@@ -590,59 +609,82 @@ fn graphs() {
     };
     println!("== ann graphs: {n} entries x {probes} probes; lists of {}, {} seeds per probe", opts.keep, opts.seeds);
 
-    // The product's graph: built over the top lists with ListDist.
-    let t = Instant::now();
-    let list_graph = build_graph(probes, n, &mut fill, &opts).unwrap();
-    let list_build = t.elapsed();
+    // The product's graph: built over the top lists with ListDist (cached in `--cache DIR`).
+    let cached = std::env::args().position(|a| a == "--cache").map(|i| {
+        PathBuf::from(std::env::args().nth(i + 1).unwrap()).join(format!(
+            "list-graph-{n}-{}-{}-{}-{}.bin",
+            opts.keep, opts.seeds, opts.max_degree, opts.ef_construction
+        ))
+    });
+    let list_bytes = match cached.as_ref().and_then(|f| std::fs::read(f).ok()) {
+        Some(b) => {
+            println!("list graph from the cache");
+            b
+        }
+        None => {
+            let t = Instant::now();
+            let b = build_graph(probes, n, &mut fill, &opts).unwrap().encode().unwrap();
+            println!("build: list graph {:.1} s", t.elapsed().as_secs_f64());
+            if let Some(f) = &cached {
+                std::fs::write(f, &b).unwrap();
+            }
+            b
+        }
+    };
+    let (lw, ll) = aligned(list_bytes);
+    let lg = GraphView::new(&bytemuck::cast_slice::<u64, u8>(&lw)[..ll], probes as u32, n as u64).unwrap();
     // The earlier design: the same lists, but links built over 128-d random sketches of them.
     let with_sketch = !flag("--no-sketch");
-    let t = Instant::now();
-    let (lists, seeds) = top_lists_and_seeds(probes, n, opts.keep, opts.seeds, &mut fill).unwrap();
     let sketch = Sketch::new(probes, 128, 0x5eed);
-    let vectors = sketch.of_lists(&lists, opts.keep, opts.keep);
-    let hnsw: Hnsw<f32, SketchL2> = Hnsw::new(opts.max_degree, n, 16, opts.ef_construction, SketchL2);
-    let data: Vec<(&[f32], usize)> = vectors.chunks_exact(128).zip(0..n).collect();
-    if with_sketch {
+    let (vectors, sketch_bytes) = if with_sketch {
+        let t = Instant::now();
+        let (lists, seeds) = top_lists_and_seeds(probes, n, opts.keep, opts.seeds, &mut fill).unwrap();
+        let vectors = sketch.of_lists(&lists, opts.keep, opts.keep);
+        let hnsw: Hnsw<f32, SketchL2> = Hnsw::new(opts.max_degree, n, 16, opts.ef_construction, SketchL2);
+        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(128).zip(0..n).collect();
         hnsw.parallel_insert_slice(&data);
+        let (levels, links, entry_point) = graph_of(&hnsw, n).unwrap();
+        drop(hnsw);
+        println!("build: sketch graph {:.1} s", t.elapsed().as_secs_f64());
+        let parts = GraphParts {
+            probes: probes as u32,
+            keep: opts.keep as u32,
+            lists,
+            seeds_per_probe: opts.seeds as u32,
+            seeds,
+            levels,
+            links,
+            entry_point,
+            ef_construction: opts.ef_construction as u32,
+        };
+        (vectors, parts.encode().unwrap())
     } else {
-        hnsw.insert_slice((data[0].0, 0));
-    }
-    let (levels, links, entry_point) = match with_sketch {
-        true => graph_of(&hnsw, n).unwrap(),
-        false => (list_graph.levels.clone(), list_graph.links.clone(), list_graph.entry_point),
+        (Vec::new(), Vec::new())
     };
-    drop(hnsw);
-    let sketch_build = t.elapsed();
-    let sketch_graph = GraphParts {
-        probes: probes as u32,
-        keep: opts.keep as u32,
-        lists,
-        seeds_per_probe: opts.seeds as u32,
-        seeds,
-        levels,
-        links,
-        entry_point,
-        ef_construction: opts.ef_construction as u32,
-    };
-    println!(
-        "build: list graph {:.1} s, sketch graph {:.1} s",
-        list_build.as_secs_f64(),
-        sketch_build.as_secs_f64()
-    );
-    let (lw, ll) = aligned(list_graph.encode().unwrap());
-    let (sw, sl) = aligned(sketch_graph.encode().unwrap());
-    let lg = GraphView::new(&bytemuck::cast_slice::<u64, u8>(&lw)[..ll], probes as u32, n as u64).unwrap();
-    let sg = GraphView::new(&bytemuck::cast_slice::<u64, u8>(&sw)[..sl], probes as u32, n as u64).unwrap();
+    let (sw, sl) = aligned(sketch_bytes);
+    let sg = with_sketch.then(|| {
+        GraphView::new(&bytemuck::cast_slice::<u64, u8>(&sw)[..sl], probes as u32, n as u64).unwrap()
+    });
 
+    // `--walk-seeds N`: walk from N seeds per probe instead of the graph's own.
+    let ws: usize = arg("--walk-seeds", 0);
+    let walk_seeds = if ws > 0 {
+        top_lists_and_seeds(probes, n, 1, ws, &mut fill).unwrap().1
+    } else {
+        Vec::new()
+    };
     let model: Vec<u64> = (0..n as u64).map(|e| index.model_of_entry(first + e).unwrap()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let qs: Vec<usize> = (0..queries).map(|_| rng.random_range(0..n)).collect();
     let names = [
         "no graph: best lists",
+        "no graph: best lists, hybrid",
         "sketch graph, sketch walk",
         "sketch graph, list walk",
         "list graph, list walk",
         "list graph, list walk, seeds",
+        "list graph, hybrid walk",
+        "list graph, hybrid walk, seeds",
     ];
     let mut recall = vec![vec![0f64; candidates.len()]; names.len()];
     let mut scored = vec![vec![0usize; candidates.len()]; names.len()];
@@ -663,18 +705,39 @@ fn graphs() {
             for (si, _) in names.iter().enumerate() {
                 let mut count = 0usize;
                 let t = Instant::now();
-                let found = match si {
-                    0 => {
-                        let mut all: Vec<(f32, u32)> = (0..n as u32).map(|v| (lq.score(lg.list(v as usize)), v)).collect();
-                        all.select_nth_unstable_by(c, |a, b| a.0.total_cmp(&b.0));
-                        all.truncate(c);
-                        count = n;
-                        Ok(all)
+                // Hybrid: the query's top-k L1 on the list, plus the node's own top-k probes
+                // against the query's (dense) values there: the build distance, query side exact.
+                let hybrid = |list: &[u32]| {
+                    let mut s = lq.score(list);
+                    for &item in &list[..opts.build_k.min(list.len())] {
+                        let (p, x) = probelog::ann::unpack_item(item);
+                        s += (x - q[p as usize]).abs();
                     }
-                    1 => sg.search_nodes(|v| { count += 1; -dot(&vectors[v as usize * 128..(v as usize + 1) * 128], &qv) }, c),
-                    2 => sg.search_nodes(|v| { count += 1; lq.score(sg.list(v as usize)) }, c),
-                    3 => lg.search_nodes(|v| { count += 1; lq.score(lg.list(v as usize)) }, c),
-                    _ => lg.search_query(&lq, c),
+                    s
+                };
+                let brute = |f: &dyn Fn(&[u32]) -> f32| {
+                    let mut all: Vec<(f32, u32)> = (0..n as u32).map(|v| (f(lg.list(v as usize)), v)).collect();
+                    all.select_nth_unstable_by(c, |a, b| a.0.total_cmp(&b.0));
+                    all.truncate(c);
+                    Ok(all)
+                };
+                let found = match si {
+                    0 => brute(&|l| lq.score(l)),
+                    1 => brute(&hybrid),
+                    2 | 3 if sg.is_none() => continue,
+                    2 => sg.unwrap().search_nodes(|v| { count += 1; -dot(&vectors[v as usize * 128..(v as usize + 1) * 128], &qv) }, c),
+                    3 => sg.unwrap().search_nodes(|v| { count += 1; lq.score(sg.unwrap().list(v as usize)) }, c),
+                    4 => lg.search_nodes(|v| { count += 1; lq.score(lg.list(v as usize)) }, c),
+                    5 if walk_seeds.is_empty() => lg.search_query(&lq, c),
+                    5 => {
+                        let seeds: Vec<u32> = plan.probes().iter().flat_map(|&p| walk_seeds[p as usize * ws..(p as usize + 1) * ws].iter().copied()).collect();
+                        lg.search_seeded(|v| lq.score(lg.list(v as usize)), &seeds, c)
+                    }
+                    6 => lg.search_nodes(|v| { count += 1; hybrid(lg.list(v as usize)) }, c),
+                    _ => {
+                        let seeds: Vec<u32> = plan.probes().iter().flat_map(|&p| lg.probe_seeds(p as usize).iter().copied()).collect();
+                        lg.search_seeded(|v| { count += 1; hybrid(lg.list(v as usize)) }, &seeds, c)
+                    }
                 }
                 .unwrap();
                 time[si][ci] += t.elapsed();
@@ -693,7 +756,10 @@ fn graphs() {
     println!("graph and walk                  C   recall@10   queries < 0.5   walk ms/query   nodes scored");
     for (si, name) in names.iter().enumerate() {
         for (ci, &c) in candidates.iter().enumerate() {
-            let scored = if si == 4 { "-".to_string() } else { (scored[si][ci] / queries).to_string() };
+            if (si == 2 || si == 3) && sg.is_none() {
+                continue;
+            }
+            let scored = if si == 5 { "-".to_string() } else { (scored[si][ci] / queries).to_string() };
             println!(
                 "{name:<30} {c:>4} {:>9.3} {:>15} {:>14.3} {scored:>14}",
                 recall[si][ci] / queries as f64,

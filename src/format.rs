@@ -116,8 +116,8 @@ pub enum SectionKind {
     /// Collaborative probing: per model of the segment, a bitmap of `param` bytes; bit `p % 8` of
     /// byte `p / 8` is set when the model was run on probe `p`.
     ObservedProbes = 9,
-    /// The segment's ANN graph: sketches of its entries and HNSW links over them (layout in
-    /// `ann::graph`). Optional: a reader that does not know it searches exactly.
+    /// The segment's ANN graph: top probe lists of its entries, seeds per probe and HNSW links
+    /// (layout in `ann::graph`). Optional: a reader that does not know it searches exactly.
     AnnGraph = 10 | OPTIONAL_KIND_BIT,
 }
 

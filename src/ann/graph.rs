@@ -643,3 +643,88 @@ impl GraphParts {
         Ok(b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ann::build::{AnnOptions, build_graph};
+    use crate::ann::lists::pack_item;
+
+    fn value(p: usize, e: usize) -> f32 {
+        (((p * 7919 + e * 104_729 + p * e) % 997) as f32 - 498.0) / 150.0
+    }
+
+    fn small_graph(n: usize, probes: usize) -> GraphParts {
+        let opts = AnnOptions {
+            min_entries: 1,
+            keep: 6,
+            seeds: 3,
+            ..Default::default()
+        };
+        build_graph(
+            probes,
+            n,
+            &mut |p, out| {
+                for (e, o) in out.iter_mut().enumerate() {
+                    *o = value(p, e);
+                }
+                Ok(())
+            },
+            &opts,
+        )
+        .unwrap()
+    }
+
+    /// The bytes in 8-byte aligned memory, as a mapping gives them.
+    fn aligned(b: &[u8]) -> Vec<u64> {
+        let mut w = vec![0u64; b.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut w)[..b.len()].copy_from_slice(b);
+        w
+    }
+
+    #[test]
+    fn a_walk_with_room_for_every_node_returns_them_all_in_score_order() {
+        let (n, probes) = (300, 40);
+        let bytes = small_graph(n, probes).encode().unwrap();
+        let words = aligned(&bytes);
+        let view = GraphView::new(
+            &bytemuck::cast_slice::<u64, u8>(&words)[..bytes.len()],
+            probes as u32,
+            n as u64,
+        )
+        .unwrap();
+        view.check_all().unwrap();
+        let q = ListQuery::new(probes, &[4, 9, 17], &[2.5, 2.0, 1.5]);
+        let got = view.search_query(&q, n).unwrap();
+        let mut want: Vec<(f32, u32)> = (0..n as u32)
+            .map(|v| (q.score(view.list(v as usize)), v))
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        assert_eq!(got, want, "the graph is connected and the walk ranks by list score");
+        // Every node's list holds its highest probes, highest first.
+        for v in 0..n {
+            let items: Vec<(u32, f32)> = view.list(v).iter().map(|&i| unpack_item(i)).collect();
+            assert!(items.windows(2).all(|w| w[0].1 >= w[1].1));
+            let best = (0..probes).map(|p| value(p, v)).fold(f32::MIN, f32::max);
+            assert!((items[0].1 - best).abs() < 1e-2);
+        }
+        // A query probe past the index is an error, not a read out of bounds.
+        let bad = ListQuery::new(probes + 5, &[probes as u32 + 1], &[1.0]);
+        assert!(view.search_query(&bad, 10).is_err());
+    }
+
+    #[test]
+    fn encode_refuses_parts_that_point_outside_the_graph() {
+        let (n, probes) = (50, 12);
+        let good = small_graph(n, probes);
+        let mut seeds = good.clone();
+        seeds.seeds[0] = n as u32;
+        assert!(matches!(seeds.encode(), Err(Error::InvalidInput(_))));
+        let mut lists = good.clone();
+        lists.lists[3] = pack_item(probes as u32, 1.0);
+        assert!(matches!(lists.encode(), Err(Error::InvalidInput(_))));
+        let mut short = good;
+        short.lists.pop();
+        assert!(matches!(short.encode(), Err(Error::InvalidInput(_))));
+    }
+}
