@@ -45,7 +45,7 @@ step() { # step NAME: prints and records the time of the previous step
     STEP=$1; STEP_START=$now
     echo "== hub: $1" >&2
 }
-: > "$TIMES"
+echo "run $(date -u +%Y-%m-%dT%H:%M:%SZ) (steps whose output exists are skipped)" >> "$TIMES"
 
 step python
 ./tools/setup-python.sh
@@ -98,10 +98,16 @@ for kind in $KINDS; do
 done
 
 step text-tower
-T=$W/tower
+# text_tower.py's defaults: the evaluated concepts held out (--holdout concepts), 6000 steps.
+T=$W/tower-concepts
 [[ -f $T/clip_text.pt ]] || (cd tools/hub && nice "$PY" text_tower.py --data "$W/data" --hub "$H" --out "$T" --threads "$JOBS")
 for kind in $KINDS; do
+    # The stamp names the image tower whose embeddings the index holds.
+    stamp=$W/hub-$kind.embedded
+    want=$(sha256sum "$T/clip_image.pt" | cut -d' ' -f1)
+    [[ -f $stamp && "$(cat "$stamp")" == "$want" ]] && continue
     "$TOOL" probes embed "$W/hub-$kind.plog" --clip-image "$T/clip_image.pt" --probes "$W/$kind.pset" --device cpu
+    echo "$want" > "$stamp"
 done
 
 step collab
@@ -122,25 +128,37 @@ text=(--text-concepts "$T/text_eval_concepts.txt" --clip-text "$T/clip_text.pt"
       --tokenizer "$T/tokenizer.json" --context-length 32 --device cpu)
 collab=()
 for f in $FRACTIONS; do collab+=(--collab "$f=$W/collab-near-$f.plog"); done
-# The default discrepancy proposed by this measurement (README), and its neighbours in k and m.
-CANDIDATE=${HUB_CANDIDATE:-calibrated:union@64}
+# The default metric (`--metric blend` of search; eval's topk+all:2) and its neighbours in weight
+# (topk+all:1, :4 and the others of eval's built-in list, :8) and in k; the hubness-calibrated
+# union, which needs per-index statistics, as the measured-better direction.
+CANDIDATE=${HUB_CANDIDATE:-topk+all:2}
 sensitivity=()
-for v in union@64 calibrated:topk@64 calibrated:union@32 calibrated:union@128 \
-         calibrated/5:union@64 calibrated/20:union@64 topk@64 topk@128; do
+for v in topk+all:2@8 topk+all:2@32 topk+all:2@64 topk+all:8 calibrated:topk+all:2 \
+         union@64 calibrated:union@64 calibrated:union@32 calibrated:union@128; do
     sensitivity+=(--variant "$v")
 done
 for kind in $KINDS; do
+    eval_start=$(date +%s)
     extra=()
     # The raw logits (no-normalization ablation) and collaborative probing: near hub only.
     [[ $kind == near ]] && extra=(--raw-manifest "$H/models.toml" --probes "$W/$kind.pset" "${collab[@]}")
-    nice "$TOOL" eval "$W/hub-$kind.plog" --ablations --k-sweep --probe-curve --variants \
-        --candidate "$CANDIDATE" "${sensitivity[@]}" "${text[@]}" "${extra[@]}" \
-        --report "$R/eval-$kind.json" > "$R/eval-$kind.txt"
-    # Hubs of one architecture family (similar models), cut from the same index.
-    for arch in cnn resnet dwnet mlp vit; do
-        echo "== --restrict arch=$arch"
-        nice "$TOOL" eval "$W/hub-$kind.plog" --restrict arch=$arch --candidate "$CANDIDATE"
-    done > "$R/families-$kind.txt"
+    if [[ ! -f $R/eval-$kind.json ]]; then
+        nice "$TOOL" eval "$W/hub-$kind.plog" --ablations --k-sweep --probe-curve --variants \
+            --candidate "$CANDIDATE" "${sensitivity[@]}" "${text[@]}" "${extra[@]}" \
+            --report "$R/eval-$kind.json.tmp" > "$R/eval-$kind.txt"
+        mv "$R/eval-$kind.json.tmp" "$R/eval-$kind.json"
+    fi
+    # Hubs of one architecture family (similar models), cut from the same index; logit queries
+    # only (the text encoder is loaded once per concept, minutes per run).
+    if [[ ! -f $R/families-$kind.txt ]]; then
+        for arch in cnn resnet dwnet mlp vit; do
+            echo "== --restrict arch=$arch"
+            nice "$TOOL" eval "$W/hub-$kind.plog" --restrict arch=$arch --variants \
+                --variant calibrated:union@64 --candidate "$CANDIDATE"
+        done > "$R/families-$kind.txt.tmp"
+        mv "$R/families-$kind.txt.tmp" "$R/families-$kind.txt"
+    fi
+    echo "eval-$kind $(( $(date +%s) - eval_start )) s" >> "$TIMES"
 done
 
 step plot
