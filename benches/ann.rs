@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pca::{FitOptions, Projection};
-use sketch::{Sketch, SketchL2, dot};
 use probelog::search::ScanPlan;
 use probelog::synth::{SynthConfig, SynthGenerator};
 use probelog::{
@@ -40,6 +39,7 @@ use probelog::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sketch::{Sketch, SketchL2, dot};
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
@@ -236,7 +236,12 @@ fn vectors() {
         } else {
             (Vec::new(), None, None)
         };
-        let build_s = t.elapsed().as_secs_f64() + if sketch.is_some() || proj.is_none() { lists_s } else { 0.0 };
+        let build_s = t.elapsed().as_secs_f64()
+            + if sketch.is_some() || proj.is_none() {
+                lists_s
+            } else {
+                0.0
+            };
         let mut recall = vec![0f64; cs.len()];
         for (qi, &e) in qs.iter().enumerate() {
             let q = index.descriptor(e).unwrap();
@@ -307,14 +312,7 @@ fn scale() {
     println!("== ann scale: {entries} entries x {probes} probes, f16, appends of {chunk}");
     if !path.exists() {
         let t = Instant::now();
-        let commits = build(
-            &path,
-            probes,
-            entries,
-            chunk,
-            Dtype::F16,
-            ann_options(),
-        );
+        let commits = build(&path, probes, entries, chunk, Dtype::F16, ann_options());
         println!(
             "build: {:.1} s for {} appends (each builds its segment's graph; slowest append {:.1} s)",
             t.elapsed().as_secs_f64(),
@@ -479,13 +477,17 @@ fn export_for_faiss(index: &Index, qs: &[u64], truths: &[Vec<Option<u64>>], out:
             continue;
         };
         let lists = match index.segment_graph(s).unwrap() {
-            Some(g) => (0..g.nodes()).flat_map(|v| g.list(v).iter().copied()).collect(),
+            Some(g) => (0..g.nodes())
+                .flat_map(|v| g.list(v).iter().copied())
+                .collect(),
             None => {
                 let mut fill = |pr: usize, o: &mut [f32]| {
                     rows.read_row(pr, 0..rows.entries(), o);
                     Ok(())
                 };
-                probelog::ann::top_lists_and_seeds(p, rows.entries(), keep, 1, &mut fill).unwrap().0
+                probelog::ann::top_lists_and_seeds(p, rows.entries(), keep, 1, &mut fill)
+                    .unwrap()
+                    .0
             }
         };
         let k = lists.len() / rows.entries();
@@ -563,7 +565,11 @@ fn largest_segment(index: &Index) -> (usize, probelog::reader::DescriptorRows<'_
     for s in 0..index.segment_count() as usize {
         if let Some(rows) = index.segment_rows(s).unwrap() {
             let n = rows.entries() as u64;
-            if best.1.as_ref().is_none_or(|b: &probelog::reader::DescriptorRows<'_>| b.entries() < rows.entries()) {
+            if best
+                .1
+                .as_ref()
+                .is_none_or(|b: &probelog::reader::DescriptorRows<'_>| b.entries() < rows.entries())
+            {
                 best = (s, Some(rows), first);
             }
             first += n;
@@ -581,7 +587,9 @@ fn aligned(bytes: Vec<u8>) -> (Vec<u64>, usize) {
 
 fn graphs() {
     use hnsw_rs::hnsw::Hnsw;
-    use probelog::ann::{GraphParts, GraphView, ListQuery, build_graph, graph_of, top_lists_and_seeds};
+    use probelog::ann::{
+        GraphParts, GraphView, ListQuery, build_graph, graph_of, top_lists_and_seeds,
+    };
     let entries: usize = arg("--entries", 100_000);
     let probes: usize = arg("--probes", 1000);
     let queries: usize = arg("--queries", 100);
@@ -594,7 +602,14 @@ fn graphs() {
         Some(i) => PathBuf::from(std::env::args().nth(i + 1).unwrap()),
         None => {
             let path = dir.path().join("graphs.plog");
-            build(&path, probes, entries, usize::MAX, Dtype::F16, AnnOptions::disabled());
+            build(
+                &path,
+                probes,
+                entries,
+                usize::MAX,
+                Dtype::F16,
+                AnnOptions::disabled(),
+            );
             path
         }
     };
@@ -607,7 +622,10 @@ fn graphs() {
         rows.read_row(p, 0..n, out);
         Ok(())
     };
-    println!("== ann graphs: {n} entries x {probes} probes; lists of {}, {} seeds per probe", opts.keep, opts.seeds);
+    println!(
+        "== ann graphs: {n} entries x {probes} probes; lists of {}, {} seeds per probe",
+        opts.keep, opts.seeds
+    );
 
     // The product's graph: built over the top lists with ListDist (cached in `--cache DIR`).
     let cached = std::env::args().position(|a| a == "--cache").map(|i| {
@@ -623,7 +641,10 @@ fn graphs() {
         }
         None => {
             let t = Instant::now();
-            let b = build_graph(probes, n, &mut fill, &opts).unwrap().encode().unwrap();
+            let b = build_graph(probes, n, &mut fill, &opts)
+                .unwrap()
+                .encode()
+                .unwrap();
             println!("build: list graph {:.1} s", t.elapsed().as_secs_f64());
             if let Some(f) = &cached {
                 std::fs::write(f, &b).unwrap();
@@ -632,15 +653,22 @@ fn graphs() {
         }
     };
     let (lw, ll) = aligned(list_bytes);
-    let lg = GraphView::new(&bytemuck::cast_slice::<u64, u8>(&lw)[..ll], probes as u32, n as u64).unwrap();
+    let lg = GraphView::new(
+        &bytemuck::cast_slice::<u64, u8>(&lw)[..ll],
+        probes as u32,
+        n as u64,
+    )
+    .unwrap();
     // The earlier design: the same lists, but links built over 128-d random sketches of them.
     let with_sketch = !flag("--no-sketch");
     let sketch = Sketch::new(probes, 128, 0x5eed);
     let (vectors, sketch_bytes) = if with_sketch {
         let t = Instant::now();
-        let (lists, seeds) = top_lists_and_seeds(probes, n, opts.keep, opts.seeds, &mut fill).unwrap();
+        let (lists, seeds) =
+            top_lists_and_seeds(probes, n, opts.keep, opts.seeds, &mut fill).unwrap();
         let vectors = sketch.of_lists(&lists, opts.keep, opts.keep);
-        let hnsw: Hnsw<f32, SketchL2> = Hnsw::new(opts.max_degree, n, 16, opts.ef_construction, SketchL2);
+        let hnsw: Hnsw<f32, SketchL2> =
+            Hnsw::new(opts.max_degree, n, 16, opts.ef_construction, SketchL2);
         let data: Vec<(&[f32], usize)> = vectors.chunks_exact(128).zip(0..n).collect();
         hnsw.parallel_insert_slice(&data);
         let (levels, links, entry_point) = graph_of(&hnsw, n).unwrap();
@@ -663,7 +691,12 @@ fn graphs() {
     };
     let (sw, sl) = aligned(sketch_bytes);
     let sg = with_sketch.then(|| {
-        GraphView::new(&bytemuck::cast_slice::<u64, u8>(&sw)[..sl], probes as u32, n as u64).unwrap()
+        GraphView::new(
+            &bytemuck::cast_slice::<u64, u8>(&sw)[..sl],
+            probes as u32,
+            n as u64,
+        )
+        .unwrap()
     });
 
     // `--walk-seeds N`: walk from N seeds per probe instead of the graph's own.
@@ -673,7 +706,9 @@ fn graphs() {
     } else {
         Vec::new()
     };
-    let model: Vec<u64> = (0..n as u64).map(|e| index.model_of_entry(first + e).unwrap()).collect();
+    let model: Vec<u64> = (0..n as u64)
+        .map(|e| index.model_of_entry(first + e).unwrap())
+        .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let qs: Vec<usize> = (0..queries).map(|_| rng.random_range(0..n)).collect();
     let names = [
@@ -716,7 +751,8 @@ fn graphs() {
                     s
                 };
                 let brute = |f: &dyn Fn(&[u32]) -> f32| {
-                    let mut all: Vec<(f32, u32)> = (0..n as u32).map(|v| (f(lg.list(v as usize)), v)).collect();
+                    let mut all: Vec<(f32, u32)> =
+                        (0..n as u32).map(|v| (f(lg.list(v as usize)), v)).collect();
                     all.select_nth_unstable_by(c, |a, b| a.0.total_cmp(&b.0));
                     all.truncate(c);
                     Ok(all)
@@ -725,24 +761,68 @@ fn graphs() {
                     0 => brute(&|l| lq.score(l)),
                     1 => brute(&hybrid),
                     2 | 3 if sg.is_none() => continue,
-                    2 => sg.unwrap().search_nodes(|v| { count += 1; -dot(&vectors[v as usize * 128..(v as usize + 1) * 128], &qv) }, c),
-                    3 => sg.unwrap().search_nodes(|v| { count += 1; lq.score(sg.unwrap().list(v as usize)) }, c),
-                    4 => lg.search_nodes(|v| { count += 1; lq.score(lg.list(v as usize)) }, c),
+                    2 => sg.unwrap().search_nodes(
+                        |v| {
+                            count += 1;
+                            -dot(&vectors[v as usize * 128..(v as usize + 1) * 128], &qv)
+                        },
+                        c,
+                    ),
+                    3 => sg.unwrap().search_nodes(
+                        |v| {
+                            count += 1;
+                            lq.score(sg.unwrap().list(v as usize))
+                        },
+                        c,
+                    ),
+                    4 => lg.search_nodes(
+                        |v| {
+                            count += 1;
+                            lq.score(lg.list(v as usize))
+                        },
+                        c,
+                    ),
                     5 if walk_seeds.is_empty() => lg.search_query(&lq, c),
                     5 => {
-                        let seeds: Vec<u32> = plan.probes().iter().flat_map(|&p| walk_seeds[p as usize * ws..(p as usize + 1) * ws].iter().copied()).collect();
+                        let seeds: Vec<u32> = plan
+                            .probes()
+                            .iter()
+                            .flat_map(|&p| {
+                                walk_seeds[p as usize * ws..(p as usize + 1) * ws]
+                                    .iter()
+                                    .copied()
+                            })
+                            .collect();
                         lg.search_seeded(|v| lq.score(lg.list(v as usize)), &seeds, c)
                     }
-                    6 => lg.search_nodes(|v| { count += 1; hybrid(lg.list(v as usize)) }, c),
+                    6 => lg.search_nodes(
+                        |v| {
+                            count += 1;
+                            hybrid(lg.list(v as usize))
+                        },
+                        c,
+                    ),
                     _ => {
-                        let seeds: Vec<u32> = plan.probes().iter().flat_map(|&p| lg.probe_seeds(p as usize).iter().copied()).collect();
-                        lg.search_seeded(|v| { count += 1; hybrid(lg.list(v as usize)) }, &seeds, c)
+                        let seeds: Vec<u32> = plan
+                            .probes()
+                            .iter()
+                            .flat_map(|&p| lg.probe_seeds(p as usize).iter().copied())
+                            .collect();
+                        lg.search_seeded(
+                            |v| {
+                                count += 1;
+                                hybrid(lg.list(v as usize))
+                            },
+                            &seeds,
+                            c,
+                        )
                     }
                 }
                 .unwrap();
                 time[si][ci] += t.elapsed();
                 scored[si][ci] += count;
-                let mut got: Vec<usize> = found.iter().map(|x| x.1 as usize).filter(others).collect();
+                let mut got: Vec<usize> =
+                    found.iter().map(|x| x.1 as usize).filter(others).collect();
                 got.sort_by(|&a, &b| exact[a].total_cmp(&exact[b]).then(a.cmp(&b)));
                 got.truncate(10);
                 let r = got.iter().filter(|x| truth.contains(x)).count() as f64 / 10.0;
@@ -753,13 +833,19 @@ fn graphs() {
             }
         }
     }
-    println!("graph and walk                  C   recall@10   queries < 0.5   walk ms/query   nodes scored");
+    println!(
+        "graph and walk                  C   recall@10   queries < 0.5   walk ms/query   nodes scored"
+    );
     for (si, name) in names.iter().enumerate() {
         for (ci, &c) in candidates.iter().enumerate() {
             if (si == 2 || si == 3) && sg.is_none() {
                 continue;
             }
-            let scored = if si == 5 { "-".to_string() } else { (scored[si][ci] / queries).to_string() };
+            let scored = if si == 5 {
+                "-".to_string()
+            } else {
+                (scored[si][ci] / queries).to_string()
+            };
             println!(
                 "{name:<30} {c:>4} {:>9.3} {:>15} {:>14.3} {scored:>14}",
                 recall[si][ci] / queries as f64,

@@ -613,7 +613,8 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     }
                     return Ok(keep_best(out, params));
                 };
-                let lq = crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
+                let lq =
+                    crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
                 // Room for the query model's own entries, which the graph may return but the
                 // results leave out.
                 let overlap = excluded

@@ -177,7 +177,8 @@ impl GraphHeader {
         let (p, n) = (self.probes as usize, self.nodes as usize);
         let lists = GRAPH_HEADER_LEN;
         let seeds = align(lists.checked_add(n.checked_mul(self.keep as usize)?.checked_mul(4)?)?)?;
-        let levels = align(seeds.checked_add(p.checked_mul(self.seeds as usize)?.checked_mul(4)?)?)?;
+        let levels =
+            align(seeds.checked_add(p.checked_mul(self.seeds as usize)?.checked_mul(4)?)?)?;
         let upper = align(levels.checked_add(n)?)?;
         let layer0 = align(upper.checked_add(n.checked_mul(4)?)?)?;
         let row0 = (self.degree0 as usize + 1).checked_mul(4)?;
@@ -335,11 +336,7 @@ impl<'a> GraphView<'a> {
     /// keeping the `ef` closest nodes. `dist` scores a node (`node < nodes` is checked before
     /// the call; lower is closer; NaN counts as infinitely far). Returns up to `ef`
     /// `(distance, node)` pairs, closest first.
-    pub fn search_nodes(
-        &self,
-        dist: impl FnMut(u32) -> f32,
-        ef: usize,
-    ) -> Result<Vec<(f32, u32)>> {
+    pub fn search_nodes(&self, dist: impl FnMut(u32) -> f32, ef: usize) -> Result<Vec<(f32, u32)>> {
         self.search_seeded(dist, &[], ef)
     }
 
@@ -383,7 +380,9 @@ impl<'a> GraphView<'a> {
         best.push(Dist(ep_d, ep));
         for &s in seeds {
             if s >= self.header.nodes {
-                return Err(Error::corrupt(format!("ANN graph: seed node {s} out of range")));
+                return Err(Error::corrupt(format!(
+                    "ANN graph: seed node {s} out of range"
+                )));
             }
             if visited.insert(s) {
                 let d = score(s);
@@ -700,7 +699,10 @@ mod tests {
             .map(|v| (q.score(view.list(v as usize)), v))
             .collect();
         want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        assert_eq!(got, want, "the graph is connected and the walk ranks by list score");
+        assert_eq!(
+            got, want,
+            "the graph is connected and the walk ranks by list score"
+        );
         // Every node's list holds its highest probes, highest first.
         for v in 0..n {
             let items: Vec<(u32, f32)> = view.list(v).iter().map(|&i| unpack_item(i)).collect();

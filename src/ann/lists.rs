@@ -51,11 +51,8 @@ pub fn top_lists_and_seeds(
     let mut seed_table = Vec::with_capacity(probes * seeds);
     let mut row = vec![0f32; n];
     let mut order: Vec<u32> = Vec::with_capacity(n);
-    let by_value = |row: &[f32], a: u32, b: u32| {
-        row[b as usize]
-            .total_cmp(&row[a as usize])
-            .then(a.cmp(&b))
-    };
+    let by_value =
+        |row: &[f32], a: u32, b: u32| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b));
     for p in 0..probes {
         fill_row(p, &mut row)?;
         top.offer(p as u32, &row);
@@ -77,9 +74,7 @@ pub fn top_lists_and_seeds(
             for (i, out) in chunk.chunks_exact_mut(keep).enumerate() {
                 let e = b * BLOCK + i;
                 items.clear();
-                items.extend(
-                    (e * keep..(e + 1) * keep).map(|j| (top.probes[j], top.values[j])),
-                );
+                items.extend((e * keep..(e + 1) * keep).map(|j| (top.probes[j], top.values[j])));
                 items.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 for (o, &(p, v)) in out.iter_mut().zip(&items) {
                     *o = pack_item(p, v);
