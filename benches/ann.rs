@@ -615,7 +615,7 @@ fn graphs() {
     };
     let index = Index::open(&path).unwrap();
     let probes = index.num_probes();
-    let (_, rows, first) = largest_segment(&index);
+    let (seg, rows, first) = largest_segment(&index);
     let n = rows.entries();
     let opts = ann_options();
     let mut fill = |p: usize, out: &mut [f32]| {
@@ -634,7 +634,10 @@ fn graphs() {
             opts.keep, opts.seeds, opts.max_degree, opts.ef_construction
         ))
     });
+    // `--stored-graph`: walk the graph stored in the index instead of building one.
+    let stored = flag("--stored-graph");
     let list_bytes = match cached.as_ref().and_then(|f| std::fs::read(f).ok()) {
+        _ if stored => Vec::new(),
         Some(b) => {
             println!("list graph from the cache");
             b
@@ -653,12 +656,19 @@ fn graphs() {
         }
     };
     let (lw, ll) = aligned(list_bytes);
-    let lg = GraphView::new(
-        &bytemuck::cast_slice::<u64, u8>(&lw)[..ll],
-        probes as u32,
-        n as u64,
-    )
-    .unwrap();
+    let lg = if stored {
+        index
+            .segment_graph(seg)
+            .unwrap()
+            .expect("--stored-graph: the segment has a graph")
+    } else {
+        GraphView::new(
+            &bytemuck::cast_slice::<u64, u8>(&lw)[..ll],
+            probes as u32,
+            n as u64,
+        )
+        .unwrap()
+    };
     // The earlier design: the same lists, but links built over 128-d random sketches of them.
     let with_sketch = !flag("--no-sketch");
     let sketch = Sketch::new(probes, 128, 0x5eed);
@@ -726,8 +736,23 @@ fn graphs() {
     let mut time = vec![vec![Duration::ZERO; candidates.len()]; names.len()];
     let mut poor = vec![vec![0usize; candidates.len()]; names.len()];
     let mut exact = vec![0f32; n];
+    let exact_params = SearchParams {
+        top: 10,
+        exclude_same_model: true,
+        mode: SearchMode::Exact,
+        metric: Metric::TopK,
+        ..Default::default()
+    };
+    let mut exact_times = Vec::new();
     for &e in &qs {
         let q = index.descriptor(first + e as u64).unwrap();
+        let t = Instant::now();
+        std::hint::black_box(
+            index
+                .search(&probelog::Query::Entry(first + e as u64), &exact_params)
+                .unwrap(),
+        );
+        exact_times.push(t.elapsed());
         let plan = ScanPlan::new(&q, DEFAULT_K, Metric::TopK);
         plan.score_into(&rows, 0..n, &mut exact);
         let others = |x: &usize| model[*x] != model[e];
@@ -819,6 +844,13 @@ fn graphs() {
                     }
                 }
                 .unwrap();
+                if si >= 2 {
+                    // The rerank of the candidates, as hnsw mode does it.
+                    let cands: Vec<usize> = found.iter().map(|x| x.1 as usize).collect();
+                    let mut out = vec![0f32; cands.len()];
+                    plan.score_entries(&rows, &cands, &mut out);
+                    std::hint::black_box(&out);
+                }
                 time[si][ci] += t.elapsed();
                 scored[si][ci] += count;
                 let mut got: Vec<usize> =
@@ -834,7 +866,11 @@ fn graphs() {
         }
     }
     println!(
-        "graph and walk                  C   recall@10   queries < 0.5   walk ms/query   nodes scored"
+        "exact mode (index.search, all segments): p50 {:.3} ms",
+        ms(median(&mut exact_times))
+    );
+    println!(
+        "graph and walk                  C   recall@10   queries < 0.5   walk+rerank ms   nodes scored"
     );
     for (si, name) in names.iter().enumerate() {
         for (ci, &c) in candidates.iter().enumerate() {

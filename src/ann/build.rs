@@ -35,7 +35,7 @@ impl Default for AnnOptions {
             min_entries: 20_000,
             keep: 32,
             build_k: crate::search::DEFAULT_K,
-            seeds: 8,
+            seeds: 64,
             max_degree: 16,
             ef_construction: 100,
         }
