@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""What a user would otherwise try: FAISS HNSW over the same sketches, then a numpy rerank.
+"""What a user would otherwise try: FAISS HNSW over dense compact vectors, then a numpy rerank.
 
-Reads the files that `cargo bench --bench ann -- scale ... --export DIR` writes (the sketches
-of every entry, each query's sketch and top-k probes, entry-major f16 descriptors and the exact
-answers of probelog's exact mode), builds a faiss.IndexHNSWFlat over the sketches with the same
+FAISS needs dense vectors, so the export holds a 128-d random sketch of each entry's top list
+(the sparse summary probelog's own graphs store). Reads the files that
+`cargo bench --bench ann -- scale ... --export DIR` writes (the sketches of every entry, each
+query's sketch and top-k probes, entry-major f16 descriptors and the exact answers of probelog's
+exact mode), builds a faiss.IndexHNSWFlat over the sketches with the same
 graph parameters as probelog (M = 16, efConstruction = 100, inner-product queries), and for each
 candidate count C searches the C nearest sketches, reranks them with the top-k discrepancy in
 numpy, leaves out the query's own model, and reports recall@10 against exact mode and p50/p99
