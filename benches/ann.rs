@@ -730,6 +730,7 @@ fn graphs() {
         "list graph, list walk, seeds",
         "list graph, hybrid walk",
         "list graph, hybrid walk, seeds",
+        "as 'list walk, seeds', no prefetch",
     ];
     let mut recall = vec![vec![0f64; candidates.len()]; names.len()];
     let mut scored = vec![vec![0usize; candidates.len()]; names.len()];
@@ -744,7 +745,7 @@ fn graphs() {
         ..Default::default()
     };
     let mut exact_times = Vec::new();
-    for &e in &qs {
+    for (qi, &e) in qs.iter().enumerate() {
         let q = index.descriptor(first + e as u64).unwrap();
         let t = Instant::now();
         std::hint::black_box(
@@ -762,7 +763,13 @@ fn graphs() {
         let lq = ListQuery::new(probes, plan.probes(), plan.values());
         let qv = sketch.query_vector(&q, plan.probes());
         for (ci, &c) in candidates.iter().enumerate() {
-            for (si, _) in names.iter().enumerate() {
+            // The product walk and its no-prefetch twin take turns going first, so that
+            // neither always finds the cache warmed by the other.
+            let mut order: Vec<usize> = (0..names.len()).collect();
+            if qi % 2 == 1 {
+                order.swap(5, 8);
+            }
+            for si in order {
                 let mut count = 0usize;
                 let t = Instant::now();
                 // Hybrid: the query's top-k L1 on the list, plus the node's own top-k probes
@@ -827,6 +834,22 @@ fn graphs() {
                         },
                         c,
                     ),
+                    8 => {
+                        let seeds: Vec<u32> = plan
+                            .probes()
+                            .iter()
+                            .flat_map(|&p| match walk_seeds.is_empty() {
+                                true => lg.probe_seeds(p as usize),
+                                false => &walk_seeds[p as usize * ws..(p as usize + 1) * ws],
+                            })
+                            .copied()
+                            .collect();
+                        lg.search_seeded_without_prefetch(
+                            |v| lq.score(lg.list(v as usize)),
+                            &seeds,
+                            c,
+                        )
+                    }
                     _ => {
                         let seeds: Vec<u32> = plan
                             .probes()
@@ -877,7 +900,7 @@ fn graphs() {
             if (si == 2 || si == 3) && sg.is_none() {
                 continue;
             }
-            let scored = if si == 5 {
+            let scored = if si == 5 || si == 8 {
                 "-".to_string()
             } else {
                 (scored[si][ci] / queries).to_string()
