@@ -270,13 +270,15 @@ impl<'a> GraphView<'a> {
             let k = self.header.keep as usize;
             let row0 = self.header.degree0 as usize + 1;
             let n = node as usize;
-            if let (Some(list), Some(links)) = (self.lists.get(n * k), self.layer0.get(n * row0)) {
+            if n * k < self.lists.len() && n * row0 < self.layer0.len() {
+                let list = self.lists.as_ptr().wrapping_add(n * k);
+                let links = self.layer0.as_ptr().wrapping_add(n * row0);
                 // SAFETY: a prefetch is only a hint to the cache; it reads nothing into the
-                // program and cannot fault. The pointers are in bounds anyway.
+                // program and cannot fault. The pointers stay within (or one past) the parts.
                 unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>((list as *const u32).cast());
-                    _mm_prefetch::<_MM_HINT_T0>((list as *const u32).add(k.min(16)).cast());
-                    _mm_prefetch::<_MM_HINT_T0>((links as *const u32).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(list.cast());
+                    _mm_prefetch::<_MM_HINT_T0>(list.wrapping_add(k.min(16)).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(links.cast());
                 }
             }
         }
