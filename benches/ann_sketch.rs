@@ -59,44 +59,37 @@ fn axpy(acc: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// Inner product, in eight lanes so that it vectorizes.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `Σ f(a[i], b[i])`, summed in eight lanes so that it vectorizes (a sum in order may not be
+/// reordered by the compiler).
+#[inline]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut s = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(&x, &y)| f(x, y))
         .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            s[i] += x[i] * y[i];
+            s[i] += f(x[i], y[i]);
         }
     }
     s.iter().sum::<f32>() + tail
 }
 
-/// Euclidean distance between sketches, in eight lanes.
+/// Inner product.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| x * y)
+}
+
+/// Euclidean distance between sketches.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SketchL2;
 
 impl Distance<f32> for SketchL2 {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let mut s = [0f32; 8];
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let tail: f32 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum();
-        for (x, y) in ca.zip(cb) {
-            for i in 0..8 {
-                let d = x[i] - y[i];
-                s[i] += d * d;
-            }
-        }
-        (s.iter().sum::<f32>() + tail).sqrt()
+        lane_sum(a, b, |x, y| (x - y) * (x - y)).sqrt()
     }
 }
