@@ -52,7 +52,7 @@ if [[ ! -x "$VENV/bin/pip" ]]; then
 fi
 
 echo "setup-libtorch: installing ${PINS[*]} (about 540 MB)" >&2
-"$VENV/bin/pip" install --disable-pip-version-check --no-deps "${PINS[@]}" \
+"$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir --no-deps "${PINS[@]}" \
     || die "pip install failed (network to PyPI needed; see the messages above)"
 installed || die "pip finished but ${PINS[*]} are not all installed in $VENV"
 [[ -f "$VENV/lib/python$py_minor/site-packages/torch/lib/libtorch_cpu.so" ]] \

@@ -31,8 +31,16 @@ if [[ ! -x "$VENV/bin/pip" ]]; then
     echo "setup-python: creating $VENV" >&2
     "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
 fi
+# The install needs ~5.4 GB in the venv plus room to unpack the largest wheels; say so plainly
+# rather than fail halfway with ENOSPC. --no-cache-dir: a second copy of the wheels in pip's cache
+# would need another ~3.5 GB and is never reused on a CI machine.
+need_kb=$((6 * 1024 * 1024))
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [[ -n "$free_kb" && "$free_kb" -lt "$need_kb" ]]; then
+    die "about 6 GB of free disk is needed here for $VENV; $((free_kb / 1024)) MB is free"
+fi
 echo "setup-python: installing $REQS into $VENV (about 5 GB)" >&2
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS" \
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$REQS" \
     || die "pip install failed (network to PyPI needed; see the messages above)"
 "$VENV/bin/python" -c 'import torch, torchvision, timm, open_clip, transformers, faiss' \
     || die "the packages installed but do not import"
