@@ -74,7 +74,9 @@ fn ann_options() -> AnnOptions {
     let d = AnnOptions::default();
     AnnOptions {
         min_entries: arg("--graph-min-entries", d.min_entries),
-        keep: arg("--keep", d.keep),
+        keep: std::env::args()
+            .position(|a| a == "--keep")
+            .map(|_| arg("--keep", 0usize)),
         seeds: arg("--seeds", d.seeds),
         max_degree: arg("--degree", d.max_degree),
         ef_construction: arg("--ef-construction", d.ef_construction),
@@ -470,7 +472,7 @@ fn export_for_faiss(index: &Index, qs: &[u64], truths: &[Vec<Option<u64>>], out:
     // lists stored in the graphs, or computed the same way for a segment without one).
     let dims = 128;
     let sketch = Sketch::new(p, dims, 0x5eed);
-    let keep = AnnOptions::default().keep;
+    let keep = AnnOptions::default().keep_for(p);
     let mut sketches: Vec<f32> = Vec::new();
     for s in 0..index.segment_count() as usize {
         let Some(rows) = index.segment_rows(s).unwrap() else {
@@ -624,14 +626,14 @@ fn graphs() {
     };
     println!(
         "== ann graphs: {n} entries x {probes} probes; lists of {}, {} seeds per probe",
-        opts.keep, opts.seeds
+        opts.keep_for(probes), opts.seeds
     );
 
     // The product's graph: built over the top lists with ListDist (cached in `--cache DIR`).
     let cached = std::env::args().position(|a| a == "--cache").map(|i| {
         PathBuf::from(std::env::args().nth(i + 1).unwrap()).join(format!(
             "list-graph-{n}-{}-{}-{}-{}.bin",
-            opts.keep, opts.seeds, opts.max_degree, opts.ef_construction
+            opts.keep_for(probes), opts.seeds, opts.max_degree, opts.ef_construction
         ))
     });
     // `--stored-graph`: walk the graph stored in the index instead of building one.
@@ -675,8 +677,8 @@ fn graphs() {
     let (vectors, sketch_bytes) = if with_sketch {
         let t = Instant::now();
         let (lists, seeds) =
-            top_lists_and_seeds(probes, n, opts.keep, opts.seeds, &mut fill).unwrap();
-        let vectors = sketch.of_lists(&lists, opts.keep, opts.keep);
+            top_lists_and_seeds(probes, n, opts.keep_for(probes), opts.seeds, &mut fill).unwrap();
+        let vectors = sketch.of_lists(&lists, opts.keep_for(probes), opts.keep_for(probes));
         let hnsw: Hnsw<f32, SketchL2> =
             Hnsw::new(opts.max_degree, n, 16, opts.ef_construction, SketchL2);
         let data: Vec<(&[f32], usize)> = vectors.chunks_exact(128).zip(0..n).collect();
@@ -686,7 +688,7 @@ fn graphs() {
         println!("build: sketch graph {:.1} s", t.elapsed().as_secs_f64());
         let parts = GraphParts {
             probes: probes as u32,
-            keep: opts.keep as u32,
+            keep: opts.keep_for(probes) as u32,
             lists,
             seeds_per_probe: opts.seeds as u32,
             seeds,

@@ -101,7 +101,7 @@ pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 
 /// Default number of candidates per graph that the exact discrepancy reranks (measured with
 /// `cargo bench --bench ann -- scale`; see README).
-pub const DEFAULT_CANDIDATES: usize = 200;
+pub const DEFAULT_CANDIDATES: usize = 100;
 
 /// What to search for.
 #[derive(Debug, Clone, Copy)]

@@ -113,7 +113,7 @@ typedef struct ProbelogSearchParams {
   // the mode that ran.
   uint32_t mode;
   // Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
-  // default (200 today; never fewer than top). Ignored when the search runs exactly.
+  // default (100 today; never fewer than top). Ignored when the search runs exactly.
   uint32_t candidates;
   // Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
   // above 0; 0 means the library's default (2 today; `probelog_results_blend_weight` tells the

@@ -58,7 +58,7 @@ pub struct ProbelogSearchParams {
     /// the mode that ran.
     pub mode: u32,
     /// Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
-    /// default (200 today; never fewer than top). Ignored when the search runs exactly.
+    /// default (100 today; never fewer than top). Ignored when the search runs exactly.
     pub candidates: u32,
     /// Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
     /// above 0; 0 means the library's default (2 today; `probelog_results_blend_weight` tells the

@@ -16,8 +16,8 @@ pub struct AnnOptions {
     /// Build a graph for segments of at least this many entries; smaller segments are scanned
     /// exactly in every search mode. `usize::MAX` turns graph building off.
     pub min_entries: usize,
-    /// Items in each entry's top list.
-    pub keep: usize,
+    /// Items in each entry's top list; `None`: [`default_keep`] of the probe count.
+    pub keep: Option<usize>,
     /// Each entry's own top probes that the build distance ([`ListDist`]) compares (at most
     /// `keep` are used).
     pub build_k: usize,
@@ -33,9 +33,9 @@ impl Default for AnnOptions {
     fn default() -> Self {
         AnnOptions {
             min_entries: 20_000,
-            keep: 32,
+            keep: None,
             build_k: crate::search::DEFAULT_K,
-            seeds: 64,
+            seeds: 128,
             max_degree: 16,
             ef_construction: 100,
         }
@@ -51,20 +51,26 @@ impl AnnOptions {
         }
     }
 
+    /// The top-list length for an index of `probes` probes.
+    pub fn keep_for(&self, probes: usize) -> usize {
+        self.keep.unwrap_or_else(|| default_keep(probes)).min(probes)
+    }
+
     /// Whether a segment of `entries` entries of an index of `probes` probes gets a graph.
     pub fn wants_graph(&self, entries: usize, probes: usize) -> bool {
         entries >= self.min_entries.max(2) && probes <= MAX_GRAPH_PROBES as usize
     }
 
     pub fn check(&self) -> Result<()> {
-        if !(1..=MAX_KEEP as usize).contains(&self.keep)
+        let keep = self.keep.unwrap_or(1);
+        if !(1..=MAX_KEEP as usize).contains(&keep)
             || !(1..=MAX_KEEP as usize).contains(&self.build_k)
             || !(1..=MAX_SEEDS as usize).contains(&self.seeds)
         {
             return Err(Error::InvalidParameter(format!(
                 "ANN list length and build k must be 1..={MAX_KEEP} and seeds 1..={MAX_SEEDS}, \
                  not {}, {} and {}",
-                self.keep, self.build_k, self.seeds
+                keep, self.build_k, self.seeds
             )));
         }
         if !(2..=128).contains(&self.max_degree) || self.ef_construction == 0 {
@@ -75,6 +81,18 @@ impl AnnOptions {
         }
         Ok(())
     }
+}
+
+/// The default top-list length: one probe in 32, rounded up to a power of two, at least 32 (32
+/// items for 1,000 probes, 64 for 2,000, 128 for 4,000). Measured: the list score's recall
+/// depends on the share of the descriptor that the list holds. On the real hubs (2,000 probes),
+/// recall@10 at C = 100 rose from 0.920-0.930 with 32 items to 0.965-0.971 with 64 (README,
+/// "HNSW candidate stage").
+pub fn default_keep(probes: usize) -> usize {
+    probes
+        .div_ceil(32)
+        .next_power_of_two()
+        .clamp(32, MAX_KEEP as usize)
 }
 
 /// Builds the graph of a segment of `n` entries whose probe-major rows `fill_row(p, out)`
@@ -96,7 +114,7 @@ pub fn build_graph(
             "an ANN graph needs 1..={MAX_GRAPH_PROBES} probes, not {probes}"
         )));
     }
-    let keep = opts.keep.min(probes);
+    let keep = opts.keep_for(probes);
     let seeds_per_probe = opts.seeds.min(n);
     let (lists, seeds) = top_lists_and_seeds(probes, n, keep, seeds_per_probe, fill_row)?;
     let build_k = opts.build_k.min(keep);
@@ -226,5 +244,32 @@ impl Distance<u64> for ListDist {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_keep_is_one_probe_in_32_as_a_power_of_two() {
+        assert_eq!(default_keep(10), 32);
+        assert_eq!(default_keep(1000), 32);
+        assert_eq!(default_keep(1024), 32);
+        assert_eq!(default_keep(1025), 64);
+        assert_eq!(default_keep(2000), 64);
+        assert_eq!(default_keep(4000), 128);
+        assert_eq!(default_keep(65_536), MAX_KEEP as usize);
+        let opts = AnnOptions::default();
+        assert_eq!(opts.keep_for(2000), 64);
+        // Never more items than probes, whatever was asked.
+        assert_eq!(opts.keep_for(10), 10);
+        let fixed = AnnOptions {
+            keep: Some(48),
+            ..opts
+        };
+        assert_eq!(fixed.keep_for(4000), 48);
+        assert!(fixed.check().is_ok());
+        assert!(AnnOptions { keep: Some(0), ..opts }.check().is_err());
     }
 }

@@ -710,7 +710,7 @@ mod tests {
     fn small_graph(n: usize, probes: usize) -> GraphParts {
         let opts = AnnOptions {
             min_entries: 1,
-            keep: 6,
+            keep: Some(6),
             seeds: 3,
             ..Default::default()
         };

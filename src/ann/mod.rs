@@ -6,6 +6,6 @@ pub mod build;
 pub mod graph;
 pub mod lists;
 
-pub use build::{AnnOptions, ListDist, build_graph, graph_of, pack_for_distance};
+pub use build::{AnnOptions, ListDist, build_graph, default_keep, graph_of, pack_for_distance};
 pub use graph::{GraphParts, GraphView};
 pub use lists::{ListQuery, pack_item, top_lists_and_seeds, unpack_item};

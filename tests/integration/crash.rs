@@ -197,7 +197,7 @@ fn append_cut_at_every_storage_operation() {
     // An append that builds an ANN graph writes one more section; every cut of it is safe too.
     let graph = AnnOptions {
         min_entries: 2,
-        keep: 4,
+        keep: Some(4),
         ..Default::default()
     };
     crash_every_operation(
