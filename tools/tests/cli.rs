@@ -1261,7 +1261,7 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
         "topk",
     ]);
     assert_eq!(hnsw["mode"], "hnsw");
-    assert_eq!(hnsw["candidates"], 200);
+    assert_eq!(hnsw["candidates"], probelog::DEFAULT_CANDIDATES);
     assert_eq!(hnsw["results"], exact["results"]);
 
     // One graph over everything after compaction; with C >= the entries it finds the exact top.
@@ -1296,7 +1296,13 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
         "--metric",
         "topk",
     ]);
-    assert!(human.contains("hnsw candidates 200 per graph"), "{human}");
+    assert!(
+        human.contains(&format!(
+            "hnsw candidates {} per graph",
+            probelog::DEFAULT_CANDIDATES
+        )),
+        "{human}"
+    );
     // The default metric, the blend, never runs on the graphs: auto scans, hnsw says how.
     let auto = ok_json(&["search", f.idx(), "--entry", "6", "--mode", "auto"]);
     assert_eq!(

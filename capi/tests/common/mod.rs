@@ -603,7 +603,7 @@ pub fn mode_searches() -> Vec<Search> {
             top: 1000,
             ..hnsw("entry", 1)
         },
-        // The default candidates (200): every node of the small graph.
+        // The default candidates (100): every node of the small graph.
         Search {
             entry: 0,
             ..hnsw("entry", 0)
