@@ -19,7 +19,8 @@
 //!   sketches of the top lists, query vectors, descriptors and exact answers for
 //!   `benches/faiss_compare.py`.
 //!
-//! Graph options for the builds: `--keep`, `--seeds`, `--degree`, `--ef-construction`.
+//! Graph options for the builds: `--keep`, `--seeds`, `--degree`, `--ef-construction`. Walk
+//! options of `graphs`: `--stored-graph`, `--walk-seeds N`, `--seed-probes M`.
 
 #[path = "ann_pca.rs"]
 mod pca;
@@ -718,6 +719,9 @@ fn graphs() {
     } else {
         Vec::new()
     };
+    // `--seed-probes M`: the product walk starts from the seeds of the query's M highest probes
+    // only (default: all k).
+    let seed_probes: usize = arg("--seed-probes", usize::MAX);
     let model: Vec<u64> = (0..n as u64)
         .map(|e| index.model_of_entry(first + e).unwrap())
         .collect();
@@ -816,16 +820,17 @@ fn graphs() {
                         },
                         c,
                     ),
-                    5 if walk_seeds.is_empty() => lg.search_query(&lq, c),
+                    5 if walk_seeds.is_empty() && seed_probes >= plan.probes().len() => {
+                        lg.search_query(&lq, c)
+                    }
                     5 => {
-                        let seeds: Vec<u32> = plan
-                            .probes()
+                        let seeds: Vec<u32> = plan.probes()[..seed_probes.min(plan.probes().len())]
                             .iter()
-                            .flat_map(|&p| {
-                                walk_seeds[p as usize * ws..(p as usize + 1) * ws]
-                                    .iter()
-                                    .copied()
+                            .flat_map(|&p| match walk_seeds.is_empty() {
+                                true => lg.probe_seeds(p as usize),
+                                false => &walk_seeds[p as usize * ws..(p as usize + 1) * ws],
                             })
+                            .copied()
                             .collect();
                         lg.search_seeded(|v| lq.score(lg.list(v as usize)), &seeds, c)
                     }

@@ -134,7 +134,8 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// `top` are the query's top probes (each `< probes`), `values` its values there.
+    /// `top` are the query's top probes (each `< probes`), highest first (the walk seeds from the
+    /// first [`super::graph::SEED_PROBES`]), `values` its values there.
     pub fn new(probes: usize, top: &[u32], values: &[f32]) -> ListQuery {
         let mut table = vec![f32::NAN; probes];
         for (&p, &v) in top.iter().zip(values) {
