@@ -94,7 +94,7 @@ impl SearchMode {
 }
 
 /// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on. Measured (README,
-/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 5.6x
+/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 7.9x
 /// faster than the exact scan and kept 94.7% of its top 10; on a 2k real hub it was slower than
 /// the scan, and about 2x faster at 250k, so auto stays exact until the scan itself gets slow.
 pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
