@@ -627,14 +627,18 @@ fn graphs() {
     };
     println!(
         "== ann graphs: {n} entries x {probes} probes; lists of {}, {} seeds per probe",
-        opts.keep_for(probes), opts.seeds
+        opts.keep_for(probes),
+        opts.seeds
     );
 
     // The product's graph: built over the top lists with ListDist (cached in `--cache DIR`).
     let cached = std::env::args().position(|a| a == "--cache").map(|i| {
         PathBuf::from(std::env::args().nth(i + 1).unwrap()).join(format!(
             "list-graph-{n}-{}-{}-{}-{}.bin",
-            opts.keep_for(probes), opts.seeds, opts.max_degree, opts.ef_construction
+            opts.keep_for(probes),
+            opts.seeds,
+            opts.max_degree,
+            opts.ef_construction
         ))
     });
     // `--stored-graph`: walk the graph stored in the index instead of building one.

@@ -101,7 +101,7 @@ pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 
 /// Default number of candidates per graph that the exact discrepancy reranks (measured with
 /// `cargo bench --bench ann -- scale`; see README): recall@10 0.965 and 0.971 on the real hubs,
-/// 0.947 at 1M synthetic entries, where doubling it bought 0.7 points at 1.3x the latency.
+/// 0.947 at 1M synthetic entries, where doubling it bought 0.7 points at 1.5x the latency.
 pub const DEFAULT_CANDIDATES: usize = 100;
 
 /// What to search for.

@@ -53,7 +53,9 @@ impl AnnOptions {
 
     /// The top-list length for an index of `probes` probes.
     pub fn keep_for(&self, probes: usize) -> usize {
-        self.keep.unwrap_or_else(|| default_keep(probes)).min(probes)
+        self.keep
+            .unwrap_or_else(|| default_keep(probes))
+            .min(probes)
     }
 
     /// Whether a segment of `entries` entries of an index of `probes` probes gets a graph.
@@ -62,15 +64,19 @@ impl AnnOptions {
     }
 
     pub fn check(&self) -> Result<()> {
-        let keep = self.keep.unwrap_or(1);
-        if !(1..=MAX_KEEP as usize).contains(&keep)
+        if self
+            .keep
+            .is_some_and(|keep| !(1..=MAX_KEEP as usize).contains(&keep))
             || !(1..=MAX_KEEP as usize).contains(&self.build_k)
             || !(1..=MAX_SEEDS as usize).contains(&self.seeds)
         {
             return Err(Error::InvalidParameter(format!(
                 "ANN list length and build k must be 1..={MAX_KEEP} and seeds 1..={MAX_SEEDS}, \
                  not {}, {} and {}",
-                keep, self.build_k, self.seeds
+                self.keep
+                    .map_or_else(|| "the default".to_string(), |k| k.to_string()),
+                self.build_k,
+                self.seeds
             )));
         }
         if !(2..=128).contains(&self.max_degree) || self.ef_construction == 0 {
@@ -270,6 +276,13 @@ mod tests {
         };
         assert_eq!(fixed.keep_for(4000), 48);
         assert!(fixed.check().is_ok());
-        assert!(AnnOptions { keep: Some(0), ..opts }.check().is_err());
+        assert!(
+            AnnOptions {
+                keep: Some(0),
+                ..opts
+            }
+            .check()
+            .is_err()
+        );
     }
 }
