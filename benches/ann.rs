@@ -53,6 +53,25 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         })
 }
 
+/// The value after `name`, if it was given.
+fn opt_arg<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    let v = args.get(i + 1)?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}: cannot parse {v}")),
+    )
+}
+
+/// `--candidates C1,C2,...`, or `default`.
+fn candidates_arg(default: &str) -> Vec<usize> {
+    arg("--candidates", default.to_string())
+        .split(',')
+        .map(|c| c.parse().unwrap())
+        .collect()
+}
+
 fn flag(name: &str) -> bool {
     std::env::args().any(|a| a == name)
 }
@@ -75,9 +94,7 @@ fn ann_options() -> AnnOptions {
     let d = AnnOptions::default();
     AnnOptions {
         min_entries: arg("--graph-min-entries", d.min_entries),
-        keep: std::env::args()
-            .position(|a| a == "--keep")
-            .map(|_| arg("--keep", 0usize)),
+        keep: opt_arg("--keep"),
         seeds: arg("--seeds", d.seeds),
         max_degree: arg("--degree", d.max_degree),
         ef_construction: arg("--ef-construction", d.ef_construction),
@@ -303,15 +320,9 @@ fn scale() {
     let probes: usize = arg("--probes", 1000);
     let chunk: usize = arg("--chunk", 250_000);
     let queries: usize = arg("--queries", 200);
-    let candidates: Vec<usize> = arg("--candidates", "50,100,200,400".to_string())
-        .split(',')
-        .map(|c| c.parse().unwrap())
-        .collect();
+    let candidates = candidates_arg("50,100,200,400");
     let dir = tempfile::tempdir_in(arg("--tmp", std::env::temp_dir())).unwrap();
-    let path: PathBuf = match std::env::args().position(|a| a == "--index") {
-        Some(i) => PathBuf::from(std::env::args().nth(i + 1).unwrap()),
-        None => dir.path().join("scale.plog"),
-    };
+    let path: PathBuf = opt_arg("--index").unwrap_or_else(|| dir.path().join("scale.plog"));
     println!("== ann scale: {entries} entries x {probes} probes, f16, appends of {chunk}");
     if !path.exists() {
         let t = Instant::now();
@@ -456,8 +467,7 @@ fn scale() {
         ms(median(&mut bare))
     );
 
-    if let Some(i) = std::env::args().position(|a| a == "--export") {
-        let out = PathBuf::from(std::env::args().nth(i + 1).unwrap());
+    if let Some(out) = opt_arg::<PathBuf>("--export") {
         export_for_faiss(&index, &qs, &truths, &out);
     }
 }
@@ -596,13 +606,10 @@ fn graphs() {
     let entries: usize = arg("--entries", 100_000);
     let probes: usize = arg("--probes", 1000);
     let queries: usize = arg("--queries", 100);
-    let candidates: Vec<usize> = arg("--candidates", "100,200,400".to_string())
-        .split(',')
-        .map(|c| c.parse().unwrap())
-        .collect();
+    let candidates = candidates_arg("100,200,400");
     let dir = tempfile::tempdir_in(arg("--tmp", std::env::temp_dir())).unwrap();
-    let path = match std::env::args().position(|a| a == "--index") {
-        Some(i) => PathBuf::from(std::env::args().nth(i + 1).unwrap()),
+    let path = match opt_arg::<PathBuf>("--index") {
+        Some(path) => path,
         None => {
             let path = dir.path().join("graphs.plog");
             build(
@@ -632,8 +639,8 @@ fn graphs() {
     );
 
     // The product's graph: built over the top lists with ListDist (cached in `--cache DIR`).
-    let cached = std::env::args().position(|a| a == "--cache").map(|i| {
-        PathBuf::from(std::env::args().nth(i + 1).unwrap()).join(format!(
+    let cached = opt_arg::<PathBuf>("--cache").map(|dir| {
+        dir.join(format!(
             "list-graph-{n}-{}-{}-{}-{}.bin",
             opts.keep_for(probes),
             opts.seeds,
