@@ -600,6 +600,7 @@ fn aligned(bytes: Vec<u8>) -> (Vec<u64>, usize) {
 
 fn graphs() {
     use hnsw_rs::hnsw::Hnsw;
+    use probelog::ann::graph::SEED_PROBES;
     use probelog::ann::{
         GraphParts, GraphView, ListQuery, build_graph, graph_of, top_lists_and_seeds,
     };
@@ -731,8 +732,8 @@ fn graphs() {
         Vec::new()
     };
     // `--seed-probes M`: the product walk starts from the seeds of the query's M highest probes
-    // only (default: all k).
-    let seed_probes: usize = arg("--seed-probes", usize::MAX);
+    // (default: as the product does, `SEED_PROBES`).
+    let seed_probes: usize = arg("--seed-probes", SEED_PROBES);
     let model: Vec<u64> = (0..n as u64)
         .map(|e| index.model_of_entry(first + e).unwrap())
         .collect();
@@ -778,6 +779,18 @@ fn graphs() {
         order.sort_by(|&a, &b| exact[a].total_cmp(&exact[b]).then(a.cmp(&b)));
         let truth = &order[..10];
         let lq = ListQuery::new(probes, plan.probes(), plan.values());
+        // The seeds the product walk and its no-prefetch twin start from: those of the query's
+        // `--seed-probes` highest probes, stored or (`--walk-seeds`) computed here.
+        let walk_seed_list = || -> Vec<u32> {
+            plan.probes()[..seed_probes.min(plan.probes().len())]
+                .iter()
+                .flat_map(|&p| match walk_seeds.is_empty() {
+                    true => lg.probe_seeds(p as usize),
+                    false => &walk_seeds[p as usize * ws..(p as usize + 1) * ws],
+                })
+                .copied()
+                .collect()
+        };
         let qv = sketch.query_vector(&q, plan.probes());
         for (ci, &c) in candidates.iter().enumerate() {
             // The product walk and its no-prefetch twin take turns going first, so that
@@ -831,20 +844,10 @@ fn graphs() {
                         },
                         c,
                     ),
-                    5 if walk_seeds.is_empty() && seed_probes >= plan.probes().len() => {
+                    5 if walk_seeds.is_empty() && seed_probes == SEED_PROBES => {
                         lg.search_query(&lq, c)
                     }
-                    5 => {
-                        let seeds: Vec<u32> = plan.probes()[..seed_probes.min(plan.probes().len())]
-                            .iter()
-                            .flat_map(|&p| match walk_seeds.is_empty() {
-                                true => lg.probe_seeds(p as usize),
-                                false => &walk_seeds[p as usize * ws..(p as usize + 1) * ws],
-                            })
-                            .copied()
-                            .collect();
-                        lg.search_seeded(|v| lq.score(lg.list(v as usize)), &seeds, c)
-                    }
+                    5 => lg.search_seeded(|v| lq.score(lg.list(v as usize)), &walk_seed_list(), c),
                     6 => lg.search_nodes(
                         |v| {
                             count += 1;
@@ -852,22 +855,11 @@ fn graphs() {
                         },
                         c,
                     ),
-                    8 => {
-                        let seeds: Vec<u32> = plan
-                            .probes()
-                            .iter()
-                            .flat_map(|&p| match walk_seeds.is_empty() {
-                                true => lg.probe_seeds(p as usize),
-                                false => &walk_seeds[p as usize * ws..(p as usize + 1) * ws],
-                            })
-                            .copied()
-                            .collect();
-                        lg.search_seeded_without_prefetch(
-                            |v| lq.score(lg.list(v as usize)),
-                            &seeds,
-                            c,
-                        )
-                    }
+                    8 => lg.search_seeded_without_prefetch(
+                        |v| lq.score(lg.list(v as usize)),
+                        &walk_seed_list(),
+                        c,
+                    ),
                     _ => {
                         let seeds: Vec<u32> = plan
                             .probes()
