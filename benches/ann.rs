@@ -10,14 +10,24 @@
 //!   (the product), walked by sketch or list score, with and without the per-probe seeds; recall@10
 //!   against exact, walk time, nodes scored.
 //! - `cargo bench --bench ann -- scale [--entries N] [--probes P] [--chunk N] [--compact]
-//!   [--index PATH] [--export DIR]`: builds (or reuses) an f16 index of N synthetic logits by
-//!   appends of `--chunk` entries (each append builds its segment's graph), optionally compacts it
-//!   into one graph, then measures side by side, queries interleaved: recall@10 of hnsw mode
+//!   [--index PATH] [--export DIR] [--evict] [--block N]`: builds (or reuses) an f16 index of N
+//!   synthetic logits by appends of `--chunk` entries (each append builds its segment's graph),
+//!   optionally compacts it into one graph, then measures side by side: recall@10 of hnsw mode
 //!   against exact mode for several candidate counts, p50/p99 latency of both, build time, index
-//!   size, open + first query. With `--index` on an existing index (the evaluation hub, say) and
-//!   `--compact --graph-min-entries 1`, it measures that index. `--export DIR` writes dense
-//!   sketches of the top lists, query vectors, descriptors and exact answers for
-//!   `benches/faiss_compare.py`.
+//!   size, open + first query. Each mode answers blocks of `--block` queries (default 20) back to
+//!   back, the modes taking turns block by block. With `--index` on an existing index (the
+//!   evaluation hub, say) and `--compact --graph-min-entries 1`, it measures that index.
+//!   `--evict` drops the file from the page cache first, so that this process faults it in (in
+//!   2 MiB pages where the kernel gives them). `--export DIR` writes dense sketches of the top
+//!   lists, query vectors, descriptors and exact answers for `benches/faiss_compare.py`.
+//!   `--profile-rounds N [--profile-mode exact]` then repeats one mode's queries alone, for
+//!   `perf record`.
+//! - `cargo bench --bench ann -- stages --index PATH [--candidates C] [--evict]`: where an hnsw
+//!   query's time goes on one thread: preparing the entry query, the walk, the exact rerank,
+//!   and the walk with the portable list score instead of the AVX2 one; `index.search` beside
+//!   them on other queries.
+//! - `cargo bench --bench ann -- pages --index PATH --copy COPY`: what 2 MiB pages buy: the same
+//!   index in two files, opened with and without `OpenOptions::huge_pages`, queried alternately.
 //!
 //! Graph options for the builds: `--keep`, `--seeds`, `--degree`, `--ef-construction`. Walk
 //! options of `graphs`: `--stored-graph`, `--walk-seeds N`, `--seed-probes M`.
@@ -315,6 +325,25 @@ struct ModeStats {
     recall: f64,
 }
 
+/// `--evict`: drops `path` from the page cache first (posix_fadvise DONTNEED), so that this
+/// process faults the file in itself, as 2 MiB pages where the kernel gives them (see
+/// `probelog::OpenOptions`), instead of reusing whatever page sizes an earlier writer or reader
+/// left in the cache.
+fn evict_if_asked(path: &Path) {
+    if flag("--evict") && path.exists() {
+        evict(path);
+    }
+}
+
+fn evict(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: a plain syscall on a file descriptor this function owns for the duration.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0, "posix_fadvise");
+    println!("evicted {} from the page cache", path.display());
+}
+
 fn scale() {
     let entries: usize = arg("--entries", 1_000_000);
     let probes: usize = arg("--probes", 1000);
@@ -352,6 +381,7 @@ fn scale() {
             t.elapsed().as_secs_f64()
         );
     }
+    evict_if_asked(&path);
     let index = Index::open(&path).unwrap();
     let n = index.entry_count();
     let file_len = std::fs::metadata(&path).unwrap().len();
@@ -403,27 +433,38 @@ fn scale() {
             recall: 0.0,
         })
         .collect();
-    let mut truths = Vec::new();
-    for &e in &qs {
-        let q = probelog::Query::Entry(e);
-        let t = Instant::now();
-        let truth: Vec<Option<u64>> = index
-            .search(&q, &exact)
-            .unwrap()
-            .iter()
-            .map(|h| h.entry)
-            .collect();
-        stats[0].latencies.push(t.elapsed());
-        stats[0].recall += 1.0;
-        for (i, p) in hnsw.iter().enumerate() {
-            let t = Instant::now();
-            let got = index.search(&q, p).unwrap();
-            stats[i + 1].latencies.push(t.elapsed());
-            let hit = got.iter().filter(|h| truth.contains(&h.entry)).count();
-            stats[i + 1].recall += hit as f64 / truth.len() as f64;
+    // Each mode runs a block of queries back to back, as a server answering in that mode
+    // would (an exact scan streams 32 MB through the caches; an hnsw query right after one would
+    // pay for refilling them, one right after another hnsw query does not). The blocks rotate
+    // through the modes, so every mode sees the same machine drift.
+    let block: usize = arg("--block", 20);
+    let modes: Vec<&SearchParams> = std::iter::once(&exact).chain(hnsw.iter()).collect();
+    let mut truths: Vec<Vec<Option<u64>>> = qs
+        .iter()
+        .map(|&e| {
+            index
+                .search(&probelog::Query::Entry(e), &exact)
+                .unwrap()
+                .iter()
+                .map(|h| h.entry)
+                .collect()
+        })
+        .collect();
+    for (b, chunk) in qs.chunks(block).enumerate() {
+        let from = b * block;
+        for m in 0..modes.len() {
+            let m = (m + b) % modes.len();
+            for (j, &e) in chunk.iter().enumerate() {
+                let t = Instant::now();
+                let got = index.search(&probelog::Query::Entry(e), modes[m]).unwrap();
+                stats[m].latencies.push(t.elapsed());
+                let truth = &truths[from + j];
+                let hit = got.iter().filter(|h| truth.contains(&h.entry)).count();
+                stats[m].recall += hit as f64 / truth.len() as f64;
+            }
         }
-        truths.push(truth);
     }
+    let truths = std::mem::take(&mut truths);
     let exact_p50 = median(&mut stats[0].latencies.clone());
     println!("mode          recall@10   p50 ms   p99 ms   p50 speed-up vs exact");
     for s in &mut stats {
@@ -469,6 +510,28 @@ fn scale() {
 
     if let Some(out) = opt_arg::<PathBuf>("--export") {
         export_for_faiss(&index, &qs, &truths, &out);
+    }
+
+    // `--profile-rounds N --profile-mode exact|hnsw`: N more rounds of one mode's queries
+    // alone (default candidates), so that `perf record` sees that mode's query path only.
+    let rounds: usize = arg("--profile-rounds", 0);
+    if rounds > 0 {
+        let params = match opt_arg::<String>("--profile-mode").as_deref() {
+            Some("exact") => exact,
+            _ => default_hnsw,
+        };
+        let t = Instant::now();
+        for _ in 0..rounds {
+            for &e in &qs {
+                std::hint::black_box(index.search(&probelog::Query::Entry(e), &params).unwrap());
+            }
+        }
+        println!(
+            "profile: {} {} queries, mean {:.3} ms",
+            rounds * qs.len(),
+            params.mode.name(),
+            ms(t.elapsed()) / (rounds * qs.len()) as f64
+        );
     }
 }
 
@@ -925,6 +988,224 @@ fn graphs() {
     }
 }
 
+// ---- pages ----------------------------------------------------------------------------------
+
+/// What 2 MiB pages buy (`probelog::OpenOptions::huge_pages`): the same index in two files,
+/// both dropped from the page cache, one opened with huge pages and the other without, then
+/// faulted in by a warm-up pass (exact scans plus hnsw queries) and queried alternately with the
+/// same hnsw queries: p50 of each, and how much of each map the kernel mapped with 2 MiB pages.
+fn pages() {
+    let huge: PathBuf = opt_arg("--index").expect("pages: --index PATH");
+    let small: PathBuf = opt_arg("--copy").expect("pages: --copy PATH (a copy of the index)");
+    let queries: usize = arg("--queries", 400);
+    evict(&huge);
+    evict(&small);
+    let a = Index::open_with(&huge, probelog::OpenOptions { huge_pages: true }).unwrap();
+    let b = Index::open_with(&small, probelog::OpenOptions { huge_pages: false }).unwrap();
+    let n = a.entry_count();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let hnsw = SearchParams {
+        top: 10,
+        exclude_same_model: true,
+        metric: Metric::TopK,
+        mode: SearchMode::Hnsw,
+        ..Default::default()
+    };
+    let exact = SearchParams {
+        mode: SearchMode::Exact,
+        ..hnsw
+    };
+    // Fault both files in: every descriptor row and every graph part.
+    for idx in [&a, &b] {
+        for &e in qs.iter().take(64) {
+            idx.search(&probelog::Query::Entry(e), &exact).unwrap();
+        }
+        for s in 0..idx.segment_count() as usize {
+            if let Some(rows) = idx.segment_rows(s).unwrap() {
+                let mut row = vec![0f32; rows.entries()];
+                for p in 0..idx.num_probes() {
+                    rows.read_row(p, 0..rows.entries(), &mut row);
+                }
+            }
+            if let Some(g) = idx.segment_graph(s).unwrap() {
+                g.check_all().unwrap();
+            }
+        }
+    }
+    let pmd = |path: &Path| -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let name = path.to_string_lossy().to_string();
+        let mut inside = false;
+        let mut kb = 0;
+        for line in smaps.lines() {
+            // A mapping's header line starts with its address range, "start-end" in hex.
+            let header = line.split_whitespace().next().is_some_and(|t| {
+                t.contains('-') && t.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+            });
+            if header {
+                inside = line.ends_with(&name);
+            } else if inside && line.starts_with("FilePmdMapped:") {
+                kb += line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        }
+        kb
+    };
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for (i, &e) in qs.iter().enumerate() {
+        let q = probelog::Query::Entry(e);
+        let run = |idx: &Index, t: &mut Vec<Duration>| {
+            let t0 = Instant::now();
+            std::hint::black_box(idx.search(&q, &hnsw).unwrap());
+            t.push(t0.elapsed());
+        };
+        if i % 2 == 0 {
+            run(&a, &mut ta);
+            run(&b, &mut tb);
+        } else {
+            run(&b, &mut tb);
+            run(&a, &mut ta);
+        }
+    }
+    let (pa, pb) = (median(&mut ta), median(&mut tb));
+    println!(
+        "== ann pages: {n} entries, {queries} hnsw queries (C = {}), alternating",
+        probelog::DEFAULT_CANDIDATES
+    );
+    println!(
+        "huge pages:  p50 {:.3} ms, p99 {:.3} ms, {} MiB of the map in 2 MiB pages",
+        ms(pa),
+        ms(percentile(&mut ta, 0.99)),
+        pmd(&huge) / 1024
+    );
+    println!(
+        "4 KiB pages: p50 {:.3} ms, p99 {:.3} ms, {} MiB of the map in 2 MiB pages",
+        ms(pb),
+        ms(percentile(&mut tb, 0.99)),
+        pmd(&small) / 1024
+    );
+    println!(
+        "p50 ratio (4 KiB / huge): {:.2}x",
+        pb.as_secs_f64() / pa.as_secs_f64()
+    );
+}
+
+// ---- stages ---------------------------------------------------------------------------------
+
+/// Where an hnsw query's time goes, stage by stage, one thread: preparing the entry query (its
+/// descriptor gathered from the probe rows), the ScanPlan, each segment's walk and each
+/// segment's exact rerank of its candidates. p50 per stage, over `--queries` random entries.
+fn stages() {
+    let path: PathBuf = opt_arg("--index").expect("stages: --index PATH");
+    let queries: usize = arg("--queries", 200);
+    let c: usize = arg("--candidates", probelog::DEFAULT_CANDIDATES);
+    evict_if_asked(&path);
+    let index = Index::open(&path).unwrap();
+    let n = index.entry_count();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let names = [
+        "prepare",
+        "plan",
+        "walk",
+        "rerank",
+        "total",
+        "walk, portable list score",
+        "index.search",
+    ];
+
+    let params = SearchParams {
+        top: 10,
+        exclude_same_model: true,
+        metric: Metric::TopK,
+        mode: SearchMode::Hnsw,
+        candidates: Some(c),
+        ..Default::default()
+    };
+    let mut t: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    let mut scored = 0usize;
+
+    for (i, &e) in qs.iter().enumerate() {
+        // Every other query: index.search first, on caches this query has not warmed; the others
+        // go through the stages first.
+        let search = |t: &mut Vec<Vec<Duration>>| {
+            let t0 = Instant::now();
+            std::hint::black_box(index.search(&probelog::Query::Entry(e), &params).unwrap());
+            t[6].push(t0.elapsed());
+        };
+        if i % 2 == 0 {
+            search(&mut t);
+        }
+        let t0 = Instant::now();
+        let q = index.prepare_query(&probelog::Query::Entry(e)).unwrap();
+        let t1 = Instant::now();
+        let plan = ScanPlan::new(&q.descriptor, DEFAULT_K, Metric::TopK);
+        let lq = probelog::ann::ListQuery::new(index.num_probes(), plan.probes(), plan.values());
+        let t2 = Instant::now();
+        let (mut walk, mut rerank) = (Duration::ZERO, Duration::ZERO);
+        let mut walk_portable = Duration::ZERO;
+        for s in 0..index.segment_count() as usize {
+            let (Some(rows), Some(g)) = (
+                index.segment_rows(s).unwrap(),
+                index.segment_graph(s).unwrap(),
+            ) else {
+                continue;
+            };
+            let a = Instant::now();
+            let cands: Vec<usize> = g
+                .search_query(&lq, c)
+                .unwrap()
+                .into_iter()
+                .map(|(_, v)| v as usize)
+                .collect();
+            walk += a.elapsed();
+            let b = Instant::now();
+            let seeds: Vec<u32> = lq.probes()
+                [..probelog::ann::graph::SEED_PROBES.min(lq.probes().len())]
+                .iter()
+                .flat_map(|&p| g.probe_seeds(p as usize).iter().copied())
+                .collect();
+            let portable = g
+                .search_seeded(|v| lq.score_portable(g.list(v as usize)), &seeds, c)
+                .unwrap();
+            walk_portable += b.elapsed();
+            assert_eq!(portable.len(), cands.len());
+            let b = Instant::now();
+            let mut out = vec![0f32; cands.len()];
+            plan.score_entries(&rows, &cands, &mut out);
+            std::hint::black_box(&out);
+            rerank += b.elapsed();
+            scored += cands.len();
+        }
+        t[0].push(t1 - t0);
+        t[1].push(t2 - t1);
+        t[2].push(walk);
+        t[3].push(rerank);
+        if i % 2 == 1 {
+            t[4].push(t0.elapsed() - walk_portable);
+            t[5].push(walk_portable);
+        } else {
+            t[0].pop();
+            t[1].pop();
+            t[2].pop();
+            t[3].pop();
+        }
+    }
+    println!(
+        "== ann stages: {n} entries, {} segments, C = {c}, {queries} entry queries, one thread",
+        index.segment_count()
+    );
+    for (name, v) in names.iter().zip(&mut t) {
+        println!("{name:<8} p50 {:>7.3} ms", ms(median(v)));
+    }
+    println!("reranked per query: {}", scored / queries);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args
@@ -936,6 +1217,8 @@ fn main() {
         Some("vectors") => vectors(),
         Some("scale") => scale(),
         Some("graphs") => graphs(),
+        Some("stages") => stages(),
+        Some("pages") => pages(),
         _ => eprintln!(
             "usage: cargo bench --bench ann -- vectors|graphs|scale [options] (see the file's header)"
         ),

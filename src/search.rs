@@ -94,14 +94,15 @@ impl SearchMode {
 }
 
 /// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on. Measured (README,
-/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 7.9x
-/// faster than the exact scan and kept 94.7% of its top 10; on a 2k real hub it was slower than
-/// the scan, and about 2x faster at 250k, so auto stays exact until the scan itself gets slow.
+/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 3.9x
+/// to 5.1x faster than the exact scan and kept 95.5% of its top 10; at 250k it was 1.6x faster
+/// (the scan takes 0.64 ms there), and on a 2k real hub slower than the scan, so auto stays exact
+/// until the scan itself gets slow.
 pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 
 /// Default number of candidates per graph that the exact discrepancy reranks (measured with
 /// `cargo bench --bench ann -- scale`; see README): recall@10 0.965 and 0.971 on the real hubs,
-/// 0.947 at 1M synthetic entries, where doubling it bought 0.7 points at 1.5x the latency.
+/// 0.955 at 1M synthetic entries, where doubling it bought 0.5 points at 1.7x the latency.
 pub const DEFAULT_CANDIDATES: usize = 100;
 
 /// What to search for.
@@ -192,12 +193,14 @@ pub struct Scored {
 
 impl Eq for Scored {}
 impl PartialOrd for Scored {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 impl Ord for Scored {
     /// Better (lower score, then lower id) sorts first.
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         self.score
             .total_cmp(&other.score)
@@ -210,6 +213,9 @@ impl Ord for Scored {
 struct TopN {
     n: usize,
     heap: BinaryHeap<Scored>,
+    /// Once the heap is full: the worst kept score. An item scoring above it cannot enter, which
+    /// one float comparison settles for almost every entry of a scan.
+    bar: f32,
 }
 
 impl TopN {
@@ -218,10 +224,15 @@ impl TopN {
         TopN {
             n,
             heap: BinaryHeap::with_capacity(n.min(1024) + 1),
+            bar: f32::INFINITY,
         }
     }
     #[inline]
     fn push(&mut self, s: Scored) {
+        // `>` is false for NaN, which takes the slow path and the total order below.
+        if s.score > self.bar {
+            return;
+        }
         if self.heap.len() < self.n {
             self.heap.push(s);
         } else if let Some(worst) = self.heap.peek()
@@ -229,6 +240,9 @@ impl TopN {
         {
             self.heap.pop();
             self.heap.push(s);
+        }
+        if self.heap.len() >= self.n {
+            self.bar = self.heap.peek().map_or(f32::INFINITY, |w| w.score);
         }
     }
     fn merge(mut self, other: TopN) -> TopN {
@@ -322,18 +336,78 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 "excluding the query's own model needs an entry query (--entry)".into(),
             ));
         }
-        let q = self.prepare_query(query)?;
-        let exclude = if params.exclude_same_model {
-            q.model
-        } else {
-            None
+        let scored = match self.entry_plan_from_graph(query, params)? {
+            Some((plan, model)) => {
+                let exclude = params.exclude_same_model.then_some(model);
+                self.search_plan(&plan, exclude, params)?
+            }
+            None => {
+                let q = self.prepare_query(query)?;
+                let exclude = if params.exclude_same_model {
+                    q.model
+                } else {
+                    None
+                };
+                self.search_descriptor(&q.descriptor, exclude, params)?
+            }
         };
-        let scored = self.search_descriptor(&q.descriptor, exclude, params)?;
         scored
             .into_iter()
             .enumerate()
             .map(|(i, s)| self.hit(i + 1, s, params.metric))
             .collect()
+    }
+
+    /// For an entry query under the top-k metric: the [`ScanPlan`] read from the entry's top list
+    /// in its segment's graph instead of its descriptor, which would cost one cache miss per
+    /// probe (the rows are probe-major), and the entry's model. The plan is the one
+    /// [`ScanPlan::new`] makes from the descriptor, value for value: the list holds the entry's
+    /// highest probes, and in an f16 index its values are the stored ones. `None` where that
+    /// cannot be promised (an f32 index, no graph, `k` not below the list's length, a tie that
+    /// reaches the end of the list) and for other queries.
+    #[doc(hidden)]
+    pub fn entry_plan_from_graph(
+        &self,
+        query: &Query<'_>,
+        params: &SearchParams,
+    ) -> Result<Option<(ScanPlan, u64)>> {
+        let Query::Entry(entry) = *query else {
+            return Ok(None);
+        };
+        if params.metric != Metric::TopK || self.dtype() != crate::Dtype::F16 {
+            return Ok(None);
+        }
+        let k = self.effective_k(params.k)?;
+        let (s, e) = self.segment_of_entry(entry)?;
+        let Some(graph) = self.segment_graph(s)? else {
+            return Ok(None);
+        };
+        let list = graph.list(e);
+        // The k-th value must be compared with one below it on the list.
+        if k >= list.len() {
+            return Ok(None);
+        }
+        let mut items: Vec<(u32, f32)> = list.iter().map(|&i| crate::ann::unpack_item(i)).collect();
+        if items
+            .iter()
+            .any(|&(p, v)| p as usize >= self.num_probes() || !v.is_finite())
+        {
+            return Ok(None);
+        }
+        // The list was ranked by the values before their rounding to f16: rank again by the
+        // stored values, ties by lower probe, as `top_probes` ranks the descriptor.
+        items.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Every probe off the list is at most its lowest value: the first k are the descriptor's
+        // top k only when the k-th is strictly above it (this also sends a constant logit, all
+        // zeros, to the descriptor path and its error).
+        if items[k - 1].1 <= items[items.len() - 1].1 {
+            return Ok(None);
+        }
+        let (probes, values): (Vec<u32>, Vec<f32>) = items[..k].iter().copied().unzip();
+        Ok(Some((
+            ScanPlan::from_top(probes, values, self.num_probes()),
+            self.model_of_entry(entry)?,
+        )))
     }
 
     fn hit(&self, rank: usize, s: Scored, metric: Metric) -> Result<Hit> {
@@ -425,6 +499,36 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         }
         let k = self.effective_k(params.k)?;
         let blend_weight = params.effective_blend_weight()?;
+        let hnsw = self.effective_mode(params)? == SearchMode::Hnsw;
+        match params.metric {
+            Metric::Model => self.rank_models(q, exclude_model, params.top),
+            metric => {
+                let plan = if hnsw {
+                    ScanPlan::new(q, k, Metric::TopK)
+                } else {
+                    ScanPlan::with_blend_weight(q, k, metric, blend_weight)
+                };
+                self.search_plan(&plan, exclude_model, params)
+            }
+        }
+    }
+
+    /// Ranks entries against a [`ScanPlan`] (any metric but [`Metric::Model`]), as
+    /// [`RawIndex::search_descriptor`] does after making it.
+    fn search_plan(
+        &self,
+        plan: &ScanPlan,
+        exclude_model: Option<u64>,
+        params: &SearchParams,
+    ) -> Result<Vec<Scored>> {
+        if params.top == 0 {
+            return Err(Error::InvalidParameter(
+                "the number of results must be at least 1".into(),
+            ));
+        }
+        // The checks search_descriptor makes, for plans that did not come through it.
+        params.effective_blend_weight()?;
+        self.effective_k(params.k)?;
         let excluded = match exclude_model {
             Some(m) => {
                 let info = self.model(m)?;
@@ -432,22 +536,13 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             }
             None => 0..0,
         };
-        let hnsw = self.effective_mode(params)? == SearchMode::Hnsw;
-        match params.metric {
-            Metric::Model => self.rank_models(q, exclude_model, params.top),
-            _ if hnsw => {
-                let plan = ScanPlan::new(q, k, Metric::TopK);
-                let c = params.candidates.unwrap_or(DEFAULT_CANDIDATES);
-                self.rank_hnsw(&plan, exclude_model, excluded, params, c)
-            }
-            metric => {
-                let plan = ScanPlan::with_blend_weight(q, k, metric, blend_weight);
-                if params.per_model {
-                    self.rank_per_model(&plan, exclude_model, params.top)
-                } else {
-                    self.rank_entries(&plan, excluded, params.top)
-                }
-            }
+        if self.effective_mode(params)? == SearchMode::Hnsw {
+            let c = params.candidates.unwrap_or(DEFAULT_CANDIDATES);
+            self.rank_hnsw(plan, exclude_model, excluded, params, c)
+        } else if params.per_model {
+            self.rank_per_model(plan, exclude_model, params.top)
+        } else {
+            self.rank_entries(plan, excluded, params.top)
         }
     }
 
@@ -589,60 +684,66 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         params: &SearchParams,
         c: usize,
     ) -> Result<Vec<Scored>> {
-        let per_segment: Vec<Result<Vec<Scored>>> = (0..self.segments.len())
-            .into_par_iter()
-            .map(|s| {
-                let Some(rows) = self.segment_rows(s)? else {
-                    return Ok(Vec::new());
-                };
-                let first = self.segments[s].dir.first_entry;
-                let n = rows.entries();
-                let Some(graph) = self.segment_graph(s)? else {
-                    // No graph: scan this segment.
-                    let mut out = Vec::new();
-                    let mut scores = vec![0f32; BLOCK.min(n)];
-                    for b in (0..n).step_by(BLOCK) {
-                        let r = b..(b + BLOCK).min(n);
-                        let dst = &mut scores[..r.len()];
-                        plan.score_into(&rows, r.clone(), dst);
-                        let ids = r.map(|e| first + e as u64);
-                        for (id, &score) in ids.zip(dst.iter()) {
-                            if !excluded.contains(&id) {
-                                out.push(Scored { id, score });
-                            }
-                        }
-                    }
-                    return Ok(keep_best(out, params));
-                };
-                let lq =
-                    crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
-                // Room for the query model's own entries, which the graph may return but the
-                // results leave out.
-                let overlap = excluded
-                    .end
-                    .min(first + n as u64)
-                    .saturating_sub(excluded.start.max(first));
-                let ef = c.max(params.top).saturating_add(overlap as usize);
-                let candidates: Vec<usize> = graph
-                    .search_query(&lq, ef)?
-                    .into_iter()
-                    .map(|(_, node)| node as usize)
-                    .collect();
-                let mut out = Vec::with_capacity(candidates.len());
-                let mut scores = vec![0f32; BLOCK.min(candidates.len())];
-                for chunk in candidates.chunks(BLOCK) {
-                    let dst = &mut scores[..chunk.len()];
-                    plan.score_entries(&rows, chunk, dst);
-                    for (&e, &score) in chunk.iter().zip(dst.iter()) {
-                        let id = first + e as u64;
+        let search_segment = |s: usize| -> Result<Vec<Scored>> {
+            let Some(rows) = self.segment_rows(s)? else {
+                return Ok(Vec::new());
+            };
+            let first = self.segments[s].dir.first_entry;
+            let n = rows.entries();
+            let Some(graph) = self.segment_graph(s)? else {
+                // No graph: scan this segment.
+                let mut out = Vec::new();
+                let mut scores = vec![0f32; BLOCK.min(n)];
+                for b in (0..n).step_by(BLOCK) {
+                    let r = b..(b + BLOCK).min(n);
+                    let dst = &mut scores[..r.len()];
+                    plan.score_into(&rows, r.clone(), dst);
+                    let ids = r.map(|e| first + e as u64);
+                    for (id, &score) in ids.zip(dst.iter()) {
                         if !excluded.contains(&id) {
                             out.push(Scored { id, score });
                         }
                     }
                 }
-                Ok(keep_best(out, params))
-            })
+                return Ok(keep_best(out, params));
+            };
+            let lq = crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
+            // Room for the query model's own entries, which the graph may return but the
+            // results leave out.
+            let overlap = excluded
+                .end
+                .min(first + n as u64)
+                .saturating_sub(excluded.start.max(first));
+            let ef = c.max(params.top).saturating_add(overlap as usize);
+            let candidates: Vec<usize> = graph
+                .search_query(&lq, ef)?
+                .into_iter()
+                .map(|(_, node)| node as usize)
+                .collect();
+            let mut out = Vec::with_capacity(candidates.len());
+            let mut scores = vec![0f32; BLOCK.min(candidates.len())];
+            for chunk in candidates.chunks(BLOCK) {
+                let dst = &mut scores[..chunk.len()];
+                plan.score_entries(&rows, chunk, dst);
+                for (&e, &score) in chunk.iter().zip(dst.iter()) {
+                    let id = first + e as u64;
+                    if !excluded.contains(&id) {
+                        out.push(Scored { id, score });
+                    }
+                }
+            }
+            Ok(keep_best(out, params))
+        };
+        // One segment with entries (a compacted index) runs on the calling thread: handing a
+        // sub-millisecond walk to the thread pool and waiting for it costs more than it saves.
+        let busy: Vec<usize> = (0..self.segments.len())
+            .filter(|&s| self.segments[s].dir.entry_count > 0)
             .collect();
+        let per_segment: Vec<Result<Vec<Scored>>> = if busy.len() == 1 {
+            vec![search_segment(busy[0])]
+        } else {
+            busy.into_par_iter().map(search_segment).collect()
+        };
         let mut best = TopN::new(params.top);
         if params.per_model {
             let mut winners: std::collections::HashMap<u64, Scored> = Default::default();
@@ -774,6 +875,20 @@ impl ScanPlan {
             top,
             weight: blend_weight,
             all: q.len(),
+        }
+    }
+
+    /// The top-k plan, over `all` probes, of a query whose `k` highest probes (highest first,
+    /// ties by lower probe) and its values there are already known.
+    pub fn from_top(probes: Vec<u32>, values: Vec<f32>, all: usize) -> Self {
+        let top = probes.len();
+        ScanPlan {
+            probes,
+            values,
+            metric: Metric::TopK,
+            top,
+            weight: DEFAULT_BLEND_WEIGHT,
+            all,
         }
     }
 

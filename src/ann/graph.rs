@@ -265,30 +265,35 @@ impl<'a> GraphView<'a> {
         &self.lists[node * k..(node + 1) * k]
     }
 
-    /// Asks the CPU to start loading the list and layer-0 links of `node`, which the walk is
-    /// about to read: each is a cache miss otherwise. Out-of-range nodes are skipped.
+    /// Asks the CPU to start loading the top list of `node`, which the walk is about to score:
+    /// a cache miss otherwise. Out-of-range nodes are skipped.
     #[inline]
-    fn prefetch(&self, node: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let k = self.header.keep as usize;
-            let row0 = self.header.degree0 as usize + 1;
-            let n = node as usize;
-            if n * k < self.lists.len() && n * row0 < self.layer0.len() {
-                let list = self.lists.as_ptr().wrapping_add(n * k);
-                let links = self.layer0.as_ptr().wrapping_add(n * row0);
-                // SAFETY: a prefetch is only a hint to the cache; it reads nothing into the
-                // program and cannot fault. The pointers stay within (or one past) the parts.
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(list.cast());
-                    _mm_prefetch::<_MM_HINT_T0>(list.wrapping_add(k.min(16)).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(links.cast());
-                }
+    fn prefetch_list(&self, node: u32) {
+        let k = self.header.keep as usize;
+        let at = node as usize * k;
+        if at < self.lists.len() {
+            let list = self.lists.as_ptr().wrapping_add(at);
+            prefetch(list.cast());
+            if k > 16 {
+                prefetch(list.wrapping_add(16).cast());
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = node;
+    }
+
+    /// Asks the CPU to start loading the layer-0 links of `node`, which the walk will expand
+    /// later: it has just joined the frontier. Out-of-range nodes are skipped.
+    #[inline]
+    fn prefetch_links(&self, node: u32) {
+        let row = self.header.degree0 as usize + 1;
+        let at = node as usize * row;
+        if at < self.layer0.len() {
+            let links = self.layer0.as_ptr().wrapping_add(at);
+            let mut off = 0;
+            while off < row {
+                prefetch(links.wrapping_add(off).cast());
+                off += 16;
+            }
+        }
     }
 
     /// The seed nodes of `probe` (`probe < probes`, which callers have checked).
@@ -432,7 +437,7 @@ impl<'a> GraphView<'a> {
         frontier.push(std::cmp::Reverse(Dist(ep_d, ep)));
         best.push(Dist(ep_d, ep));
         if PREFETCH {
-            seeds.iter().for_each(|&s| self.prefetch(s));
+            seeds.iter().for_each(|&s| self.prefetch_list(s));
         }
         for &s in seeds {
             if s >= self.header.nodes {
@@ -442,27 +447,40 @@ impl<'a> GraphView<'a> {
             }
             if visited.insert(s) {
                 let d = score(s);
-                frontier.push(std::cmp::Reverse(Dist(d, s)));
-                best.push(Dist(d, s));
-                if best.len() > ef {
-                    best.pop();
+                if best.len() < ef || d < best.peek().map_or(f32::INFINITY, |b: &Dist| b.0) {
+                    if PREFETCH {
+                        self.prefetch_links(s);
+                    }
+                    frontier.push(std::cmp::Reverse(Dist(d, s)));
+                    best.push(Dist(d, s));
+                    if best.len() > ef {
+                        best.pop();
+                    }
                 }
             }
         }
+        // The not yet visited neighbours of the node being expanded.
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.header.degree0 as usize);
         while let Some(std::cmp::Reverse(Dist(d, node))) = frontier.pop() {
             if best.len() >= ef && d > best.peek().map_or(f32::INFINITY, |b: &Dist| b.0) {
                 break;
             }
-            let neighbours = self.neighbours(node, 0)?;
+            fresh.clear();
+            fresh.extend(
+                self.neighbours(node, 0)?
+                    .iter()
+                    .copied()
+                    .filter(|&nb| visited.insert(nb)),
+            );
             if PREFETCH {
-                neighbours.iter().for_each(|&nb| self.prefetch(nb));
+                fresh.iter().for_each(|&nb| self.prefetch_list(nb));
             }
-            for &nb in neighbours {
-                if !visited.insert(nb) {
-                    continue;
-                }
+            for &nb in &fresh {
                 let nd = score(nb);
                 if best.len() < ef || nd < best.peek().map_or(f32::INFINITY, |b| b.0) {
+                    if PREFETCH {
+                        self.prefetch_links(nb);
+                    }
                     frontier.push(std::cmp::Reverse(Dist(nd, nb)));
                     best.push(Dist(nd, nb));
                     if best.len() > ef {
@@ -531,6 +549,19 @@ impl<'a> GraphView<'a> {
         }
         Ok(())
     }
+}
+
+/// A hint to the CPU to start loading the cache line at `p`.
+#[inline]
+fn prefetch(p: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it reads nothing into the program and
+    // cannot fault, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// A distance and a node, ordered by distance (then node), NaN-free by construction.

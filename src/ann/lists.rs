@@ -126,18 +126,25 @@ impl TopProbes {
 /// highest probes against a node's sparse vector, as a sum (the rerank recomputes exact scores).
 #[derive(Debug, Clone)]
 pub struct ListQuery {
-    /// Per probe of the index: the query's value if it is one of its top probes, else NaN.
+    /// Per probe of the index, then one more slot: the query's value if the probe is one of its
+    /// top probes, else NaN. Item probes past the index read the last slot (NaN).
     table: Vec<f32>,
     /// The score of a node whose list misses every query probe: the sum of `|q_p|`.
     base: f32,
     probes: Vec<u32>,
+    /// Whether [`ListQuery::score`] may use the AVX2 kernel (checked once here, not per node).
+    simd: bool,
 }
+
+/// Items scored side by side: one lane each, the sums reduced in a fixed order (see
+/// [`ListQuery::score`]), so the vector kernel and the portable path agree bit for bit.
+const LANES: usize = 8;
 
 impl ListQuery {
     /// `top` are the query's top probes (each `< probes`), highest first (the walk seeds from the
     /// first [`super::graph::SEED_PROBES`]), `values` its values there.
     pub fn new(probes: usize, top: &[u32], values: &[f32]) -> ListQuery {
-        let mut table = vec![f32::NAN; probes];
+        let mut table = vec![f32::NAN; probes + 1];
         for (&p, &v) in top.iter().zip(values) {
             table[p as usize] = v;
         }
@@ -145,6 +152,7 @@ impl ListQuery {
             table,
             base: values.iter().map(|v| v.abs()).sum(),
             probes: top.to_vec(),
+            simd: avx2::available(),
         }
     }
 
@@ -153,20 +161,128 @@ impl ListQuery {
         &self.probes
     }
 
-    /// The score of a node with packed list `list`. Items naming a probe past the index's are
-    /// ignored (a damaged list scores badly; it never reads out of bounds).
+    /// The score of a node with packed list `list`: `base` plus, for each item on a query probe,
+    /// `|q - x| - |q|`. Items naming a probe past the index are ignored (a damaged list scores
+    /// badly; it never reads out of bounds).
+    ///
+    /// The terms are summed in [`LANES`] lanes (item `i` into lane `i % LANES`, whole groups of
+    /// `LANES` items only), the lanes reduced as `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 +
+    /// l7))`, and the items past the last whole group added one by one after that.
     #[inline]
     pub fn score(&self, list: &[u32]) -> f32 {
-        let mut s = self.base;
-        for &item in list {
-            if let Some(&q) = self.table.get((item & 0xffff) as usize)
-                && !q.is_nan()
-            {
+        if self.simd {
+            // SAFETY: `simd` is true only where `avx2::available()` said the CPU has AVX2 and
+            // F16C.
+            unsafe { avx2::score(&self.table, self.base, list) }
+        } else {
+            self.score_portable(list)
+        }
+    }
+
+    /// [`ListQuery::score`] without the vector kernel (the same arithmetic in the same order).
+    pub fn score_portable(&self, list: &[u32]) -> f32 {
+        let groups = list.len() / LANES * LANES;
+        let mut lane = [0f32; LANES];
+        for chunk in list[..groups].chunks_exact(LANES) {
+            for (acc, &item) in lane.iter_mut().zip(chunk) {
+                *acc += self.term(item);
+            }
+        }
+        let mut s = self.base + reduce_lanes(lane);
+        for &item in &list[groups..] {
+            s += self.term(item);
+        }
+        s
+    }
+
+    /// One item's term: `|q - x| - |q|` on a query probe, else 0.
+    #[inline]
+    fn term(&self, item: u32) -> f32 {
+        let last = self.table.len() - 1;
+        let q = self.table[((item & 0xffff) as usize).min(last)];
+        if q.is_nan() {
+            0.0
+        } else {
+            let (_, x) = unpack_item(item);
+            (q - x).abs() - q.abs()
+        }
+    }
+}
+
+/// The fixed reduction of the lane sums.
+#[inline]
+fn reduce_lanes(l: [f32; LANES]) -> f32 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
+/// The list score with AVX2 and F16C: eight items at a time, the query values gathered from the
+/// table, the f16 values converted in registers.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{LANES, unpack_item};
+
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
+    }
+
+    /// [`super::ListQuery::score`] for `table` (non-empty; its last slot NaN) and `base`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn score(table: &[f32], base: f32, list: &[u32]) -> f32 {
+        let last = table.len() as u32 - 1;
+        let groups = list.len() / LANES * LANES;
+        let low16 = _mm256_set1_epi32(0xffff);
+        let last_v = _mm256_set1_epi32(last as i32);
+        let sign = _mm256_set1_ps(-0.0);
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..groups).step_by(LANES) {
+            // SAFETY: i + 8 <= groups <= list.len(), so the unaligned load reads inside `list`.
+            // Every gathered index is at most `last` (the min below), inside `table`.
+            unsafe {
+                let items = _mm256_loadu_si256(list.as_ptr().add(i).cast());
+                let idx = _mm256_min_epu32(_mm256_and_si256(items, low16), last_v);
+                let q = _mm256_i32gather_ps::<4>(table.as_ptr(), idx);
+                // The f16 bits sit in the high half of each item: narrow to eight u16 in the
+                // low 128 bits, then convert.
+                let h = _mm256_srli_epi32::<16>(items);
+                let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi32(h, h));
+                let x = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+                let d = _mm256_sub_ps(
+                    _mm256_andnot_ps(sign, _mm256_sub_ps(q, x)),
+                    _mm256_andnot_ps(sign, q),
+                );
+                let on_query = _mm256_cmp_ps::<_CMP_ORD_Q>(q, q);
+                acc = _mm256_add_ps(acc, _mm256_and_ps(d, on_query));
+            }
+        }
+        let mut lane = [0f32; LANES];
+        // SAFETY: `lane` holds eight f32; the unaligned store has no alignment requirement.
+        unsafe { _mm256_storeu_ps(lane.as_mut_ptr(), acc) };
+        let mut s = base + super::reduce_lanes(lane);
+        for &item in &list[groups..] {
+            let q = table[((item & 0xffff) as usize).min(last as usize)];
+            if !q.is_nan() {
                 let (_, x) = unpack_item(item);
                 s += (q - x).abs() - q.abs();
             }
         }
         s
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    pub fn available() -> bool {
+        false
+    }
+    /// # Safety
+    /// Never called: `available()` is false on this architecture.
+    pub unsafe fn score(_: &[f32], _: f32, _: &[u32]) -> f32 {
+        unreachable!("no AVX2 kernel on this architecture")
     }
 }
 
@@ -220,5 +336,39 @@ mod tests {
         assert_eq!(q.score(&list), (2.0f32 - 1.0).abs() + 1.5);
         // A probe number past the index is ignored, not read.
         assert_eq!(q.score(&[pack_item(60000, 1.0)]), 3.5);
+        assert_eq!(q.score_portable(&list), q.score(&list));
+    }
+
+    #[test]
+    fn vector_kernel_matches_portable_path_bit_for_bit() {
+        let probes = 1000usize;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let top: Vec<u32> = (0..16).map(|i| (i * 61 + 7) as u32).collect();
+        let values: Vec<f32> = (0..16).map(|i| 4.0 - i as f32 * 0.17).collect();
+        let q = ListQuery::new(probes, &top, &values);
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 64, 100] {
+            for _ in 0..50 {
+                let list: Vec<u32> = (0..len)
+                    .map(|_| {
+                        let r = next();
+                        // Mostly query probes, some others, a few past the index.
+                        let p = match r % 5 {
+                            0 | 1 => top[(r >> 8) as usize % top.len()],
+                            2 => 60_000 + (r >> 8) as u32 % 5000,
+                            _ => (r >> 8) as u32 % probes as u32,
+                        };
+                        pack_item(p, ((r >> 20) % 1000) as f32 / 150.0 - 2.0)
+                    })
+                    .collect();
+                let (a, b) = (q.score(&list), q.score_portable(&list));
+                assert_eq!(a.to_bits(), b.to_bits(), "list of {len}: {a} vs {b}");
+            }
+        }
     }
 }

@@ -312,3 +312,47 @@ fn hostile_graph_sections_give_errors_not_panics() {
         "some damage must be detected by the search itself"
     );
 }
+
+/// Entry queries under the top-k metric read their plan from the entry's top list in the graph
+/// instead of gathering its descriptor: the results must be those of the descriptor, bit for
+/// bit, in both modes and for every k (those past the list take the descriptor path).
+#[test]
+fn entry_queries_planned_from_the_graph_match_the_descriptor() {
+    let dir = common::tempdir();
+    let path = build(dir.path(), 300, 20);
+    let index = Index::open(&path).unwrap();
+    let n = index.entry_count();
+    for k in [1usize, 5, 16, 32, 33, 64] {
+        for mode in [SearchMode::Exact, SearchMode::Hnsw] {
+            let p = SearchParams {
+                k: Some(k),
+                ..params(mode)
+            };
+            for i in 0..25u64 {
+                let entry = (i * 104_729 + k as u64) % n;
+                let model = index.model_of_entry(entry).unwrap();
+                let planned = index
+                    .entry_plan_from_graph(&Query::Entry(entry), &p)
+                    .unwrap();
+                if index.segment_graph(1).unwrap().unwrap().nodes() as u64 > entry {
+                    // Segment 1 (the first entries) has a graph with lists of 32; the k-th value
+                    // is compared with one below it, so k = 32 takes the descriptor path.
+                    assert_eq!(planned.is_some(), k < 32, "entry {entry}, k = {k}");
+                } else {
+                    assert!(planned.is_none(), "entry {entry} has no graph");
+                }
+                let got = index.search(&Query::Entry(entry), &p).unwrap();
+                let want = index
+                    .search_descriptor(&index.descriptor(entry).unwrap(), Some(model), &p)
+                    .unwrap();
+                let got: Vec<(u64, u32)> = got
+                    .iter()
+                    .map(|h| (h.entry.unwrap(), h.score.to_bits()))
+                    .collect();
+                let want: Vec<(u64, u32)> =
+                    want.iter().map(|s| (s.id, s.score.to_bits())).collect();
+                assert_eq!(got, want, "entry {entry}, k = {k}, {}", mode.name());
+            }
+        }
+    }
+}
