@@ -23,9 +23,9 @@
 //!   `--profile-rounds N [--profile-mode exact]` then repeats one mode's queries alone, for
 //!   `perf record`.
 //! - `cargo bench --bench ann -- stages --index PATH [--candidates C] [--evict]`: where an hnsw
-//!   query's time goes on one thread: preparing the entry query, the walk, the exact rerank,
-//!   and the walk with the portable list score instead of the AVX2 one; `index.search` beside
-//!   them on other queries.
+//!   query's time goes on one thread: preparing the entry query from its descriptor, the walk,
+//!   the exact rerank from the rows or from the top lists, and the walk with the portable list
+//!   score instead of the AVX2 one; `index.search` beside them on other queries.
 //! - `cargo bench --bench ann -- pages --index PATH --copy COPY`: what 2 MiB pages buy: the same
 //!   index in two files, opened with and without `OpenOptions::huge_pages`, queried alternately.
 //!
@@ -1110,15 +1110,14 @@ fn stages() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
     let names = [
-        "prepare",
+        "prepare (descriptor gathered)",
         "plan",
         "walk",
-        "rerank",
-        "total",
+        "rerank from the rows",
+        "rerank from lists + rows",
         "walk, portable list score",
         "index.search",
     ];
-
     let params = SearchParams {
         top: 10,
         exclude_same_model: true,
@@ -1128,18 +1127,15 @@ fn stages() {
         ..Default::default()
     };
     let mut t: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
-    let mut scored = 0usize;
-
+    // Each query runs once, on caches no earlier run of it warmed: every other query through
+    // index.search, the rest stage by stage, their rerank from the rows and from the lists
+    // taking turns; the portable walk runs after the rerank.
     for (i, &e) in qs.iter().enumerate() {
-        // Every other query: index.search first, on caches this query has not warmed; the others
-        // go through the stages first.
-        let search = |t: &mut Vec<Vec<Duration>>| {
+        if i % 2 == 0 {
             let t0 = Instant::now();
             std::hint::black_box(index.search(&probelog::Query::Entry(e), &params).unwrap());
             t[6].push(t0.elapsed());
-        };
-        if i % 2 == 0 {
-            search(&mut t);
+            continue;
         }
         let t0 = Instant::now();
         let q = index.prepare_query(&probelog::Query::Entry(e)).unwrap();
@@ -1147,8 +1143,8 @@ fn stages() {
         let plan = ScanPlan::new(&q.descriptor, DEFAULT_K, Metric::TopK);
         let lq = probelog::ann::ListQuery::new(index.num_probes(), plan.probes(), plan.values());
         let t2 = Instant::now();
-        let (mut walk, mut rerank) = (Duration::ZERO, Duration::ZERO);
-        let mut walk_portable = Duration::ZERO;
+        t[0].push(t1 - t0);
+        t[1].push(t2 - t1);
         for s in 0..index.segment_count() as usize {
             let (Some(rows), Some(g)) = (
                 index.segment_rows(s).unwrap(),
@@ -1163,7 +1159,17 @@ fn stages() {
                 .into_iter()
                 .map(|(_, v)| v as usize)
                 .collect();
-            walk += a.elapsed();
+            t[2].push(a.elapsed());
+            let b = Instant::now();
+            let mut out = vec![0f32; cands.len()];
+            if (i / 2) % 2 == 0 {
+                plan.score_entries(&rows, &cands, &mut out);
+                t[3].push(b.elapsed());
+            } else {
+                plan.score_entries_listed(&rows, &g, &cands, &mut out);
+                t[4].push(b.elapsed());
+            }
+            std::hint::black_box(&out);
             let b = Instant::now();
             let seeds: Vec<u32> = lq.probes()
                 [..probelog::ann::graph::SEED_PROBES.min(lq.probes().len())]
@@ -1173,27 +1179,8 @@ fn stages() {
             let portable = g
                 .search_seeded(|v| lq.score_portable(g.list(v as usize)), &seeds, c)
                 .unwrap();
-            walk_portable += b.elapsed();
+            t[5].push(b.elapsed());
             assert_eq!(portable.len(), cands.len());
-            let b = Instant::now();
-            let mut out = vec![0f32; cands.len()];
-            plan.score_entries(&rows, &cands, &mut out);
-            std::hint::black_box(&out);
-            rerank += b.elapsed();
-            scored += cands.len();
-        }
-        t[0].push(t1 - t0);
-        t[1].push(t2 - t1);
-        t[2].push(walk);
-        t[3].push(rerank);
-        if i % 2 == 1 {
-            t[4].push(t0.elapsed() - walk_portable);
-            t[5].push(walk_portable);
-        } else {
-            t[0].pop();
-            t[1].pop();
-            t[2].pop();
-            t[3].pop();
         }
     }
     println!(
@@ -1201,9 +1188,8 @@ fn stages() {
         index.segment_count()
     );
     for (name, v) in names.iter().zip(&mut t) {
-        println!("{name:<8} p50 {:>7.3} ms", ms(median(v)));
+        println!("{name:<30} p50 {:>7.3} ms", ms(median(v)));
     }
-    println!("reranked per query: {}", scored / queries);
 }
 
 fn main() {
