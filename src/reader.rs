@@ -71,6 +71,27 @@ impl<'a> DescriptorRows<'a> {
             }
         }
     }
+    /// Asks the CPU to start loading value `(p, e)`, which a caller is about to read: in the
+    /// probe-major layout each scattered read is a cache miss, and issuing them all before
+    /// reading any lets them overlap. Out-of-range positions are skipped.
+    #[inline]
+    pub fn prefetch(&self, p: usize, e: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let at = p.wrapping_mul(self.stride).wrapping_add(e);
+            let ptr = match self.data {
+                RowData::F32(d) if at < d.len() => d[at..].as_ptr().cast::<i8>(),
+                RowData::F16(d) if at < d.len() => d[at..].as_ptr().cast::<i8>(),
+                _ => return,
+            };
+            // SAFETY: a prefetch is only a hint to the cache: it reads nothing into the program
+            // and cannot fault; the pointer is inside the rows besides.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (p, e);
+    }
+
     /// One value.
     pub fn value(&self, p: usize, e: usize) -> f32 {
         match self.data {
@@ -569,6 +590,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let rows = self
             .segment_rows(s)?
             .expect("segment with entries has descriptors");
+        // One value from each probe row: start all the loads, then read.
+        (0..self.num_probes()).for_each(|p| rows.prefetch(p, e));
         Ok((0..self.num_probes()).map(|p| rows.value(p, e)).collect())
     }
 

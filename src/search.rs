@@ -722,15 +722,9 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 .collect();
             let mut out = Vec::with_capacity(candidates.len());
             let mut scores = vec![0f32; BLOCK.min(candidates.len())];
-            // In an f16 index a top list holds the stored values: read those there.
-            let listed = self.dtype() == crate::Dtype::F16;
             for chunk in candidates.chunks(BLOCK) {
                 let dst = &mut scores[..chunk.len()];
-                if listed {
-                    plan.score_entries_listed(&rows, &graph, chunk, dst);
-                } else {
-                    plan.score_entries(&rows, chunk, dst);
-                }
+                plan.score_entries(&rows, chunk, dst);
                 for (&e, &score) in chunk.iter().zip(dst.iter()) {
                     let id = first + e as u64;
                     if !excluded.contains(&id) {
@@ -925,6 +919,15 @@ impl ScanPlan {
             }
             acc
         };
+        if self.metric == Metric::TopK {
+            // The k values of each entry are scattered over k rows: start every load first, so
+            // that they overlap.
+            for &e in entries {
+                self.probes
+                    .iter()
+                    .for_each(|&p| rows.prefetch(p as usize, e));
+            }
+        }
         for (o, &e) in out.iter_mut().zip(entries) {
             *o = match self.metric {
                 Metric::Blend => {
@@ -935,55 +938,6 @@ impl ScanPlan {
                 Metric::TopK => sum(e, &self.probes, &self.values) / self.probes.len() as f32,
                 _ => sum(e, &self.probes, &self.values).sqrt(),
             };
-        }
-    }
-
-    /// [`ScanPlan::score_entries`] for the top-k metric in an f16 index with a graph: an entry's
-    /// value on a query probe comes from its top list in `graph` where the list holds that probe
-    /// (the value the rows hold, and likely still in cache from the walk), and from the rows
-    /// otherwise. Same sums in the same order, so the same scores, bit for bit.
-    pub fn score_entries_listed(
-        &self,
-        rows: &DescriptorRows<'_>,
-        graph: &crate::ann::GraphView<'_>,
-        entries: &[usize],
-        out: &mut [f32],
-    ) {
-        const ABSENT: u16 = u16::MAX;
-        let k = self.probes.len();
-        if self.metric != Metric::TopK || k >= usize::from(ABSENT) {
-            return self.score_entries(rows, entries, out);
-        }
-        // Probe -> its position in the plan.
-        let mut slot = vec![ABSENT; self.all.max(1)];
-        for (j, &p) in self.probes.iter().enumerate() {
-            if let Some(s) = slot.get_mut(p as usize) {
-                *s = j as u16;
-            }
-        }
-        let mut xs = vec![0f32; k];
-        let mut have = vec![false; k];
-        for (o, &e) in out.iter_mut().zip(entries) {
-            have.iter_mut().for_each(|h| *h = false);
-            for &item in graph.list(e) {
-                let (p, x) = crate::ann::unpack_item(item);
-                if let Some(&j) = slot.get(p as usize)
-                    && j != ABSENT
-                {
-                    xs[j as usize] = x;
-                    have[j as usize] = true;
-                }
-            }
-            let mut acc = 0f32;
-            for (j, (&p, &q)) in self.probes.iter().zip(&self.values).enumerate() {
-                let x = if have[j] {
-                    xs[j]
-                } else {
-                    rows.value(p as usize, e)
-                };
-                acc += (q - x).abs();
-            }
-            *o = acc / k as f32;
         }
     }
 
