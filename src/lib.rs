@@ -48,6 +48,7 @@ pub mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod prefetch;
 pub mod reader;
 pub mod search;
 pub mod storage;

@@ -76,20 +76,12 @@ impl<'a> DescriptorRows<'a> {
     /// reading any lets them overlap. Out-of-range positions are skipped.
     #[inline]
     pub fn prefetch(&self, p: usize, e: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let at = p.wrapping_mul(self.stride).wrapping_add(e);
-            let ptr = match self.data {
-                RowData::F32(d) if at < d.len() => d[at..].as_ptr().cast::<i8>(),
-                RowData::F16(d) if at < d.len() => d[at..].as_ptr().cast::<i8>(),
-                _ => return,
-            };
-            // SAFETY: a prefetch is only a hint to the cache: it reads nothing into the program
-            // and cannot fault; the pointer is inside the rows besides.
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr) };
+        let at = p.wrapping_mul(self.stride).wrapping_add(e);
+        match self.data {
+            RowData::F32(d) if at < d.len() => crate::prefetch::prefetch_read(&d[at]),
+            RowData::F16(d) if at < d.len() => crate::prefetch::prefetch_read(&d[at]),
+            _ => {}
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (p, e);
     }
 
     /// One value.

@@ -26,6 +26,7 @@ use std::collections::BinaryHeap;
 
 use crate::error::{Error, Result};
 use crate::format::{get_u32, put_u32};
+use crate::prefetch::prefetch_read;
 
 use super::lists::{ListQuery, unpack_item};
 
@@ -273,9 +274,9 @@ impl<'a> GraphView<'a> {
         let at = node as usize * k;
         if at < self.lists.len() {
             let list = self.lists.as_ptr().wrapping_add(at);
-            prefetch(list.cast());
+            prefetch_read(list);
             if k > 16 {
-                prefetch(list.wrapping_add(16).cast());
+                prefetch_read(list.wrapping_add(16));
             }
         }
     }
@@ -290,7 +291,7 @@ impl<'a> GraphView<'a> {
             let links = self.layer0.as_ptr().wrapping_add(at);
             let mut off = 0;
             while off < row {
-                prefetch(links.wrapping_add(off).cast());
+                prefetch_read(links.wrapping_add(off));
                 off += 16;
             }
         }
@@ -549,19 +550,6 @@ impl<'a> GraphView<'a> {
         }
         Ok(())
     }
-}
-
-/// A hint to the CPU to start loading the cache line at `p`.
-#[inline]
-fn prefetch(p: *const i8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint to the cache: it reads nothing into the program and
-    // cannot fault, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// A distance and a node, ordered by distance (then node), NaN-free by construction.
