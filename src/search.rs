@@ -95,9 +95,9 @@ impl SearchMode {
 
 /// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on. Measured (README,
 /// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 5.2x
-/// to 6.0x faster than the exact scan and kept 95.5% of its top 10; at 250k it was 1.6x faster
-/// (the scan takes 0.64 ms there), and on a 2k real hub slower than the scan, so auto stays exact
-/// until the scan itself gets slow.
+/// to 6.0x faster than the exact scan and kept 95.5% of its top 10; at 250k it was 2.2x to 2.5x
+/// faster (the scan takes 0.5 to 0.7 ms there), and on a 2k real hub slower than the scan, so
+/// auto stays exact until the scan itself gets slow.
 pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 
 /// Default number of candidates per graph that the exact discrepancy reranks (measured with
