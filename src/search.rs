@@ -105,6 +105,15 @@ pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 /// 0.955 at 1M synthetic entries, where doubling it bought 0.5 points at 1.7x the latency.
 pub const DEFAULT_CANDIDATES: usize = 100;
 
+/// How many nodes the HNSW walk keeps as it goes (its `ef`) when the rerank takes `c`
+/// candidates: half of them. The rerank takes the best `c` list scores among every node the walk
+/// scored, the seeds included, so the walk need not hold them all. Measured at 1M synthetic
+/// entries (README, "HNSW candidate stage"): recall 0.950 at C = 100 in 0.19 ms, against 0.955
+/// in 0.36 to 0.45 ms when the walk kept all C.
+pub fn walk_breadth(c: usize) -> usize {
+    c.div_ceil(2)
+}
+
 /// What to search for.
 #[derive(Debug, Clone, Copy)]
 pub enum Query<'a> {
@@ -714,9 +723,12 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 .end
                 .min(first + n as u64)
                 .saturating_sub(excluded.start.max(first));
-            let ef = c.max(params.top).saturating_add(overlap as usize);
+            let take = c.max(params.top).saturating_add(overlap as usize);
+            let ef = walk_breadth(c)
+                .max(params.top)
+                .saturating_add(overlap as usize);
             let candidates: Vec<usize> = graph
-                .search_query(&lq, ef)?
+                .search_query(&lq, ef, take)?
                 .into_iter()
                 .map(|(_, node)| node as usize)
                 .collect();
