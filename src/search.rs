@@ -94,7 +94,7 @@ impl SearchMode {
 }
 
 /// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on. Measured (README,
-/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 6.1x
+/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 5.8x
 /// to 9.8x faster than the exact scan and kept 95.1% of its top 10; at 250k it was 2.2x to 2.5x
 /// faster (the scan takes 0.5 to 0.7 ms there), and on a 2k real hub slower than the scan, so
 /// auto stays exact until the scan itself gets slow.
@@ -108,7 +108,7 @@ pub const DEFAULT_CANDIDATES: usize = 100;
 /// How many nodes the HNSW walk keeps as it goes (its `ef`) when the rerank takes `c`
 /// candidates: half of them. The rerank takes the best `c` list scores among every node the walk
 /// scored, the seeds included, so the walk need not hold them all. Measured at 1M synthetic
-/// entries (README, "HNSW candidate stage"): recall 0.951 at C = 100 in 0.23 to 0.30 ms,
+/// entries (README, "HNSW candidate stage"): recall 0.951 at C = 100 in 0.19 to 0.30 ms,
 /// against 0.955 in 0.39 to 0.45 ms when the walk kept all C (and seeded from 8 probes).
 pub fn walk_breadth(c: usize) -> usize {
     c.div_ceil(2)
