@@ -325,6 +325,13 @@ struct ModeStats {
     recall: f64,
 }
 
+/// The query entries every study uses: `queries` entries of `0..n` drawn with a fixed seed, so
+/// that the modes and studies answer the same queries.
+fn query_entries(n: u64, queries: usize) -> Vec<u64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    (0..queries).map(|_| rng.random_range(0..n)).collect()
+}
+
 /// `--evict`: drops `path` from the page cache first (posix_fadvise DONTNEED), so that this
 /// process faults the file in itself, as 2 MiB pages where the kernel gives them (see
 /// `probelog::OpenOptions`), instead of reusing whatever page sizes an earlier writer or reader
@@ -400,8 +407,7 @@ fn scale() {
     );
 
     // Queries: random entries, their own model excluded.
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let qs = query_entries(n, queries);
     let base = SearchParams {
         top: 10,
         exclude_same_model: true,
@@ -800,8 +806,10 @@ fn graphs() {
     let model: Vec<u64> = (0..n as u64)
         .map(|e| index.model_of_entry(first + e).unwrap())
         .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let qs: Vec<usize> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let qs: Vec<usize> = query_entries(n as u64, queries)
+        .into_iter()
+        .map(|e| e as usize)
+        .collect();
     let names = [
         "no graph: best lists",
         "no graph: best lists, hybrid",
@@ -1004,8 +1012,7 @@ fn pages() {
     let a = Index::open_with(&huge, probelog::OpenOptions { huge_pages: true }).unwrap();
     let b = Index::open_with(&small, probelog::OpenOptions { huge_pages: false }).unwrap();
     let n = a.entry_count();
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let qs = query_entries(n, queries);
     let hnsw = SearchParams {
         top: 10,
         exclude_same_model: true,
@@ -1108,8 +1115,7 @@ fn stages() {
     evict_if_asked(&path);
     let index = Index::open(&path).unwrap();
     let n = index.entry_count();
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
+    let qs = query_entries(n, queries);
     let names = [
         "prepare (descriptor gathered)",
         "plan",

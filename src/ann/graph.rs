@@ -788,9 +788,8 @@ mod tests {
         w
     }
 
-    #[test]
-    fn a_walk_with_room_for_every_node_returns_them_all_in_score_order() {
-        let (n, probes) = (300, 40);
+    /// Runs `test` on a view of [`small_graph`]`(n, probes)`, encoded into aligned memory.
+    fn with_small_view(n: usize, probes: usize, test: impl FnOnce(GraphView<'_>)) {
         let bytes = small_graph(n, probes).encode().unwrap();
         let words = aligned(&bytes);
         let view = GraphView::new(
@@ -799,56 +798,58 @@ mod tests {
             n as u64,
         )
         .unwrap();
-        view.check_all().unwrap();
-        let q = ListQuery::new(probes, &[4, 9, 17], &[2.5, 2.0, 1.5]);
-        let got = view.search_query(&q, n, n).unwrap();
-        let mut want: Vec<(f32, u32)> = (0..n as u32)
-            .map(|v| (q.score(view.list(v as usize)), v))
-            .collect();
-        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        assert_eq!(
-            got, want,
-            "the graph is connected and the walk ranks by list score"
-        );
-        // Every node's list holds its highest probes, highest first.
-        for v in 0..n {
-            let items: Vec<(u32, f32)> = view.list(v).iter().map(|&i| unpack_item(i)).collect();
-            assert!(items.windows(2).all(|w| w[0].1 >= w[1].1));
-            let best = (0..probes).map(|p| value(p, v)).fold(f32::MIN, f32::max);
-            assert!((items[0].1 - best).abs() < 1e-2);
-        }
-        // A query probe past the index is an error, not a read out of bounds.
-        let bad = ListQuery::new(probes + 5, &[probes as u32 + 1], &[1.0]);
-        assert!(view.search_query(&bad, 10, 10).is_err());
+        test(view)
+    }
+
+    #[test]
+    fn a_walk_with_room_for_every_node_returns_them_all_in_score_order() {
+        let (n, probes) = (300, 40);
+        with_small_view(n, probes, |view| {
+            view.check_all().unwrap();
+            let q = ListQuery::new(probes, &[4, 9, 17], &[2.5, 2.0, 1.5]);
+            let got = view.search_query(&q, n, n).unwrap();
+            let mut want: Vec<(f32, u32)> = (0..n as u32)
+                .map(|v| (q.score(view.list(v as usize)), v))
+                .collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            assert_eq!(
+                got, want,
+                "the graph is connected and the walk ranks by list score"
+            );
+            // Every node's list holds its highest probes, highest first.
+            for v in 0..n {
+                let items: Vec<(u32, f32)> = view.list(v).iter().map(|&i| unpack_item(i)).collect();
+                assert!(items.windows(2).all(|w| w[0].1 >= w[1].1));
+                let best = (0..probes).map(|p| value(p, v)).fold(f32::MIN, f32::max);
+                assert!((items[0].1 - best).abs() < 1e-2);
+            }
+            // A query probe past the index is an error, not a read out of bounds.
+            let bad = ListQuery::new(probes + 5, &[probes as u32 + 1], &[1.0]);
+            assert!(view.search_query(&bad, 10, 10).is_err());
+        });
     }
 
     /// With `take` above `ef` the walk is the same and returns more of what it scored: the `ef`
     /// nodes it keeps come first, then the next best it met, each once, closest first.
     #[test]
     fn a_walk_can_return_more_than_it_keeps() {
-        let (n, probes) = (300, 40);
-        let bytes = small_graph(n, probes).encode().unwrap();
-        let words = aligned(&bytes);
-        let view = GraphView::new(
-            &bytemuck::cast_slice::<u64, u8>(&words)[..bytes.len()],
-            probes as u32,
-            n as u64,
-        )
-        .unwrap();
-        let q = ListQuery::new(probes, &[4, 9, 17, 30], &[2.5, 2.0, 1.5, 1.2]);
-        let kept = view.search_query(&q, 10, 10).unwrap();
-        let wide = view.search_query(&q, 10, 40).unwrap();
-        assert_eq!(kept.len(), 10);
-        assert!(wide.len() > 10 && wide.len() <= 40, "{} nodes", wide.len());
-        assert_eq!(wide[..10], kept[..], "the kept nodes are the best scored");
-        assert!(wide.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
-        let mut nodes: Vec<u32> = wide.iter().map(|x| x.1).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        assert_eq!(nodes.len(), wide.len(), "each node once");
-        for &(d, v) in &wide {
-            assert_eq!(d, q.score(view.list(v as usize)));
-        }
+        let probes = 40;
+        with_small_view(300, probes, |view| {
+            let q = ListQuery::new(probes, &[4, 9, 17, 30], &[2.5, 2.0, 1.5, 1.2]);
+            let kept = view.search_query(&q, 10, 10).unwrap();
+            let wide = view.search_query(&q, 10, 40).unwrap();
+            assert_eq!(kept.len(), 10);
+            assert!(wide.len() > 10 && wide.len() <= 40, "{} nodes", wide.len());
+            assert_eq!(wide[..10], kept[..], "the kept nodes are the best scored");
+            assert!(wide.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+            let mut nodes: Vec<u32> = wide.iter().map(|x| x.1).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            assert_eq!(nodes.len(), wide.len(), "each node once");
+            for &(d, v) in &wide {
+                assert_eq!(d, q.score(view.list(v as usize)));
+            }
+        });
     }
 
     #[test]
