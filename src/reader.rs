@@ -887,7 +887,7 @@ pub struct OpenOptions {
     /// kernels), the parts of the file this process faults into the page cache arrive as 2 MiB
     /// pages, and every process that maps them later shares them. The HNSW walk and the rerank
     /// touch a few thousand random places of a large index per query, and with 4 KiB pages each
-    /// of them is a TLB miss: at 1M entries hnsw queries took 8% to 21% less time with 2 MiB
+    /// of them is a TLB miss: at 1M entries hnsw queries took 7% to 17% less time with 2 MiB
     /// pages (`cargo bench --bench ann -- pages`; README, "HNSW candidate stage"). The cost: a
     /// cold-cache read of one byte brings in 2 MiB. Default: true.
     pub huge_pages: bool,
