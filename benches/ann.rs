@@ -325,6 +325,18 @@ struct ModeStats {
     recall: f64,
 }
 
+/// What the studies search with: the top 10 by the top-k discrepancy (the one the graphs serve),
+/// the query's own model left out, in `mode`.
+fn entry_params(mode: SearchMode) -> SearchParams {
+    SearchParams {
+        top: 10,
+        exclude_same_model: true,
+        metric: Metric::TopK,
+        mode,
+        ..Default::default()
+    }
+}
+
 /// The query entries every study uses: `queries` entries of `0..n` drawn with a fixed seed, so
 /// that the modes and studies answer the same queries.
 fn query_entries(n: u64, queries: usize) -> Vec<u64> {
@@ -408,17 +420,8 @@ fn scale() {
 
     // Queries: random entries, their own model excluded.
     let qs = query_entries(n, queries);
-    let base = SearchParams {
-        top: 10,
-        exclude_same_model: true,
-        // hnsw mode ranks by the top-k discrepancy only.
-        metric: Metric::TopK,
-        ..Default::default()
-    };
-    let exact = SearchParams {
-        mode: SearchMode::Exact,
-        ..base
-    };
+    let base = entry_params(SearchMode::Auto);
+    let exact = entry_params(SearchMode::Exact);
     let hnsw: Vec<SearchParams> = candidates
         .iter()
         .map(|&c| SearchParams {
@@ -487,10 +490,7 @@ fn scale() {
     }
 
     // Open + first query, warm page cache, against a bare mmap of the file.
-    let default_hnsw = SearchParams {
-        mode: SearchMode::Hnsw,
-        ..base
-    };
+    let default_hnsw = entry_params(SearchMode::Hnsw);
     let mut open_first = Vec::new();
     let mut bare = Vec::new();
     for i in 0..20 {
@@ -826,13 +826,7 @@ fn graphs() {
     let mut time = vec![vec![Duration::ZERO; candidates.len()]; names.len()];
     let mut poor = vec![vec![0usize; candidates.len()]; names.len()];
     let mut exact = vec![0f32; n];
-    let exact_params = SearchParams {
-        top: 10,
-        exclude_same_model: true,
-        mode: SearchMode::Exact,
-        metric: Metric::TopK,
-        ..Default::default()
-    };
+    let exact_params = entry_params(SearchMode::Exact);
     let mut exact_times = Vec::new();
     for (qi, &e) in qs.iter().enumerate() {
         let q = index.descriptor(first + e as u64).unwrap();
@@ -1013,17 +1007,8 @@ fn pages() {
     let b = Index::open_with(&small, probelog::OpenOptions { huge_pages: false }).unwrap();
     let n = a.entry_count();
     let qs = query_entries(n, queries);
-    let hnsw = SearchParams {
-        top: 10,
-        exclude_same_model: true,
-        metric: Metric::TopK,
-        mode: SearchMode::Hnsw,
-        ..Default::default()
-    };
-    let exact = SearchParams {
-        mode: SearchMode::Exact,
-        ..hnsw
-    };
+    let hnsw = entry_params(SearchMode::Hnsw);
+    let exact = entry_params(SearchMode::Exact);
     // Fault both files in: every descriptor row and every graph part.
     for idx in [&a, &b] {
         for &e in qs.iter().take(64) {
@@ -1126,12 +1111,8 @@ fn stages() {
         "rerank without prefetching",
     ];
     let params = SearchParams {
-        top: 10,
-        exclude_same_model: true,
-        metric: Metric::TopK,
-        mode: SearchMode::Hnsw,
         candidates: Some(c),
-        ..Default::default()
+        ..entry_params(SearchMode::Hnsw)
     };
     let mut t: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     // Each query runs once, on caches no earlier run of it warmed: every other query through

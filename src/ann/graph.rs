@@ -464,15 +464,8 @@ impl<'a> GraphView<'a> {
                 if wide {
                     scored.push((d, s));
                 }
-                if best.len() < ef || d < best.peek().map_or(f32::INFINITY, |b: &Dist| b.0) {
-                    if PREFETCH {
-                        self.prefetch_links(s);
-                    }
-                    frontier.push(std::cmp::Reverse(Dist(d, s)));
-                    best.push(Dist(d, s));
-                    if best.len() > ef {
-                        best.pop();
-                    }
+                if keep_if_close(&mut best, &mut frontier, ef, Dist(d, s)) && PREFETCH {
+                    self.prefetch_links(s);
                 }
             }
         }
@@ -497,15 +490,8 @@ impl<'a> GraphView<'a> {
                 if wide {
                     scored.push((nd, nb));
                 }
-                if best.len() < ef || nd < best.peek().map_or(f32::INFINITY, |b| b.0) {
-                    if PREFETCH {
-                        self.prefetch_links(nb);
-                    }
-                    frontier.push(std::cmp::Reverse(Dist(nd, nb)));
-                    best.push(Dist(nd, nb));
-                    if best.len() > ef {
-                        best.pop();
-                    }
+                if keep_if_close(&mut best, &mut frontier, ef, Dist(nd, nb)) && PREFETCH {
+                    self.prefetch_links(nb);
                 }
             }
         }
@@ -578,6 +564,27 @@ impl<'a> GraphView<'a> {
         }
         Ok(())
     }
+}
+
+/// The walk's step for a scored node: while fewer than `ef` are kept, or when it is closer than
+/// the farthest kept, it joins `best` (the farthest dropped past `ef`) and the `frontier`.
+/// Returns whether it joined.
+#[inline]
+fn keep_if_close(
+    best: &mut BinaryHeap<Dist>,
+    frontier: &mut BinaryHeap<std::cmp::Reverse<Dist>>,
+    ef: usize,
+    node: Dist,
+) -> bool {
+    if best.len() >= ef && node.0 >= best.peek().map_or(f32::INFINITY, |b| b.0) {
+        return false;
+    }
+    frontier.push(std::cmp::Reverse(node));
+    best.push(node);
+    if best.len() > ef {
+        best.pop();
+    }
+    true
 }
 
 /// A distance and a node, ordered by distance (then node), NaN-free by construction.
