@@ -338,9 +338,10 @@ fn entry_params(mode: SearchMode) -> SearchParams {
 }
 
 /// The query entries every study uses: `queries` entries of `0..n` drawn with a fixed seed, so
-/// that the modes and studies answer the same queries.
+/// that the modes and studies answer the same queries. `--query-seed S` (default 11) draws
+/// another sample of the same size.
 fn query_entries(n: u64, queries: usize) -> Vec<u64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut rng = ChaCha8Rng::seed_from_u64(arg("--query-seed", 11));
     (0..queries).map(|_| rng.random_range(0..n)).collect()
 }
 

@@ -94,22 +94,23 @@ impl SearchMode {
 }
 
 /// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on. Measured (README,
-/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 5.8x
-/// to 9.8x faster than the exact scan and kept 95.1% of its top 10; at 250k it was 2.2x to 2.5x
-/// faster (the scan takes 0.5 to 0.7 ms there), and on a 2k real hub slower than the scan, so
-/// auto stays exact until the scan itself gets slow.
+/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 4.7x
+/// to 5.0x faster than the exact scan and kept 95.0% to 95.7% of its top 10; at 250k it was 2.2x
+/// to 2.5x faster at 100 candidates (the scan takes 0.5 to 0.7 ms there), and on a 2k real hub
+/// slower than the scan, so auto stays exact until the scan itself gets slow.
 pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 
 /// Default number of candidates per graph that the exact discrepancy reranks (measured with
-/// `cargo bench --bench ann -- scale`; see README): recall@10 0.965 and 0.971 on the real hubs,
-/// 0.951 at 1M synthetic entries, where doubling it bought 0.7 points at 1.7x the latency.
-pub const DEFAULT_CANDIDATES: usize = 100;
+/// `cargo bench --bench ann -- scale`; see README): recall@10 0.986 and 0.987 on the real hubs;
+/// at 1M synthetic entries 0.950 to 0.957 over three samples of 1,000 entry queries, where 150
+/// candidates fell to 0.947 in one sample and 100 to 0.939.
+pub const DEFAULT_CANDIDATES: usize = 200;
 
 /// How many nodes the HNSW walk keeps as it goes (its `ef`) when the rerank takes `c`
 /// candidates: half of them. The rerank takes the best `c` list scores among every node the walk
 /// scored, the seeds included, so the walk need not hold them all. Measured at 1M synthetic
-/// entries (README, "HNSW candidate stage"): recall 0.951 at C = 100 in 0.19 to 0.30 ms,
-/// against 0.955 in 0.39 to 0.45 ms when the walk kept all C (and seeded from 8 probes).
+/// entries on 400 queries (README, "HNSW candidate stage"): recall 0.951 at C = 100 in 0.19 to
+/// 0.30 ms, against 0.955 in 0.39 to 0.45 ms when the walk kept all C (and seeded from 8 probes).
 pub fn walk_breadth(c: usize) -> usize {
     c.div_ceil(2)
 }

@@ -45,10 +45,11 @@ pub const MAX_SEEDS: u32 = 1024;
 /// `upper` value of a node that lives on layer 0 only.
 pub const NO_UPPER: u32 = u32::MAX;
 /// The walk starts from the seeds of this many of the query's highest probes (its first top-k
-/// probes). Measured at 1M synthetic entries (`cargo bench --bench ann -- scale`, README): with
-/// the walk keeping C/2 nodes and the rerank taking the best C it scored, at C = 100, 4 probes
-/// gave recall 0.950 in 0.21 ms, 6 probes 0.950 in 0.24 ms, 8 probes 0.951 in 0.29 ms (separate
-/// runs); 4 and 5 side by side over C = 80 to 150, the same recall, 5 about 10% slower.
+/// probes). Measured at 1M synthetic entries on 400 queries (`cargo bench --bench ann --
+/// scale`, README): with the walk keeping C/2 nodes and the rerank taking the best C it scored,
+/// at C = 100, 4 probes gave recall 0.950 in 0.21 ms, 6 probes 0.950 in 0.24 ms, 8 probes 0.951
+/// in 0.29 ms (separate runs); 4 and 5 side by side over C = 80 to 150, the same recall, 5
+/// about 10% slower.
 pub const SEED_PROBES: usize = 4;
 const PART_ALIGN: usize = 64;
 

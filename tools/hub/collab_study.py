@@ -1,0 +1,181 @@
+"""Collaborative probing study on an exported hub: alternatives to the product's completion.
+
+Works on the fully probed near hub as `probelog-tool export` writes it (descriptors .npy plus
+the JSON sidecar). Each gallery model keeps a random third of the probes (its own subset, drawn
+from --mask-seed), and the rest of its descriptor is either completed or left out. Then the query
+logits (models with split=query, fully probed) search the gallery with the default discrepancy
+(top-k L1 at k = 16 plus 2x the L1 over all probes, as `eval --candidate topk+all:2`), and the
+script prints top-1 / top-5 accuracy in %:
+
+  full       the gallery fully probed (the target: within 1 point of this)
+  als        the product's completion, in numpy: observations z-normalized over their probes,
+             rank-32 factors with an intercept by alternating least squares (lambda 1, 15
+             sweeps), missing values from the factors, every row z-normalized again
+  knn        missing values averaged from the 30 most correlated logits of other models that
+             observed the probe (correlation over the probes both observed), half-and-half
+             with `als`
+  observed   no completion: each gallery logit is compared on the probes its model ran only
+             (the query's k highest among them, and the L1 over them)
+  hybrid     the mean of the `als` and `observed` discrepancies
+
+    probelog-tool export --out near.npy .hub-work/hub-near.plog
+    .venv-py/bin/python tools/hub/collab_study.py near.npy --mask-seed 1 --mask-seed 2
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+K = 16
+WEIGHT = 2.0
+
+
+def load(path):
+    desc = np.load(path)
+    with open(path[: -len(".npy")] + ".json") as f:
+        side = json.load(f)
+    models = {m["id"]: m for m in side["models"]}
+    label = np.array([e["label"] for e in side["entries"]])
+    model = np.array([e["model_id"] for e in side["entries"]])
+    query = np.array([models[m]["meta"].get("split") == "query" for m in model])
+    live = np.abs(desc).sum(1) > 0  # eval skips constant logits
+    gallery = np.where(~query & live)[0]
+    queries = np.where(query & live & np.isin(label, list(set(label[gallery]))))[0]
+    return desc, label, model, gallery, queries
+
+
+def znorm_rows(x):
+    return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-12)
+
+
+def accuracy(hub, distances):
+    """Top-1 and top-5 % of the queries, `distances(q)` giving one value per gallery logit."""
+    desc, label, _, gallery, queries = hub
+    top1 = top5 = 0
+    for qi in queries:
+        order = np.argsort(distances(desc[qi]))[:5]
+        top1 += label[gallery[order[0]]] == label[qi]
+        top5 += (label[gallery[order]] == label[qi]).any()
+    return 100 * top1 / len(queries), 100 * top5 / len(queries)
+
+
+def default_distance(gal):
+    def d(q):
+        t = np.argpartition(-q, K)[:K]
+        return np.abs(gal[:, t] - q[t]).mean(1) + WEIGHT * np.abs(gal - q).mean(1)
+
+    return d
+
+
+class Masked:
+    """The gallery with a random third of the probes per model, z-normalized over them."""
+
+    def __init__(self, hub, seed, fraction=0.33):
+        desc, _, model, gallery, _ = hub
+        rng = np.random.default_rng(seed)
+        probes = desc.shape[1]
+        self.owner = model[gallery]
+        self.models = np.unique(self.owner)
+        self.rows = {m: np.where(self.owner == m)[0] for m in self.models}
+        self.observed = {}
+        mask = np.zeros((len(gallery), probes), bool)
+        for m in self.models:
+            o = np.sort(rng.choice(probes, round(fraction * probes), replace=False))
+            self.observed[m] = o
+            mask[np.ix_(self.rows[m], o)] = True
+        self.mask = mask
+        z = np.zeros((len(gallery), probes))
+        for m in self.models:
+            v = desc[gallery[self.rows[m]]][:, self.observed[m]]
+            z[np.ix_(self.rows[m], self.observed[m])] = znorm_rows(v)
+        self.z = z
+
+    def als(self, rank=32, lam=1.0, sweeps=15, seed=1):
+        """Low-rank estimate of every value, the product's fit with an intercept per logit."""
+        z, mask = self.z, self.mask
+        probes = z.shape[1]
+        v = np.random.default_rng(seed).normal(size=(probes, rank)) / np.sqrt(rank)
+        codes = np.zeros((len(z), rank + 1))
+
+        def fold_in():
+            basis = np.hstack([v, np.ones((probes, 1))])
+            for m in self.models:
+                rows, o = self.rows[m], self.observed[m]
+                b = basis[o]
+                a = b.T @ b + lam * np.eye(rank + 1)
+                codes[rows] = np.linalg.solve(a, b.T @ z[np.ix_(rows, o)].T).T
+            return basis
+
+        for _ in range(sweeps):
+            fold_in()
+            u, bias = codes[:, :rank], codes[:, rank]
+            for p in range(probes):
+                who = mask[:, p]
+                a = u[who].T @ u[who] + lam * np.eye(rank)
+                v[p] = np.linalg.solve(a, u[who].T @ (z[who, p] - bias[who]))
+        return codes @ fold_in().T
+
+    def completed(self, estimate):
+        return znorm_rows(np.where(self.mask, self.z, estimate))
+
+    def knn(self, fallback, neighbours=30):
+        z, maskf = self.z, self.mask.astype(float)
+        both = (z**2) @ maskf.T
+        corr = (z @ z.T) / np.sqrt(both * both.T + 1e-9)
+        corr[self.owner[:, None] == self.owner[None, :]] = -np.inf
+        nearest = np.argpartition(-corr, neighbours, axis=1)[:, :neighbours]
+        out = np.empty_like(z)
+        for i, nb in enumerate(nearest):
+            w = np.maximum(corr[i, nb], 0)[:, None] * maskf[nb]
+            total = w.sum(0)
+            out[i] = np.where(total > 1e-6, (w * z[nb]).sum(0) / np.maximum(total, 1e-9), fallback[i])
+        return out
+
+    def observed_distance(self):
+        def d(q):
+            out = np.empty(len(self.z))
+            for m in self.models:
+                rows, o = self.rows[m], self.observed[m]
+                qo, go = q[o], self.z[np.ix_(rows, o)]
+                t = np.argpartition(-qo, K)[:K]
+                out[rows] = np.abs(go[:, t] - qo[t]).mean(1) + WEIGHT * np.abs(go - qo).mean(1)
+            return out
+
+        return d
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("descriptors", help="the .npy that probelog-tool export wrote (sidecar beside it)")
+    ap.add_argument("--mask-seed", type=int, action="append", help="one run per seed [default: 1]")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    hub = load(args.descriptors)
+    desc, _, _, gallery, queries = hub
+    print(f"{len(queries)} queries, {len(gallery)} gallery logits, {desc.shape[1]} probes")
+    results = {"full": accuracy(hub, default_distance(desc[gallery]))}
+    print("full      top-1 %.1f  top-5 %.1f" % results["full"])
+    for seed in args.mask_seed or [1]:
+        masked = Masked(hub, seed)
+        estimate = masked.als()
+        als = masked.completed(estimate)
+        knn = masked.completed(0.5 * masked.knn(estimate) + 0.5 * estimate)
+        observed = masked.observed_distance()
+        als_d = default_distance(als)
+        rows = {
+            "als": als_d,
+            "knn": default_distance(knn),
+            "observed": observed,
+            "hybrid": lambda q: 0.5 * als_d(q) + 0.5 * observed(q),
+        }
+        for name, d in rows.items():
+            results[f"{name} seed {seed}"] = accuracy(hub, d)
+            print(f"{name:<9} top-1 %.1f  top-5 %.1f  (mask seed {seed})" % results[f"{name} seed {seed}"], flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({k: {"top1": a, "top5": b} for k, (a, b) in results.items()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
