@@ -18,6 +18,8 @@ script prints top-1 / top-5 accuracy in %:
              (the query's k highest among them, and the L1 over them)
   hybrid     the mean of the `als` and `observed` discrepancies
 
+`--gallery-models N` runs it on a random subset of N gallery models, `--methods` picks the rows.
+
     probelog-tool export --out near.npy .hub-work/hub-near.plog
     .venv-py/bin/python tools/hub/collab_study.py near.npy --mask-seed 1 --mask-seed 2
 """
@@ -31,7 +33,8 @@ K = 16
 WEIGHT = 2.0
 
 
-def load(path):
+def load(path, gallery_models=None, seed=0):
+    """The hub; with `gallery_models`, a seeded random subset of that many gallery models."""
     desc = np.load(path)
     with open(path[: -len(".npy")] + ".json") as f:
         side = json.load(f)
@@ -41,6 +44,10 @@ def load(path):
     query = np.array([models[m]["meta"].get("split") == "query" for m in model])
     live = np.abs(desc).sum(1) > 0  # eval skips constant logits
     gallery = np.where(~query & live)[0]
+    if gallery_models is not None:
+        names = np.unique(model[gallery])
+        keep = np.random.default_rng(seed).choice(names, min(gallery_models, len(names)), replace=False)
+        gallery = gallery[np.isin(model[gallery], keep)]
     queries = np.where(query & live & np.isin(label, list(set(label[gallery]))))[0]
     return desc, label, model, gallery, queries
 
@@ -149,9 +156,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("descriptors", help="the .npy that probelog-tool export wrote (sidecar beside it)")
     ap.add_argument("--mask-seed", type=int, action="append", help="one run per seed [default: 1]")
+    ap.add_argument("--gallery-models", type=int, help="a random subset of this many gallery models")
+    ap.add_argument("--methods", default="als,knn,observed,hybrid", help="comma-separated")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    hub = load(args.descriptors)
+    hub = load(args.descriptors, args.gallery_models)
     desc, _, _, gallery, queries = hub
     print(f"{len(queries)} queries, {len(gallery)} gallery logits, {desc.shape[1]} probes")
     results = {"full": accuracy(hub, default_distance(desc[gallery]))}
@@ -159,17 +168,18 @@ def main():
     for seed in args.mask_seed or [1]:
         masked = Masked(hub, seed)
         estimate = masked.als()
-        als = masked.completed(estimate)
-        knn = masked.completed(0.5 * masked.knn(estimate) + 0.5 * estimate)
+        als_d = default_distance(masked.completed(estimate))
         observed = masked.observed_distance()
-        als_d = default_distance(als)
         rows = {
-            "als": als_d,
-            "knn": default_distance(knn),
-            "observed": observed,
-            "hybrid": lambda q: 0.5 * als_d(q) + 0.5 * observed(q),
+            "als": lambda: als_d,
+            "knn": lambda: default_distance(
+                masked.completed(0.5 * masked.knn(estimate) + 0.5 * estimate)
+            ),
+            "observed": lambda: observed,
+            "hybrid": lambda: lambda q: 0.5 * als_d(q) + 0.5 * observed(q),
         }
-        for name, d in rows.items():
+        for name in args.methods.split(","):
+            d = rows[name]()
             results[f"{name} seed {seed}"] = accuracy(hub, d)
             print(f"{name:<9} top-1 %.1f  top-5 %.1f  (mask seed {seed})" % results[f"{name} seed {seed}"], flush=True)
     if args.json:
