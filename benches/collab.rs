@@ -1,6 +1,7 @@
 //! Collaborative probing against its baselines, on synthetic zoos.
 //!
-//! `cargo bench --bench collab` (add `-- --quick` for a smaller run).
+//! `cargo bench --bench collab` (add `-- --quick` for a smaller run; `--models N`, `--concepts
+//! N`, `--rank R` and `--lambda L` change the zoo and the fit).
 //!
 //! For each fraction f of the probes, three ways to describe every model:
 //! - full: every model runs every probe (the reference);
@@ -101,8 +102,8 @@ fn main() {
     for latent_firing in [true, false] {
         let cfg = SynthConfig {
             probes: if quick { 500 } else { 1000 },
-            concepts: 100,
-            models: if quick { 150 } else { 300 },
+            concepts: value("--concepts").map_or(100, |c| c as usize),
+            models: value("--models").map_or(if quick { 150 } else { 300 }, |m| m as usize),
             concept_density: 0.02,
             latent_firing,
             seed: 11,

@@ -25,6 +25,9 @@
 #  7. collaborative-probing indexes: the gallery models appended with --probe-fraction F (eval
 #     searches them with the fully probed query models of the near index)
 #  8. probelog-tool eval on each index, and plot.py
+#  9. the dense hubs, for collaborative probing: 100 and 400 more classifiers on only 30 concepts
+#     (so each concept is a head of many models, as in a hub of shared classes), the near probes,
+#     three collaborative indexes each at a third of the probes (three draws of the subsets), eval
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -61,20 +64,30 @@ fi
 step render
 [[ -f $W/data/icons.npz ]] || nice "$PY" tools/hub/render.py --npm "$W/npm/node_modules" --out "$W/data" --jobs "$JOBS"
 
+# train_hub DIR MODELS QUERIES CONCEPTS: plans, renders the views, trains (JOBS processes) and
+# writes the manifests of one hub of classifiers.
+train_hub() {
+    local dir=$1 models=$2 queries=$3 concepts=$4
+    (
+        cd tools/hub
+        [[ -f $dir/plan.json ]] || "$PY" train.py plan --data "$W/data" --out "$dir" \
+            --models "$models" --queries "$queries" --concepts "$concepts"
+        [[ -f $dir/views.npz ]] || nice "$PY" train.py views --data "$W/data" --out "$dir"
+        local per=$(( (models + JOBS - 1) / JOBS )) pids=() j first last
+        for ((j = 0; j < JOBS; j++)); do
+            first=$((j * per)); last=$(( (j + 1) * per - 1 ))
+            nice "$PY" train.py train --out "$dir" --first $first --last $last > "$dir/train-$first.log" 2>&1 &
+            pids+=($!)
+        done
+        for p in "${pids[@]}"; do wait "$p"; done
+        "$PY" train.py manifest --out "$dir"
+    )
+}
+
 step train
 H=$W/hub
+train_hub "$H" "$MODELS" "$QUERIES" 300
 cd tools/hub
-[[ -f $H/plan.json ]] || "$PY" train.py plan --data "$W/data" --out "$H" --models "$MODELS" --queries "$QUERIES"
-[[ -f $H/views.npz ]] || nice "$PY" train.py views --data "$W/data" --out "$H"
-per=$(( (MODELS + JOBS - 1) / JOBS ))
-pids=()
-for ((j = 0; j < JOBS; j++)); do
-    first=$((j * per)); last=$(( (j + 1) * per - 1 ))
-    nice "$PY" train.py train --out "$H" --first $first --last $last > "$H/train-$first.log" 2>&1 &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-"$PY" train.py manifest --out "$H"
 
 KINDS="near far leaves"
 step probes
@@ -161,13 +174,51 @@ for kind in $KINDS; do
     echo "eval-$kind $(( $(date +%s) - eval_start )) s" >> "$TIMES"
 done
 
+step dense-hub
+# Collaborative probing needs concepts that many models share: the main hub's 300 concepts are
+# heads of about 5 gallery models each. The dense hubs train N models on 30 concepts (a quarter
+# of them queries), so each concept is a head of about N/4 gallery models.
+for n in ${DENSE_SIZES:-100 400}; do
+    D=$W/dense-$n
+    train_hub "$D" "$n" $((n / 4)) 30
+    I=$W/hub-dense-$n-near.plog
+    if [[ ! -f $I ]]; then
+        "$TOOL" create "$I.tmp" --probes "$W/near.pset"
+        "$TOOL" append "$I.tmp" --manifest "$D/models.toml" --probes "$W/near.pset" --device cpu
+        mv "$I.tmp" "$I"
+    fi
+    for seed in 1 2 3; do
+        C=$W/collab-dense-$n-0.33-s$seed.plog
+        if [[ ! -f $C ]]; then
+            "$TOOL" create "$C.tmp" --probes "$W/near.pset"
+            "$TOOL" append "$C.tmp" --manifest "$D/gallery.toml" --probes "$W/near.pset" \
+                --device cpu --probe-fraction 0.33 --seed $seed
+            mv "$C.tmp" "$C"
+        fi
+    done
+    if [[ ! -f $R/eval-dense-$n.txt ]]; then
+        for seed in 1 2 3; do
+            echo "== collaborative indexes drawn with --seed $seed"
+            nice "$TOOL" eval "$I" --candidate "$CANDIDATE" \
+                --collab "0.33=$W/collab-dense-$n-0.33-s$seed.plog"
+        done > "$R/eval-dense-$n.txt.tmp"
+        mv "$R/eval-dense-$n.txt.tmp" "$R/eval-dense-$n.txt"
+    fi
+    if [[ ! -f $R/variants-dense-$n.txt ]]; then
+        nice "$TOOL" eval "$I" --variants --candidate "$CANDIDATE" > "$R/variants-dense-$n.txt.tmp"
+        mv "$R/variants-dense-$n.txt.tmp" "$R/variants-dense-$n.txt"
+    fi
+    cp "$D/summary.txt" "$R/dense-$n-summary.txt"
+done
+
 step plot
 cp "$H/summary.txt" "$R/hub-summary.txt"
 cp "$T/tower.json" "$R/text-tower.json"
 "$PY" tools/hub/plot.py --results "$R"
 # The small results are kept in the repository (README figures): tables, reports, plots.
 mkdir -p tools/hub/results
-cp "$R"/eval-*.txt "$R"/eval-*.json "$R"/families-*.txt "$R"/*.png "$R/hub-summary.txt" \
+cp "$R"/eval-*.txt "$R"/eval-*.json "$R"/families-*.txt "$R"/variants-*.txt "$R"/*.png \
+   "$R"/*summary.txt \
    "$R/text-tower.json" "$TIMES" tools/hub/results/
 step done
 echo "total $(( $(date +%s) - start_all )) s" >> "$TIMES"
