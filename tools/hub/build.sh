@@ -84,6 +84,18 @@ train_hub() {
     )
 }
 
+# new_index OUT PSET MANIFEST [APPEND OPTIONS...]: unless OUT exists, creates it for the probe
+# set PSET and appends the manifest's models in one commit (written as OUT.tmp, then renamed).
+new_index() {
+    local out=$1 pset=$2 manifest=$3
+    shift 3
+    [[ -f $out ]] && return 0
+    rm -f "$out.tmp"
+    "$TOOL" create "$out.tmp" --probes "$pset"
+    "$TOOL" append "$out.tmp" --manifest "$manifest" --probes "$pset" --device cpu "$@"
+    mv "$out.tmp" "$out"
+}
+
 step train
 H=$W/hub
 train_hub "$H" "$MODELS" "$QUERIES" 300
@@ -103,11 +115,7 @@ step index
 for kind in $KINDS; do
     I=$W/hub-$kind.plog
     [[ -f $W/$kind.pset ]] || "$TOOL" probes build --images "$W/probes-$kind" --out "$W/$kind.pset" --size 32
-    if [[ ! -f $I ]]; then
-        "$TOOL" create "$I.tmp" --probes "$W/$kind.pset"
-        "$TOOL" append "$I.tmp" --manifest "$H/models.toml" --probes "$W/$kind.pset" --device cpu
-        mv "$I.tmp" "$I"
-    fi
+    new_index "$I" "$W/$kind.pset" "$H/models.toml"
 done
 
 step text-tower
@@ -126,13 +134,7 @@ done
 step collab
 FRACTIONS=${HUB_FRACTIONS:-"0.1 0.2 0.33 0.5"}
 for f in $FRACTIONS; do
-    I=$W/collab-near-$f.plog
-    if [[ ! -f $I ]]; then
-        "$TOOL" create "$I.tmp" --probes "$W/near.pset"
-        "$TOOL" append "$I.tmp" --manifest "$H/gallery.toml" --probes "$W/near.pset" --device cpu \
-            --probe-fraction "$f" --seed 1
-        mv "$I.tmp" "$I"
-    fi
+    new_index "$W/collab-near-$f.plog" "$W/near.pset" "$H/gallery.toml" --probe-fraction "$f" --seed 1
 done
 
 step eval
@@ -182,19 +184,10 @@ for n in ${DENSE_SIZES:-100 400}; do
     D=$W/dense-$n
     train_hub "$D" "$n" $((n / 4)) 30
     I=$W/hub-dense-$n-near.plog
-    if [[ ! -f $I ]]; then
-        "$TOOL" create "$I.tmp" --probes "$W/near.pset"
-        "$TOOL" append "$I.tmp" --manifest "$D/models.toml" --probes "$W/near.pset" --device cpu
-        mv "$I.tmp" "$I"
-    fi
+    new_index "$I" "$W/near.pset" "$D/models.toml"
     for seed in 1 2 3; do
-        C=$W/collab-dense-$n-0.33-s$seed.plog
-        if [[ ! -f $C ]]; then
-            "$TOOL" create "$C.tmp" --probes "$W/near.pset"
-            "$TOOL" append "$C.tmp" --manifest "$D/gallery.toml" --probes "$W/near.pset" \
-                --device cpu --probe-fraction 0.33 --seed $seed
-            mv "$C.tmp" "$C"
-        fi
+        new_index "$W/collab-dense-$n-0.33-s$seed.plog" "$W/near.pset" "$D/gallery.toml" \
+            --probe-fraction 0.33 --seed $seed
     done
     if [[ ! -f $R/eval-dense-$n.txt ]]; then
         for seed in 1 2 3; do
