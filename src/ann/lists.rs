@@ -185,27 +185,27 @@ impl ListQuery {
         let mut lane = [0f32; LANES];
         for chunk in list[..groups].chunks_exact(LANES) {
             for (acc, &item) in lane.iter_mut().zip(chunk) {
-                *acc += self.term(item);
+                *acc += term(&self.table, item);
             }
         }
         let mut s = self.base + reduce_lanes(lane);
         for &item in &list[groups..] {
-            s += self.term(item);
+            s += term(&self.table, item);
         }
         s
     }
+}
 
-    /// One item's term: `|q - x| - |q|` on a query probe, else 0.
-    #[inline]
-    fn term(&self, item: u32) -> f32 {
-        let last = self.table.len() - 1;
-        let q = self.table[((item & 0xffff) as usize).min(last)];
-        if q.is_nan() {
-            0.0
-        } else {
-            let (_, x) = unpack_item(item);
-            (q - x).abs() - q.abs()
-        }
+/// One item's term against the query `table` (non-empty; its last slot NaN): `|q - x| - |q|` on
+/// a query probe, else 0. Probes past the table read its last slot.
+#[inline]
+fn term(table: &[f32], item: u32) -> f32 {
+    let q = table[((item & 0xffff) as usize).min(table.len() - 1)];
+    if q.is_nan() {
+        0.0
+    } else {
+        let (_, x) = unpack_item(item);
+        (q - x).abs() - q.abs()
     }
 }
 
@@ -221,7 +221,7 @@ fn reduce_lanes(l: [f32; LANES]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{LANES, unpack_item};
+    use super::LANES;
 
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
@@ -264,11 +264,7 @@ mod avx2 {
         unsafe { _mm256_storeu_ps(lane.as_mut_ptr(), acc) };
         let mut s = base + super::reduce_lanes(lane);
         for &item in &list[groups..] {
-            let q = table[((item & 0xffff) as usize).min(last as usize)];
-            if !q.is_nan() {
-                let (_, x) = unpack_item(item);
-                s += (q - x).abs() - q.abs();
-            }
+            s += super::term(table, item);
         }
         s
     }
