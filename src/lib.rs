@@ -4,7 +4,7 @@
 //! probe images, z-normalized over the probes. An index file holds these descriptors probe-major,
 //! memory-mapped, so that the ProbeLog asymmetric top-k discrepancy (compare only on the query's
 //! `k` highest probes) reads `k` contiguous rows per query. The default metric,
-//! [`Metric::Blend`], adds the mean absolute difference over all probes (weighted by
+//! [`Metric::Blend`], adds the root mean square difference over all probes (weighted by
 //! [`DEFAULT_BLEND_WEIGHT`]) to the top-k term, in the same single pass over the rows;
 //! [`Metric::TopK`] is the paper's discrepancy alone.
 //!

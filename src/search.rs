@@ -5,11 +5,13 @@
 //! `q` is highest and averages `|q[p] - d[p]|` over those probes only. Descriptors are stored
 //! probe-major, so one query reads `k` contiguous rows of the matrix: per-query probe reordering.
 //!
-//! The blend ([`Metric::Blend`]) adds `w` times the mean `|q[p] - d[p]|` over all `P` probes to the
-//! top-k term: `mean_{p in topk(q)} |q_p - d_p| + w * mean_{all p} |q_p - d_p|`. The top-k term
-//! keeps the query's concept in focus; the all-probe term breaks its near-ties by how well the
-//! rest of the behaviour agrees. One pass reads every probe row once: the `k` top rows into one
-//! accumulator, the other `P - k` rows into a second, and the all-probe sum is their total.
+//! The blend ([`Metric::Blend`]) adds `w` times the root mean square of `q[p] - d[p]` over all `P`
+//! probes to the top-k term: `mean_{p in topk(q)} |q_p - d_p| + w * sqrt(mean_{all p} (q_p -
+//! d_p)^2)`. The second term is the full-query Euclidean distance divided by `sqrt(P)`. The top-k
+//! term keeps the query's concept in focus; the all-probe term breaks its near-ties by how well the
+//! rest of the behaviour agrees. One pass reads the `k` top rows into one accumulator (absolute
+//! differences) and every probe row into a second (squared differences), so the top rows are read
+//! twice: `k` of `P + k` rows.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -27,11 +29,12 @@ use crate::reader::{DescriptorRows, RawIndex, RowData};
 /// k, while k >= 128 fell toward the full-query baseline. Real trained hubs may move it.
 pub const DEFAULT_K: usize = 16;
 
-/// Default weight `w` of the all-probe term of [`Metric::Blend`]. Measured on three real model
-/// hubs (`tools/hub/build.sh`, `probelog-tool eval --variants`): with k = 16, w = 2 beat both the
-/// top-k discrepancy and the full-query distance on top-1 and top-5 of every hub (README, "What
-/// it does").
-pub const DEFAULT_BLEND_WEIGHT: f32 = 2.0;
+/// Default weight `w` of the all-probe term of [`Metric::Blend`]. Measured on five real model
+/// hubs (`tools/hub/build.sh`, `probelog-tool eval --variants`; README, "Which discrepancy"): with
+/// k = 16, w = 8 was at least as good as both the top-k discrepancy and the full-query distance
+/// in top-1 and top-5 on every hub. Of the weights tried (2 to 16), 8, 10 and 12 were; on the hub
+/// of 400 classifiers on 30 shared concepts, w = 8 ties the full query in top-5.
+pub const DEFAULT_BLEND_WEIGHT: f32 = 8.0;
 
 /// Entries per work unit of the scan (measured: 8192 beat 2048 and 16384; see README). The
 /// block's accumulator (32 KiB) stays in L1/L2 while k row pieces of 32 KiB stream past it.
@@ -40,8 +43,9 @@ const BLOCK: usize = 8192;
 /// How a query is compared with the entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Metric {
-    /// The default: ProbeLog's top-k discrepancy plus `w` times the mean absolute difference over
-    /// all probes, `mean_{p in topk(q)} |q_p - d_p| + w * mean_{all p} |q_p - d_p|`, with `k` from
+    /// The default: ProbeLog's top-k discrepancy plus `w` times the root mean square difference
+    /// over all probes, `mean_{p in topk(q)} |q_p - d_p| + w * sqrt(mean_{all p} (q_p - d_p)^2)`
+    /// (the full-query distance over `sqrt(P)`), with `k` from
     /// [`SearchParams::k`] and `w` from [`SearchParams::blend_weight`] ([`DEFAULT_BLEND_WEIGHT`]).
     /// `w = 0` is [`Metric::TopK`], score for score. Exact search only: [`SearchMode::Auto`] scans,
     /// [`SearchMode::Hnsw`] refuses it (the graphs are built for the top-k discrepancy).
@@ -851,8 +855,8 @@ pub struct ScanPlan {
     probes: Vec<u32>,
     values: Vec<f32>,
     metric: Metric,
-    /// Blend: how many of `probes` (the first ones) are the query's top-k; the rest are summed
-    /// apart.
+    /// Blend: how many of `probes` (the first ones) are the query's top-k; the rest (every
+    /// probe, in order) are summed apart, squared.
     top: usize,
     /// Blend: the weight of the all-probe term and the probe count P.
     weight: f32,
@@ -862,7 +866,7 @@ pub struct ScanPlan {
 impl ScanPlan {
     /// `q` is a z-normalized descriptor. Top-k reads the `k` highest probes of `q`, highest
     /// first; the full metric reads every probe in order; the blend reads the top-k probes, then
-    /// the others in order. [`Metric::Blend`] weighs with [`DEFAULT_BLEND_WEIGHT`].
+    /// every probe in order. [`Metric::Blend`] weighs with [`DEFAULT_BLEND_WEIGHT`].
     pub fn new(q: &[f32], k: usize, metric: Metric) -> Self {
         Self::with_blend_weight(q, k, metric, DEFAULT_BLEND_WEIGHT)
     }
@@ -876,9 +880,7 @@ impl ScanPlan {
         };
         let top = probes.len();
         if metric == Metric::Blend && blend_weight != 0.0 {
-            let mut in_top = vec![false; q.len()];
-            probes.iter().for_each(|&p| in_top[p as usize] = true);
-            probes.extend((0..q.len() as u32).filter(|&p| !in_top[p as usize]));
+            probes.extend(0..q.len() as u32);
         }
         let values = probes.iter().map(|&p| q[p as usize]).collect();
         ScanPlan {
@@ -914,17 +916,17 @@ impl ScanPlan {
         &self.values
     }
 
-    /// The blend from its two sums: `top` over the top-k probes, `rest` over the others.
+    /// The blend from its two sums: `top` of the absolute differences over the top-k probes,
+    /// `all` of the squared differences over every probe.
     #[inline]
-    fn blend(&self, top: f32, rest: f32) -> f32 {
-        top / self.top as f32 + self.weight * ((top + rest) / self.all as f32)
+    fn blend(&self, top: f32, all: f32) -> f32 {
+        top / self.top as f32 + self.weight * (all / self.all as f32).sqrt()
     }
 
     /// Scores the listed entries of one segment into `out`, with the same operations in the same
     /// order as [`ScanPlan::score_into`], so the scores are bit-identical to a scan's.
     pub fn score_entries(&self, rows: &DescriptorRows<'_>, entries: &[usize], out: &mut [f32]) {
-        let squared = self.metric == Metric::Full;
-        let sum = |e: usize, probes: &[u32], values: &[f32]| {
+        let sum = |e: usize, probes: &[u32], values: &[f32], squared: bool| {
             let mut acc = 0f32;
             for (&p, &q) in probes.iter().zip(values) {
                 let d = q - rows.value(p as usize, e);
@@ -946,10 +948,12 @@ impl ScanPlan {
                 Metric::Blend => {
                     let (tp, rp) = self.probes.split_at(self.top);
                     let (tv, rv) = self.values.split_at(self.top);
-                    self.blend(sum(e, tp, tv), sum(e, rp, rv))
+                    self.blend(sum(e, tp, tv, false), sum(e, rp, rv, true))
                 }
-                Metric::TopK => sum(e, &self.probes, &self.values) / self.probes.len() as f32,
-                _ => sum(e, &self.probes, &self.values).sqrt(),
+                Metric::TopK => {
+                    sum(e, &self.probes, &self.values, false) / self.probes.len() as f32
+                }
+                _ => sum(e, &self.probes, &self.values, self.metric == Metric::Full).sqrt(),
             };
         }
     }
@@ -966,9 +970,9 @@ impl ScanPlan {
                 if rp.is_empty() {
                     out.iter_mut().for_each(|x| *x = self.blend(*x, 0.0));
                 } else {
-                    let mut rest = vec![0f32; out.len()];
-                    accumulate_rows(rows, r, rp, rv, false, &mut rest, &mut converted);
-                    for (x, &y) in out.iter_mut().zip(&rest) {
+                    let mut all = vec![0f32; out.len()];
+                    accumulate_rows(rows, r, rp, rv, true, &mut all, &mut converted);
+                    for (x, &y) in out.iter_mut().zip(&all) {
                         *x = self.blend(*x, y);
                     }
                 }
@@ -1168,23 +1172,21 @@ pub fn topk_discrepancy(q: &[f32], d: &[f32], k: usize) -> f32 {
 }
 
 /// The reference definition of [`Metric::Blend`], one entry at a time, in the same summation order
-/// as the scan: the top-k probes highest first, then the other probes in order. Tests compare the
-/// scan with it.
+/// as the scan: the top-k probes highest first, then every probe in order. Tests compare the scan
+/// with it.
 pub fn blend_discrepancy(q: &[f32], d: &[f32], k: usize, weight: f32) -> f32 {
     let probes = top_probes(q, k);
-    let mut in_top = vec![false; q.len()];
     let mut top = 0f32;
     for &p in &probes {
         top += (q[p as usize] - d[p as usize]).abs();
-        in_top[p as usize] = true;
     }
-    let mut rest = 0f32;
+    let mut all = 0f32;
     if weight != 0.0 {
-        for p in (0..q.len()).filter(|&p| !in_top[p]) {
-            rest += (q[p] - d[p]).abs();
+        for (a, b) in q.iter().zip(d) {
+            all += (a - b) * (a - b);
         }
     }
-    top / probes.len() as f32 + weight * ((top + rest) / q.len() as f32)
+    top / probes.len() as f32 + weight * (all / q.len() as f32).sqrt()
 }
 
 /// The reference definition of the full-query Euclidean distance.

@@ -39,7 +39,7 @@
 #define PROBELOG_METRIC_MODEL 2
 
 // Metric: the blend (the default of `probelog_search_params_default`): the top-k discrepancy
-// plus `blend_weight` times the mean absolute difference over all probes. It ranked best on real
+// plus `blend_weight` times the root mean square difference over all probes. It ranked best on real
 // model hubs; exact search only (PROBELOG_MODE_AUTO scans, PROBELOG_MODE_HNSW refuses it).
 #define PROBELOG_METRIC_BLEND 3
 
@@ -116,7 +116,7 @@ typedef struct ProbelogSearchParams {
   // default (100 today; never fewer than top). Ignored when the search runs exactly.
   uint32_t candidates;
   // Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
-  // above 0; 0 means the library's default (2 today; `probelog_results_blend_weight` tells the
+  // above 0; 0 means the library's default (8 today; `probelog_results_blend_weight` tells the
   // weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
   // metric. Must be 0 for the other metrics.
   float blend_weight;

@@ -29,7 +29,7 @@
  * defaults: n = 10, k = NULL (the library's default), metric = 'blend' (or 'topk', the paper's
  * top-k discrepancy, 'full', 'model'), per_model = 0, exclude_same_model = 0, mode = 'auto' (or
  * 'exact', 'hnsw', which needs metric 'topk'), candidates = NULL (the library's default),
- * blend_weight = NULL (the library's default, 2 today; a number >= 0, for metric 'blend' only;
+ * blend_weight = NULL (the library's default, 8 today; a number >= 0, for metric 'blend' only;
  * 0 ranks as 'topk'). SQL NULL means the default. Scalar functions:
  *
  *   probelog_descriptor(path, entry)  the stored descriptor of an entry, as a query blob

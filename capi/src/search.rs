@@ -19,7 +19,7 @@ pub const PROBELOG_METRIC_FULL: u32 = 1;
 /// Metric: Euclidean distance to each model's mean descriptor, one result per model (a baseline).
 pub const PROBELOG_METRIC_MODEL: u32 = 2;
 /// Metric: the blend (the default of `probelog_search_params_default`): the top-k discrepancy
-/// plus `blend_weight` times the mean absolute difference over all probes. It ranked best on real
+/// plus `blend_weight` times the root mean square difference over all probes. It ranked best on real
 /// model hubs; exact search only (PROBELOG_MODE_AUTO scans, PROBELOG_MODE_HNSW refuses it).
 pub const PROBELOG_METRIC_BLEND: u32 = 3;
 
@@ -61,7 +61,7 @@ pub struct ProbelogSearchParams {
     /// default (100 today; never fewer than top). Ignored when the search runs exactly.
     pub candidates: u32,
     /// Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
-    /// above 0; 0 means the library's default (2 today; `probelog_results_blend_weight` tells the
+    /// above 0; 0 means the library's default (8 today; `probelog_results_blend_weight` tells the
     /// weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
     /// metric. Must be 0 for the other metrics.
     pub blend_weight: f32,

@@ -161,14 +161,14 @@ fn sql_results_equal_the_cli() {
     );
     let blend = cli_rows(
         &Search {
-            blend_weight: 2.0,
+            blend_weight: 8.0,
             ..Search::new("vector")
         }
         .cli(&hub),
     );
     assert_eq!(blend, cli_rows(&Search::new("vector").cli(&hub)));
     let sql = format!(
-        "SELECT {COLUMNS} FROM probelog_search(?1, ?2, 10, NULL, 'blend', 0, 'auto', NULL, 2)"
+        "SELECT {COLUMNS} FROM probelog_search(?1, ?2, 10, NULL, 'blend', 0, 'auto', NULL, 8)"
     );
     assert_eq!(
         rows(&conn, &sql, vec![path.clone(), query.clone()]).unwrap(),

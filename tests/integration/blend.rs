@@ -30,13 +30,13 @@ fn build(dir: &std::path::Path, probes: usize, dtype: Dtype, seed: u64) -> Index
     Index::open(&path).unwrap()
 }
 
-/// `mean_{topk(q)} |q - d| + w * mean_all |q - d|`, in f64 from the definition.
+/// `mean_{topk(q)} |q - d| + w * sqrt(mean_all (q - d)^2)`, in f64 from the definition.
 fn blend_f64(q: &[f32], d: &[f32], k: usize, w: f32) -> f64 {
     let top = probelog::descriptor::top_probes(q, k);
-    let abs = |p: usize| (f64::from(q[p]) - f64::from(d[p])).abs();
-    let top_mean = top.iter().map(|&p| abs(p as usize)).sum::<f64>() / top.len() as f64;
-    let all_mean = (0..q.len()).map(abs).sum::<f64>() / q.len() as f64;
-    top_mean + f64::from(w) * all_mean
+    let diff = |p: usize| f64::from(q[p]) - f64::from(d[p]);
+    let top_mean = top.iter().map(|&p| diff(p as usize).abs()).sum::<f64>() / top.len() as f64;
+    let all_rms = ((0..q.len()).map(|p| diff(p).powi(2)).sum::<f64>() / q.len() as f64).sqrt();
+    top_mean + f64::from(w) * all_rms
 }
 
 fn blend(k: usize, w: f32) -> SearchParams {
@@ -194,13 +194,13 @@ fn the_blend_is_the_default_metric() {
     assert_eq!(p.metric, Metric::Blend);
     assert_eq!(p.blend_weight, None);
     assert_eq!(p.effective_blend_weight().unwrap(), DEFAULT_BLEND_WEIGHT);
-    assert_eq!(DEFAULT_BLEND_WEIGHT, 2.0);
+    assert_eq!(DEFAULT_BLEND_WEIGHT, 8.0);
 
     let dir = common::tempdir();
     let index = build(dir.path(), 64, Dtype::F32, 2);
     let explicit = SearchParams {
         metric: Metric::Blend,
-        blend_weight: Some(2.0),
+        blend_weight: Some(8.0),
         k: Some(DEFAULT_K),
         ..p
     };

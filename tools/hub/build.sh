@@ -143,12 +143,13 @@ text=(--text-concepts "$T/text_eval_concepts.txt" --clip-text "$T/clip_text.pt"
       --tokenizer "$T/tokenizer.json" --context-length 32 --device cpu)
 collab=()
 for f in $FRACTIONS; do collab+=(--collab "$f=$W/collab-near-$f.plog"); done
-# The default metric (`--metric blend` of search; eval's topk+all:2) and its neighbours in weight
-# (topk+all:1, :4 and the others of eval's built-in list, :8) and in k; the hubness-calibrated
-# union, which needs per-index statistics, as the measured-better direction.
-CANDIDATE=${HUB_CANDIDATE:-topk+all:2}
+# The default metric (`--metric blend` of search; eval's topk+rms:8) and its neighbours in weight
+# (topk+rms:2 to :16 in eval's built-in list) and in k; the earlier blend (topk+all:W, in the
+# list too); the hubness-calibrated union, which needs per-index statistics, as the
+# measured-better direction.
+CANDIDATE=${HUB_CANDIDATE:-topk+rms:8}
 sensitivity=()
-for v in topk+all:2@8 topk+all:2@32 topk+all:2@64 topk+all:8 calibrated:topk+all:2 \
+for v in topk+rms:8@8 topk+rms:8@32 topk+rms:8@64 \
          union@64 calibrated:union@64 calibrated:union@32 calibrated:union@128; do
     sensitivity+=(--variant "$v")
 done

@@ -819,7 +819,7 @@ fn info_reports_the_index() {
         "{human}"
     );
     assert!(
-        human.contains("search metric:    blend by default (k = 16, weight 2); --metric topk"),
+        human.contains("search metric:    blend by default (k = 16, weight 8); --metric topk"),
         "{human}"
     );
 }

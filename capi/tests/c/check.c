@@ -332,7 +332,7 @@ static void check_errors(const ProbelogIndex *idx, const char *cases_path,
     /* The blend's weight: the default, a given one, weight 0 as topk, bad ones. */
     sp = probelog_search_params_default();
     EXPECT_OK(probelog_search_entry(idx, 0, &sp, &res));
-    CHECK(probelog_results_blend_weight(res) == 2.0f && probelog_results_k(res) > 0,
+    CHECK(probelog_results_blend_weight(res) == 8.0f && probelog_results_k(res) > 0,
           "the default blend weight: %g", probelog_results_blend_weight(res));
     probelog_results_free(res);
     sp.blend_weight = 0.5f;

@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use probelog::{DEFAULT_K, Index};
+use probelog::{DEFAULT_BLEND_WEIGHT, DEFAULT_K, Index};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -81,9 +81,10 @@ pub struct Args {
     #[arg(long)]
     pub variants: bool,
     /// The discrepancy reported beside top-k and full-query in the probe curve and the
-    /// collaborative-probing table: topk, full, union, rank or topk+all:W, optionally with @K
-    /// (another k), optionally behind calibrated: or calibrated/M: (hubness correction over M
-    /// neighbours, default 10). Example: calibrated:topk+all:1.
+    /// collaborative-probing table: topk, full, union, rank, topk+all:W or topk+rms:W (the
+    /// default metric of search at W = 8), optionally with @K (another k), optionally behind
+    /// calibrated: or calibrated/M: (hubness correction over M neighbours, default 10). Example:
+    /// calibrated:topk+rms:8.
     #[arg(long, value_name = "NAME")]
     pub candidate: Option<String>,
     /// A discrepancy (named as for --candidate) to add to the --variants comparison; repeat.
@@ -573,10 +574,16 @@ fn variant_list(k: usize) -> Vec<(String, Discrepancy)> {
         ("topk".to_string(), topk.clone()),
         ("full".to_string(), Discrepancy::Full),
     ];
-    for w in [0.25f32, 0.5, 1.0, 2.0, 4.0] {
+    for w in [0.5f32, 1.0, 2.0, 4.0] {
         v.push((
             format!("topk+all:{w}"),
             Discrepancy::TopKPlusAll { k, weight: w },
+        ));
+    }
+    for w in [2.0f32, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0] {
+        v.push((
+            format!("topk+rms:{w}"),
+            Discrepancy::TopKPlusRms { k, weight: w },
         ));
     }
     v.push(("union".into(), Discrepancy::Union(k)));
@@ -584,7 +591,13 @@ fn variant_list(k: usize) -> Vec<(String, Discrepancy)> {
     for (name, base) in [
         ("topk", topk),
         ("union", Discrepancy::Union(k)),
-        ("topk+all:1", Discrepancy::TopKPlusAll { k, weight: 1.0 }),
+        (
+            "topk+rms:8",
+            Discrepancy::TopKPlusRms {
+                k,
+                weight: DEFAULT_BLEND_WEIGHT,
+            },
+        ),
         ("full", Discrepancy::Full),
     ] {
         v.push((
@@ -598,13 +611,13 @@ fn variant_list(k: usize) -> Vec<(String, Discrepancy)> {
     v
 }
 
-/// A discrepancy by name: `topk`, `full`, `union`, `rank` or `topk+all:W`, with `@K` for a k
-/// other than the default, behind `calibrated:` or `calibrated/M:` for the hubness correction
-/// over M neighbours (10 by default). Examples: `topk@64`, `calibrated/20:topk+all:2`.
+/// A discrepancy by name: `topk`, `full`, `union`, `rank`, `topk+all:W` or `topk+rms:W`, with `@K`
+/// for a k other than the default, behind `calibrated:` or `calibrated/M:` for the hubness
+/// correction over M neighbours (10 by default). Examples: `topk@64`, `calibrated/20:topk+rms:8`.
 fn parse_variant(name: &str, k: usize) -> Result<Discrepancy> {
     let err = || {
         anyhow::anyhow!(
-            "discrepancy {name:?}: expected topk, full, union, rank or topk+all:W, optionally \
+            "discrepancy {name:?}: expected topk, full, union, rank, topk+all:W or topk+rms:W, optionally \
              with @K, optionally behind calibrated: or calibrated/M:"
         )
     };
@@ -630,6 +643,10 @@ fn parse_variant(name: &str, k: usize) -> Result<Discrepancy> {
         ),
         None => (name, k),
     };
+    if let Some(w) = base.strip_prefix("topk+rms:") {
+        let weight: f32 = w.parse().map_err(|_| err())?;
+        return Ok(Discrepancy::TopKPlusRms { k, weight });
+    }
     if let Some(w) = base.strip_prefix("topk+all:") {
         let weight: f32 = w.parse().map_err(|_| err())?;
         return Ok(Discrepancy::TopKPlusAll { k, weight });
@@ -699,6 +716,10 @@ fn clamp_k(kind: &Discrepancy, n: usize) -> Discrepancy {
     match kind {
         Discrepancy::TopK(k) => Discrepancy::TopK((*k).min(n)),
         Discrepancy::TopKPlusAll { k, weight } => Discrepancy::TopKPlusAll {
+            k: (*k).min(n),
+            weight: *weight,
+        },
+        Discrepancy::TopKPlusRms { k, weight } => Discrepancy::TopKPlusRms {
             k: (*k).min(n),
             weight: *weight,
         },
@@ -1190,6 +1211,10 @@ mod tests {
         assert_eq!(
             parse_variant("topk+all:0.5@8", 16).unwrap(),
             Discrepancy::TopKPlusAll { k: 8, weight: 0.5 }
+        );
+        assert_eq!(
+            parse_variant("topk+rms:8@32", 16).unwrap(),
+            Discrepancy::TopKPlusRms { k: 32, weight: 8.0 }
         );
         assert_eq!(
             parse_variant("calibrated/20:union", 16).unwrap(),

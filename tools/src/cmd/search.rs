@@ -42,8 +42,8 @@ pub struct Args {
     /// Report only the best logit of each model.
     #[arg(long)]
     pub per_model: bool,
-    /// blend (the default): the top-k discrepancy plus W times the mean |q - d| over all probes
-    /// (W from --blend-weight), which ranked best on real model hubs; topk: ProbeLog's top-k
+    /// blend (the default): the top-k discrepancy plus W times the root mean square of q - d over
+    /// all probes (W from --blend-weight), which ranked best on real model hubs; topk: ProbeLog's top-k
     /// discrepancy as in the paper; full: Euclidean distance over all probes; model: distance to
     /// each model's mean descriptor (one result per model).
     #[arg(long, value_enum, default_value_t = MetricArg::Blend)]

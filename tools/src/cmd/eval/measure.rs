@@ -118,8 +118,12 @@ pub enum Discrepancy {
     RandomK { k: usize, seed: u64 },
     /// Euclidean distance over all probes (the paper's full-query baseline).
     Full,
-    /// Top-k L1 plus `weight` times the mean `|q - d|` over all probes.
+    /// Top-k L1 plus `weight` times the mean `|q - d|` over all probes (the earlier form of the
+    /// blend metric).
     TopKPlusAll { k: usize, weight: f32 },
+    /// Top-k L1 plus `weight` times the root mean square of `q - d` over all probes: the
+    /// library's blend metric, the product's default.
+    TopKPlusRms { k: usize, weight: f32 },
     /// Mean `|q - d|` over the union of the query's and the gallery row's top-k probes.
     Union(usize),
     /// Top-k L1 between the probe ranks of `q` and `d` (each scaled to [0, 1]) on the query's top
@@ -143,6 +147,9 @@ impl Discrepancy {
             Discrepancy::Full => "full-query Euclidean".into(),
             Discrepancy::TopKPlusAll { k, weight } => {
                 format!("top-k + {weight}*all-probe L1 (k={k})")
+            }
+            Discrepancy::TopKPlusRms { k, weight } => {
+                format!("top-k + {weight}*all-probe RMS (k={k})")
             }
             Discrepancy::Union(k) => format!("union of top-k sets (k={k})"),
             Discrepancy::RankTopK(k) => format!("top-k on ranks (k={k})"),
@@ -241,6 +248,16 @@ impl<'a> Scorer<'a> {
                         let all =
                             q.iter().zip(d).map(|(a, b)| (a - b).abs()).sum::<f32>() / p as f32;
                         mean_abs(d, &probes) + weight * all
+                    })
+                    .collect()
+            }
+            Discrepancy::TopKPlusRms { k, weight } => {
+                let probes = top_probes(q, *k);
+                (0..g.len())
+                    .map(|i| {
+                        let d = g.row(i);
+                        let squares = q.iter().zip(d).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+                        mean_abs(d, &probes) + weight * (squares / p as f32).sqrt()
                     })
                     .collect()
             }
@@ -646,11 +663,11 @@ mod tests {
         }
     }
 
-    /// The library's blend metric (the product's default) is this module's `TopKPlusAll`: on a
+    /// The library's blend metric (the product's default) is this module's `TopKPlusRms`: on a
     /// small hub written to an index (f32 and f16), both give every gallery row the same score
     /// (to 1e-5) and rank the hub identically.
     #[test]
-    fn core_blend_metric_equals_topk_plus_all() {
+    fn core_blend_metric_equals_topk_plus_rms() {
         use probelog::{
             CreateOptions, Dtype, Index, IndexWriter, LockWait, LogitMatrix, Metric, ModelInput,
             SearchMode, SearchParams,
@@ -686,7 +703,7 @@ mod tests {
                 ..g.clone()
             };
             for (k, weight) in [(5, 2.0), (16, probelog::DEFAULT_BLEND_WEIGHT), (7, 0.5)] {
-                let kind = Discrepancy::TopKPlusAll { k, weight };
+                let kind = Discrepancy::TopKPlusRms { k, weight };
                 let scorer = Scorer::new(&kind, &stored);
                 let params = SearchParams {
                     top: g.len(),
