@@ -9,7 +9,7 @@
 //!    bandwidth over an equally large buffer, measured here with the same threads, and (b) the
 //!    straightforward reference: a row-major matrix, gathering each row's k probes;
 //!    beside it, in the same rounds, the two metrics that read every probe row: the blend (the
-//!    default metric: top-k plus the all-probe mean |q - d|, one pass) and the full-query
+//!    default metric: top-k plus the all-probe RMS of q - d, one pass) and the full-query
 //!    Euclidean baseline, as time ratios to the top-k scan and to each other;
 //! 2. the same scans on f16 storage;
 //! 3. `Index::open` on a small and a 10x larger index (the ratio should be ~1);

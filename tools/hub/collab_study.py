@@ -3,9 +3,10 @@
 Works on the fully probed near hub as `probelog-tool export` writes it (descriptors .npy plus
 the JSON sidecar). Each gallery model keeps a random third of the probes (its own subset, drawn
 from --mask-seed), and the rest of its descriptor is either completed or left out. Then the query
-logits (models with split=query, fully probed) search the gallery with the default discrepancy
-(top-k L1 at k = 16 plus 2x the L1 over all probes, as `eval --candidate topk+all:2`), and the
-script prints top-1 / top-5 accuracy in %:
+logits (models with split=query, fully probed) search the gallery with the product's earlier
+default discrepancy (top-k L1 at k = 16 plus 2x the L1 over all probes, as `eval --candidate
+topk+all:2`; the default is now top-k plus 8x the all-probe RMS, `topk+rms:8`), and the script
+prints top-1 / top-5 accuracy in %:
 
   full       the gallery fully probed (the target: within 1 point of this)
   als        the product's completion, in numpy: observations z-normalized over their probes,
