@@ -107,6 +107,11 @@ pub fn zscore(v: &mut [f32]) {
     }
 }
 
+/// The sum of `(q - d)^2` over all probes.
+fn squared_distance(q: &[f32], d: &[f32]) -> f32 {
+    q.iter().zip(d).map(|(a, b)| (a - b) * (a - b)).sum()
+}
+
 /// A discrepancy between a query descriptor `q` and a gallery descriptor `d`; lower is closer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Discrepancy {
@@ -231,33 +236,20 @@ impl<'a> Scorer<'a> {
                 (0..g.len()).map(|i| mean_abs(g.row(i), &probes)).collect()
             }
             Discrepancy::Full => (0..g.len())
-                .map(|i| {
-                    let d = g.row(i);
-                    q.iter()
-                        .zip(d)
-                        .map(|(a, b)| (a - b) * (a - b))
-                        .sum::<f32>()
-                        .sqrt()
-                })
+                .map(|i| squared_distance(q, g.row(i)).sqrt())
                 .collect(),
-            Discrepancy::TopKPlusAll { k, weight } => {
+            Discrepancy::TopKPlusAll { k, weight } | Discrepancy::TopKPlusRms { k, weight } => {
+                let rms = matches!(self.kind, Discrepancy::TopKPlusRms { .. });
                 let probes = top_probes(q, *k);
                 (0..g.len())
                     .map(|i| {
                         let d = g.row(i);
-                        let all =
-                            q.iter().zip(d).map(|(a, b)| (a - b).abs()).sum::<f32>() / p as f32;
+                        let all = if rms {
+                            (squared_distance(q, d) / p as f32).sqrt()
+                        } else {
+                            q.iter().zip(d).map(|(a, b)| (a - b).abs()).sum::<f32>() / p as f32
+                        };
                         mean_abs(d, &probes) + weight * all
-                    })
-                    .collect()
-            }
-            Discrepancy::TopKPlusRms { k, weight } => {
-                let probes = top_probes(q, *k);
-                (0..g.len())
-                    .map(|i| {
-                        let d = g.row(i);
-                        let squares = q.iter().zip(d).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
-                        mean_abs(d, &probes) + weight * (squares / p as f32).sqrt()
                     })
                     .collect()
             }
