@@ -559,11 +559,14 @@ fn export_for_faiss(index: &Index, qs: &[u64], truths: &[Vec<Option<u64>>], out:
         let Some(rows) = index.segment_rows(s).unwrap() else {
             continue;
         };
-        let lists = match index.segment_graph(s).unwrap() {
-            Some(g) => (0..g.nodes())
-                .flat_map(|v| g.list(v).iter().copied())
+        let graphs = index.segment_graphs(s).unwrap();
+        let lists = match graphs.is_empty() {
+            // The parts tile the segment in entry order.
+            false => graphs
+                .iter()
+                .flat_map(|g| (0..g.view.nodes()).flat_map(|v| g.view.list(v).iter().copied()))
                 .collect(),
-            None => {
+            true => {
                 let mut fill = |pr: usize, o: &mut [f32]| {
                     rows.read_row(pr, 0..rows.entries(), o);
                     Ok(())
@@ -742,10 +745,10 @@ fn graphs() {
     };
     let (lw, ll) = aligned(list_bytes);
     let lg = if stored {
-        index
-            .segment_graph(seg)
-            .unwrap()
-            .expect("--stored-graph: the segment has a graph")
+        match index.segment_graphs(seg).unwrap()[..] {
+            [only] => only.view,
+            _ => panic!("--stored-graph: the segment has one graph"),
+        }
     } else {
         GraphView::new(
             &bytemuck::cast_slice::<u64, u8>(&lw)[..ll],
@@ -1022,8 +1025,8 @@ fn pages() {
                     rows.read_row(p, 0..rows.entries(), &mut row);
                 }
             }
-            if let Some(g) = idx.segment_graph(s).unwrap() {
-                g.check_all().unwrap();
+            for g in idx.segment_graphs(s).unwrap() {
+                g.view.check_all().unwrap();
             }
         }
     }
@@ -1134,19 +1137,19 @@ fn stages() {
         let t2 = Instant::now();
         t[0].push(t1 - t0);
         t[1].push(t2 - t1);
-        for s in 0..index.segment_count() as usize {
-            let (Some(rows), Some(g)) = (
-                index.segment_rows(s).unwrap(),
-                index.segment_graph(s).unwrap(),
-            ) else {
-                continue;
-            };
+        let units = (0..index.segment_count() as usize).flat_map(|s| {
+            let rows = index.segment_rows(s).unwrap();
+            let graphs = index.segment_graphs(s).unwrap();
+            graphs.into_iter().filter_map(move |g| Some((rows?, g)))
+        });
+        for (rows, part) in units {
+            let g = part.view;
             let a = Instant::now();
             let cands: Vec<usize> = g
                 .search_query(&lq, probelog::search::walk_breadth(c), c)
                 .unwrap()
                 .into_iter()
-                .map(|(_, v)| v as usize)
+                .map(|(_, v)| part.first + v as usize)
                 .collect();
             t[2].push(a.elapsed());
             let b = Instant::now();

@@ -119,6 +119,13 @@ pub enum SectionKind {
     /// The segment's ANN graph: top probe lists of its entries, seeds per probe and HNSW links
     /// (layout in `ann::graph`). Optional: a reader that does not know it searches exactly.
     AnnGraph = 10 | OPTIONAL_KIND_BIT,
+    /// One of several ANN graphs of a segment, each over a consecutive range of its entries
+    /// (`param`: the range's first entry within the segment). Same layout as [`AnnGraph`]; a
+    /// segment has either one AnnGraph or a set of these. Optional, so a reader that does not know
+    /// it searches exactly.
+    ///
+    /// [`AnnGraph`]: SectionKind::AnnGraph
+    AnnGraphPart = 11 | OPTIONAL_KIND_BIT,
 }
 
 /// Bytes before the factor matrix in a ProbeFactors section.
@@ -137,6 +144,7 @@ impl SectionKind {
             8 => SectionKind::ProbeFactors,
             9 => SectionKind::ObservedProbes,
             x if x == SectionKind::AnnGraph as u32 => SectionKind::AnnGraph,
+            x if x == SectionKind::AnnGraphPart as u32 => SectionKind::AnnGraphPart,
             _ => return None,
         })
     }
@@ -153,6 +161,7 @@ impl SectionKind {
             SectionKind::ProbeFactors => "probe factors",
             SectionKind::ObservedProbes => "observed probes",
             SectionKind::AnnGraph => "ANN graph",
+            SectionKind::AnnGraphPart => "ANN graph part",
         }
     }
 }

@@ -60,7 +60,7 @@ pub use ann::AnnOptions;
 pub use descriptor::{LogitMatrix, normalize_query};
 pub use error::{Error, Result};
 pub use format::{Dtype, ProbeSetId};
-pub use reader::{AlignedBytes, EntryInfo, Index, ModelInfo, OpenOptions, RawIndex};
+pub use reader::{AlignedBytes, EntryInfo, GraphPart, Index, ModelInfo, OpenOptions, RawIndex};
 pub use search::{
     AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Metric, Query,
     Scored, SearchMode, SearchParams,

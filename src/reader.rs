@@ -107,7 +107,9 @@ pub(crate) struct Segment {
     pub probe_embeddings: Option<SectionEntry>,
     pub probe_factors: Option<SectionEntry>,
     pub observed: Option<SectionEntry>,
-    pub ann_graph: Option<SectionEntry>,
+    /// The segment's ANN graphs in entry order: one AnnGraph section, or the AnnGraphPart
+    /// sections whose ranges tile the segment (checked at open).
+    pub ann_graphs: Vec<SectionEntry>,
     models_checked: OnceLock<Result<(), String>>,
 }
 
@@ -326,7 +328,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             probe_embeddings: None,
             probe_factors: None,
             observed: None,
-            ann_graph: None,
+            ann_graphs: Vec::new(),
             models_checked: OnceLock::new(),
         };
         let p = u64::from(self.header.probe_set.num_probes);
@@ -398,7 +400,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                     p.checked_mul(s.param).and_then(|x| x.checked_mul(4))
                 }
                 // The graph header gives its length; it is checked when the graph is first used.
-                SectionKind::AnnGraph => Some(s.len),
+                SectionKind::AnnGraph | SectionKind::AnnGraphPart => Some(s.len),
             };
             if want_len != Some(s.len) {
                 return Err(Error::corrupt(format!(
@@ -417,7 +419,10 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 SectionKind::ProbeEmbeddings => &mut seg.probe_embeddings,
                 SectionKind::ProbeFactors => &mut seg.probe_factors,
                 SectionKind::ObservedProbes => &mut seg.observed,
-                SectionKind::AnnGraph => &mut seg.ann_graph,
+                SectionKind::AnnGraph | SectionKind::AnnGraphPart => {
+                    seg.ann_graphs.push(s);
+                    continue;
+                }
             };
             if slot.replace(s).is_some() {
                 return Err(Error::corrupt(format!("{label}: two {name} sections")));
@@ -431,6 +436,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 if has_entries { "missing" } else { "present" }
             )));
         }
+        check_graph_ranges(&label, &mut seg)?;
         // A segment whose strings are all empty has no strings section: every string reference
         // must then be empty, which the reference checks (against a length of 0) enforce.
         Ok(seg)
@@ -521,35 +527,61 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         }))
     }
 
-    /// The ANN graph of segment `s`, or `None` when the segment has none. Checks the graph's
+    /// The ANN graphs of segment `s`, in entry order, each with the first entry (within the
+    /// segment) of the range it covers; empty when the segment has none. Checks each graph's
     /// header and length (O(1)); links are checked as a search reads them.
-    pub fn segment_graph(&self, s: usize) -> Result<Option<crate::ann::GraphView<'_>>> {
+    pub fn segment_graphs(&self, s: usize) -> Result<Vec<GraphPart<'_>>> {
         let seg = self
             .segments
             .get(s)
             .ok_or_else(|| Error::InvalidParameter(format!("no segment {s}")))?;
-        let Some(sec) = &seg.ann_graph else {
-            return Ok(None);
-        };
-        crate::ann::GraphView::new(
-            self.section_bytes(sec),
-            self.header.probe_set.num_probes,
-            seg.dir.entry_count,
-        )
-        .map(Some)
-        .map_err(|e| match e {
-            Error::Corrupt { what } => Error::corrupt(format!("segment {s}: {what}")),
-            e => e,
-        })
+        let ends = seg
+            .ann_graphs
+            .iter()
+            .skip(1)
+            .map(|g| g.param)
+            .chain(std::iter::once(seg.dir.entry_count));
+        seg.ann_graphs
+            .iter()
+            .zip(ends)
+            .map(|(sec, end)| {
+                let view = crate::ann::GraphView::new(
+                    self.section_bytes(sec),
+                    self.header.probe_set.num_probes,
+                    end - sec.param,
+                )
+                .map_err(|e| match e {
+                    Error::Corrupt { what } => Error::corrupt(format!("segment {s}: {what}")),
+                    e => e,
+                })?;
+                Ok(GraphPart {
+                    first: sec.param as usize,
+                    view,
+                })
+            })
+            .collect()
+    }
+
+    /// The graph of segment `s` whose range holds the segment's entry `e`, if any.
+    pub fn graph_of_entry(&self, s: usize, e: usize) -> Result<Option<GraphPart<'_>>> {
+        Ok(self
+            .segment_graphs(s)?
+            .into_iter()
+            .find(|g| (g.first..g.first + g.view.nodes()).contains(&e)))
     }
 
     /// Entries of the index covered by an ANN graph.
     pub fn graph_entries(&self) -> u64 {
         self.segments
             .iter()
-            .filter(|s| s.ann_graph.is_some())
+            .filter(|s| !s.ann_graphs.is_empty())
             .map(|s| s.dir.entry_count)
             .sum()
+    }
+
+    /// How many ANN graphs the index holds (a large segment may have several).
+    pub fn graph_count(&self) -> usize {
+        self.segments.iter().map(|s| s.ann_graphs.len()).sum()
     }
 
     /// First entry id of each segment, plus the entry count at the end.
@@ -825,6 +857,54 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             .collect();
         Ok((observed.len() < self.num_probes()).then_some(observed))
     }
+}
+
+/// One ANN graph of a segment: the graph over the segment's entries `first..first + nodes`
+/// (node `i` is entry `first + i` of the segment).
+#[derive(Debug, Clone, Copy)]
+pub struct GraphPart<'a> {
+    pub first: usize,
+    pub view: crate::ann::GraphView<'a>,
+}
+
+/// A segment's graph sections: none; one AnnGraph with param 0; or AnnGraphPart sections
+/// whose first entries (sorted here) start at 0, rise strictly and stay below the segment's
+/// entry count, so that their ranges tile it. Anything else is corrupt.
+fn check_graph_ranges(label: &str, seg: &mut Segment) -> Result<()> {
+    let graphs = &mut seg.ann_graphs;
+    if graphs.is_empty() {
+        return Ok(());
+    }
+    let bad = |what: String| Err(Error::corrupt(format!("{label}: {what}")));
+    let whole = SectionKind::AnnGraph as u32;
+    let parts = graphs.iter().filter(|g| g.kind != whole).count();
+    if parts > 0 && parts < graphs.len() || parts == 0 && graphs.len() > 1 {
+        return bad(format!(
+            "{} ANN graph sections, {parts} of them parts: a segment has one graph or only parts",
+            graphs.len()
+        ));
+    }
+    if seg.dir.entry_count == 0 {
+        return bad("an ANN graph in a segment without entries".into());
+    }
+    graphs.sort_by_key(|g| g.param);
+    if graphs[0].param != 0 {
+        return bad(format!(
+            "its first ANN graph starts at entry {}, not 0",
+            graphs[0].param
+        ));
+    }
+    if let Some(w) = graphs.windows(2).find(|w| w[0].param >= w[1].param) {
+        return bad(format!("two ANN graph parts start at entry {}", w[1].param));
+    }
+    let last = graphs[graphs.len() - 1].param;
+    if last >= seg.dir.entry_count {
+        return bad(format!(
+            "an ANN graph part starts at entry {last}, past the segment's {} entries",
+            seg.dir.entry_count
+        ));
+    }
+    Ok(())
 }
 
 fn check_ref(r: &[u8], o: usize, strings_len: u64) -> Result<(), String> {

@@ -393,10 +393,10 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         }
         let k = self.effective_k(params.k)?;
         let (s, e) = self.segment_of_entry(entry)?;
-        let Some(graph) = self.segment_graph(s)? else {
+        let Some(graph) = self.graph_of_entry(s, e)? else {
             return Ok(None);
         };
-        let list = graph.list(e);
+        let list = graph.view.list(e - graph.first);
         // The k-th value must be compared with one below it on the list.
         if k >= list.len() {
             return Ok(None);
@@ -698,13 +698,25 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         params: &SearchParams,
         c: usize,
     ) -> Result<Vec<Scored>> {
-        let search_segment = |s: usize| -> Result<Vec<Scored>> {
+        // The work: each segment without a graph is scanned, each graph of the others walked.
+        let mut units: Vec<(usize, Option<crate::reader::GraphPart<'_>>)> = Vec::new();
+        for s in 0..self.segments.len() {
+            if self.segments[s].dir.entry_count == 0 {
+                continue;
+            }
+            let graphs = self.segment_graphs(s)?;
+            if graphs.is_empty() {
+                units.push((s, None));
+            }
+            units.extend(graphs.into_iter().map(|g| (s, Some(g))));
+        }
+        let search_unit = |&(s, graph): &(usize, Option<crate::reader::GraphPart<'_>>)| {
             let Some(rows) = self.segment_rows(s)? else {
                 return Ok(Vec::new());
             };
             let first = self.segments[s].dir.first_entry;
             let n = rows.entries();
-            let Some(graph) = self.segment_graph(s)? else {
+            let Some(graph) = graph else {
                 // No graph: scan this segment.
                 let mut out = Vec::new();
                 let mut scores = vec![0f32; BLOCK.min(n)];
@@ -722,20 +734,24 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 return Ok(keep_best(out, params));
             };
             let lq = crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
+            // This graph's entries, as global ids.
+            let start = first + graph.first as u64;
+            let covered = start..start + graph.view.nodes() as u64;
             // Room for the query model's own entries, which the graph may return but the
             // results leave out.
             let overlap = excluded
                 .end
-                .min(first + n as u64)
-                .saturating_sub(excluded.start.max(first));
+                .min(covered.end)
+                .saturating_sub(excluded.start.max(covered.start));
             let take = c.max(params.top).saturating_add(overlap as usize);
             let ef = walk_breadth(c)
                 .max(params.top)
                 .saturating_add(overlap as usize);
             let candidates: Vec<usize> = graph
+                .view
                 .search_query(&lq, ef, take)?
                 .into_iter()
-                .map(|(_, node)| node as usize)
+                .map(|(_, node)| graph.first + node as usize)
                 .collect();
             let mut out = Vec::with_capacity(candidates.len());
             let mut scores = vec![0f32; BLOCK.min(candidates.len())];
@@ -751,20 +767,26 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             }
             Ok(keep_best(out, params))
         };
-        // One segment with entries (a compacted index) runs on the calling thread: handing a
-        // sub-millisecond walk to the thread pool and waiting for it costs more than it saves.
-        let busy: Vec<usize> = (0..self.segments.len())
-            .filter(|&s| self.segments[s].dir.entry_count > 0)
-            .collect();
-        let per_segment: Vec<Result<Vec<Scored>>> = if busy.len() == 1 {
-            vec![search_segment(busy[0])]
-        } else {
-            busy.into_par_iter().map(search_segment).collect()
-        };
+        // The calling thread searches the first unit itself (a compacted index with one graph
+        // runs on it alone: handing a sub-millisecond walk to the pool and waiting for it costs
+        // more than it saves); the others go to the thread pool meanwhile.
+        let mut per_unit: Vec<Option<Result<Vec<Scored>>>> = units.iter().map(|_| None).collect();
+        if let ([first, rest @ ..], [head, tail @ ..]) = (&units[..], &mut per_unit[..]) {
+            let search_unit = &search_unit;
+            rayon::in_place_scope(|scope| {
+                for (slot, unit) in tail.iter_mut().zip(rest) {
+                    scope.spawn(move |_| *slot = Some(search_unit(unit)));
+                }
+                *head = Some(search_unit(first));
+            });
+        }
+        let per_unit = per_unit
+            .into_iter()
+            .map(|r| r.expect("the scope ran every unit"));
         let mut best = TopN::new(params.top);
         if params.per_model {
             let mut winners: std::collections::HashMap<u64, Scored> = Default::default();
-            for list in per_segment {
+            for list in per_unit {
                 for sc in list? {
                     let m = self.model_of_entry(sc.id)?;
                     if Some(m) == exclude_model {
@@ -778,7 +800,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             }
             winners.into_values().for_each(|w| best.push(w));
         } else {
-            for list in per_segment {
+            for list in per_unit {
                 list?.into_iter().for_each(|sc| best.push(sc));
             }
         }

@@ -154,8 +154,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         }
         for i in 0..self.segments.len() {
             if let Err(e) = self
-                .segment_graph(i)
-                .and_then(|g| g.map_or(Ok(()), |g| g.check_all()))
+                .segment_graphs(i)
+                .and_then(|gs| gs.iter().try_for_each(|g| g.view.check_all()))
             {
                 problem(&format!("segment {i} ANN graph"), e.to_string());
             }

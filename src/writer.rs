@@ -956,8 +956,17 @@ fn write_segment<S: Storage>(
         let stride = descriptor_stride(content.entries) as usize;
         w.descriptors(rows, p, n, stride, header.dtype)?;
         if ann.wants_graph(n, p) {
-            let graph = crate::ann::build_graph(p, n, &mut |r, out| rows.fill_row(r, out), ann)?;
-            w.section(SectionKind::AnnGraph, &graph.encode()?, 0)?;
+            let graphs = crate::ann::build_graphs(p, n, &mut |r, out| rows.fill_row(r, out), ann)?;
+            // One graph keeps the AnnGraph kind; the parts of a larger segment carry their
+            // first entry, and readers that predate them skip them and scan.
+            let kind = if graphs.len() == 1 {
+                SectionKind::AnnGraph
+            } else {
+                SectionKind::AnnGraphPart
+            };
+            for (first, graph) in &graphs {
+                w.section(kind, &graph.encode()?, *first as u64)?;
+            }
         }
     }
 

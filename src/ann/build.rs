@@ -27,6 +27,9 @@ pub struct AnnOptions {
     pub max_degree: usize,
     /// HNSW candidate list size while inserting.
     pub ef_construction: usize,
+    /// Most entries one graph covers. A segment with more gets [`graph_ranges`]: several graphs
+    /// over consecutive ranges of near-equal size, which a search walks in parallel.
+    pub max_graph_entries: usize,
 }
 
 impl Default for AnnOptions {
@@ -38,6 +41,7 @@ impl Default for AnnOptions {
             seeds: 128,
             max_degree: 16,
             ef_construction: 100,
+            max_graph_entries: DEFAULT_MAX_GRAPH_ENTRIES,
         }
     }
 }
@@ -79,6 +83,12 @@ impl AnnOptions {
                 self.seeds
             )));
         }
+        if self.max_graph_entries < 2 {
+            return Err(Error::InvalidParameter(format!(
+                "an ANN graph must be allowed at least 2 entries, not {}",
+                self.max_graph_entries
+            )));
+        }
         if !(2..=128).contains(&self.max_degree) || self.ef_construction == 0 {
             return Err(Error::InvalidParameter(format!(
                 "ANN degree must be 2..=128 and ef_construction positive (got {} and {})",
@@ -101,8 +111,64 @@ pub fn default_keep(probes: usize) -> usize {
         .clamp(32, MAX_KEEP as usize)
 }
 
-/// Builds the graph of a segment of `n` entries whose probe-major rows `fill_row(p, out)`
-/// produces (each row `n` values).
+/// Default [`AnnOptions::max_graph_entries`]. PLACEHOLDER
+pub const DEFAULT_MAX_GRAPH_ENTRIES: usize = 600_000;
+
+/// The entry ranges of the graphs of a segment of `n` entries: `ceil(n / max_entries)`
+/// consecutive ranges whose lengths differ by at most one, the longer ones first.
+pub fn graph_ranges(n: usize, max_entries: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = n.div_ceil(max_entries.max(1)).max(1);
+    let (base, extra) = (n / parts, n % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// The graphs of a segment of `n` entries whose probe-major rows `fill_row(p, out)` produces
+/// (each row `n` values): one per range of [`graph_ranges`], each with its first entry. The
+/// ranges' HNSW graphs are built in parallel.
+pub fn build_graphs(
+    probes: usize,
+    n: usize,
+    fill_row: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+    opts: &AnnOptions,
+) -> Result<Vec<(usize, GraphParts)>> {
+    opts.check()?;
+    let ranges = graph_ranges(n, opts.max_graph_entries);
+    for r in &ranges {
+        check_shape(probes, r.len())?;
+    }
+    let lists = if let [only] = &ranges[..] {
+        vec![range_lists(probes, only.len(), opts, fill_row)?]
+    } else {
+        let mut row = vec![0f32; n];
+        let mut lists = Vec::with_capacity(ranges.len());
+        for r in &ranges {
+            // Each range reads every row once; a row is a copy from memory or the mapped file.
+            lists.push(range_lists(probes, r.len(), opts, &mut |p, out| {
+                fill_row(p, &mut row)?;
+                out.copy_from_slice(&row[r.clone()]);
+                Ok(())
+            })?);
+        }
+        lists
+    };
+    use rayon::prelude::*;
+    lists
+        .into_par_iter()
+        .zip(ranges)
+        .map(|(l, r)| Ok((r.start, link_lists(probes, r.len(), l, opts)?)))
+        .collect()
+}
+
+/// Builds one graph over all `n` entries of a segment whose probe-major rows `fill_row(p, out)`
+/// produces (each row `n` values), whatever [`AnnOptions::max_graph_entries`] says.
 pub fn build_graph(
     probes: usize,
     n: usize,
@@ -110,6 +176,12 @@ pub fn build_graph(
     opts: &AnnOptions,
 ) -> Result<GraphParts> {
     opts.check()?;
+    check_shape(probes, n)?;
+    let lists = range_lists(probes, n, opts, fill_row)?;
+    link_lists(probes, n, lists, opts)
+}
+
+fn check_shape(probes: usize, n: usize) -> Result<()> {
     if n == 0 || n > u32::MAX as usize - 1 {
         return Err(Error::InvalidInput(format!(
             "an ANN graph needs 1..2^32-1 entries, not {n}"
@@ -120,9 +192,30 @@ pub fn build_graph(
             "an ANN graph needs 1..={MAX_GRAPH_PROBES} probes, not {probes}"
         )));
     }
+    Ok(())
+}
+
+/// The top lists and seeds of `n` entries: `(lists, seeds)`, as [`top_lists_and_seeds`] with the
+/// options' list length and seeds.
+fn range_lists(
+    probes: usize,
+    n: usize,
+    opts: &AnnOptions,
+    fill_row: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let (keep, seeds) = (opts.keep_for(probes), opts.seeds.min(n));
+    top_lists_and_seeds(probes, n, keep, seeds, fill_row)
+}
+
+/// The HNSW graph over the top lists of `n` entries.
+fn link_lists(
+    probes: usize,
+    n: usize,
+    (lists, seeds): (Vec<u32>, Vec<u32>),
+    opts: &AnnOptions,
+) -> Result<GraphParts> {
     let keep = opts.keep_for(probes);
     let seeds_per_probe = opts.seeds.min(n);
-    let (lists, seeds) = top_lists_and_seeds(probes, n, keep, seeds_per_probe, fill_row)?;
     let build_k = opts.build_k.min(keep);
     let packed: Vec<Vec<u64>> = lists
         .chunks_exact(keep)

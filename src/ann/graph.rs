@@ -139,7 +139,7 @@ impl GraphHeader {
         }
         if u64::from(h.nodes) != nodes || h.nodes == 0 {
             return bad(format!(
-                "has {} nodes, its segment {nodes} entries",
+                "has {} nodes for a range of {nodes} entries",
                 h.nodes
             ));
         }

@@ -22,6 +22,16 @@ fn small_graphs() -> AnnOptions {
 /// An f16 index of synthetic logits: one append of `big` models (which gets a graph) and one of
 /// `small` models (too few entries for a graph).
 fn build(dir: &std::path::Path, big: usize, small: usize) -> std::path::PathBuf {
+    build_with(dir, big, small, small_graphs())
+}
+
+/// [`build`], with these graph options.
+fn build_with(
+    dir: &std::path::Path,
+    big: usize,
+    small: usize,
+    ann: AnnOptions,
+) -> std::path::PathBuf {
     let zoo = SynthZoo::generate(SynthConfig {
         probes: PROBES,
         concepts: 60,
@@ -35,7 +45,7 @@ fn build(dir: &std::path::Path, big: usize, small: usize) -> std::path::PathBuf 
     create(&path, &opts).unwrap();
     for range in [0..big, big..big + small] {
         let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-        w.set_ann_options(small_graphs()).unwrap();
+        w.set_ann_options(ann).unwrap();
         for m in &zoo.models[range] {
             w.add_model(
                 ModelInput {
@@ -105,11 +115,11 @@ fn hnsw_mode_reranks_graph_candidates_exactly() {
     let index = Index::open(&path).unwrap();
     assert_eq!(index.segment_count(), 3);
     assert!(
-        index.segment_graph(1).unwrap().is_some(),
+        index.segment_graphs(1).unwrap().len() == 1,
         "big append built a graph"
     );
     assert!(
-        index.segment_graph(2).unwrap().is_none(),
+        index.segment_graphs(2).unwrap().is_empty(),
         "small append did not"
     );
     let big_entries = index.graph_entries();
@@ -234,6 +244,214 @@ fn compaction_builds_one_graph_over_everything() {
     assert_eq!(Index::open(&path).unwrap().graph_entries(), 0);
 }
 
+/// Graph options that split segments of more than 700 entries into parts.
+fn graph_parts() -> AnnOptions {
+    AnnOptions {
+        max_graph_entries: 700,
+        ..small_graphs()
+    }
+}
+
+/// A segment larger than `max_graph_entries` gets several graphs over consecutive ranges. They
+/// are walked together, and hnsw mode returns exact scores, excludes the query model across
+/// them, and finds what one graph finds; entry plans come from the part that holds the entry;
+/// compaction splits again.
+#[test]
+fn large_segments_get_graph_parts_searched_together() {
+    let dir = common::tempdir();
+    let path = build_with(dir.path(), 300, 20, graph_parts());
+    let index = Index::open(&path).unwrap();
+    let n1 = index.segment_entry_starts()[2] as usize;
+    let parts = index.segment_graphs(1).unwrap();
+    assert_eq!(parts.len(), n1.div_ceil(700), "{n1} entries");
+    assert_eq!(index.graph_count(), parts.len());
+    let mut next = 0;
+    for p in &parts {
+        assert_eq!(p.first, next, "the parts tile the segment in order");
+        assert!(p.view.nodes() <= 700);
+        next += p.view.nodes();
+    }
+    assert_eq!(next, n1);
+    assert_eq!(
+        probelog::ann::graph_ranges(n1, 700)
+            .iter()
+            .map(|r| (r.start, r.len()))
+            .collect::<Vec<_>>(),
+        parts
+            .iter()
+            .map(|p| (p.first, p.view.nodes()))
+            .collect::<Vec<_>>()
+    );
+    let kinds: Vec<String> = index
+        .section_extents()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .filter(|name| name.contains("ANN graph"))
+        .collect();
+    assert_eq!(kinds.len(), parts.len());
+    assert!(kinds.iter().all(|k| k.contains("ANN graph part")), "{kinds:?}");
+    assert!(index.verify().is_ok());
+    assert_eq!(index.graph_entries(), n1 as u64);
+
+    // `recall` checks exact scores and the exclusion of the query model.
+    let r = recall(&index, 40, &params(SearchMode::Hnsw));
+    assert!(r >= 0.9, "recall@10 over graph parts {r}");
+    let all = SearchParams {
+        candidates: Some(index.entry_count() as usize),
+        ..params(SearchMode::Hnsw)
+    };
+    assert_eq!(recall(&index, 20, &all), 1.0);
+
+    // Entry plans read the list of the entry's own part.
+    for entry in [0u64, 699, 700, 701, n1 as u64 - 1] {
+        let (s, e) = (1, entry as usize);
+        let part = index.graph_of_entry(s, e).unwrap().expect("covered");
+        assert!((part.first..part.first + part.view.nodes()).contains(&e));
+        let p = params(SearchMode::Hnsw);
+        let planned = index.entry_plan_from_graph(&Query::Entry(entry), &p).unwrap();
+        let want = index
+            .search_descriptor(
+                &index.descriptor(entry).unwrap(),
+                Some(index.model_of_entry(entry).unwrap()),
+                &p,
+            )
+            .unwrap();
+        let got = index.search(&Query::Entry(entry), &p).unwrap();
+        assert!(planned.is_some(), "entry {entry}");
+        assert_eq!(
+            got.iter()
+                .map(|h| (h.entry.unwrap(), h.score.to_bits()))
+                .collect::<Vec<_>>(),
+            want.iter()
+                .map(|s| (s.id, s.score.to_bits()))
+                .collect::<Vec<_>>(),
+            "entry {entry}"
+        );
+    }
+
+    // Compaction splits the whole index the same way.
+    drop(index);
+    probelog::compact_with(
+        &path,
+        LockWait::Fail,
+        CompactOptions {
+            ann: graph_parts(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let index = Index::open(&path).unwrap();
+    let n = index.entry_count() as usize;
+    assert_eq!(index.segment_count(), 1);
+    assert_eq!(index.segment_graphs(0).unwrap().len(), n.div_ceil(700));
+    assert_eq!(index.graph_entries(), n as u64);
+    assert!(index.verify().is_ok());
+    let r = recall(&index, 30, &params(SearchMode::Hnsw));
+    assert!(r >= 0.9, "recall@10 after compaction into parts {r}");
+}
+
+#[test]
+fn graph_ranges_split_evenly() {
+    use probelog::ann::graph_ranges;
+    assert_eq!(graph_ranges(10, 10), vec![0..10]);
+    assert_eq!(graph_ranges(11, 10), vec![0..6, 6..11]);
+    assert_eq!(graph_ranges(1_000_000, 600_000), vec![0..500_000, 500_000..1_000_000]);
+    assert_eq!(graph_ranges(7, 2), vec![0..2, 2..4, 4..6, 6..7]);
+    for (n, max) in [(1usize, 1usize), (999, 10), (1000, 999), (12_345, 1000)] {
+        let r = graph_ranges(n, max);
+        assert_eq!(r.len(), n.div_ceil(max));
+        assert_eq!(r[0].start, 0);
+        assert_eq!(r.last().unwrap().end, n);
+        assert!(r.windows(2).all(|w| w[0].end == w[1].start));
+        let lens: Vec<usize> = r.iter().map(|x| x.len()).collect();
+        assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
+        assert!(lens.iter().all(|&l| l <= max));
+    }
+    assert!(
+        AnnOptions {
+            max_graph_entries: 1,
+            ..Default::default()
+        }
+        .check()
+        .is_err()
+    );
+}
+
+/// Graph parts whose ranges do not tile their segment, or that are mixed with a whole graph,
+/// are refused at open as corrupt (with valid checksums); a reader then never walks a graph
+/// against the wrong entries.
+#[test]
+fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
+    use probelog::format::*;
+    let dir = common::tempdir();
+    let path = build_with(dir.path(), 150, 0, graph_parts());
+    let img = std::fs::read(&path).unwrap();
+    let index = common::open_image(&img).unwrap();
+    let (_, dir_at, _) = index
+        .section_extents()
+        .into_iter()
+        .filter(|e| e.0.ends_with("directory"))
+        .last()
+        .unwrap();
+    drop(index);
+    let dir_at = dir_at as usize;
+    let count = get_u32(&img, dir_at + D_SECTION_COUNT) as usize;
+    let parts: Vec<usize> = (0..count)
+        .map(|i| dir_at + D_SECTIONS + i * SECTION_ENTRY_LEN)
+        .filter(|&e| get_u32(&img, e + S_KIND) == SectionKind::AnnGraphPart as u32)
+        .collect();
+    assert!(parts.len() >= 2, "{} parts", parts.len());
+    let entries = get_u64(&img, dir_at + D_ENTRY_COUNT);
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    let (a, b) = (parts[0], parts[1]);
+    let cases: Vec<(&str, Patch)> = vec![
+        ("no part starts at 0", Box::new(move |m| put_u64(m, a + S_PARAM, 1))),
+        (
+            "two parts start at the same entry",
+            Box::new(move |m| {
+                let p = get_u64(m, a + S_PARAM);
+                put_u64(m, b + S_PARAM, p)
+            }),
+        ),
+        (
+            "a part starts past the segment",
+            Box::new(move |m| put_u64(m, b + S_PARAM, entries)),
+        ),
+        (
+            "a part beside a whole graph",
+            Box::new(move |m| put_u32(m, b + S_KIND, SectionKind::AnnGraph as u32)),
+        ),
+        (
+            "two whole graphs",
+            Box::new(move |m| {
+                put_u32(m, a + S_KIND, SectionKind::AnnGraph as u32);
+                put_u32(m, b + S_KIND, SectionKind::AnnGraph as u32);
+            }),
+        ),
+    ];
+    for (what, patch) in cases {
+        let mut bad = img.clone();
+        patch(&mut bad);
+        probelog::fuzzing::fix_checksums(&mut bad);
+        match common::open_image(&bad) {
+            Err(Error::Corrupt { what: msg }) => assert!(msg.contains("ANN graph"), "{what}: {msg}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // A part moved by one entry (still tiling) opens, and its graph no longer matches its
+    // range's length: the first search that uses it is a Corrupt error, and verify reports it.
+    let mut shifted = img.clone();
+    let p = get_u64(&shifted, b + S_PARAM);
+    put_u64(&mut shifted, b + S_PARAM, p + 1);
+    probelog::fuzzing::fix_checksums(&mut shifted);
+    let idx = common::open_image(&shifted).unwrap();
+    assert!(matches!(
+        idx.search(&Query::Entry(0), &params(SearchMode::Hnsw)),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(!idx.verify().is_ok());
+}
+
 /// Rewrites bytes inside the graph section; searches must return results or an error (never
 /// panic, never hang), and verify must notice every change that matters.
 #[test]
@@ -248,8 +466,7 @@ fn hostile_graph_sections_give_errors_not_panics() {
         .find(|(name, _, _)| name.contains("ANN graph"))
         .expect("a graph section");
     let (offset, len) = (offset as usize, len as usize);
-    let graph = index.segment_graph(1).unwrap().unwrap();
-    let header = graph.header;
+    let header = index.segment_graphs(1).unwrap()[0].view.header;
     drop(index);
     let mut rng = common::rng(17);
     let mut errors = 0;
@@ -334,7 +551,7 @@ fn entry_queries_planned_from_the_graph_match_the_descriptor() {
                 let planned = index
                     .entry_plan_from_graph(&Query::Entry(entry), &p)
                     .unwrap();
-                if index.segment_graph(1).unwrap().unwrap().nodes() as u64 > entry {
+                if index.graph_of_entry(1, entry as usize).unwrap().is_some() {
                     // Segment 1 (the first entries) has a graph with lists of 32; the k-th value
                     // is compared with one below it, so k = 32 takes the descriptor path.
                     assert_eq!(planned.is_some(), k < 32, "entry {entry}, k = {k}");

@@ -1303,6 +1303,36 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
         )),
         "{human}"
     );
+    // A graph of at most 5 entries: compaction splits the 12 into three parts of 4, which find
+    // the same exact top with C >= the entries.
+    ok(&[
+        "compact",
+        f.idx(),
+        "--graph-min-entries",
+        "2",
+        "--graph-max-entries",
+        "5",
+    ]);
+    let info = model_info(f.idx());
+    assert_eq!((&info["graphs"], &info["graph_entries"]), (&Value::from(3), &Value::from(12)));
+    ok(&["verify", f.idx()]);
+    let parts = ok_json(&[
+        "search",
+        f.idx(),
+        "--entry",
+        "6",
+        "--top",
+        "5",
+        "--mode",
+        "hnsw",
+        "--candidates",
+        "12",
+        "--metric",
+        "topk",
+    ]);
+    assert_eq!(parts["results"], exact["results"]);
+    let err = fails(&["compact", f.idx(), "--graph-max-entries", "1"]);
+    assert!(err.contains("at least 2 entries"), "{err}");
     // The default metric, the blend, never runs on the graphs: auto scans, hnsw says how.
     let auto = ok_json(&["search", f.idx(), "--entry", "6", "--mode", "auto"]);
     assert_eq!(

@@ -126,7 +126,7 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
             }),
         graph_entries: index.graph_entries(),
         graphs: (0..index.segment_count() as usize)
-            .map(|s| index.segment_graph(s).map(|g| g.is_some() as usize))
+            .map(|s| index.segment_graphs(s).map(|g| g.len()))
             .sum::<probelog::Result<usize>>()
             .at(path)?,
         auto_mode: index

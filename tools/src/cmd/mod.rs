@@ -100,8 +100,12 @@ pub struct GraphArgs {
     /// many entries; smaller segments are always scanned exactly.
     #[arg(long, value_name = "N", default_value_t = probelog::AnnOptions::default().min_entries)]
     pub graph_min_entries: usize,
+    /// Most entries in one ANN graph: a larger segment gets several graphs over consecutive
+    /// ranges of near-equal size, which a search walks in parallel.
+    #[arg(long, value_name = "N", default_value_t = probelog::AnnOptions::default().max_graph_entries)]
+    pub graph_max_entries: usize,
     /// Build no ANN graph.
-    #[arg(long, conflicts_with = "graph_min_entries")]
+    #[arg(long, conflicts_with_all = ["graph_min_entries", "graph_max_entries"])]
     pub no_graph: bool,
 }
 
@@ -112,6 +116,7 @@ impl GraphArgs {
         } else {
             probelog::AnnOptions {
                 min_entries: self.graph_min_entries,
+                max_graph_entries: self.graph_max_entries,
                 ..Default::default()
             }
         }
