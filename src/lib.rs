@@ -45,6 +45,7 @@ pub mod ann;
 pub mod collab;
 pub mod descriptor;
 pub mod error;
+mod fanout;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -98,25 +98,28 @@ impl SearchMode {
 }
 
 /// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on. Measured (README,
-/// "HNSW candidate stage"): at 1M synthetic entries hnsw mode at the default candidates was 4.7x
-/// to 5.0x faster than the exact scan and kept 95.0% to 95.7% of its top 10; at 250k it was 2.2x
-/// to 2.5x faster at 100 candidates (the scan takes 0.5 to 0.7 ms there), and on a 2k real hub
-/// slower than the scan, so auto stays exact until the scan itself gets slow.
+/// "HNSW candidate stage"): at 1M synthetic entries, in two graph parts, hnsw mode at the
+/// default candidates was 10.0x to 11.4x faster than the exact scan and kept 95.7% to 96.0% of
+/// its top 10 (three samples of 1,000 queries); with the earlier walk it was 2.2x to 2.5x faster
+/// at 250k (the scan takes 0.5 to 0.7 ms there), and on a 2k real hub slower than the scan, so
+/// auto stays exact until the scan itself gets slow.
 pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 
-/// Default number of candidates per graph that the exact discrepancy reranks (measured with
-/// `cargo bench --bench ann -- scale`; see README): recall@10 0.986 and 0.987 on the real hubs;
-/// at 1M synthetic entries 0.950 to 0.957 over three samples of 1,000 entry queries, where 150
-/// candidates fell to 0.947 in one sample and 100 to 0.939.
-pub const DEFAULT_CANDIDATES: usize = 200;
+/// Default number of candidates per graph that the exact discrepancy reranks. Measured at 1M
+/// synthetic entries in two graph parts of 256 seeds per probe (`cargo bench --bench ann --
+/// scale`, three samples of 1,000 entry queries, README): recall@10 0.957 to 0.960 at 10.0x to
+/// 11.4x the exact scan's speed; 150 candidates gave 0.961 to 0.966 at 8.6x to 9.6x. On the real
+/// hubs, 100 candidates kept 0.965 and 0.972 with the earlier walk (half as broad, 128 seeds).
+pub const DEFAULT_CANDIDATES: usize = 100;
 
 /// How many nodes the HNSW walk keeps as it goes (its `ef`) when the rerank takes `c`
-/// candidates: half of them. The rerank takes the best `c` list scores among every node the walk
-/// scored, the seeds included, so the walk need not hold them all. Measured at 1M synthetic
-/// entries on 400 queries (README, "HNSW candidate stage"): recall 0.951 at C = 100 in 0.19 to
-/// 0.30 ms, against 0.955 in 0.39 to 0.45 ms when the walk kept all C (and seeded from 8 probes).
+/// candidates: 35% of them, rounded up. The rerank takes the best `c` list scores among every
+/// node the walk scored, the seeds included, so the walk need not hold them all. Measured at 1M
+/// synthetic entries on 1,000 queries (README, "HNSW candidate stage"), at C = 100: keeping
+/// 35% gave recall 0.957 to 0.960 at 10.0x to 11.4x the scan's speed, 50% 0.960 to 0.965 at
+/// 9.4x to 10.0x, 25% 0.954 to 0.955 and no faster than 35%.
 pub fn walk_breadth(c: usize) -> usize {
-    c.div_ceil(2)
+    (c * 7).div_ceil(20)
 }
 
 /// What to search for.
@@ -767,22 +770,14 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             }
             Ok(keep_best(out, params))
         };
-        // The calling thread searches the first unit itself (a compacted index with one graph
-        // runs on it alone: handing a sub-millisecond walk to the pool and waiting for it costs
-        // more than it saves); the others go to the thread pool meanwhile.
-        let mut per_unit: Vec<Option<Result<Vec<Scored>>>> = units.iter().map(|_| None).collect();
-        if let ([first, rest @ ..], [head, tail @ ..]) = (&units[..], &mut per_unit[..]) {
-            let search_unit = &search_unit;
-            rayon::in_place_scope(|scope| {
-                for (slot, unit) in tail.iter_mut().zip(rest) {
-                    scope.spawn(move |_| *slot = Some(search_unit(unit)));
-                }
-                *head = Some(search_unit(first));
-            });
-        }
-        let per_unit = per_unit
-            .into_iter()
-            .map(|r| r.expect("the scope ran every unit"));
+        // Walks take a fraction of a millisecond: they go to the spinning helpers of
+        // `fanout`, which a sleeping pool worker's wake-up would cost as much as it saves. A
+        // segment without a graph is a scan, which the pool's threads share.
+        let per_unit: Vec<Result<Vec<Scored>>> = if units.iter().all(|u| u.1.is_some()) {
+            crate::fanout::run(units.len(), |i| search_unit(&units[i]))
+        } else {
+            units.par_iter().map(search_unit).collect()
+        };
         let mut best = TopN::new(params.top);
         if params.per_model {
             let mut winners: std::collections::HashMap<u64, Scored> = Default::default();

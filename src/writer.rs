@@ -518,6 +518,7 @@ pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
 
 /// [`compact`], with options.
 pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result<CompactSummary> {
+    opts.ann.check()?;
     let locked = FileStorage::open_locked(path, wait)?;
     let bytes_before = locked.size().map_err(|e| Error::io("stat", path, e))?;
     let snapshot = crate::reader::Index::from_file(locked.file(), path)?;

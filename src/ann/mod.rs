@@ -7,8 +7,8 @@ pub mod graph;
 pub mod lists;
 
 pub use build::{
-    AnnOptions, DEFAULT_MAX_GRAPH_ENTRIES, ListDist, build_graph, build_graphs, default_keep, graph_of,
-    graph_ranges, pack_for_distance,
+    AnnOptions, DEFAULT_MAX_GRAPH_ENTRIES, DEFAULT_SEEDS, ListDist, build_graph, build_graphs,
+    default_keep, graph_of, graph_ranges, pack_for_distance,
 };
 pub use graph::{GraphParts, GraphView};
 pub use lists::{ListQuery, pack_item, top_lists_and_seeds, unpack_item};

@@ -289,7 +289,10 @@ fn large_segments_get_graph_parts_searched_together() {
         .filter(|name| name.contains("ANN graph"))
         .collect();
     assert_eq!(kinds.len(), parts.len());
-    assert!(kinds.iter().all(|k| k.contains("ANN graph part")), "{kinds:?}");
+    assert!(
+        kinds.iter().all(|k| k.contains("ANN graph part")),
+        "{kinds:?}"
+    );
     assert!(index.verify().is_ok());
     assert_eq!(index.graph_entries(), n1 as u64);
 
@@ -308,7 +311,9 @@ fn large_segments_get_graph_parts_searched_together() {
         let part = index.graph_of_entry(s, e).unwrap().expect("covered");
         assert!((part.first..part.first + part.view.nodes()).contains(&e));
         let p = params(SearchMode::Hnsw);
-        let planned = index.entry_plan_from_graph(&Query::Entry(entry), &p).unwrap();
+        let planned = index
+            .entry_plan_from_graph(&Query::Entry(entry), &p)
+            .unwrap();
         let want = index
             .search_descriptor(
                 &index.descriptor(entry).unwrap(),
@@ -355,7 +360,10 @@ fn graph_ranges_split_evenly() {
     use probelog::ann::graph_ranges;
     assert_eq!(graph_ranges(10, 10), vec![0..10]);
     assert_eq!(graph_ranges(11, 10), vec![0..6, 6..11]);
-    assert_eq!(graph_ranges(1_000_000, 600_000), vec![0..500_000, 500_000..1_000_000]);
+    assert_eq!(
+        graph_ranges(1_000_000, 600_000),
+        vec![0..500_000, 500_000..1_000_000]
+    );
     assert_eq!(graph_ranges(7, 2), vec![0..2, 2..4, 4..6, 6..7]);
     for (n, max) in [(1usize, 1usize), (999, 10), (1000, 999), (12_345, 1000)] {
         let r = graph_ranges(n, max);
@@ -390,8 +398,7 @@ fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
     let (_, dir_at, _) = index
         .section_extents()
         .into_iter()
-        .filter(|e| e.0.ends_with("directory"))
-        .last()
+        .rfind(|e| e.0.ends_with("directory"))
         .unwrap();
     drop(index);
     let dir_at = dir_at as usize;
@@ -405,7 +412,10 @@ fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
     type Patch = Box<dyn Fn(&mut Vec<u8>)>;
     let (a, b) = (parts[0], parts[1]);
     let cases: Vec<(&str, Patch)> = vec![
-        ("no part starts at 0", Box::new(move |m| put_u64(m, a + S_PARAM, 1))),
+        (
+            "no part starts at 0",
+            Box::new(move |m| put_u64(m, a + S_PARAM, 1)),
+        ),
         (
             "two parts start at the same entry",
             Box::new(move |m| {
@@ -434,7 +444,9 @@ fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
         patch(&mut bad);
         probelog::fuzzing::fix_checksums(&mut bad);
         match common::open_image(&bad) {
-            Err(Error::Corrupt { what: msg }) => assert!(msg.contains("ANN graph"), "{what}: {msg}"),
+            Err(Error::Corrupt { what: msg }) => {
+                assert!(msg.contains("ANN graph"), "{what}: {msg}")
+            }
             other => panic!("{what}: {other:?}"),
         }
     }
