@@ -207,6 +207,17 @@ fn append_cut_at_every_storage_operation() {
         graph,
         "append with an ANN graph",
     );
+    // Graph parts: the 15 entries in three graphs of at most 6, three more sections.
+    crash_every_operation(
+        &multi,
+        &models(9, &[6, 5, 4]),
+        None,
+        AnnOptions {
+            max_graph_entries: 6,
+            ..graph
+        },
+        "append with ANN graph parts",
+    );
 
     let mut opts = probelog::CreateOptions::new(PROBES as u32);
     opts.dtype = Dtype::F16;
