@@ -99,17 +99,17 @@ impl SearchMode {
 
 /// [`SearchMode::Auto`] uses the graphs from this many graph-covered entries on. Measured (README,
 /// "HNSW candidate stage"): at 1M synthetic entries, in two graph parts, hnsw mode at the
-/// default candidates was 10.0x to 11.4x faster than the exact scan and kept 95.7% to 96.0% of
-/// its top 10 (three samples of 1,000 queries); with the earlier walk it was 2.2x to 2.5x faster
+/// default candidates was 9.0x to 11.4x faster than the exact scan (18 runs) and kept 95.3% to
+/// 96.0% of its top 10; with the earlier walk it was 2.2x to 2.5x faster
 /// at 250k (the scan takes 0.5 to 0.7 ms there), and on a 2k real hub slower than the scan, so
 /// auto stays exact until the scan itself gets slow.
 pub const AUTO_HNSW_MIN_ENTRIES: u64 = 1_000_000;
 
 /// Default number of candidates per graph that the exact discrepancy reranks. Measured at 1M
 /// synthetic entries in two graph parts of 256 seeds per probe (`cargo bench --bench ann --
-/// scale`, three samples of 1,000 entry queries, README): recall@10 0.957 to 0.960 at 10.0x to
-/// 11.4x the exact scan's speed; 150 candidates gave 0.961 to 0.966 at 8.6x to 9.6x. On the real
-/// hubs (2,130 and 1,154 logits) 100 candidates kept 0.966 to 0.985.
+/// scale`, samples of 1,000 entry queries, README): recall@10 0.957 to 0.960 at 9.0x to 11.4x
+/// the exact scan's speed (18 runs); 150 candidates gave 0.961 to 0.966 at 8.4x to 9.6x. On the
+/// real hubs (2,130 and 1,154 logits) 100 candidates kept 0.966 to 0.985.
 pub const DEFAULT_CANDIDATES: usize = 100;
 
 /// How many nodes the HNSW walk keeps as it goes (its `ef`) when the rerank takes `c`
@@ -117,7 +117,7 @@ pub const DEFAULT_CANDIDATES: usize = 100;
 /// node the walk scored, the seeds included, so the walk need not hold them all. Measured at 1M
 /// synthetic entries on 1,000 queries (README, "HNSW candidate stage"), at C = 100: keeping
 /// 35% gave recall 0.957 to 0.960 at 10.0x to 11.4x the scan's speed, 50% 0.960 to 0.965 at
-/// 9.4x to 10.0x, 25% 0.954 to 0.955 and no faster than 35%.
+/// 9.4x to 10.0x, 25% 0.954 to 0.955 and no faster than 35% (the runs of that comparison).
 pub fn walk_breadth(c: usize) -> usize {
     (c * 7).div_ceil(20)
 }
