@@ -1271,20 +1271,24 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
     assert_eq!(info["graph_entries"], 12);
     assert!(ok(&["info", f.idx()]).contains("ANN graphs:       1 covering 12 of 12 entries"));
     ok(&["verify", f.idx()]);
-    let hnsw = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "6",
-        "--top",
-        "5",
-        "--mode",
-        "hnsw",
-        "--candidates",
-        "12",
-        "--metric",
-        "topk",
-    ]);
+    // hnsw mode with room for every entry: the exact top 5.
+    let hnsw_all = || {
+        ok_json(&[
+            "search",
+            f.idx(),
+            "--entry",
+            "6",
+            "--top",
+            "5",
+            "--mode",
+            "hnsw",
+            "--candidates",
+            "12",
+            "--metric",
+            "topk",
+        ])
+    };
+    let hnsw = hnsw_all();
     assert_eq!(hnsw["results"], exact["results"]);
     let human = ok(&[
         "search",
@@ -1319,20 +1323,7 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
         (&Value::from(3), &Value::from(12))
     );
     ok(&["verify", f.idx()]);
-    let parts = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "6",
-        "--top",
-        "5",
-        "--mode",
-        "hnsw",
-        "--candidates",
-        "12",
-        "--metric",
-        "topk",
-    ]);
+    let parts = hnsw_all();
     assert_eq!(parts["results"], exact["results"]);
     let err = fails(&["compact", f.idx(), "--graph-max-entries", "1"]);
     assert!(err.contains("at least 2 entries"), "{err}");
