@@ -64,6 +64,19 @@ fn build_with(
     path
 }
 
+/// Compacts the index at `path`, building its graphs with `ann`.
+fn compact(path: &std::path::Path, ann: AnnOptions) {
+    probelog::compact_with(
+        path,
+        LockWait::Fail,
+        CompactOptions {
+            ann,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
 fn params(mode: SearchMode) -> SearchParams {
     SearchParams {
         top: 10,
@@ -210,15 +223,7 @@ fn compaction_builds_one_graph_over_everything() {
     let before_hits = before
         .search(&Query::Entry(3), &params(SearchMode::Exact))
         .unwrap();
-    probelog::compact_with(
-        &path,
-        LockWait::Fail,
-        CompactOptions {
-            ann: small_graphs(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    compact(&path, small_graphs());
     let index = Index::open(&path).unwrap();
     assert_eq!(index.segment_count(), 1);
     assert_eq!(index.graph_entries(), index.entry_count());
@@ -232,15 +237,7 @@ fn compaction_builds_one_graph_over_everything() {
     let r = recall(&index, 30, &params(SearchMode::Hnsw));
     assert!(r >= 0.9, "recall@10 after compaction {r}");
     // Compaction without graphs drops them.
-    probelog::compact_with(
-        &path,
-        LockWait::Fail,
-        CompactOptions {
-            ann: AnnOptions::disabled(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    compact(&path, AnnOptions::disabled());
     assert_eq!(Index::open(&path).unwrap().graph_entries(), 0);
 }
 
@@ -336,15 +333,7 @@ fn large_segments_get_graph_parts_searched_together() {
 
     // Compaction splits the whole index the same way.
     drop(index);
-    probelog::compact_with(
-        &path,
-        LockWait::Fail,
-        CompactOptions {
-            ann: graph_parts(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    compact(&path, graph_parts());
     let index = Index::open(&path).unwrap();
     let n = index.entry_count() as usize;
     assert_eq!(index.segment_count(), 1);
