@@ -24,8 +24,12 @@
 //!   `perf record`.
 //! - `cargo bench --bench ann -- stages --index PATH [--candidates C] [--evict]`: where an hnsw
 //!   query's time goes on one thread: preparing the entry query from its descriptor, the walk,
-//!   the exact rerank (with and without prefetching, on alternate queries), and the walk with the
-//!   portable list score instead of the AVX2 one; `index.search` beside them on other queries.
+//!   the exact rerank (taking turns: every value read with prefetching, without it, or only those
+//!   the candidates' lists do not hold, as the product does), and the walk with the portable
+//!   list score instead of the AVX2 one; `index.search` beside them on other queries.
+//! - `cargo bench --bench ann -- seedcost --index PATH [--queries N]`: what scoring a query's
+//!   seeds costs by how their lists are loaded (no prefetch, all first, rolling 8 to 128
+//!   ahead), and the compute alone on lists in cache.
 //! - `cargo bench --bench ann -- pages --index PATH --copy COPY`: what 2 MiB pages buy: the same
 //!   index in two files, opened with and without `OpenOptions::huge_pages`, queried alternately.
 //!
@@ -1113,6 +1117,7 @@ fn stages() {
         "walk, portable list score",
         "index.search",
         "rerank without prefetching",
+        "rerank, list values kept",
     ];
     let params = SearchParams {
         candidates: Some(c),
@@ -1145,18 +1150,27 @@ fn stages() {
         for (rows, part) in units {
             let g = part.view;
             let a = Instant::now();
-            let cands: Vec<usize> = g
+            let nodes = g
                 .search_query(&lq, probelog::search::walk_breadth(c), c)
-                .unwrap()
-                .into_iter()
-                .map(|(_, v)| part.first + v as usize)
+                .unwrap();
+            let cands: Vec<usize> = nodes
+                .iter()
+                .map(|&(_, v)| part.first + v as usize)
                 .collect();
             t[2].push(a.elapsed());
             let b = Instant::now();
             let mut out = vec![0f32; cands.len()];
-            if (i / 2) % 2 == 0 {
+            if (i / 2) % 3 == 0 {
                 plan.score_entries(&rows, &cands, &mut out);
                 t[3].push(b.elapsed());
+            } else if (i / 2) % 3 == 1 {
+                // The lists are in cache after the walk, as in the product's rerank.
+                let lists: Vec<&[u32]> = nodes.iter().map(|&(_, v)| g.list(v as usize)).collect();
+                plan.score_entries_listed(&rows, &cands, &lists, &mut out);
+                t[7].push(b.elapsed());
+                let mut reference = vec![0f32; cands.len()];
+                plan.score_entries(&rows, &cands, &mut reference);
+                assert_eq!(out, reference, "the listed rerank scores as the rows do");
             } else {
                 // The same sums without the prefetch pass, as the rerank was before it.
                 for (o, &e) in out.iter_mut().zip(&cands) {
@@ -1196,6 +1210,96 @@ fn stages() {
     }
 }
 
+// ---- seedcost ---------------------------------------------------------------------------------
+
+/// What scoring a query's seeds costs (the first graph's, 4 seed probes), by how their lists are
+/// loaded: without prefetching, all asked for first, or a rolling distance ahead; and the
+/// compute alone (8 lists in cache, scored 128 times each: as many scores).
+fn seedcost() {
+    let path: PathBuf = opt_arg("--index").expect("seedcost: --index PATH");
+    let queries: usize = arg("--queries", 2000);
+    let index = Index::open(&path).unwrap();
+    let qs = query_entries(index.entry_count(), queries);
+    let g = (0..index.segment_count() as usize)
+        .flat_map(|s| index.segment_graphs(s).unwrap())
+        .next()
+        .expect("seedcost: the index has no graph")
+        .view;
+    let prefetch = |node: u32| {
+        let list = g.list(node as usize);
+        for line in list.chunks(16) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is only a hint; `line` is inside the mapped file.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    line.as_ptr().cast(),
+                )
+            };
+        }
+    };
+    let names = [
+        "no prefetch",
+        "all asked for first",
+        "rolling, 8 ahead",
+        "rolling, 16 ahead",
+        "rolling, 32 ahead",
+        "rolling, 128 ahead",
+        "compute alone (in cache)",
+    ];
+    let mut t: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    let mut sink = 0f32;
+    for (i, &e) in qs.iter().enumerate() {
+        let q = index.prepare_query(&probelog::Query::Entry(e)).unwrap();
+        let plan = ScanPlan::new(&q.descriptor, DEFAULT_K, Metric::TopK);
+        let lq = probelog::ann::ListQuery::new(index.num_probes(), plan.probes(), plan.values());
+        let seed_probes = &lq.probes()[..probelog::ann::graph::SEED_PROBES.min(lq.probes().len())];
+        let seeds: Vec<u32> = seed_probes
+            .iter()
+            .flat_map(|&p| g.probe_seeds(p as usize).iter().copied())
+            .collect();
+        let v = i % names.len();
+        let a = Instant::now();
+        match v {
+            0 => seeds
+                .iter()
+                .for_each(|&s| sink += lq.score(g.list(s as usize))),
+            1 => {
+                seeds.iter().for_each(|&s| prefetch(s));
+                seeds
+                    .iter()
+                    .for_each(|&s| sink += lq.score(g.list(s as usize)));
+            }
+            2..=5 => {
+                let ahead = [8, 16, 32, 128][v - 2];
+                seeds.iter().take(ahead).for_each(|&s| prefetch(s));
+                for (j, &s) in seeds.iter().enumerate() {
+                    if let Some(&next) = seeds.get(j + ahead) {
+                        prefetch(next);
+                    }
+                    sink += lq.score(g.list(s as usize));
+                }
+            }
+            _ => {
+                let hot = &seeds[..8.min(seeds.len())];
+                for _ in 0..seeds.len() / hot.len() {
+                    for &s in hot {
+                        sink += lq.score(std::hint::black_box(g.list(s as usize)));
+                    }
+                }
+            }
+        }
+        t[v].push(a.elapsed());
+        std::hint::black_box(sink);
+    }
+    println!(
+        "== ann seedcost: {} seeds a query, {queries} queries",
+        probelog::ann::graph::SEED_PROBES * g.probe_seeds(0).len()
+    );
+    for (name, v) in names.iter().zip(&mut t) {
+        println!("{name:<30} p50 {:>7.3} ms", ms(median(v)));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args
@@ -1209,6 +1313,7 @@ fn main() {
         Some("graphs") => graphs(),
         Some("stages") => stages(),
         Some("pages") => pages(),
+        Some("seedcost") => seedcost(),
         _ => eprintln!(
             "usage: cargo bench --bench ann -- vectors|graphs|scale [options] (see the file's header)"
         ),

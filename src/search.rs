@@ -750,17 +750,20 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             let ef = walk_breadth(c)
                 .max(params.top)
                 .saturating_add(overlap as usize);
-            let candidates: Vec<usize> = graph
-                .view
-                .search_query(&lq, ef, take)?
-                .into_iter()
-                .map(|(_, node)| graph.first + node as usize)
+            let nodes = graph.view.search_query(&lq, ef, take)?;
+            let candidates: Vec<usize> = nodes
+                .iter()
+                .map(|&(_, v)| graph.first + v as usize)
+                .collect();
+            let lists: Vec<&[u32]> = nodes
+                .iter()
+                .map(|&(_, v)| graph.view.list(v as usize))
                 .collect();
             let mut out = Vec::with_capacity(candidates.len());
             let mut scores = vec![0f32; BLOCK.min(candidates.len())];
-            for chunk in candidates.chunks(BLOCK) {
+            for (chunk, lists) in candidates.chunks(BLOCK).zip(lists.chunks(BLOCK)) {
                 let dst = &mut scores[..chunk.len()];
-                plan.score_entries(&rows, chunk, dst);
+                plan.score_entries_listed(&rows, chunk, lists, dst);
                 for (&e, &score) in chunk.iter().zip(dst.iter()) {
                     let id = first + e as u64;
                     if !excluded.contains(&id) {
@@ -880,6 +883,10 @@ pub struct ScanPlan {
     all: usize,
 }
 
+/// How many candidates ahead of the one being summed the rerank starts loading its scattered
+/// values (`cargo bench --bench ann -- stages`, the rerank lines).
+pub const RERANK_PREFETCH_AHEAD: usize = 4;
+
 impl ScanPlan {
     /// `q` is a z-normalized descriptor. Top-k reads the `k` highest probes of `q`, highest
     /// first; the full metric reads every probe in order; the blend reads the top-k probes, then
@@ -972,6 +979,69 @@ impl ScanPlan {
                 }
                 _ => sum(e, &self.probes, &self.values, self.metric == Metric::Full).sqrt(),
             };
+        }
+    }
+
+    /// [`ScanPlan::score_entries`] for candidates whose graph lists are at hand: `lists[i]` is
+    /// the top list of `entries[i]`. In an f16 index a list's values are the stored ones, so a
+    /// top-k plan takes every value it needs that the list holds from there, and reads only the
+    /// others from the scattered rows: the same values, summed in the same order, so the scores
+    /// are bit-identical to [`ScanPlan::score_entries`]. Other plans and f32 rows (whose lists
+    /// hold rounded values) read every value from the rows.
+    pub fn score_entries_listed(
+        &self,
+        rows: &DescriptorRows<'_>,
+        entries: &[usize],
+        lists: &[&[u32]],
+        out: &mut [f32],
+    ) {
+        let k = self.probes.len();
+        let f16_rows = matches!(rows.data(), crate::reader::RowData::F16(_));
+        if self.metric != Metric::TopK || !f16_rows || k >= usize::from(u16::MAX) {
+            return self.score_entries(rows, entries, out);
+        }
+        // Where each probe stands in the plan; every other probe (and any past the index, which
+        // a damaged list may name) maps to slot k, which nothing reads. No branch per item.
+        let stride = k + 1;
+        let mut slot = vec![k as u16; self.all + 1];
+        for (i, &p) in self.probes.iter().enumerate() {
+            slot[p as usize] = i as u16;
+        }
+        // Per candidate, the f16 bits of its values on the plan's probes that its list holds;
+        // NOT_LISTED for the rest.
+        const NOT_LISTED: u32 = u32::MAX;
+        let mut known = vec![NOT_LISTED; entries.len() * stride];
+        for (c, list) in lists.iter().enumerate().take(entries.len()) {
+            let dst = &mut known[c * stride..(c + 1) * stride];
+            for &item in *list {
+                dst[usize::from(slot[((item & 0xffff) as usize).min(self.all)])] = item >> 16;
+            }
+        }
+        // The values still to read are scattered over the rows: loads started a few candidates
+        // ahead overlap with the sums.
+        let prefetch = |c: usize| {
+            if let Some(&e) = entries.get(c) {
+                for (s, &p) in self.probes.iter().enumerate() {
+                    if known[c * stride + s] == NOT_LISTED {
+                        rows.prefetch(p as usize, e);
+                    }
+                }
+            }
+        };
+        (0..RERANK_PREFETCH_AHEAD).for_each(prefetch);
+        for (c, (o, &e)) in out.iter_mut().zip(entries).enumerate() {
+            prefetch(c + RERANK_PREFETCH_AHEAD);
+            let mut acc = 0f32;
+            for (s, (&p, &q)) in self.probes.iter().zip(&self.values).enumerate() {
+                let bits = known[c * stride + s];
+                let x = if bits == NOT_LISTED {
+                    rows.value(p as usize, e)
+                } else {
+                    half::f16::from_bits(bits as u16).to_f32()
+                };
+                acc += (q - x).abs();
+            }
+            *o = acc / k as f32;
         }
     }
 

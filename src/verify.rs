@@ -153,10 +153,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             problem("observed probes", msg);
         }
         for i in 0..self.segments.len() {
-            if let Err(e) = self
-                .segment_graphs(i)
-                .and_then(|gs| gs.iter().try_for_each(|g| g.view.check_all()))
-            {
+            if let Err(e) = self.check_segment_graphs(i) {
                 problem(&format!("segment {i} ANN graph"), e.to_string());
             }
         }
@@ -208,6 +205,24 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             }
         }
         None
+    }
+
+    /// Every graph of segment `s`: its links, levels and items, and in an f16 index its lists
+    /// against the stored descriptors (which the search takes values from).
+    fn check_segment_graphs(&self, s: usize) -> crate::Result<()> {
+        // Damaged descriptors are a problem of their own, reported apart.
+        let rows = self.segment_rows(s).ok().flatten();
+        for g in self.segment_graphs(s)? {
+            g.view.check_all()?;
+            if let Some(rows) = rows.filter(|_| self.dtype() == Dtype::F16) {
+                let nodes = g.first..g.first + g.view.nodes();
+                g.view.check_lists_against(
+                    |p, node| rows.value(p, g.first + node),
+                    |p, out| rows.read_row(p, nodes.clone(), out),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn check_descriptors_finite(&self) -> Result<(), (String, String)> {

@@ -574,3 +574,66 @@ fn entry_queries_planned_from_the_graph_match_the_descriptor() {
         }
     }
 }
+
+/// In an f16 index the search takes values from the graph's top lists (the rerank's values
+/// there, an entry query's top probes), so verify checks the lists against the descriptors: a
+/// list value that is not the stored one, or a list that leaves out a higher probe, is damage
+/// even with every checksum right. The search itself runs on.
+#[test]
+fn lists_that_disagree_with_the_descriptors_fail_verify() {
+    use probelog::ann::{pack_item, unpack_item};
+    let dir = common::tempdir();
+    let path = build(dir.path(), 150, 0);
+    let img = std::fs::read(&path).unwrap();
+    let index = common::open_image(&img).unwrap();
+    assert!(index.verify().is_ok(), "{:?}", index.verify().problems);
+    let graph = index.segment_graphs(1).unwrap().remove(0);
+    let node = 3usize;
+    let list: Vec<u32> = graph.view.list(node).to_vec();
+    let entry = (graph.first + node) as u64;
+    let descriptor = index.descriptor(entry).unwrap();
+    drop(index);
+    // The list's bytes, found in the file (a node's list is 32 distinct items: unique there).
+    let pattern: Vec<u8> = list.iter().flat_map(|i| i.to_le_bytes()).collect();
+    let at = img
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .expect("the list is in the file");
+    let on_list = |p: u32| list.iter().any(|&i| unpack_item(i).0 == p);
+    let lowest = list
+        .iter()
+        .map(|&i| unpack_item(i).1)
+        .fold(f32::INFINITY, f32::min);
+    let below = (0..PROBES as u32)
+        .find(|&p| !on_list(p) && descriptor[p as usize] < lowest)
+        .expect("a probe below the list");
+    let (top_probe, top_value) = unpack_item(list[0]);
+    let cases: Vec<(&str, u32, &str)> = vec![
+        (
+            "a value that is not the stored one",
+            pack_item(top_probe, top_value + 0.25),
+            "its descriptor holds",
+        ),
+        (
+            "the highest probe left out for a lower one",
+            pack_item(below, descriptor[below as usize]),
+            "not on the list",
+        ),
+    ];
+    for (what, item, message) in cases {
+        let mut bad = img.clone();
+        bad[at..at + 4].copy_from_slice(&item.to_le_bytes());
+        probelog::fuzzing::fix_checksums(&mut bad);
+        let idx = common::open_image(&bad).unwrap();
+        let report = idx.verify();
+        assert!(
+            report.problems.iter().any(|p| p.message.contains(message)),
+            "{what}: {:?}",
+            report.problems
+        );
+        for mode in [SearchMode::Exact, SearchMode::Hnsw] {
+            let hits = idx.search(&Query::Entry(entry), &params(mode)).unwrap();
+            assert_eq!(hits.len(), 10, "{what}");
+        }
+    }
+}
