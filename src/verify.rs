@@ -215,11 +215,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         for g in self.segment_graphs(s)? {
             g.view.check_all()?;
             if let Some(rows) = rows.filter(|_| self.dtype() == Dtype::F16) {
-                let nodes = g.first..g.first + g.view.nodes();
-                g.view.check_lists_against(
-                    |p, node| rows.value(p, g.first + node),
-                    |p, out| rows.read_row(p, nodes.clone(), out),
-                )?;
+                g.view.check_lists_against(|p, nodes, out| {
+                    rows.read_row(p, g.first + nodes.start..g.first + nodes.end, out)
+                })?;
             }
         }
         Ok(())

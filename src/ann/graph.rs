@@ -582,42 +582,71 @@ impl<'a> GraphView<'a> {
 
     /// Checks the top lists against the stored descriptors of the graph's nodes, which is what an
     /// f16 index's search takes from them (the rerank's values, an entry query's top probes):
-    /// every item holds the stored value of its probe, and no probe off a node's list has a
-    /// value above the list's lowest. `value(p, node)` reads one stored value and
-    /// `read_row(p, out)` the row of probe `p` over the graph's nodes. Run after
-    /// [`GraphView::check_all`], which checks the items' probes.
+    /// every item holds the stored value of its probe, once, and no probe off a node's list has
+    /// a value above the list's lowest. `read_row(p, nodes, out)` reads the stored values of
+    /// probe `p` for a range of the graph's nodes. One pass over the rows, blocks of nodes in
+    /// parallel. Run after [`GraphView::check_all`], which checks the items' probes.
     pub fn check_lists_against(
         &self,
-        value: impl Fn(usize, usize) -> f32,
-        mut read_row: impl FnMut(usize, &mut [f32]),
+        read_row: impl Fn(usize, std::ops::Range<usize>, &mut [f32]) + Sync,
     ) -> Result<()> {
+        use rayon::prelude::*;
+        const NODES: usize = 4096;
         let n = self.nodes();
-        let mut lowest = vec![f32::INFINITY; n];
-        for (node, low) in lowest.iter_mut().enumerate() {
-            for &item in self.list(node) {
-                let (p, v) = unpack_item(item);
-                let stored = value(p as usize, node);
-                if stored.to_bits() != v.to_bits() {
-                    return Err(Error::corrupt(format!(
-                        "ANN graph: node {node} lists probe {p} at {v}, its descriptor holds {stored}"
-                    )));
+        (0..n.div_ceil(NODES)).into_par_iter().try_for_each(|b| {
+            let block = b * NODES..((b + 1) * NODES).min(n);
+            let lowest: Vec<f32> = block
+                .clone()
+                .map(|node| {
+                    self.list(node)
+                        .iter()
+                        .map(|&i| unpack_item(i).1)
+                        .fold(f32::INFINITY, f32::min)
+                })
+                .collect();
+            // How many of each node's items the rows have matched.
+            let mut matched = vec![0usize; block.len()];
+            let mut row = vec![0f32; block.len()];
+            for p in 0..self.header.probes {
+                read_row(p as usize, block.clone(), &mut row);
+                for (i, (&v, &low)) in row.iter().zip(&lowest).enumerate() {
+                    // Every listed value is at least the lowest: only those rows can be listed.
+                    // (A NaN is reported as such by verify's descriptor check.)
+                    if v.is_nan() || v < low {
+                        continue;
+                    }
+                    let node = block.start + i;
+                    match self.list(node).iter().find(|&&it| unpack_item(it).0 == p) {
+                        Some(&it) if unpack_item(it).1.to_bits() == v.to_bits() => matched[i] += 1,
+                        Some(&it) => {
+                            return Err(Error::corrupt(format!(
+                                "ANN graph: node {node} lists probe {p} at {}, its descriptor \
+                                 holds {v}",
+                                unpack_item(it).1
+                            )));
+                        }
+                        None if v > low => {
+                            return Err(Error::corrupt(format!(
+                                "ANN graph: probe {p} of node {node} ({v}) is above its list's \
+                                 lowest value ({low}) but not on the list"
+                            )));
+                        }
+                        None => {}
+                    }
                 }
-                *low = low.min(v);
             }
-        }
-        let mut row = vec![0f32; n];
-        for p in 0..self.header.probes {
-            read_row(p as usize, &mut row);
-            for (node, (&v, &low)) in row.iter().zip(&lowest).enumerate() {
-                if v > low && !self.list(node).iter().any(|&i| unpack_item(i).0 == p) {
-                    return Err(Error::corrupt(format!(
-                        "ANN graph: probe {p} of node {node} ({v}) is above its list's lowest value \
-                         ({low}) but not on the list"
-                    )));
-                }
+            match matched
+                .iter()
+                .zip(block.clone())
+                .find(|&(&m, node)| m != self.list(node).len())
+            {
+                Some((_, node)) => Err(Error::corrupt(format!(
+                    "ANN graph: the list of node {node} holds a value its descriptor does not \
+                     (or a probe twice)"
+                ))),
+                None => Ok(()),
             }
-        }
-        Ok(())
+        })
     }
 }
 

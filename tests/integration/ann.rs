@@ -608,21 +608,31 @@ fn lists_that_disagree_with_the_descriptors_fail_verify() {
         .find(|&p| !on_list(p) && descriptor[p as usize] < lowest)
         .expect("a probe below the list");
     let (top_probe, top_value) = unpack_item(list[0]);
-    let cases: Vec<(&str, u32, &str)> = vec![
+    let last = list.len() - 1;
+    // What is written over which item of the list, and what verify must say.
+    let cases: Vec<(&str, usize, u32, &str)> = vec![
         (
             "a value that is not the stored one",
+            0,
             pack_item(top_probe, top_value + 0.25),
             "its descriptor holds",
         ),
         (
             "the highest probe left out for a lower one",
+            0,
             pack_item(below, descriptor[below as usize]),
             "not on the list",
         ),
+        (
+            "the lowest item replaced by a second copy of the highest",
+            last,
+            list[0],
+            "a probe twice",
+        ),
     ];
-    for (what, item, message) in cases {
+    for (what, slot, item, message) in cases {
         let mut bad = img.clone();
-        bad[at..at + 4].copy_from_slice(&item.to_le_bytes());
+        bad[at + 4 * slot..at + 4 * slot + 4].copy_from_slice(&item.to_le_bytes());
         probelog::fuzzing::fix_checksums(&mut bad);
         let idx = common::open_image(&bad).unwrap();
         let report = idx.verify();
