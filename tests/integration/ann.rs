@@ -647,3 +647,87 @@ fn lists_that_disagree_with_the_descriptors_fail_verify() {
         }
     }
 }
+
+/// The rerank's scores with values taken from the candidates' lists are those of reading every
+/// value from the rows, bit for bit, for any candidates; list items naming a probe past the
+/// index change nothing; an f32 index reads the rows whatever the lists say.
+#[test]
+fn listed_rerank_scores_as_the_rows_do() {
+    use probelog::ann::pack_item;
+    use probelog::search::ScanPlan;
+    let dir = common::tempdir();
+    let path = build(dir.path(), 150, 0);
+    let index = Index::open(&path).unwrap();
+    let rows = index.segment_rows(1).unwrap().unwrap();
+    let graph = index.segment_graphs(1).unwrap().remove(0);
+    let mut rng = common::rng(23);
+    for k in [1usize, 7, 16, 40] {
+        let q = index
+            .descriptor(rng.random_range(0..index.entry_count()))
+            .unwrap();
+        let plan = ScanPlan::new(&q, k, Metric::TopK);
+        let entries: Vec<usize> = (0..60)
+            .map(|_| rng.random_range(0..graph.view.nodes()))
+            .collect();
+        let lists: Vec<&[u32]> = entries.iter().map(|&e| graph.view.list(e)).collect();
+        let mut want = vec![0f32; entries.len()];
+        plan.score_entries(&rows, &entries, &mut want);
+        let mut got = vec![0f32; entries.len()];
+        plan.score_entries_listed(&rows, &entries, &lists, &mut got);
+        assert_eq!(bits(&got), bits(&want), "k = {k}");
+        // Items past the index (as a damaged list may hold) and fewer lists than entries.
+        let odd: Vec<Vec<u32>> = lists
+            .iter()
+            .map(|l| {
+                let mut l = l.to_vec();
+                l.push(pack_item(PROBES as u32 + 3, 9.0));
+                l.push(pack_item(u32::from(u16::MAX), -9.0));
+                l
+            })
+            .collect();
+        let odd: Vec<&[u32]> = odd.iter().take(40).map(Vec::as_slice).collect();
+        plan.score_entries_listed(&rows, &entries, &odd, &mut got);
+        assert_eq!(bits(&got), bits(&want), "k = {k}, odd lists");
+    }
+    // In an f32 index the lists hold rounded values: the rows are read, even for lists that lie.
+    let f32_path = dir.path().join("f32.plog");
+    let zoo = SynthZoo::generate(SynthConfig {
+        probes: PROBES,
+        concepts: 20,
+        models: 30,
+        seed: 9,
+        ..Default::default()
+    });
+    create(&f32_path, &CreateOptions::new(PROBES as u32)).unwrap();
+    let mut w = IndexWriter::open(&f32_path, LockWait::Fail).unwrap();
+    for m in &zoo.models {
+        w.add_model(
+            ModelInput {
+                name: m.name.clone(),
+                source: String::new(),
+                meta: vec![],
+                labels: None,
+                logits: LogitMatrix::new(&m.logits, PROBES, m.concepts.len()).unwrap(),
+            },
+            Default::default(),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    let index = Index::open(&f32_path).unwrap();
+    let rows = index.segment_rows(1).unwrap().unwrap();
+    let q = index.descriptor(0).unwrap();
+    let plan = ScanPlan::new(&q, 16, Metric::TopK);
+    let entries: Vec<usize> = (0..rows.entries()).collect();
+    let lying: Vec<u32> = plan.probes().iter().map(|&p| pack_item(p, 100.0)).collect();
+    let lists: Vec<&[u32]> = entries.iter().map(|_| lying.as_slice()).collect();
+    let mut want = vec![0f32; entries.len()];
+    plan.score_entries(&rows, &entries, &mut want);
+    let mut got = vec![0f32; entries.len()];
+    plan.score_entries_listed(&rows, &entries, &lists, &mut got);
+    assert_eq!(bits(&got), bits(&want), "f32 rows are always read");
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
