@@ -32,6 +32,17 @@ fn build_with(
     small: usize,
     ann: AnnOptions,
 ) -> std::path::PathBuf {
+    build_as(dir, big, small, ann, Dtype::F16)
+}
+
+/// [`build_with`], storing the descriptors as `dtype`.
+fn build_as(
+    dir: &std::path::Path,
+    big: usize,
+    small: usize,
+    ann: AnnOptions,
+    dtype: Dtype,
+) -> std::path::PathBuf {
     let zoo = SynthZoo::generate(SynthConfig {
         probes: PROBES,
         concepts: 60,
@@ -41,7 +52,7 @@ fn build_with(
     });
     let path = dir.join("ann.plog");
     let mut opts = CreateOptions::new(PROBES as u32);
-    opts.dtype = Dtype::F16;
+    opts.dtype = dtype;
     create(&path, &opts).unwrap();
     for range in [0..big, big..big + small] {
         let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
@@ -690,30 +701,8 @@ fn listed_rerank_scores_as_the_rows_do() {
         assert_eq!(bits(&got), bits(&want), "k = {k}, odd lists");
     }
     // In an f32 index the lists hold rounded values: the rows are read, even for lists that lie.
-    let f32_path = dir.path().join("f32.plog");
-    let zoo = SynthZoo::generate(SynthConfig {
-        probes: PROBES,
-        concepts: 20,
-        models: 30,
-        seed: 9,
-        ..Default::default()
-    });
-    create(&f32_path, &CreateOptions::new(PROBES as u32)).unwrap();
-    let mut w = IndexWriter::open(&f32_path, LockWait::Fail).unwrap();
-    for m in &zoo.models {
-        w.add_model(
-            ModelInput {
-                name: m.name.clone(),
-                source: String::new(),
-                meta: vec![],
-                labels: None,
-                logits: LogitMatrix::new(&m.logits, PROBES, m.concepts.len()).unwrap(),
-            },
-            Default::default(),
-        )
-        .unwrap();
-    }
-    w.commit().unwrap();
+    let f32_dir = common::tempdir();
+    let f32_path = build_as(f32_dir.path(), 30, 0, small_graphs(), Dtype::F32);
     let index = Index::open(&f32_path).unwrap();
     let rows = index.segment_rows(1).unwrap().unwrap();
     let q = index.descriptor(0).unwrap();
