@@ -7,12 +7,19 @@
 //! - full: every model runs every probe (the reference);
 //! - fixed subset: every model runs the same random f*P probes, and descriptors live on those;
 //! - collaborative: every model runs its own random f*P probes, and the missing entries are
-//!   completed from low-rank probe factors fitted jointly over all models (ALS).
+//!   completed from low-rank probe factors fitted jointly over all models (ALS);
+//! - adaptive (what `append --probe-fraction` does by default): every model runs a random
+//!   half of its f*P probes, factors are fitted on those, then it runs the rest of its budget
+//!   on the probes where its completion is highest (`collab::adaptive_probes`), and it is
+//!   completed from factors fitted on both rounds.
 //!
 //! Accuracy is top-1 logit-to-logit retrieval with the query's own model excluded: a hit when the
 //! best entry detects the query's concept. Forward passes per model are f*P in both subset cases.
 
-use probelog::collab::{CollabOptions, Observations, ProbeFactors, sample_probes};
+use probelog::collab::{
+    CollabOptions, DEFAULT_ADAPTIVE_SHARE, Observations, ProbeFactors, adaptive_probes,
+    adaptive_split, sample_probe_count, sample_probes,
+};
 use probelog::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AppendOptions, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput,
@@ -148,41 +155,64 @@ fn run(cfg: SynthConfig, opts: &CollabOptions) {
         let path = dir.path().join(format!("fixed-{fraction}.plog"));
         let fixed_acc = accuracy(&build(&path, fixed_probes.len(), &fixed), queries);
 
-        let observations: Vec<Observations> = (0..zoo.models.len())
-            .map(|m| {
-                let observed = sample_probes(p, fraction, 1000 + m as u64).unwrap();
-                let raw = columns(&zoo, m, &observed);
-                let l = zoo.models[m].concepts.len();
-                // Entry-major -> row-major for the logit matrix.
-                let mut rows = vec![0f32; raw.len()];
-                for j in 0..l {
-                    for i in 0..observed.len() {
-                        rows[i * l + j] = raw[j * observed.len() + i];
-                    }
+        let observe = |m: usize, observed: &[u32]| {
+            let raw = columns(&zoo, m, observed);
+            let l = zoo.models[m].concepts.len();
+            // Entry-major -> row-major for the logit matrix.
+            let mut rows = vec![0f32; raw.len()];
+            for j in 0..l {
+                for i in 0..observed.len() {
+                    rows[i * l + j] = raw[j * observed.len() + i];
                 }
-                let mat = LogitMatrix::new(&rows, observed.len(), l).unwrap();
-                Observations::from_logits("m", &mat, &observed, p, true)
-                    .unwrap()
-                    .0
-            })
+            }
+            let mat = LogitMatrix::new(&rows, observed.len(), l).unwrap();
+            Observations::from_logits("m", &mat, observed, p, true)
+                .unwrap()
+                .0
+        };
+        let complete = |observations: &[Observations], name: &str| {
+            let t = std::time::Instant::now();
+            let factors = ProbeFactors::fit(p, observations, opts).unwrap();
+            let fit_s = t.elapsed().as_secs_f64();
+            let completed: Vec<(Vec<f32>, Vec<usize>)> = observations
+                .iter()
+                .enumerate()
+                .map(|(m, o)| {
+                    (
+                        factors.impute(o, opts.lambda).unwrap(),
+                        zoo.models[m].concepts.clone(),
+                    )
+                })
+                .collect();
+            let path = dir.path().join(format!("{name}-{fraction}.plog"));
+            (accuracy(&build(&path, p, &completed), queries), fit_s)
+        };
+        let observations: Vec<Observations> = (0..zoo.models.len())
+            .map(|m| observe(m, &sample_probes(p, fraction, 1000 + m as u64).unwrap()))
             .collect();
-        let t = std::time::Instant::now();
-        let factors = ProbeFactors::fit(p, &observations, opts).unwrap();
-        let fit_s = t.elapsed().as_secs_f64();
-        let completed: Vec<(Vec<f32>, Vec<usize>)> = observations
+        let (collab_acc, fit_s) = complete(&observations, "collab");
+
+        // The same budget over two rounds: random, then where the completion is highest.
+        let (random, adaptive) = adaptive_split(p, fraction, DEFAULT_ADAPTIVE_SHARE).unwrap();
+        let first: Vec<Observations> = (0..zoo.models.len())
+            .map(|m| observe(m, &sample_probe_count(p, random, 1000 + m as u64)))
+            .collect();
+        let first_factors = ProbeFactors::fit(p, &first, opts).unwrap();
+        let both: Vec<Observations> = first
             .iter()
             .enumerate()
             .map(|(m, o)| {
-                (
-                    factors.impute(o, opts.lambda).unwrap(),
-                    zoo.models[m].concepts.clone(),
-                )
+                let predicted = first_factors.impute(o, opts.lambda).unwrap();
+                let extra =
+                    adaptive_probes(&predicted, o.logits, p, &o.observed, adaptive).unwrap();
+                let mut union = [o.observed.clone(), extra].concat();
+                union.sort_unstable();
+                observe(m, &union)
             })
             .collect();
-        let path = dir.path().join(format!("collab-{fraction}.plog"));
-        let collab_acc = accuracy(&build(&path, p, &completed), queries);
+        let (adaptive_acc, _) = complete(&both, "adaptive");
         println!(
-            "{:5.1}% of probes ({:4} per model): fixed subset {fixed_acc:.3}, collaborative {collab_acc:.3} (rank {}, lambda {}, fit {fit_s:.1} s)",
+            "{:5.1}% of probes ({:4} per model): fixed subset {fixed_acc:.3}, collaborative {collab_acc:.3}, adaptive {adaptive_acc:.3} (rank {}, lambda {}, fit {fit_s:.1} s)",
             fraction * 100.0,
             fixed_probes.len(),
             opts.rank,

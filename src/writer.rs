@@ -372,8 +372,9 @@ impl<S: Storage> IndexWriter<S> {
         Ok(None)
     }
 
-    /// The index's stored probe factors, if any.
-    fn stored_factors(&self) -> Result<Option<(ProbeFactors, f32)>> {
+    /// The index's stored probe factors and their λ, if any: the factors the next commit
+    /// completes partially probed models with.
+    pub fn stored_factors(&self) -> Result<Option<(ProbeFactors, f32)>> {
         let Some(sec) = self.stored_section(SectionKind::ProbeFactors)? else {
             return Ok(None);
         };

@@ -22,12 +22,16 @@
 #     classifiers run through libtorch), for each probe set: three hubs
 #  6. text_tower.py: a small image tower aligned to MiniLM, evaluated concepts held out;
 #     probes embed
-#  7. collaborative-probing indexes: the gallery models appended with --probe-fraction F (eval
+#  7. collaborative-probing indexes: the gallery models appended with --probe-fraction F (two
+#     rounds: a random half of the budget, then the probes the completion ranks highest; and,
+#     at a third of the probes, three draws each of those and of the paper's random subsets,
+#     --adaptive-share 0, evaluated side by side into collab-rounds-near.txt) (eval
 #     searches them with the fully probed query models of the near index)
 #  8. probelog-tool eval on each index, and plot.py
 #  9. the dense hubs, for collaborative probing: 100 and 400 more classifiers on only 30 concepts
 #     (so each concept is a head of many models, as in a hub of shared classes), the near probes,
-#     three collaborative indexes each at a third of the probes (three draws of the subsets), eval
+#     three collaborative indexes each at a third of the probes (three draws of the subsets; both
+#     ways of choosing them, into collab-rounds-dense-N.txt), eval
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -137,6 +141,28 @@ for f in $FRACTIONS; do
     new_index "$W/collab-near-$f.plog" "$W/near.pset" "$H/gallery.toml" --probe-fraction "$f" --seed 1
 done
 
+# collab_rounds NAME HUB GALLERY: three draws of a third of the probes, chosen in two rounds (the
+# default) and at random (--adaptive-share 0), each searched by the fully probed queries of HUB.
+collab_rounds() {
+    local name=$1 hub=$2 gallery=$3 out=$W/results/collab-rounds-$1.txt seed share
+    for seed in 1 2 3; do
+        for share in 0.5 0; do
+            new_index "$W/collab-$name-0.33-share$share-s$seed.plog" "$W/near.pset" "$gallery" \
+                --probe-fraction 0.33 --seed $seed --adaptive-share $share
+        done
+    done
+    [[ -f $out ]] && return 0
+    for seed in 1 2 3; do
+        for share in 0.5 0; do
+            echo "== --adaptive-share $share --seed $seed"
+            nice "$TOOL" eval "$hub" --candidate "${HUB_CANDIDATE:-topk+rms:8}" \
+                --collab "0.33=$W/collab-$name-0.33-share$share-s$seed.plog"
+        done
+    done > "$out.tmp"
+    mv "$out.tmp" "$out"
+}
+collab_rounds near "$W/hub-near.plog" "$H/gallery.toml"
+
 step eval
 R=$W/results
 text=(--text-concepts "$T/text_eval_concepts.txt" --clip-text "$T/clip_text.pt"
@@ -186,18 +212,7 @@ for n in ${DENSE_SIZES:-100 400}; do
     train_hub "$D" "$n" $((n / 4)) 30
     I=$W/hub-dense-$n-near.plog
     new_index "$I" "$W/near.pset" "$D/models.toml"
-    for seed in 1 2 3; do
-        new_index "$W/collab-dense-$n-0.33-s$seed.plog" "$W/near.pset" "$D/gallery.toml" \
-            --probe-fraction 0.33 --seed $seed
-    done
-    if [[ ! -f $R/eval-dense-$n.txt ]]; then
-        for seed in 1 2 3; do
-            echo "== collaborative indexes drawn with --seed $seed"
-            nice "$TOOL" eval "$I" --candidate "$CANDIDATE" \
-                --collab "0.33=$W/collab-dense-$n-0.33-s$seed.plog"
-        done > "$R/eval-dense-$n.txt.tmp"
-        mv "$R/eval-dense-$n.txt.tmp" "$R/eval-dense-$n.txt"
-    fi
+    collab_rounds "dense-$n" "$I" "$D/gallery.toml"
     if [[ ! -f $R/variants-dense-$n.txt ]]; then
         nice "$TOOL" eval "$I" --variants --candidate "$CANDIDATE" > "$R/variants-dense-$n.txt.tmp"
         mv "$R/variants-dense-$n.txt.tmp" "$R/variants-dense-$n.txt"
@@ -212,7 +227,7 @@ cp "$T/tower.json" "$R/text-tower.json"
 # The small results are kept in the repository (README figures): tables, reports, plots.
 mkdir -p tools/hub/results
 cp "$R"/eval-*.txt "$R"/eval-*.json "$R"/families-*.txt "$R"/variants-*.txt "$R"/*.png \
-   "$R"/*summary.txt \
+   "$R"/*summary.txt "$R"/collab-rounds-*.txt \
    "$R/text-tower.json" "$TIMES" tools/hub/results/
 step done
 echo "total $(( $(date +%s) - start_all )) s" >> "$TIMES"

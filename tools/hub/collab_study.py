@@ -3,10 +3,10 @@
 Works on the fully probed near hub as `probelog-tool export` writes it (descriptors .npy plus
 the JSON sidecar). Each gallery model keeps a random third of the probes (its own subset, drawn
 from --mask-seed), and the rest of its descriptor is either completed or left out. Then the query
-logits (models with split=query, fully probed) search the gallery with the product's earlier
-default discrepancy (top-k L1 at k = 16 plus 2x the L1 over all probes, as `eval --candidate
-topk+all:2`; the default is now top-k plus 8x the all-probe RMS, `topk+rms:8`), and the script
-prints top-1 / top-5 accuracy in %:
+logits (models with split=query, fully probed) search the gallery with the product's default
+discrepancy (top-k L1 at k = 16 plus 8x the RMS over all probes, as `eval --candidate
+topk+rms:8`; `--metric l1` takes the earlier default, top-k plus 2x the all-probe L1,
+`topk+all:2`), and the script prints top-1 / top-5 accuracy in %:
 
   full       the gallery fully probed (the target: within 1 point of this)
   als        the product's completion, in numpy: observations z-normalized over their probes,
@@ -18,11 +18,20 @@ prints top-1 / top-5 accuracy in %:
   observed   no completion: each gallery logit is compared on the probes its model ran only
              (the query's k highest among them, and the L1 over them)
   hybrid     the mean of the `als` and `observed` discrepancies
+  smoothq    `als`, with the query replaced on each gallery model's unobserved probes by its own
+             low-rank fit (smooth against smooth)
+  adaptiveS  (with --adaptive-share S) two rounds of the same budget: (1 - S) of it at random,
+             `als` on those, then S of it on the probes where each model's completion is highest
+             (its logits taking turns), then `als` on both rounds: what `append --probe-fraction`
+             does (S = 0.75 by default)
+  adaptiveS+smoothq  both
 
 `--gallery-models N` runs it on a random subset of N gallery models, `--methods` picks the rows.
 
     probelog-tool export --out near.npy .hub-work/hub-near.plog
     .venv-py/bin/python tools/hub/collab_study.py near.npy --mask-seed 1 --mask-seed 2
+    .venv-py/bin/python tools/hub/collab_study.py near.npy --methods als,adaptive0.75 \
+        --adaptive-share 0.75 --mask-seed 1
 """
 
 import argparse
@@ -31,7 +40,9 @@ import json
 import numpy as np
 
 K = 16
-WEIGHT = 2.0
+# The discrepancy's all-probe term: "rms" (the default metric, `eval --candidate topk+rms:8`) or
+# "l1" (the earlier default, `topk+all:2`); set by --metric.
+METRIC = {"term": "rms", "weight": 8.0}
 
 
 def load(path, gallery_models=None, seed=0):
@@ -68,10 +79,16 @@ def accuracy(hub, distances):
     return 100 * top1 / len(queries), 100 * top5 / len(queries)
 
 
+def all_probe_term(diff):
+    if METRIC["term"] == "rms":
+        return np.sqrt((diff**2).mean(1))
+    return np.abs(diff).mean(1)
+
+
 def default_distance(gal):
     def d(q):
         t = np.argpartition(-q, K)[:K]
-        return np.abs(gal[:, t] - q[t]).mean(1) + WEIGHT * np.abs(gal - q).mean(1)
+        return np.abs(gal[:, t] - q[t]).mean(1) + METRIC["weight"] * all_probe_term(gal - q)
 
     return d
 
@@ -79,7 +96,7 @@ def default_distance(gal):
 class Masked:
     """The gallery with a random third of the probes per model, z-normalized over them."""
 
-    def __init__(self, hub, seed, fraction=0.33):
+    def __init__(self, hub, seed, fraction=0.33, observed=None):
         desc, _, model, gallery, _ = hub
         rng = np.random.default_rng(seed)
         probes = desc.shape[1]
@@ -89,7 +106,10 @@ class Masked:
         self.observed = {}
         mask = np.zeros((len(gallery), probes), bool)
         for m in self.models:
-            o = np.sort(rng.choice(probes, round(fraction * probes), replace=False))
+            if observed is None:
+                o = np.sort(rng.choice(probes, round(fraction * probes), replace=False))
+            else:
+                o = np.sort(observed[m])
             self.observed[m] = o
             mask[np.ix_(self.rows[m], o)] = True
         self.mask = mask
@@ -122,7 +142,26 @@ class Masked:
                 who = mask[:, p]
                 a = u[who].T @ u[who] + lam * np.eye(rank)
                 v[p] = np.linalg.solve(a, u[who].T @ (z[who, p] - bias[who]))
-        return codes @ fold_in().T
+        self.basis = fold_in()
+        return codes @ self.basis.T
+
+    def smoothed_query_distance(self, gallery, lam=1.0):
+        """The discrepancy against completed `gallery` rows with the query smoothed where the
+        gallery was imputed: on each gallery model's unobserved probes the query's value is its
+        own low-rank fit (the factors of the last `als` call), so that smooth imputed values
+        are compared with a query of the same smoothness; observed probes keep the query's own
+        values."""
+        b = self.basis
+        projection = b @ np.linalg.solve(b.T @ b + lam * np.eye(b.shape[1]), b.T)
+
+        def d(q):
+            mixed = np.where(self.mask, q[None, :], (projection @ q)[None, :])
+            t = np.argpartition(-q, K)[:K]
+            return np.abs(gallery[:, t] - mixed[:, t]).mean(1) + METRIC["weight"] * all_probe_term(
+                gallery - mixed
+            )
+
+        return d
 
     def completed(self, estimate):
         return znorm_rows(np.where(self.mask, self.z, estimate))
@@ -140,6 +179,31 @@ class Masked:
             out[i] = np.where(total > 1e-6, (w * z[nb]).sum(0) / np.maximum(total, 1e-9), fallback[i])
         return out
 
+    def adaptive(self, hub, fraction, estimate):
+        """A second round of probing: each model also runs the probes where the completion of
+        this round predicts its logits highest (taking each logit's next-highest unobserved
+        probe in turn), until it has run `fraction` of the probes in all."""
+        probes = self.z.shape[1]
+        budget = round(fraction * probes)
+        predicted = self.completed(estimate)
+        observed = {}
+        for m in self.models:
+            seen = np.zeros(probes, bool)
+            seen[self.observed[m]] = True
+            order = np.argsort(-predicted[self.rows[m]], axis=1)
+            cursor = np.zeros(len(order), int)
+            taken = int(seen.sum())
+            while taken < budget:
+                for j in range(len(order)):
+                    while seen[order[j, cursor[j]]]:
+                        cursor[j] += 1
+                    seen[order[j, cursor[j]]] = True
+                    taken += 1
+                    if taken == budget:
+                        break
+            observed[m] = np.where(seen)[0]
+        return Masked(hub, 0, observed=observed)
+
     def observed_distance(self):
         def d(q):
             out = np.empty(len(self.z))
@@ -147,7 +211,7 @@ class Masked:
                 rows, o = self.rows[m], self.observed[m]
                 qo, go = q[o], self.z[np.ix_(rows, o)]
                 t = np.argpartition(-qo, K)[:K]
-                out[rows] = np.abs(go[:, t] - qo[t]).mean(1) + WEIGHT * np.abs(go - qo).mean(1)
+                out[rows] = np.abs(go[:, t] - qo[t]).mean(1) + METRIC["weight"] * all_probe_term(go - qo)
             return out
 
         return d
@@ -159,15 +223,22 @@ def main():
     ap.add_argument("--mask-seed", type=int, action="append", help="one run per seed [default: 1]")
     ap.add_argument("--gallery-models", type=int, help="a random subset of this many gallery models")
     ap.add_argument("--methods", default="als,knn,observed,hybrid", help="comma-separated")
+    ap.add_argument("--fraction", type=float, default=0.33, help="share of the probes each model runs")
+    ap.add_argument("--adaptive-share", type=float, action="append", default=[],
+                    help="adds the method adaptiveS: a random round of (1 - S) of the budget, "
+                    "then S of it on the probes the completion predicts highest")
+    ap.add_argument("--metric", choices=["rms", "l1"], default="rms",
+                    help="the all-probe term: rms (topk+rms:8, the default) or l1 (topk+all:2)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
+    METRIC.update(term=args.metric, weight=8.0 if args.metric == "rms" else 2.0)
     hub = load(args.descriptors, args.gallery_models)
     desc, _, _, gallery, queries = hub
     print(f"{len(queries)} queries, {len(gallery)} gallery logits, {desc.shape[1]} probes")
     results = {"full": accuracy(hub, default_distance(desc[gallery]))}
     print("full      top-1 %.1f  top-5 %.1f" % results["full"])
     for seed in args.mask_seed or [1]:
-        masked = Masked(hub, seed)
+        masked = Masked(hub, seed, args.fraction)
         estimate = masked.als()
         als_d = default_distance(masked.completed(estimate))
         observed = masked.observed_distance()
@@ -178,7 +249,22 @@ def main():
             ),
             "observed": lambda: observed,
             "hybrid": lambda: lambda q: 0.5 * als_d(q) + 0.5 * observed(q),
+            "smoothq": lambda: masked.smoothed_query_distance(masked.completed(estimate)),
         }
+        for share in args.adaptive_share:
+            # The random round takes (1 - share) of the budget, the adaptive round the rest.
+            def adaptive(share=share):
+                first = Masked(hub, seed, args.fraction * (1 - share))
+                second = first.adaptive(hub, args.fraction, first.als())
+                return default_distance(second.completed(second.als()))
+
+            def adaptive_smoothq(share=share):
+                first = Masked(hub, seed, args.fraction * (1 - share))
+                second = first.adaptive(hub, args.fraction, first.als())
+                return second.smoothed_query_distance(second.completed(second.als()))
+
+            rows[f"adaptive{share:g}"] = adaptive
+            rows[f"adaptive{share:g}+smoothq"] = adaptive_smoothq
         for name in args.methods.split(","):
             d = rows[name]()
             results[f"{name} seed {seed}"] = accuracy(hub, d)

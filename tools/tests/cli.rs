@@ -1227,6 +1227,114 @@ fn probe_fraction_completes_models_from_stored_factors() {
 }
 
 #[test]
+fn adaptive_round_runs_the_probes_the_first_rounds_completion_ranks_highest() {
+    use probelog::collab::{
+        CollabOptions, Observations, ProbeFactors, adaptive_probes, adaptive_split,
+        sample_probe_count, sample_probes,
+    };
+    let f = Fixture::new();
+    let concepts: [&[usize]; 6] = [
+        &[1, 2, 3],
+        &[2, 4, 1],
+        &[5, 1, 6],
+        &[3, 7, 8],
+        &[9, 0, 2],
+        &[4, 6, 1],
+    ];
+    let mut manifest = String::new();
+    let mut raw = Vec::new();
+    for (i, c) in concepts.iter().enumerate() {
+        raw.push(f.model_files(&format!("m{i}"), c, i as u64 + 1).2);
+        manifest.push_str(&format!(
+            "[[model]]\nlogits = \"m{i}.npy\"\nlabels = \"m{i}.labels\"\n\n"
+        ));
+    }
+    fs::write(f.path("m.toml"), manifest).unwrap();
+    let m = f.path("m.toml");
+    let append = |index: &str, share: &str| {
+        ok(&["create", index, "--num-probes", &P.to_string()]);
+        ok_json(&[
+            "append",
+            index,
+            "--manifest",
+            s(&m),
+            "--probe-fraction",
+            "0.5",
+            "--seed",
+            "3",
+            "--rank",
+            "6",
+            "--adaptive-share",
+            share,
+        ])
+    };
+    // Round 1 as the command runs it: each model's random 6 of the 25 probes, factors fitted
+    // on those; round 2 takes the 19 probes its completion ranks highest.
+    let (random, adaptive) = adaptive_split(P, 0.5, 0.75).unwrap();
+    assert_eq!((random, adaptive), (6, 19));
+    let first: Vec<(Vec<u32>, Observations)> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, logits)| {
+            let l = concepts[i].len();
+            let observed = sample_probe_count(P, random, 3 + i as u64);
+            let rows: Vec<f32> = observed
+                .iter()
+                .flat_map(|&q| &logits[q as usize * l..(q as usize + 1) * l])
+                .copied()
+                .collect();
+            let matrix = probelog::LogitMatrix::new(&rows, observed.len(), l).unwrap();
+            let obs = Observations::from_logits("m", &matrix, &observed, P, false)
+                .unwrap()
+                .0;
+            (observed, obs)
+        })
+        .collect();
+    let opts = CollabOptions {
+        rank: 6,
+        seed: 3,
+        ..CollabOptions::default()
+    };
+    let observations: Vec<Observations> = first.iter().map(|(_, o)| o.clone()).collect();
+    let factors = ProbeFactors::fit(P, &observations, &opts).unwrap();
+    let adaptive_index = f.path("adaptive.plog");
+    let r = append(s(&adaptive_index), "0.75");
+    assert_eq!(r["models_added"], 6);
+    let index = probelog::Index::open(&adaptive_index).unwrap();
+    for (i, (observed, obs)) in first.iter().enumerate() {
+        let predicted = factors.impute(obs, opts.lambda).unwrap();
+        let extra = adaptive_probes(&predicted, obs.logits, P, observed, adaptive).unwrap();
+        let mut want = [observed.clone(), extra].concat();
+        want.sort_unstable();
+        let got = index.observed_probes(i as u64).unwrap().unwrap();
+        assert_eq!(got, want, "model {i}");
+    }
+    ok(&["verify", s(&adaptive_index)]);
+    // Share 0: the paper's random subsets of the whole budget.
+    let random_index = f.path("random.plog");
+    append(s(&random_index), "0");
+    let index = probelog::Index::open(&random_index).unwrap();
+    for i in 0..6 {
+        assert_eq!(
+            index.observed_probes(i).unwrap().unwrap(),
+            sample_probes(P, 0.5, 3 + i).unwrap()
+        );
+    }
+    for bad in ["1", "-0.5", "nan"] {
+        let e = fails(&[
+            "append",
+            f.idx(),
+            "--manifest",
+            s(&m),
+            "--probe-fraction",
+            "0.5",
+            &format!("--adaptive-share={bad}"),
+        ]);
+        assert!(e.contains("adaptive share"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn hnsw_mode_with_graphs_from_append_and_compact() {
     let f = Fixture::new().with_models();
     assert_eq!(

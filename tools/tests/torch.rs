@@ -552,47 +552,73 @@ fn probe_fraction_runs_each_model_on_its_own_subset() {
     )
     .unwrap();
     let manifest = f.path("models.toml");
-    let out = run(&[
-        "append",
-        &f.idx(),
-        "--manifest",
-        s(&manifest),
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
-        "--probe-fraction",
-        "0.5",
-        "--seed",
-        "4",
-        "--rank",
-        "3",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    // Two models, each run on half of the 12 probes.
-    assert!(stderr(&out).contains("12 images"), "{}", stderr(&out));
-    let index = Index::open(&f.path("hub.plog")).unwrap();
-    assert_eq!(index.probe_factors().unwrap().unwrap().0.rank, 3);
-    for (id, name) in [(0u64, "a.pt"), (1, "b.pt")] {
-        let observed = index
-            .observed_probes(id)
-            .unwrap()
-            .expect("partially probed");
-        let want = probelog::collab::sample_probes(P, 0.5, 4 + id).unwrap();
-        assert_eq!(observed, want);
-        // On its observed probes a stored descriptor is an affine image of the model's outputs.
-        let full = expected_descriptors(s(&f.path(name)), &probe_batch(S, NO_MEAN, NO_STD));
-        let model = index.model(id).unwrap();
-        for (j, logit) in full.iter().enumerate() {
-            let stored = index.descriptor(model.first_entry + j as u64).unwrap();
-            let got: Vec<f64> = observed
-                .iter()
-                .map(|&q| f64::from(stored[q as usize]))
-                .collect();
-            let want: Vec<f64> = observed.iter().map(|&q| logit[q as usize]).collect();
-            let r = correlation(&got, &want);
-            assert!(r > 0.9999, "model {id}, logit {j}: correlation {r}");
+    // Share 0: one random round; 0.75: a random round of 2 probes, then 4 chosen ones.
+    for share in ["0", "0.75"] {
+        let index_path = f.path(&format!("share-{share}.plog"));
+        let out = run(&["create", s(&index_path), "--probes", &f.pset()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = run(&[
+            "append",
+            s(&index_path),
+            "--manifest",
+            s(&manifest),
+            "--probes",
+            &f.pset(),
+            "--device",
+            "cpu",
+            "--probe-fraction",
+            "0.5",
+            "--seed",
+            "4",
+            "--rank",
+            "3",
+            "--adaptive-share",
+            share,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // Two models, each run on half of the 12 probes, over one round or two.
+        assert!(
+            stderr(&out).contains("probed 2 models on cpu: 12 images"),
+            "{}",
+            stderr(&out)
+        );
+        let index = Index::open(&index_path).unwrap();
+        assert_eq!(index.probe_factors().unwrap().unwrap().0.rank, 3);
+        for (id, name) in [(0u64, "a.pt"), (1, "b.pt")] {
+            let observed = index
+                .observed_probes(id)
+                .unwrap()
+                .expect("partially probed");
+            if share == "0" {
+                let want = probelog::collab::sample_probes(P, 0.5, 4 + id).unwrap();
+                assert_eq!(observed, want);
+            } else {
+                assert_eq!(observed.len(), P / 2);
+                let first = probelog::collab::sample_probe_count(P, 2, 4 + id);
+                assert!(
+                    first.iter().all(|q| observed.contains(q)),
+                    "{first:?} {observed:?}"
+                );
+            }
+            // On its observed probes a stored descriptor is an affine image of the model's
+            // outputs: the rows of both rounds are where their probes are.
+            let full = expected_descriptors(s(&f.path(name)), &probe_batch(S, NO_MEAN, NO_STD));
+            let model = index.model(id).unwrap();
+            for (j, logit) in full.iter().enumerate() {
+                let stored = index.descriptor(model.first_entry + j as u64).unwrap();
+                let got: Vec<f64> = observed
+                    .iter()
+                    .map(|&q| f64::from(stored[q as usize]))
+                    .collect();
+                let want: Vec<f64> = observed.iter().map(|&q| logit[q as usize]).collect();
+                let r = correlation(&got, &want);
+                assert!(
+                    r > 0.9999,
+                    "share {share}, model {id}, logit {j}: correlation {r}"
+                );
+            }
         }
+        let out = run(&["verify", s(&index_path)]);
+        assert!(out.status.success(), "{}", stderr(&out));
     }
-    ok(&["verify", &f.idx()]);
 }

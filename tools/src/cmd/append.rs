@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::ArgGroup;
-use probelog::collab::{CollabOptions, sample_probes};
+use probelog::collab::{
+    CollabOptions, DEFAULT_ADAPTIVE_SHARE, Observations, ProbeFactors, adaptive_probes,
+    adaptive_split, sample_probe_count,
+};
 use probelog::{AppendOptions, IndexWriter, LogitMatrix, ModelAdded, ModelInput, ProbeSetId};
 use serde::{Deserialize, Serialize};
 
@@ -84,12 +87,23 @@ pub struct Args {
     /// is the index's.
     #[arg(long, value_name = "HEX64", value_parser = parse_fingerprint)]
     pub probe_fingerprint: Option<[u8; 32]>,
-    /// Collaborative probing: run each model (--model) on only this fraction of the probes, a
-    /// seeded random subset per model, and complete the rest from low-rank probe factors stored
-    /// in the index (fitted on this commit when the index has none yet). With --logits the file
-    /// still holds all P rows and only the subset's rows are used.
+    /// Collaborative probing: run each model (--model) on only this fraction of the probes and
+    /// complete the rest from low-rank probe factors stored in the index (fitted on this commit
+    /// when the index has none yet). The probes are a seeded random subset per model, then (see
+    /// --adaptive-share) the probes where its completion from that subset is highest. With
+    /// --logits the file still holds all P rows and only the chosen rows are used.
     #[arg(long, value_name = "F")]
     pub probe_fraction: Option<f64>,
+    /// Share of --probe-fraction's budget run in a second, adaptive round: after every model ran
+    /// its random subset, each runs the probes where its completion predicts its logits highest
+    /// (the logits taking turns). 0 keeps the paper's purely random subsets.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = DEFAULT_ADAPTIVE_SHARE,
+        requires = "probe_fraction"
+    )]
+    pub adaptive_share: f64,
     /// Seed of the probe subsets: model i of this commit (from 0) uses seed + i.
     #[arg(
         long,
@@ -242,10 +256,13 @@ pub fn run(args: Args) -> Result<()> {
     };
     let partial = match args.probe_fraction {
         Some(fraction) => {
-            // Checks the fraction before anything is staged.
-            sample_probes(index_set.num_probes as usize, fraction, args.seed).plain()?;
+            // Checks the fraction and the share before anything is staged.
+            let (random, adaptive) =
+                adaptive_split(index_set.num_probes as usize, fraction, args.adaptive_share)
+                    .plain()?;
             Some(Partial {
-                fraction,
+                random,
+                adaptive,
                 seed: args.seed,
                 options: CollabOptions {
                     rank: args.rank,
@@ -261,37 +278,138 @@ pub fn run(args: Args) -> Result<()> {
     let mut probing = Throughput::default();
     let mut added = Vec::with_capacity(specs.len());
     let mut skipped = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        bar.set_message(spec.name.clone());
-        let partial = partial.map(|p| (p, i as u64));
-        let staged = stage(
-            &mut writer,
-            spec,
-            opts,
-            prober.as_ref(),
-            partial,
-            &bar,
-            &mut probing,
-        );
-        match (staged, &args.manifest) {
-            (Ok(staged), _) => added.push((spec.name.clone(), staged)),
-            (Err(e), Some(_)) if args.skip_failed => skipped.push(Skipped {
-                name: spec.name.clone(),
-                error: format!("{e:#}"),
-            }),
-            (Err(e), Some(manifest)) => {
-                return Err(e.context(format!(
-                    "model {:?} ({} of {} in {}) was refused, nothing was committed",
-                    spec.name,
-                    i + 1,
-                    specs.len(),
-                    manifest.display()
-                )));
+    // A refused model: left out under --skip-failed, else the end of the command.
+    let refuse =
+        |i: usize, spec: &ModelSpec, e: anyhow::Error, skipped: &mut Vec<Skipped>| match &args
+            .manifest
+        {
+            Some(_) if args.skip_failed => {
+                skipped.push(Skipped {
+                    name: spec.name.clone(),
+                    error: format!("{e:#}"),
+                });
+                Ok(())
             }
-            (Err(e), None) => return Err(e),
-        }
+            Some(manifest) => Err(e.context(format!(
+                "model {:?} ({} of {} in {}) was refused, nothing was committed",
+                spec.name,
+                i + 1,
+                specs.len(),
+                manifest.display()
+            ))),
+            None => Err(e),
+        };
+    // Models given as logits move the bar once each; probed models move it by batches.
+    let tick = |spec: &ModelSpec| {
         if !matches!(spec.input, ModelSource::TorchScript(..)) {
             bar.inc(1);
+        }
+    };
+    let p = index_set.num_probes as usize;
+    match partial {
+        Some(partial) if partial.adaptive > 0 => {
+            // Round 1: every model on its own random subset.
+            let mut first = Vec::with_capacity(specs.len());
+            for (i, spec) in specs.iter().enumerate() {
+                bar.set_message(spec.name.clone());
+                let observed = sample_probe_count(p, partial.random, partial.seed + i as u64);
+                let run = read_rows(
+                    spec,
+                    p,
+                    prober.as_ref(),
+                    Some(&observed),
+                    &bar,
+                    &mut probing,
+                    false,
+                )
+                .and_then(|rows| {
+                    let logits = LogitMatrix::new(&rows.data, rows.rows, rows.cols).plain()?;
+                    let (obs, _) = Observations::from_logits(
+                        &spec.name,
+                        &logits,
+                        &observed,
+                        p,
+                        opts.keep_constant,
+                    )
+                    .plain()?;
+                    Ok((rows, obs))
+                });
+                match run {
+                    Ok((rows, obs)) => first.push((i, observed, rows, obs)),
+                    Err(e) => {
+                        refuse(i, spec, e, &mut skipped)?;
+                        tick(spec);
+                    }
+                }
+            }
+            // Round 2 (when any model is left): each on the probes where its completion is highest.
+            if !first.is_empty() {
+                // The factors that choose round 2's probes: the index's, else fitted on round 1.
+                let (factors, lambda) = match writer.stored_factors().at(&args.index)? {
+                    Some(stored) => stored,
+                    None => {
+                        let observations: Vec<Observations> =
+                            first.iter().map(|f| f.3.clone()).collect();
+                        let fitted =
+                            ProbeFactors::fit(p, &observations, &partial.options).plain()?;
+                        (fitted, partial.options.lambda)
+                    }
+                };
+                for (i, observed, rows, obs) in first {
+                    let spec = &specs[i];
+                    bar.set_message(spec.name.clone());
+                    let staged = factors
+                        .impute(&obs, lambda)
+                        .and_then(|predicted| {
+                            adaptive_probes(&predicted, obs.logits, p, &observed, partial.adaptive)
+                        })
+                        .plain()
+                        .and_then(|extra| {
+                            let more = read_rows(
+                                spec,
+                                p,
+                                prober.as_ref(),
+                                Some(&extra),
+                                &bar,
+                                &mut probing,
+                                true,
+                            )?;
+                            let (union, merged) = merge_rows(&observed, rows, &extra, more)?;
+                            stage_rows(&mut writer, spec, opts, merged, Some((&union, partial)))
+                        });
+                    match staged {
+                        Ok(a) => added.push((spec.name.clone(), a)),
+                        Err(e) => refuse(i, spec, e, &mut skipped)?,
+                    }
+                    tick(spec);
+                }
+            }
+        }
+        _ => {
+            for (i, spec) in specs.iter().enumerate() {
+                bar.set_message(spec.name.clone());
+                // With collaborative probing, the probes this model is run on (or whose rows are
+                // kept): a random subset of the whole budget.
+                let observed = partial.map(|x| sample_probe_count(p, x.random, x.seed + i as u64));
+                let staged = read_rows(
+                    spec,
+                    p,
+                    prober.as_ref(),
+                    observed.as_deref(),
+                    &bar,
+                    &mut probing,
+                    false,
+                )
+                .and_then(|rows| {
+                    let partial = observed.as_deref().zip(partial);
+                    stage_rows(&mut writer, spec, opts, rows, partial)
+                });
+                match staged {
+                    Ok(a) => added.push((spec.name.clone(), a)),
+                    Err(e) => refuse(i, spec, e, &mut skipped)?,
+                }
+                tick(spec);
+            }
         }
     }
     drop(bar);
@@ -350,11 +468,11 @@ fn progress_for(
         .iter()
         .map(|s| match (&s.input, prober) {
             (ModelSource::TorchScript(_, spec), Some(p)) => {
-                // Every subset of a fraction has the same size, whatever its seed.
-                let probes_run = partial
-                    .and_then(|x| sample_probes(p.set().len(), x.fraction, 0).ok())
-                    .map_or(p.set().len(), |subset| subset.len());
-                probes_run.div_ceil(spec.batch) as u64
+                // Each round runs in batches of its own.
+                let batches = |n: usize| n.div_ceil(spec.batch) as u64;
+                partial.map_or(batches(p.set().len()), |x| {
+                    batches(x.random) + batches(x.adaptive)
+                })
             }
             _ => 1,
         })
@@ -404,34 +522,37 @@ impl Throughput {
     }
 }
 
-/// Loads (or computes) one model's logits and stages it.
-/// Collaborative probing settings of `append --probe-fraction`.
+/// Collaborative probing settings of `append --probe-fraction`: per model, `random` probes of a
+/// seeded subset (seed + the model's position in the commit), then `adaptive` more chosen from its
+/// completion.
 #[derive(Debug, Clone, Copy)]
 struct Partial {
-    fraction: f64,
+    random: usize,
+    adaptive: usize,
     seed: u64,
     options: CollabOptions,
 }
 
-/// Stages one model; with `partial`, (settings, the model's position in the commit), only a
-/// seeded subset of its probe rows is used and the rest is completed at commit.
-fn stage(
-    writer: &mut IndexWriter,
+/// A model's logits on some probes, row-major `[rows, cols]`.
+struct Rows {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+/// Loads (or computes) one model's logits on the probes `observed` (all `p` when `None`), row
+/// `i` for probe `observed[i]`. A second round of the same model passes `again` (its images count
+/// in `probing`, the model does not).
+fn read_rows(
     spec: &ModelSpec,
-    opts: AppendOptions,
+    p: usize,
     prober: Option<&Prober>,
-    partial: Option<(Partial, u64)>,
+    observed: Option<&[u32]>,
     bar: &Progress,
     probing: &mut Throughput,
-) -> Result<ModelAdded> {
-    let p = writer.probe_set().num_probes as usize;
-    let labels = spec.labels.as_deref().map(read_lines).transpose()?;
-    // With collaborative probing, the probes this model is run on (or whose rows are kept).
-    let observed = partial
-        .map(|(partial, position)| sample_probes(p, partial.fraction, partial.seed + position))
-        .transpose()
-        .plain()?;
-    let (data, rows, cols) = match &spec.input {
+    again: bool,
+) -> Result<Rows> {
+    match &spec.input {
         ModelSource::Logits(path) => {
             let m = npy::read_matrix(path, "[probes, logits]")?;
             if m.rows != p && m.cols == p {
@@ -443,8 +564,12 @@ fn stage(
                     m.rows
                 );
             }
-            match &observed {
-                None => (m.data, m.rows, m.cols),
+            match observed {
+                None => Ok(Rows {
+                    data: m.data,
+                    rows: m.rows,
+                    cols: m.cols,
+                }),
                 Some(observed) => {
                     ensure!(
                         m.rows == p,
@@ -452,38 +577,86 @@ fn stage(
                         spec.name,
                         m.rows
                     );
-                    let kept: Vec<f32> = observed
+                    let data = observed
                         .iter()
                         .flat_map(|&q| &m.data[q as usize * m.cols..(q as usize + 1) * m.cols])
                         .copied()
                         .collect();
-                    (kept, observed.len(), m.cols)
+                    Ok(Rows {
+                        data,
+                        rows: observed.len(),
+                        cols: m.cols,
+                    })
                 }
             }
         }
         ModelSource::TorchScript(path, input) => {
             let prober = prober.context("a TorchScript model needs --probes FILE.pset")?;
             let out = prober
-                .probe(path, input, observed.as_deref(), &|| bar.inc(1))
+                .probe(path, input, observed, &|| bar.inc(1))
                 .with_context(|| format!("model {:?} ({})", spec.name, path.display()))?;
-            probing.models += 1;
+            probing.models += usize::from(!again);
             probing.images += out.probes;
             probing.elapsed += out.elapsed;
-            (out.logits, out.probes, out.num_logits)
+            Ok(Rows {
+                data: out.logits,
+                rows: out.probes,
+                cols: out.num_logits,
+            })
         }
-    };
+    }
+}
+
+/// Merges two rounds of a model's logits: rows of the sorted probe lists `a` and `b` (disjoint)
+/// into the rows of their sorted union. Returns the union and its rows.
+fn merge_rows(a: &[u32], ra: Rows, b: &[u32], rb: Rows) -> Result<(Vec<u32>, Rows)> {
+    ensure!(
+        ra.cols == rb.cols,
+        "the model gave {} logits in the first round and {} in the second",
+        ra.cols,
+        rb.cols
+    );
+    let cols = ra.cols;
+    let (mut union, mut data) = (Vec::with_capacity(a.len() + b.len()), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let from_a = j == b.len() || (i < a.len() && a[i] < b[j]);
+        let (q, row) = if from_a {
+            i += 1;
+            (a[i - 1], &ra.data[(i - 1) * cols..i * cols])
+        } else {
+            j += 1;
+            (b[j - 1], &rb.data[(j - 1) * cols..j * cols])
+        };
+        union.push(q);
+        data.extend_from_slice(row);
+    }
+    let rows = union.len();
+    Ok((union, Rows { data, rows, cols }))
+}
+
+/// Stages one model's logits; with `partial` (its observed probes and the settings), as a
+/// partially probed model whose other entries are completed at commit.
+fn stage_rows(
+    writer: &mut IndexWriter,
+    spec: &ModelSpec,
+    opts: AppendOptions,
+    rows: Rows,
+    partial: Option<(&[u32], Partial)>,
+) -> Result<ModelAdded> {
+    let labels = spec.labels.as_deref().map(read_lines).transpose()?;
     let input = ModelInput {
         name: spec.name.clone(),
         source: spec.source.clone(),
         meta: spec.meta.clone(),
         labels,
-        logits: LogitMatrix::new(&data, rows, cols).plain()?,
+        logits: LogitMatrix::new(&rows.data, rows.rows, rows.cols).plain()?,
     };
-    match (observed, partial) {
-        (Some(observed), Some((partial, _))) => writer
-            .add_partial_model(input, &observed, opts, partial.options)
+    match partial {
+        Some((observed, partial)) => writer
+            .add_partial_model(input, observed, opts, partial.options)
             .plain(),
-        _ => writer.add_model(input, opts).plain(),
+        None => writer.add_model(input, opts).plain(),
     }
 }
 
