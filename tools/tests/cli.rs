@@ -75,6 +75,16 @@ fn column(data: &[f32], cols: usize, j: usize) -> Vec<f32> {
     data.iter().skip(j).step_by(cols).copied().collect()
 }
 
+/// The concepts of the six models of [`Fixture::six_model_manifest`].
+const SIX_MODELS: [&[usize]; 6] = [
+    &[1, 2, 3],
+    &[2, 4, 1],
+    &[5, 1, 6],
+    &[3, 7, 8],
+    &[9, 0, 2],
+    &[4, 6, 1],
+];
+
 struct Fixture {
     dir: TempDir,
     index: PathBuf,
@@ -111,6 +121,22 @@ impl Fixture {
         let text: Vec<String> = concepts.iter().map(|c| format!("concept-{c}\n")).collect();
         fs::write(&labels, text.concat()).unwrap();
         (npy, labels, logits)
+    }
+
+    /// `m.toml`, a manifest of six models (`m0` to `m5`, concepts [`SIX_MODELS`], seeds 1 to 6);
+    /// returns its path and each model's raw logits.
+    fn six_model_manifest(&self) -> (PathBuf, Vec<Vec<f32>>) {
+        let mut manifest = String::new();
+        let mut raw = Vec::new();
+        for (i, c) in SIX_MODELS.iter().enumerate() {
+            raw.push(self.model_files(&format!("m{i}"), c, i as u64 + 1).2);
+            manifest.push_str(&format!(
+                "[[model]]\nlogits = \"m{i}.npy\"\nlabels = \"m{i}.labels\"\n\n"
+            ));
+        }
+        let path = self.path("m.toml");
+        fs::write(&path, manifest).unwrap();
+        (path, raw)
     }
 
     /// Appends one model with labels; returns its raw logits.
@@ -1132,23 +1158,7 @@ fn usage_errors_exit_with_2() {
 #[test]
 fn probe_fraction_completes_models_from_stored_factors() {
     let f = Fixture::new();
-    let concepts: [&[usize]; 6] = [
-        &[1, 2, 3],
-        &[2, 4, 1],
-        &[5, 1, 6],
-        &[3, 7, 8],
-        &[9, 0, 2],
-        &[4, 6, 1],
-    ];
-    let mut manifest = String::new();
-    for (i, c) in concepts.iter().enumerate() {
-        f.model_files(&format!("m{i}"), c, i as u64 + 1);
-        manifest.push_str(&format!(
-            "[[model]]\nlogits = \"m{i}.npy\"\nlabels = \"m{i}.labels\"\n\n"
-        ));
-    }
-    fs::write(f.path("m.toml"), manifest).unwrap();
-    let m = f.path("m.toml");
+    let m = f.six_model_manifest().0;
     let args = [
         "append",
         f.idx(),
@@ -1233,24 +1243,7 @@ fn adaptive_round_runs_the_probes_the_first_rounds_completion_ranks_highest() {
         sample_probe_count, sample_probes,
     };
     let f = Fixture::new();
-    let concepts: [&[usize]; 6] = [
-        &[1, 2, 3],
-        &[2, 4, 1],
-        &[5, 1, 6],
-        &[3, 7, 8],
-        &[9, 0, 2],
-        &[4, 6, 1],
-    ];
-    let mut manifest = String::new();
-    let mut raw = Vec::new();
-    for (i, c) in concepts.iter().enumerate() {
-        raw.push(f.model_files(&format!("m{i}"), c, i as u64 + 1).2);
-        manifest.push_str(&format!(
-            "[[model]]\nlogits = \"m{i}.npy\"\nlabels = \"m{i}.labels\"\n\n"
-        ));
-    }
-    fs::write(f.path("m.toml"), manifest).unwrap();
-    let m = f.path("m.toml");
+    let (m, raw) = f.six_model_manifest();
     let append = |index: &str, share: &str| {
         ok(&["create", index, "--num-probes", &P.to_string()]);
         ok_json(&[
@@ -1276,7 +1269,7 @@ fn adaptive_round_runs_the_probes_the_first_rounds_completion_ranks_highest() {
         .iter()
         .enumerate()
         .map(|(i, logits)| {
-            let l = concepts[i].len();
+            let l = SIX_MODELS[i].len();
             let observed = sample_probe_count(P, random, 3 + i as u64);
             let rows: Vec<f32> = observed
                 .iter()
