@@ -6,6 +6,25 @@ use crate::error::{Error, Result};
 /// `max(1, |mean|)` counts as constant.
 pub const CONSTANT_RELATIVE_TOLERANCE: f64 = 1e-6;
 
+/// The largest magnitude a z-normalized descriptor value can have over `probes` probes:
+/// `sqrt(probes - 1)` (one probe far from all the others), with room for f16 rounding. Stored
+/// descriptors are checked against it (`verify`, compaction, graph builds): a larger value can
+/// only come from damage or a hostile file, and would overflow sums that assume the bound.
+pub fn max_descriptor_magnitude(probes: usize) -> f32 {
+    let exact = (probes.saturating_sub(1) as f64).sqrt();
+    (exact * (1.0 + 1e-3) + 1e-3) as f32
+}
+
+/// Position and value of the first value of `values` that a z-normalized descriptor over
+/// `probes` probes cannot hold: NaN, infinite, or beyond [`max_descriptor_magnitude`].
+pub fn first_impossible_value(values: &[f32], probes: usize) -> Option<(usize, f32)> {
+    let bound = max_descriptor_magnitude(probes);
+    values
+        .iter()
+        .position(|v| !(v.abs() <= bound))
+        .map(|i| (i, values[i]))
+}
+
 /// One model's raw logits over the probe set, row-major `[probes, logits]`: row `p` is the model's
 /// output for probe `p`, the orientation a forward pass produces.
 #[derive(Debug, Clone, Copy)]

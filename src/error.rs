@@ -45,6 +45,17 @@ pub enum Error {
         got: u32,
     },
 
+    /// A full check found damage, so an operation that would copy the damaged bytes under fresh
+    /// checksums (compaction) refused to run.
+    #[error(
+        "{path} is damaged ({first}; {problems} problem(s) in all; `probelog-tool verify` lists them): refusing to rewrite it, which would hide the damage under fresh checksums"
+    )]
+    Damaged {
+        path: PathBuf,
+        first: String,
+        problems: usize,
+    },
+
     /// The file is shorter than its committed state says: it was truncated or copied partially.
     #[error("index is truncated: {what} needs {needed} bytes but the file holds {len}")]
     Truncated { what: String, needed: u64, len: u64 },
@@ -91,6 +102,10 @@ pub enum Error {
     )]
     Locked { path: PathBuf },
 
+    /// A path names a FIFO, a device or a directory where a regular file is needed.
+    #[error("{path} is not a regular file (a FIFO, device or directory); probelog reads and writes regular files only")]
+    NotRegularFile { path: PathBuf },
+
     /// The target of `create` exists already.
     #[error("{path} exists already; remove it first or pick another path")]
     AlreadyExists { path: PathBuf },
@@ -120,6 +135,7 @@ impl Error {
                 | Error::Corrupt { .. }
                 | Error::ChecksumMismatch { .. }
                 | Error::Truncated { .. }
+                | Error::Damaged { .. }
                 | Error::UnsupportedVersion { .. }
         )
     }

@@ -204,6 +204,24 @@ impl Dtype {
     }
 }
 
+/// The fewest probes an index may have: a z-score over one probe is undefined.
+pub const MIN_PROBES: u32 = 2;
+/// The most probes an index may have (2^20). The paper's largest probe set has 8,000 probes;
+/// the bound keeps every per-probe allocation of a reader or writer (a row of a staging buffer,
+/// probe factors, a query) small before any other part of a file is validated.
+pub const MAX_PROBES: u32 = 1 << 20;
+
+/// Checks a probe count against [`MIN_PROBES`] and [`MAX_PROBES`].
+pub fn check_probe_count(num_probes: u32) -> Result<()> {
+    if (MIN_PROBES..=MAX_PROBES).contains(&num_probes) {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "an index needs {MIN_PROBES} to {MAX_PROBES} probes, not {num_probes}"
+        )))
+    }
+}
+
 /// The identity of a probe set: how many probes, and a 32-byte fingerprint of what they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProbeSetId {
@@ -327,9 +345,9 @@ impl StaticHeader {
             )));
         }
         let num_probes = get_u32(b, H_NUM_PROBES);
-        if num_probes < 2 {
+        if !(MIN_PROBES..=MAX_PROBES).contains(&num_probes) {
             return Err(Error::corrupt(format!(
-                "probe count is {num_probes}; an index needs at least 2 probes"
+                "probe count is {num_probes}; an index has {MIN_PROBES} to {MAX_PROBES} probes"
             )));
         }
         let dtype = Dtype::from_code(get_u16(b, H_DTYPE)).ok_or_else(|| {

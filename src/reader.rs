@@ -997,7 +997,7 @@ impl Index {
 
     /// Opens `path` read-only.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let file = crate::storage::open_regular_file(path, false)?;
         Self::from_file_with(&file, path, options)
     }
 
@@ -1009,6 +1009,11 @@ impl Index {
     /// [`Index::from_file`] with `options`.
     pub fn from_file_with(file: &File, path: &Path, options: OpenOptions) -> Result<Self> {
         let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+        if !meta.is_file() {
+            return Err(Error::NotRegularFile {
+                path: path.to_path_buf(),
+            });
+        }
         let len = meta.len();
         if len < HEADER_USED_LEN as u64 {
             let mut head = vec![0u8; len as usize];
@@ -1051,7 +1056,7 @@ impl Index {
     pub fn refresh(&mut self) -> Result<bool> {
         let meta = std::fs::metadata(&self.path).map_err(|e| Error::io("stat", &self.path, e))?;
         if (meta.dev(), meta.ino()) == self.file_id {
-            let file = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
+            let file = crate::storage::open_regular_file(&self.path, false)?;
             let mut page = vec![0u8; HEADER_USED_LEN];
             file.read_exact_at(&mut page, 0)
                 .map_err(|e| Error::io("read header of", &self.path, e))?;

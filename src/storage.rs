@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
+use crate::reader::AlignedBytes;
 
 /// What the writer needs from a file. Offsets are absolute byte positions.
 pub trait Storage {
@@ -19,6 +20,31 @@ pub trait Storage {
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Makes every earlier write durable (fdatasync for files).
     fn sync(&mut self) -> io::Result<()>;
+
+    /// The first `len` bytes, read-only, for validating the committed state as a reader does
+    /// before writing after it. By default a copy; files map instead.
+    fn committed_view(&self, len: u64) -> io::Result<StorageView> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("length exceeds memory"))?;
+        let mut bytes = vec![0u8; len];
+        self.read_exact_at(&mut bytes, 0)?;
+        Ok(StorageView::Copied(AlignedBytes::from_slice(&bytes)))
+    }
+}
+
+/// Bytes of a [`Storage`] to validate (see [`Storage::committed_view`]).
+#[derive(Debug)]
+pub enum StorageView {
+    Mapped(memmap2::Mmap),
+    Copied(AlignedBytes),
+}
+
+impl AsRef<[u8]> for StorageView {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            StorageView::Mapped(map) => map,
+            StorageView::Copied(bytes) => bytes.as_ref(),
+        }
+    }
 }
 
 /// A file on disk, held under the writer lock (an exclusive advisory `flock`).
@@ -45,12 +71,12 @@ impl FileStorage {
     /// into place, so after the lock is granted this checks that the path still names the locked
     /// file, and starts over on the new file if it does not.
     pub fn open_locked(path: &Path, wait: LockWait) -> Result<Self> {
+        // The writer locks and renames the file itself, never a symlink to it: compaction would
+        // otherwise replace the link with a regular file and leave its target stale.
+        let resolved = std::fs::canonicalize(path).map_err(|e| Error::io("open", path, e))?;
+        let path = resolved.as_path();
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| Error::io("open", path, e))?;
+            let file = open_regular_file(path, true)?;
             match wait {
                 LockWait::Wait => file.lock().map_err(|e| Error::io("lock", path, e))?,
                 LockWait::Fail => match file.try_lock() {
@@ -110,6 +136,36 @@ impl Storage for FileStorage {
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
     }
+    fn committed_view(&self, len: u64) -> io::Result<StorageView> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("length exceeds memory"))?;
+        // SAFETY: a read-only map of the file this writer holds the lock on. The writer drops it
+        // before it writes, and no writer of probelog changes bytes below the committed length;
+        // another program that truncates the file could make a read fault (SIGBUS), the hazard
+        // every reader's map shares (format-spec.md §11, "Snapshot").
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file)? };
+        Ok(StorageView::Mapped(map))
+    }
+}
+
+/// Opens `path` (for reading, and for writing if `write`), which must be a regular file: a FIFO
+/// would block the open or the reads forever, and a device such as `/dev/zero` never ends. The
+/// open does not block (`O_NONBLOCK`, which means nothing for a regular file), and the check is
+/// made on the opened file, so the path cannot change in between.
+pub fn open_regular_file(path: &Path, write: bool) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::NotRegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(file)
 }
 
 /// An in-memory storage that simulates a crash. It keeps what was synced apart from what was only

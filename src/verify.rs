@@ -1,5 +1,6 @@
 //! Full integrity check: every checksum, every reference, every padding byte of the committed state.
 
+use crate::descriptor::{first_impossible_value, max_descriptor_magnitude};
 use crate::format::*;
 use crate::reader::RawIndex;
 
@@ -230,12 +231,16 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 .map_err(|e| (format!("segment {s} descriptors"), e.to_string()))?;
             let Some(rows) = rows else { continue };
             let mut buf = vec![0f32; rows.entries()];
-            for p in 0..self.num_probes() {
+            let probes = self.num_probes();
+            for p in 0..probes {
                 rows.read_row(p, 0..rows.entries(), &mut buf);
-                if let Some(e) = buf.iter().position(|x| !x.is_finite()) {
+                if let Some((e, v)) = first_impossible_value(&buf, probes) {
                     return Err((
                         format!("segment {s} descriptors"),
-                        format!("probe {p}, entry {e}: value is not finite"),
+                        format!(
+                            "probe {p}, entry {e}: value {v} is impossible in a z-normalized descriptor (|value| <= {})",
+                            max_descriptor_magnitude(probes)
+                        ),
                     ));
                 }
             }

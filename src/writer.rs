@@ -46,6 +46,7 @@ impl CreateOptions {
 /// Creates a new, empty index at `path`. The file is written beside its destination and renamed
 /// into place, so a crash never leaves a half-made index; an existing file is never replaced.
 pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
+    check_probe_count(opts.probe_set.num_probes)?;
     if path.exists() {
         return Err(Error::AlreadyExists {
             path: path.to_path_buf(),
@@ -183,6 +184,7 @@ impl IndexWriter<FileStorage> {
     /// Opens the index at `path` for appending, taking the writer lock.
     pub fn open(path: &Path, wait: LockWait) -> Result<Self> {
         let storage = FileStorage::open_locked(path, wait)?;
+        remove_stale_compactions(storage.path());
         Self::from_storage(storage)
     }
 }
@@ -225,12 +227,14 @@ impl<S: Storage> IndexWriter<S> {
         if commit.committed_len < HEADER_PAGE_LEN {
             return Err(Error::corrupt("the current commit points outside the file"));
         }
-        read_directory(
-            &storage,
-            &commit.directory,
-            commit.committed_len,
-            "last segment",
-        )?;
+        // A writer validates at least what a reader does: every directory of the chain, every
+        // section's bounds and every count, not only the newest directory that the next segment
+        // links to. Data appended after a state that readers refuse could never be read.
+        let bytes = storage.committed_view(commit.committed_len).map_err(|e| Error::Storage {
+            op: "map for validation",
+            source: e,
+        })?;
+        RawIndex::with_header_page(&page, bytes)?;
         Ok(IndexWriter {
             storage,
             pending: Pending::new(header.probe_set.num_probes as usize),
@@ -467,13 +471,22 @@ impl<S: Storage> IndexWriter<S> {
                 op: "truncate torn tail",
                 source: e,
             })?;
-        let commit = write_segment(
+        let commit = match write_segment(
             &mut self.storage,
             &self.header,
             &before,
             &pending.as_content(),
             &self.ann,
-        )?;
+        ) {
+            Ok(commit) => commit,
+            Err(e) => {
+                // Nothing points at the partial segment yet: give its space back now (on a full
+                // disk it is all the space there is) rather than at the next append. Best effort:
+                // the next append truncates to the committed length anyway.
+                let _ = self.storage.set_len(before.committed_len);
+                return Err(e);
+            }
+        };
         let slot = 1 - self.active_slot;
         publish_commit(&mut self.storage, slot, &commit)?;
         self.commit = commit;
@@ -521,10 +534,25 @@ pub fn compact(path: &Path, wait: LockWait) -> Result<CompactSummary> {
 pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result<CompactSummary> {
     opts.ann.check()?;
     let locked = FileStorage::open_locked(path, wait)?;
+    // The file itself, not a symlink to it: the new file is renamed onto the file, and a link
+    // replaced by a regular file would leave its target stale for every other path to it.
+    let path = locked.path().to_path_buf();
+    let path = path.as_path();
     let bytes_before = locked.size().map_err(|e| Error::io("stat", path, e))?;
     let snapshot = crate::reader::Index::from_file(locked.file(), path)?;
     let raw = snapshot.raw();
     let dir = parent_dir(path);
+    remove_stale_compactions(path);
+    // Compaction rewrites every section under fresh checksums: damage it copied would no longer
+    // be found. So it checks everything it is about to copy first, as `verify` does.
+    let report = raw.verify();
+    if let Some(first) = report.problems.first() {
+        return Err(Error::Damaged {
+            path: path.to_path_buf(),
+            first: first.to_string(),
+            problems: report.problems.len(),
+        });
+    }
     // The new file takes the old one's permissions, so compaction changes nobody's access.
     let permissions = locked
         .file()
@@ -532,7 +560,7 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
         .map_err(|e| Error::io("stat", path, e))?
         .permissions();
     let tmp = tempfile::Builder::new()
-        .prefix(".probelog-compact-")
+        .prefix(&compaction_prefix(path))
         .permissions(permissions)
         .tempfile_in(&dir)
         .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
@@ -1210,6 +1238,33 @@ impl<S: Storage> SegmentWriter<'_, S> {
             param: stride as u64,
         });
         Ok(())
+    }
+}
+
+/// The name prefix of the temporary file that a compaction of `path` writes beside it:
+/// `.NAME.compact-` followed by random characters.
+fn compaction_prefix(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}.compact-")
+}
+
+/// Removes what killed compactions of `path` left beside it. Only a writer holding the lock of
+/// `path` may call this: a compaction holds that lock from before it creates its temporary file
+/// until after it renamed it into place, so every such file found under the lock is stale.
+/// Best effort: a file that cannot be removed stays, as it would without this.
+fn remove_stale_compactions(path: &Path) {
+    let prefix = compaction_prefix(path);
+    let Ok(entries) = std::fs::read_dir(parent_dir(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_str().is_some_and(|n| {
+            n.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| !rest.is_empty())
+        });
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

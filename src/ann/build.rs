@@ -5,6 +5,7 @@
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
 
+use crate::descriptor::first_impossible_value;
 use crate::error::{Error, Result};
 
 use super::graph::{GraphParts, MAX_GRAPH_PROBES, MAX_KEEP, MAX_LEVEL, MAX_SEEDS};
@@ -215,7 +216,17 @@ fn range_lists(
     fill_row: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
 ) -> Result<(Vec<u32>, Vec<u32>)> {
     let (keep, seeds) = (opts.keep_for(probes), opts.seeds.min(n));
-    top_lists_and_seeds(probes, n, keep, seeds, fill_row)
+    // The graph's distances sum differences of these values; hnsw_rs asserts on what overflows.
+    // Values a z-normalized descriptor cannot hold never reach it.
+    top_lists_and_seeds(probes, n, keep, seeds, &mut |p, out| {
+        fill_row(p, out)?;
+        match first_impossible_value(out, probes) {
+            None => Ok(()),
+            Some((e, v)) => Err(Error::InvalidInput(format!(
+                "probe {p}, entry {e}: value {v} is impossible in a z-normalized descriptor; no graph is built over it"
+            ))),
+        }
+    })
 }
 
 /// The HNSW graph over the top lists of `n` entries.

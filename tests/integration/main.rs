@@ -17,3 +17,4 @@ mod crash;
 mod fuzz_regressions;
 mod search_props;
 mod storage_precision;
+mod writer_safety;
