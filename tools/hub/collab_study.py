@@ -23,15 +23,23 @@ topk+rms:8`; `--metric l1` takes the earlier default, top-k plus 2x the all-prob
   adaptiveS  (with --adaptive-share S) two rounds of the same budget: (1 - S) of it at random,
              `als` on those, then S of it on the probes where each model's completion is highest
              (its logits taking turns), then `als` on both rounds: what `append --probe-fraction`
-             does (S = 0.75 by default)
+             does (its default S is 0.5)
   adaptiveS+smoothq  both
+  obstopk    `als`, with the top-k term over the query's k highest probes among those each
+             gallery model ran (measured values only); the all-probe term as usual
+  adaptiveS+obstopk  both
+  rounds3-S  three rounds of the same budget: (1 - S) of it at random, then S / 2 where the
+             completion is highest, `als` again, and the other S / 2 the same way
+  rounds3-S+obstopk  both
+
+`--weight W` sets the all-probe term's weight (8 for rms, 2 for l1 by default).
 
 `--gallery-models N` runs it on a random subset of N gallery models, `--methods` picks the rows.
 
     probelog-tool export --out near.npy .hub-work/hub-near.plog
     .venv-py/bin/python tools/hub/collab_study.py near.npy --mask-seed 1 --mask-seed 2
-    .venv-py/bin/python tools/hub/collab_study.py near.npy --methods als,adaptive0.75 \
-        --adaptive-share 0.75 --mask-seed 1
+    .venv-py/bin/python tools/hub/collab_study.py near.npy --methods als,adaptive0.5,rounds3-0.67 \
+        --adaptive-share 0.5 --adaptive-share 0.67 --mask-seed 1
 """
 
 import argparse
@@ -204,6 +212,21 @@ class Masked:
             observed[m] = np.where(seen)[0]
         return Masked(hub, 0, observed=observed)
 
+    def observed_topk_distance(self, gallery):
+        """The default discrepancy against completed `gallery` rows, with its top-k term taken
+        over the query's k highest probes among those each gallery model ran (so that it compares
+        measured values only), and its all-probe term over every probe as usual."""
+
+        def d(q):
+            out = np.empty(len(gallery))
+            for m in self.models:
+                rows, o = self.rows[m], self.observed[m]
+                t = o[np.argpartition(-q[o], K)[:K]]
+                out[rows] = np.abs(gallery[np.ix_(rows, t)] - q[t]).mean(1)
+            return out + METRIC["weight"] * all_probe_term(gallery - q)
+
+        return d
+
     def observed_distance(self):
         def d(q):
             out = np.empty(len(self.z))
@@ -229,9 +252,10 @@ def main():
                     "then S of it on the probes the completion predicts highest")
     ap.add_argument("--metric", choices=["rms", "l1"], default="rms",
                     help="the all-probe term: rms (topk+rms:8, the default) or l1 (topk+all:2)")
+    ap.add_argument("--weight", type=float, help="the all-probe term's weight [default: 8 for rms, 2 for l1]")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    METRIC.update(term=args.metric, weight=8.0 if args.metric == "rms" else 2.0)
+    METRIC.update(term=args.metric, weight=args.weight or (8.0 if args.metric == "rms" else 2.0))
     hub = load(args.descriptors, args.gallery_models)
     desc, _, _, gallery, queries = hub
     print(f"{len(queries)} queries, {len(gallery)} gallery logits, {desc.shape[1]} probes")
@@ -250,6 +274,7 @@ def main():
             "observed": lambda: observed,
             "hybrid": lambda: lambda q: 0.5 * als_d(q) + 0.5 * observed(q),
             "smoothq": lambda: masked.smoothed_query_distance(masked.completed(estimate)),
+            "obstopk": lambda: masked.observed_topk_distance(masked.completed(estimate)),
         }
         for share in args.adaptive_share:
             # The random round takes (1 - share) of the budget, the adaptive round the rest.
@@ -263,8 +288,25 @@ def main():
                 second = first.adaptive(hub, args.fraction, first.als())
                 return second.smoothed_query_distance(second.completed(second.als()))
 
+            def adaptive_obstopk(share=share):
+                first = Masked(hub, seed, args.fraction * (1 - share))
+                second = first.adaptive(hub, args.fraction, first.als())
+                return second.observed_topk_distance(second.completed(second.als()))
+
+            def three_rounds(share=share, obstopk=False):
+                # (1 - share) at random, then share / 2 where the completion is highest, a refit,
+                # and the other share / 2 the same way.
+                first = Masked(hub, seed, args.fraction * (1 - share))
+                second = first.adaptive(hub, args.fraction * (1 - share / 2), first.als())
+                third = second.adaptive(hub, args.fraction, second.als())
+                done = third.completed(third.als())
+                return third.observed_topk_distance(done) if obstopk else default_distance(done)
+
             rows[f"adaptive{share:g}"] = adaptive
             rows[f"adaptive{share:g}+smoothq"] = adaptive_smoothq
+            rows[f"adaptive{share:g}+obstopk"] = adaptive_obstopk
+            rows[f"rounds3-{share:g}"] = three_rounds
+            rows[f"rounds3-{share:g}+obstopk"] = lambda share=share: three_rounds(share, True)
         for name in args.methods.split(","):
             d = rows[name]()
             results[f"{name} seed {seed}"] = accuracy(hub, d)
