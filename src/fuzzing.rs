@@ -24,7 +24,11 @@ use crate::format::*;
 use crate::reader::{AlignedBytes, RawIndex};
 use crate::search::{Metric, Query, SearchParams};
 use crate::storage::FaultyStorage;
-use crate::writer::{AppendOptions, CreateOptions, IndexWriter, ModelInput, create};
+use crate::ann::AnnOptions;
+use crate::storage::LockWait;
+use crate::writer::{
+    AppendOptions, CompactOptions, CreateOptions, IndexWriter, ModelInput, compact_with, create,
+};
 use crate::{Error, LogitMatrix};
 
 /// Largest probe count for which the harness builds query vectors and appends.
@@ -236,6 +240,7 @@ pub fn exercise(img: &[u8]) {
     let opened = RawIndex::new(AlignedBytes::from_slice(img));
     let before = match &opened {
         Ok(idx) => Some(Before {
+            probes: idx.num_probes(),
             entries: idx.entry_count(),
             models: idx.model_count(),
             sequence: idx.sequence(),
@@ -244,7 +249,8 @@ pub fn exercise(img: &[u8]) {
         Err(_) => None,
     };
     drop(opened);
-    check_append(img, before);
+    check_append(img, before.as_ref());
+    check_compact(img, before.as_ref());
 }
 
 /// Exercises an index that opened; returns whether it verified cleanly.
@@ -399,6 +405,7 @@ fn check_hits(
 /// What an image that opened held.
 #[derive(Debug, Clone, Copy)]
 struct Before {
+    probes: usize,
     entries: u64,
     models: u64,
     sequence: u64,
@@ -409,7 +416,7 @@ struct Before {
 /// Appends one model through the writer. On an image that opened, the append must succeed (unless
 /// the commit sequence number is exhausted) and the result must open with the new entries (and
 /// verify cleanly if the image did).
-fn check_append(img: &[u8], before: Option<Before>) {
+fn check_append(img: &[u8], before: Option<&Before>) {
     let writer = IndexWriter::from_storage(FaultyStorage::new(img.to_vec()));
     let mut w = match writer {
         Ok(w) => w,
@@ -421,6 +428,9 @@ fn check_append(img: &[u8], before: Option<Before>) {
             return;
         }
     };
+    // A writer validates what a reader's open does: data appended after a state that readers
+    // refuse could never be read.
+    assert!(before.is_some(), "a writer accepted an index that readers refuse");
     let p = w.probe_set().num_probes as usize;
     if p > MAX_PROBES_EXERCISED {
         return;
@@ -444,11 +454,12 @@ fn check_append(img: &[u8], before: Option<Before>) {
         return;
     }
     let committed = w.commit();
-    let Some(Before {
+    let Some(&Before {
         entries,
         models,
         sequence,
         clean,
+        ..
     }) = before
     else {
         return;
@@ -485,4 +496,55 @@ fn check_append(img: &[u8], before: Option<Before>) {
         (info.model.as_str(), info.label.as_deref()),
         ("appended", Some("b"))
     );
+}
+
+/// Compacts `img` as a file, with a graph over every entry. Compaction must refuse an image that
+/// does not verify (it would hide the damage under fresh checksums) and leave the file as it was;
+/// on a clean image it must succeed and give a file that verifies with the same entries.
+fn check_compact(img: &[u8], before: Option<&Before>) {
+    if before.is_some_and(|b| b.probes > MAX_PROBES_EXERCISED) {
+        return;
+    }
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let path = dir.path().join("fuzz.plog");
+    if std::fs::write(&path, img).is_err() {
+        return;
+    }
+    let opts = CompactOptions {
+        ann: AnnOptions {
+            min_entries: 1,
+            ..AnnOptions::default()
+        },
+        ..CompactOptions::default()
+    };
+    let result = compact_with(&path, LockWait::Fail, opts);
+    let after = std::fs::read(&path).expect("read the compacted fuzz image");
+    let clean = before.is_some_and(|b| b.clean);
+    match result {
+        Err(e) => {
+            // A clean index is compacted, unless no later commit can be numbered.
+            assert!(
+                !clean || before.is_some_and(|b| b.sequence == u64::MAX),
+                "compaction refused an index that verifies: {e}"
+            );
+            assert!(after == img, "a refused compaction changed the file: {e}");
+        }
+        Ok(summary) => {
+            assert!(clean, "compaction accepted an index that does not verify");
+            let idx = RawIndex::new(AlignedBytes::from_slice(&after))
+                .unwrap_or_else(|e| panic!("a compacted index does not open: {e}"));
+            let report = idx.verify();
+            assert!(
+                report.is_ok(),
+                "a compacted index has problems: {:?}",
+                report.problems
+            );
+            let b = before.expect("clean");
+            assert_eq!(
+                (summary.entry_count, summary.model_count),
+                (b.entries, b.models)
+            );
+            assert_eq!((idx.entry_count(), idx.model_count()), (b.entries, b.models));
+        }
+    }
 }
