@@ -36,6 +36,13 @@ pub const DEFAULT_K: usize = 16;
 /// of 400 classifiers on 30 shared concepts, w = 8 ties the full query in top-5.
 pub const DEFAULT_BLEND_WEIGHT: f32 = 8.0;
 
+/// Largest weight `w` of [`Metric::Blend`] accepted. Descriptors are z-normalized, so the root
+/// mean square of `q - d` is at most 2 and the blend score at most `2 w` plus the top-k term:
+/// up to this bound every score stays finite and the ranking meaningful (at 1e6 the all-probe
+/// term alone decides, as [`Metric::Full`] does). Weights near `f32::MAX` made every score
+/// infinite and the ranking arbitrary.
+pub const MAX_BLEND_WEIGHT: f32 = 1e6;
+
 /// Entries per work unit of the scan (measured: 8192 beat 2048 and 16384; see README). The
 /// block's accumulator (32 KiB) stays in L1/L2 while k row pieces of 32 KiB stream past it.
 const BLOCK: usize = 8192;
@@ -150,23 +157,45 @@ pub struct SearchParams {
     /// Candidates per graph for [`SearchMode::Hnsw`]; `None` means [`DEFAULT_CANDIDATES`] (never
     /// fewer than `top`).
     pub candidates: Option<usize>,
-    /// Weight `w` of the all-probe term of [`Metric::Blend`]: finite and at least 0; `None` means
-    /// [`DEFAULT_BLEND_WEIGHT`]. The other metrics ignore it (it is still validated).
+    /// Weight `w` of the all-probe term of [`Metric::Blend`]: from 0 to [`MAX_BLEND_WEIGHT`];
+    /// `None` means [`DEFAULT_BLEND_WEIGHT`]. The other metrics ignore it (it is still validated).
     pub blend_weight: Option<f32>,
 }
 
 impl SearchParams {
     /// The weight [`Metric::Blend`] uses: `blend_weight`, or [`DEFAULT_BLEND_WEIGHT`]. Errors
-    /// for a negative, NaN or infinite weight.
+    /// for a negative or NaN weight, or one above [`MAX_BLEND_WEIGHT`].
     pub fn effective_blend_weight(&self) -> Result<f32> {
         match self.blend_weight {
             None => Ok(DEFAULT_BLEND_WEIGHT),
-            Some(w) if w.is_finite() && w >= 0.0 => Ok(w),
-            Some(w) => Err(Error::InvalidParameter(format!(
-                "blend weight {w} is invalid: it must be a finite number >= 0 (0 ranks as topk)"
-            ))),
+            Some(w) => check_blend_weight(w),
         }
     }
+}
+
+/// Checks a weight of [`Metric::Blend`]'s all-probe term: from 0 to [`MAX_BLEND_WEIGHT`].
+pub fn check_blend_weight(w: f32) -> Result<f32> {
+    if (0.0..=MAX_BLEND_WEIGHT).contains(&w) {
+        Ok(w)
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "blend weight {w:e} is invalid: it must be a number from 0 (ranks as topk) to \
+             {MAX_BLEND_WEIGHT:e} (larger weights make the scores overflow)"
+        )))
+    }
+}
+
+/// [`normalize_query`] for a search: a constant query is refused with a message for searches
+/// (the library's message for constant logits is about appending them with `keep_constant`).
+fn normalize_search_query(values: &[f32], what: &str) -> Result<Vec<f32>> {
+    normalize_query(values, what).map_err(|e| match e {
+        Error::ConstantLogit { what, std } => Error::InvalidInput(format!(
+            "{what} is constant over the probes (standard deviation {std:e}): it has no \
+             z-normalized descriptor, so it cannot rank anything; query with responses that vary \
+             over the probes"
+        )),
+        other => other,
+    })
 }
 
 impl Default for SearchParams {
@@ -306,7 +335,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     });
                 }
                 Ok(PreparedQuery {
-                    descriptor: normalize_query(v, "the query vector")?,
+                    descriptor: normalize_search_query(v, "the query vector")?,
                     model: None,
                 })
             }
@@ -339,7 +368,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     })
                     .collect();
                 Ok(PreparedQuery {
-                    descriptor: normalize_query(&sims, "the text query descriptor")?,
+                    descriptor: normalize_search_query(&sims, "the text query descriptor")?,
                     model: None,
                 })
             }
@@ -1327,5 +1356,25 @@ mod tests {
             );
             assert_eq!(fast, slow, "squared = {squared}");
         }
+    }
+
+    #[test]
+    fn blend_weights_keep_scores_finite() {
+        for w in [0.0, DEFAULT_BLEND_WEIGHT, MAX_BLEND_WEIGHT] {
+            assert_eq!(check_blend_weight(w).unwrap(), w);
+        }
+        for w in [
+            -1.0,
+            f32::NAN,
+            f32::INFINITY,
+            3e38,
+            MAX_BLEND_WEIGHT * 1.001,
+        ] {
+            assert!(check_blend_weight(w).is_err(), "{w}");
+        }
+        // At the bound, the score of z-normalized opposites is finite.
+        let q = [1.0f32, -1.0, 1.0, -1.0];
+        let d = [-1.0f32, 1.0, -1.0, 1.0];
+        assert!(blend_discrepancy(&q, &d, 2, MAX_BLEND_WEIGHT).is_finite());
     }
 }
