@@ -10,8 +10,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod input;
 mod npy;
 mod output;
+mod paths;
 // The pixel accessors and device choice serve `append --model`, which runs models only in a
 // build with the `torch` feature.
 #[cfg_attr(not(feature = "torch"), allow(dead_code))]

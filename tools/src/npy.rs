@@ -4,11 +4,13 @@
 //! The reader never trusts the header: the shape must match the bytes that follow it exactly, so a
 //! damaged or truncated file gives an error instead of a huge allocation.
 
-use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
+
+use crate::input;
+use crate::output::excerpt;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -27,10 +29,34 @@ pub struct Matrix {
     pub cols: usize,
 }
 
-/// Reads any float32/float64 array from `path`.
+/// Largest header accepted, in bytes. numpy writes headers of a few hundred bytes (version 1.0
+/// cannot even say more than 64 KiB); a larger one is hostile, and is refused before it is read.
+pub const MAX_HEADER_LEN: usize = 64 << 10;
+
+/// Deepest nesting of tuples and lists accepted in a header: shapes nest one level, structured
+/// dtypes (refused anyway) a few. The bound keeps the recursive parser's stack small.
+const MAX_NESTING: usize = 32;
+
+/// Bytes before the header dictionary of a version 2 or 3 file: magic, version, u32 length.
+const MAX_PRELUDE_LEN: usize = 12;
+
+/// Reads any float32/float64 array from `path`: a regular file whose length is checked against
+/// the header's shape before the data is read, so that memory is bounded by what the file holds.
 pub fn read(path: &Path) -> Result<Array> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&bytes).with_context(|| format!("{} is not a usable .npy array", path.display()))
+    let mut file = input::open(path, "the .npy file")?;
+    read_open(&mut file, path)
+        .with_context(|| format!("{} is not a usable .npy array", path.display()))
+}
+
+fn read_open(file: &mut input::InputFile, path: &Path) -> Result<Array> {
+    let head_len = file.len.min((MAX_PRELUDE_LEN + MAX_HEADER_LEN) as u64);
+    let mut bytes = file.read_exact_vec(head_len, path)?;
+    let layout = Layout::parse(&bytes)?;
+    layout.check_data_len(file.len - layout.data_start as u64)?;
+    let rest = layout.data_start as u64 + layout.data_len() as u64 - head_len;
+    bytes.extend(file.read_exact_vec(rest, path)?);
+    let start = layout.data_start;
+    layout.into_array(&bytes[start..])
 }
 
 /// Reads a 2-D array; `layout` names the expected axes in errors, e.g. "[probes, logits]".
@@ -83,15 +109,17 @@ impl Elem {
         }
     }
 
-    fn decode(self, b: &[u8]) -> f32 {
+    /// The value as f32, and as read (f64) to tell an overflow from a stored infinity.
+    fn decode(self, b: &[u8]) -> (f32, f64) {
         match self {
             Elem::F32 { big_endian } => {
                 let b: [u8; 4] = b.try_into().expect("chunk of 4 bytes");
-                if big_endian {
+                let x = if big_endian {
                     f32::from_be_bytes(b)
                 } else {
                     f32::from_le_bytes(b)
-                }
+                };
+                (x, f64::from(x))
             }
             Elem::F64 { big_endian } => {
                 let b: [u8; 8] = b.try_into().expect("chunk of 8 bytes");
@@ -100,73 +128,165 @@ impl Elem {
                 } else {
                     f64::from_le_bytes(b)
                 };
-                x as f32
+                (x as f32, x)
             }
         }
     }
 }
 
-/// Parses a whole `.npy` file held in memory.
-pub fn parse(bytes: &[u8]) -> Result<Array> {
-    ensure!(
-        bytes.starts_with(MAGIC) && bytes.len() >= 8,
-        "not a .npy file (it does not start with the \\x93NUMPY magic bytes)"
-    );
-    let (len_bytes, start) = match bytes[6] {
-        1 => (2, 10),
-        2 | 3 => (4, 12),
-        v => bail!("unsupported .npy format version {v}.{}", bytes[7]),
-    };
-    ensure!(bytes.len() >= start, "the file ends inside its header");
-    let mut len = [0u8; 4];
-    len[..len_bytes].copy_from_slice(&bytes[8..8 + len_bytes]);
-    let header_end = start + u32::from_le_bytes(len) as usize;
-    let header = bytes
-        .get(start..header_end)
-        .context("the file ends inside its header")?;
-    let header = std::str::from_utf8(header).context("the header is not text")?;
-    let header = Header::parse(header).context("cannot parse the header")?;
+/// Parses a whole `.npy` file held in memory (the unit tests' way in; files go through [`read`]).
+#[cfg(test)]
+fn parse(bytes: &[u8]) -> Result<Array> {
+    let layout = Layout::parse(bytes)?;
+    let data = &bytes[layout.data_start..];
+    layout.check_data_len(data.len() as u64)?;
+    layout.into_array(data)
+}
 
-    let elem = match header.descr.as_str() {
-        "<f4" | "=f4" => Elem::F32 { big_endian: false },
-        ">f4" => Elem::F32 { big_endian: true },
-        "<f8" | "=f8" => Elem::F64 { big_endian: false },
-        ">f8" => Elem::F64 { big_endian: true },
-        other => bail!("its dtype is '{other}'; expected float32 ('<f4') or float64 ('<f8')"),
-    };
-    let count = header
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|n| n.checked_mul(elem.size()).is_some())
-        .with_context(|| format!("shape {} is impossibly large", shape_str(&header.shape)))?;
-    let data = &bytes[header_end..];
-    let want = count * elem.size();
-    ensure!(
-        data.len() >= want,
-        "the header announces shape {} ({want} bytes of data) but only {} bytes follow: the file is truncated",
-        shape_str(&header.shape),
-        data.len()
-    );
-    ensure!(
-        data.len() == want,
-        "{} unexpected bytes follow the {want} bytes of data of shape {}",
-        data.len() - want,
-        shape_str(&header.shape)
-    );
-    let values: Vec<f32> = data
-        .chunks_exact(elem.size())
-        .map(|b| elem.decode(b))
-        .collect();
-    let data = if header.fortran_order && header.shape.len() > 1 {
-        fortran_to_c(&values, &header.shape)
-    } else {
+/// What a `.npy` header says about the data that follows it.
+#[derive(Debug)]
+struct Layout {
+    elem: Elem,
+    shape: Vec<usize>,
+    fortran_order: bool,
+    /// Number of elements (the product of the shape; its bytes fit a `usize`).
+    count: usize,
+    /// Offset of the data: the length of magic, version, header length and header.
+    data_start: usize,
+}
+
+impl Layout {
+    /// Parses the magic, version and header at the start of `bytes`; the data may be missing.
+    fn parse(bytes: &[u8]) -> Result<Layout> {
+        ensure!(
+            bytes.starts_with(MAGIC) && bytes.len() >= 8,
+            "not a .npy file (it does not start with the \\x93NUMPY magic bytes)"
+        );
+        let (len_bytes, start) = match bytes[6] {
+            1 => (2, 10),
+            2 | 3 => (4, 12),
+            v => bail!("unsupported .npy format version {v}.{}", bytes[7]),
+        };
+        ensure!(bytes.len() >= start, "the file ends inside its header");
+        let mut len = [0u8; 4];
+        len[..len_bytes].copy_from_slice(&bytes[8..8 + len_bytes]);
+        let header_len = u32::from_le_bytes(len) as usize;
+        ensure!(
+            header_len <= MAX_HEADER_LEN,
+            "its header is {header_len} bytes; headers over {MAX_HEADER_LEN} bytes are refused \
+             (numpy writes a few hundred)"
+        );
+        let header_end = start + header_len;
+        let header = bytes
+            .get(start..header_end)
+            .context("the file ends inside its header")?;
+        let header = std::str::from_utf8(header).context("the header is not text")?;
+        let header = Header::parse(header).context("cannot parse the header")?;
+
+        let elem = match header.descr.as_str() {
+            "<f4" | "=f4" => Elem::F32 { big_endian: false },
+            ">f4" => Elem::F32 { big_endian: true },
+            "<f8" | "=f8" => Elem::F64 { big_endian: false },
+            ">f8" => Elem::F64 { big_endian: true },
+            other => bail!(
+                "its dtype is '{}'; expected float32 ('<f4') or float64 ('<f8')",
+                excerpt(other)
+            ),
+        };
+        let count = header
+            .shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .filter(|n| n.checked_mul(elem.size()).is_some())
+            .with_context(|| {
+                format!(
+                    "shape {} is impossibly large",
+                    excerpt(&shape_str(&header.shape))
+                )
+            })?;
+        Ok(Layout {
+            elem,
+            shape: header.shape,
+            fortran_order: header.fortran_order,
+            count,
+            data_start: header_end,
+        })
+    }
+
+    /// Bytes of data the shape announces.
+    fn data_len(&self) -> usize {
+        self.count * self.elem.size()
+    }
+
+    /// Checks that exactly the announced data follows the header: before it is read or
+    /// allocated, when reading a file.
+    fn check_data_len(&self, have: u64) -> Result<()> {
+        let want = self.data_len() as u64;
+        ensure!(
+            have >= want,
+            "the header announces shape {} ({want} bytes of data) but only {have} bytes follow: \
+             the file is truncated",
+            excerpt(&shape_str(&self.shape)),
+        );
+        ensure!(
+            have == want,
+            "{} unexpected bytes follow the {want} bytes of data of shape {}",
+            have - want,
+            excerpt(&shape_str(&self.shape))
+        );
+        Ok(())
+    }
+
+    /// The array of the data (exactly [`Layout::data_len`] bytes).
+    fn into_array(self, data: &[u8]) -> Result<Array> {
+        Ok(Array {
+            data: self.decode(data)?,
+            shape: self.shape,
+        })
+    }
+
+    /// Converts the data (exactly [`Layout::data_len`] bytes) to f32 in C order. A float64 value
+    /// beyond the float32 range is an error naming its index, not an infinity.
+    fn decode(&self, data: &[u8]) -> Result<Vec<f32>> {
+        let mut values = Vec::new();
         values
+            .try_reserve_exact(self.count)
+            .context("no memory for the array")?;
+        for (i, b) in data.chunks_exact(self.elem.size()).enumerate() {
+            let (x, wide) = self.elem.decode(b);
+            if x.is_infinite() && wide.is_finite() {
+                bail!(
+                    "the float64 value {wide:e} at index {} is out of the float32 range \
+                     (±{:e}) that logits are stored in",
+                    element_index(i, &self.shape, self.fortran_order),
+                    f32::MAX
+                );
+            }
+            values.push(x);
+        }
+        Ok(if self.fortran_order && self.shape.len() > 1 {
+            fortran_to_c(&values, &self.shape)
+        } else {
+            values
+        })
+    }
+}
+
+/// The multi-index (`[row, column]` for a matrix) of the `i`-th element in file order.
+fn element_index(mut i: usize, shape: &[usize], fortran_order: bool) -> String {
+    let mut index = vec![0; shape.len()];
+    // File order: the first axis moves fastest in Fortran order, the last in C order.
+    let axes: Vec<usize> = if fortran_order {
+        (0..shape.len()).collect()
+    } else {
+        (0..shape.len()).rev().collect()
     };
-    Ok(Array {
-        data,
-        shape: header.shape,
-    })
+    for a in axes {
+        let dim = shape[a].max(1);
+        index[a] = i % dim;
+        i /= dim;
+    }
+    shape_str(&index)
 }
 
 /// Reorders column-major values of `shape` into row-major order.
@@ -240,6 +360,7 @@ impl Header {
         let mut p = LiteralParser {
             s: text.trim_end().as_bytes(),
             at: 0,
+            depth: 0,
         };
         p.expect(b'{')?;
         let (mut descr, mut fortran, mut shape) = (None, None, None);
@@ -265,12 +386,21 @@ impl Header {
                         .into_iter()
                         .map(|d| match d {
                             Literal::Int(n) => Ok(n),
-                            other => bail!("shape holds {}, not a dimension", other.describe()),
+                            other => {
+                                bail!(
+                                    "shape holds {}, not a dimension",
+                                    excerpt(&other.describe())
+                                )
+                            }
                         })
                         .collect::<Result<Vec<_>>>()?;
                     shape = Some(dims);
                 }
-                (k, v) => bail!("unexpected header entry '{k}': {}", v.describe()),
+                (k, v) => bail!(
+                    "unexpected header entry '{}': {}",
+                    excerpt(k),
+                    excerpt(&v.describe())
+                ),
             }
             p.skip_ws();
             if !p.eat(b',') {
@@ -290,6 +420,8 @@ impl Header {
 struct LiteralParser<'a> {
     s: &'a [u8],
     at: usize,
+    /// Tuples and lists open around the current position; at most [`MAX_NESTING`].
+    depth: usize,
 }
 
 impl LiteralParser<'_> {
@@ -334,6 +466,11 @@ impl LiteralParser<'_> {
             b'(' | b'[' => {
                 let close = if c == b'(' { b')' } else { b']' };
                 self.at += 1;
+                self.depth += 1;
+                ensure!(
+                    self.depth <= MAX_NESTING,
+                    "the header nests tuples or lists deeper than {MAX_NESTING} levels"
+                );
                 let mut items = Vec::new();
                 loop {
                     self.skip_ws();
@@ -348,6 +485,7 @@ impl LiteralParser<'_> {
                         break;
                     }
                 }
+                self.depth -= 1;
                 // Lists only appear in structured dtypes, which are refused by the caller.
                 Ok(if c == b'(' {
                     Literal::Tuple(items)
@@ -509,6 +647,54 @@ mod tests {
         let mut cut = npy("<f4", false, "(1,)", &four);
         cut.truncate(20);
         assert!(err(&cut).contains("ends inside its header"));
+    }
+
+    #[test]
+    fn hostile_headers_are_bounded() {
+        let four: Vec<u8> = 1.0f32.to_le_bytes().to_vec();
+        let err = |b: &[u8]| format!("{:#}", parse(b).unwrap_err());
+        // Nesting that would overflow a recursive parser's stack.
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let mut v2 = MAGIC.to_vec();
+        v2.extend_from_slice(&[2, 0]);
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {deep}, }}\n");
+        v2.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+        v2.extend_from_slice(dict.as_bytes());
+        assert!(err(&v2).contains("over 65536 bytes"), "{}", err(&v2));
+        let deep = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
+        let e = err(&npy("<f4", false, &deep, &four));
+        assert!(e.contains("deeper than 32 levels"), "{e}");
+        // A long value is quoted in part only.
+        let e = err(&npy(&"x".repeat(40_000), false, "(1,)", &four));
+        assert!(e.len() < 300 && e.contains('…'), "{e}");
+    }
+
+    #[test]
+    fn float64_beyond_float32_names_its_index() {
+        let data: Vec<u8> = [1.0f64, 2.0, 3.0, 1e300, f64::INFINITY, 6.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let e = format!(
+            "{:#}",
+            parse(&npy("<f8", false, "(2, 3)", &data)).unwrap_err()
+        );
+        assert!(
+            e.contains("1e300") && e.contains("[1, 0]") && e.contains("float32 range"),
+            "{e}"
+        );
+        // Fortran order: the fourth value in the file is row 1, column 1.
+        let e = format!(
+            "{:#}",
+            parse(&npy("<f8", true, "(2, 3)", &data)).unwrap_err()
+        );
+        assert!(e.contains("[1, 1]"), "{e}");
+        // A stored infinity stays one (the library names it as a non-finite logit).
+        let data: Vec<u8> = [1.0f64, f64::INFINITY]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert!(parse(&npy("<f8", false, "(2,)", &data)).unwrap().data[1].is_infinite());
     }
 
     #[test]

@@ -90,6 +90,18 @@ impl Table {
     }
 }
 
+/// Longest piece of user input echoed in a message, in characters.
+pub const EXCERPT_CHARS: usize = 80;
+
+/// `text` cut to [`EXCERPT_CHARS`] characters with "…" when longer: error messages quote what
+/// they refuse, and a 40 KB header or argument must not become a 40 KB error line.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// `1.5 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
@@ -165,6 +177,15 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "rank  model\n   1  resnet\n  10  vit\n"
         );
+    }
+
+    #[test]
+    fn excerpts_cut_long_input() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(100);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use image::{ImageReader, RgbImage};
 use probelog::ProbeSetId;
 use rayon::prelude::*;
 
+use crate::input;
+
 /// First 8 bytes of every probe set file.
 pub const MAGIC: [u8; 8] = *b"PLGPSET\0";
 /// The one version this code reads and writes.
@@ -224,11 +226,7 @@ impl ProbeSet {
             pixels_len == expected_pixels as u64,
             "pixel section of {pixels_len} bytes; {probes} probes of {size}x{size} RGB need {expected_pixels}"
         );
-        let total = (HEADER_LEN as u64)
-            .checked_add(names_len)
-            .and_then(|t| t.checked_add(pixels_len))
-            .and_then(|t| t.checked_add(TRAILER_LEN as u64))
-            .context("probe set section lengths overflow")?;
+        let total = described_len(bytes)?;
         ensure!(
             total == bytes.len() as u64,
             "probe set file is {} bytes but its header describes {total} (truncated or damaged)",
@@ -248,10 +246,34 @@ impl ProbeSet {
         Ok(set)
     }
 
-    /// Reads and checks a probe set file.
+    /// Reads and checks a probe set file: a regular file, whose length must be the one its
+    /// header describes before the rest is read (memory is bounded by the file's size).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut file = input::open(path, "the probe set file")?;
+        let bytes =
+            Self::read_checked(&mut file, path).with_context(|| path.display().to_string())?;
         Self::from_bytes(&bytes).with_context(|| path.display().to_string())
+    }
+
+    /// The bytes of an open probe set file, once its header's lengths match the file's.
+    fn read_checked(file: &mut input::InputFile, path: &Path) -> Result<Vec<u8>> {
+        let len = file.len;
+        if len < (HEADER_LEN + TRAILER_LEN) as u64 {
+            // Small: from_bytes says what is wrong.
+            return file.read_exact_vec(len, path);
+        }
+        let mut bytes = file.read_exact_vec(HEADER_LEN as u64, path)?;
+        ensure!(
+            bytes[OFF_MAGIC..OFF_MAGIC + 8] == MAGIC,
+            "not a probe set file (wrong magic bytes)"
+        );
+        let total = described_len(&bytes)?;
+        ensure!(
+            total == len,
+            "probe set file is {len} bytes but its header describes {total} (truncated or damaged)"
+        );
+        bytes.extend(file.read_exact_vec(len - HEADER_LEN as u64, path)?);
+        Ok(bytes)
     }
 
     /// Writes the file to a temporary file beside `path`, syncs it and renames it into place:
@@ -295,8 +317,10 @@ pub fn fingerprint(size: u32, names: &[String], pixels: &[u8]) -> [u8; 32] {
 /// Decodes an image file (format from its content), converts it to RGB, and returns it as
 /// `[3, size, size]` after [`square_crop`].
 pub fn load_image(path: &Path, size: u32) -> Result<Vec<u8>> {
-    let img = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
+    // A regular file only: an image path naming a FIFO would block the decoder for ever.
+    let file = input::open(path, "the image")?.file;
+    let img = ImageReader::new(std::io::BufReader::new(file))
+        .with_guessed_format()
         .map_err(anyhow::Error::from)
         .and_then(|r| r.decode().map_err(anyhow::Error::from))?;
     Ok(image_to_chw(&square_crop(&img.to_rgb8(), size)))
@@ -467,6 +491,15 @@ fn parse_names(mut table: &[u8], probes: u32) -> Result<Vec<String>> {
         table.len()
     );
     Ok(names)
+}
+
+/// The file length a header describes: header, names, pixels and trailer.
+fn described_len(header: &[u8]) -> Result<u64> {
+    (HEADER_LEN as u64)
+        .checked_add(le_u64(header, OFF_NAMES_LEN))
+        .and_then(|t| t.checked_add(le_u64(header, OFF_PIXELS_LEN)))
+        .and_then(|t| t.checked_add(TRAILER_LEN as u64))
+        .context("probe set section lengths overflow")
 }
 
 fn pixel_len(probes: usize, size: u32) -> Result<usize> {

@@ -3,7 +3,6 @@
 //! run on a probe set file (needs the `torch` feature). If any model is refused, nothing is
 //! committed, unless `--skip-failed` leaves the refused ones out and commits the others.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -16,8 +15,10 @@ use probelog::{AppendOptions, IndexWriter, LogitMatrix, ModelAdded, ModelInput, 
 use serde::{Deserialize, Serialize};
 
 use super::{LibResult, parse_fingerprint, parse_key_value, read_lines, with_writer_lock};
+use crate::input::{self, check_printable};
 use crate::npy;
-use crate::output::{Progress, no_progress, outln, print_json, progress};
+use crate::output::{Progress, excerpt, no_progress, outln, print_json, progress};
+use crate::paths::{Role, refuse_outputs_over_inputs};
 use crate::pset::ProbeSet;
 use crate::torch::device::DeviceArg;
 use crate::torch::{DEFAULT_BATCH, InputSpec, Prober, parse_rgb};
@@ -32,13 +33,14 @@ pub struct Args {
     /// float32/float64 .npy of shape [P, L]: the model's L logits on each of the P probes.
     #[arg(long, value_name = "FILE.npy", requires = "name")]
     pub logits: Option<PathBuf>,
-    /// Name of the model, reported in search results.
+    /// Name of the model, reported in search results; no control characters (newlines, tabs).
     #[arg(long, conflicts_with = "manifest")]
     pub name: Option<String>,
     /// Where the model came from (a path, a hub id).
     #[arg(long, value_name = "S", conflicts_with = "manifest")]
     pub source: Option<String>,
-    /// Text file with one class label per logit (L lines).
+    /// Text file with one class label per logit (L lines; one final newline is allowed, a blank
+    /// line or a control character is an error naming its line).
     #[arg(long, value_name = "FILE", conflicts_with = "manifest")]
     pub labels: Option<PathBuf>,
     /// A metadata pair stored with the model; repeat for more.
@@ -50,8 +52,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE.pt", conflicts_with_all = ["logits", "manifest"])]
     pub model: Option<PathBuf>,
     /// TOML file of [[model]] tables (keys: logits or model, name, source, labels, meta, and for
-    /// a model input_size, mean, std, batch), all appended in one commit. Paths are relative to
-    /// the manifest's directory.
+    /// a model input_size, mean, std, batch), all appended in one commit. Relative paths resolve
+    /// against the manifest's directory (they may lead out of it, as ../x.npy); absolute paths are
+    /// used as they are. Names may repeat (models are told apart by id) but hold no control
+    /// characters.
     #[arg(long, value_name = "FILE.toml", conflicts_with = "logits")]
     pub manifest: Option<PathBuf>,
     /// Probe set file the index was created with (`create --probes`): the probes --model runs
@@ -206,6 +210,10 @@ pub fn run(args: Args) -> Result<()> {
     for spec in &specs {
         check_meta_keys(spec)?;
     }
+    if args.manifest.is_none() {
+        check_printable(&specs[0].name, "--name")?;
+    }
+    refuse_inputs_that_are_the_index(&args, &specs)?;
     let pset = args
         .probes
         .as_deref()
@@ -592,6 +600,7 @@ fn read_rows(
         }
         ModelSource::TorchScript(path, input) => {
             let prober = prober.context("a TorchScript model needs --probes FILE.pset")?;
+            input::require_regular(path, &format!("the model file of {:?}", spec.name))?;
             let out = prober
                 .probe(path, input, observed, &|| bar.inc(1))
                 .with_context(|| format!("model {:?} ({})", spec.name, path.display()))?;
@@ -644,7 +653,11 @@ fn stage_rows(
     rows: Rows,
     partial: Option<(&[u32], Partial)>,
 ) -> Result<ModelAdded> {
-    let labels = spec.labels.as_deref().map(read_lines).transpose()?;
+    let labels = spec
+        .labels
+        .as_deref()
+        .map(|path| read_lines(path, &format!("the labels of model {:?}", spec.name)))
+        .transpose()?;
     let input = ModelInput {
         name: spec.name.clone(),
         source: spec.source.clone(),
@@ -697,8 +710,7 @@ struct ManifestModel {
 }
 
 fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Vec<ModelSpec>> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = input::read_text(path, "--manifest")?;
     let manifest: Manifest = toml::from_str(&text).map_err(|e| {
         // The TOML error renders over several lines; keep its message and locate it ourselves.
         let at = e.span().map_or(String::new(), |span| {
@@ -728,11 +740,19 @@ fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Vec<ModelSpec
                     i + 1
                 ),
             };
-            let name = match m.name {
+            let name = match m.name.clone() {
                 Some(name) => name,
                 None => file_stem(&file)
                     .with_context(|| format!("{}: model {} has no name", path.display(), i + 1))?,
             };
+            let entry = format!(
+                "{}: model {} ({})",
+                path.display(),
+                i + 1,
+                excerpt(&format!("{name:?}"))
+            );
+            check_printable(&name, &format!("{}: model {}: name", path.display(), i + 1))?;
+            check_input_settings(m.mean, m.std, m.input_size, m.batch, &entry)?;
             let overrides = InputOverrides {
                 size: m.input_size,
                 mean: m.mean,
@@ -777,6 +797,65 @@ fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Vec<ModelSpec
             })
         })
         .collect()
+}
+
+/// Checks a manifest table's input settings (`entry` names the manifest file and the table):
+/// TOML reads `nan` and `inf` as numbers, which would only fail much later, naming the model alone.
+/// `eval --raw-manifest` reads the same tables.
+pub(super) fn check_input_settings(
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    input_size: Option<u32>,
+    batch: Option<u32>,
+    entry: &str,
+) -> Result<()> {
+    for (key, rgb) in [("mean", mean), ("std", std)] {
+        if let Some(rgb) = rgb {
+            ensure!(
+                rgb.iter().all(|v| v.is_finite()),
+                "{entry}: {key} = {rgb:?} holds a value that is not a finite number"
+            );
+        }
+    }
+    if let Some(std) = std {
+        ensure!(
+            std.iter().all(|&v| v != 0.0),
+            "{entry}: std = {std:?} holds a zero (the pixels are divided by it)"
+        );
+    }
+    if let Some(size) = input_size {
+        ensure!(
+            (1..=4096).contains(&size),
+            "{entry}: input_size = {size} is out of range 1..=4096"
+        );
+    }
+    ensure!(
+        batch != Some(0),
+        "{entry}: batch = 0; it must be at least 1"
+    );
+    Ok(())
+}
+
+/// Refuses an input file (manifest, logits, labels, model, probe set) that is the index being
+/// appended to: reading it as, say, labels is a mistake in the command line.
+fn refuse_inputs_that_are_the_index(args: &Args, specs: &[ModelSpec]) -> Result<()> {
+    let mut inputs: Vec<Role<'_>> = Vec::new();
+    if let Some(m) = &args.manifest {
+        inputs.push(("--manifest", m));
+    }
+    if let Some(p) = &args.probes {
+        inputs.push(("--probes", p));
+    }
+    for spec in specs {
+        match &spec.input {
+            ModelSource::Logits(p) => inputs.push(("the logits", p)),
+            ModelSource::TorchScript(p, _) => inputs.push(("the model", p)),
+        }
+        if let Some(l) = &spec.labels {
+            inputs.push(("the labels", l));
+        }
+    }
+    refuse_outputs_over_inputs(&[("the index", &args.index)], &inputs)
 }
 
 /// A model's default name: its file's stem.

@@ -8,15 +8,16 @@ use probelog::{CreateOptions, Dtype, ProbeSetId};
 
 use super::{LibResult, parse_fingerprint, read_lines};
 use crate::npy;
-use crate::output::outln;
+use crate::output::{excerpt, outln};
+use crate::paths::{Role, refuse_outputs_over_inputs};
 use crate::pset::ProbeSet;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Path of the new index file; it must not exist yet.
     pub index: PathBuf,
-    /// Number of probes (inputs) every model's logits are computed on.
-    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..),
+    /// Number of probes (inputs) every model's logits are computed on; at least 2.
+    #[arg(long, value_name = "P", value_parser = parse_num_probes,
           required_unless_present = "probes")]
     pub num_probes: Option<u32>,
     /// Probe set file (from `probes build`): the index takes its probe count, names and
@@ -24,8 +25,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE.pset",
           conflicts_with_all = ["num_probes", "probe_names", "probe_fingerprint"])]
     pub probes: Option<PathBuf>,
-    /// Text file with one probe name per line, in probe order (P lines). Without
-    /// --probe-fingerprint the probe set is identified by these names.
+    /// Text file with one probe name per line, in probe order (P lines; one final newline is
+    /// allowed, blank lines and control characters are not). Without --probe-fingerprint the
+    /// probe set is identified by these names.
     #[arg(long, value_name = "FILE")]
     pub probe_names: Option<PathBuf>,
     /// float32/float64 .npy of shape [P, d]: image embeddings of the probes, for --text-embedding
@@ -56,17 +58,55 @@ impl From<DtypeArg> for Dtype {
     }
 }
 
+/// Fewest probes an index can have: a logit's descriptor is z-normalized over the probes, which
+/// over one probe is undefined, so the reader refuses a smaller probe count (format.rs).
+pub const MIN_PROBES: u32 = 2;
+
+/// `--num-probes`: at least [`MIN_PROBES`], as the reader requires.
+fn parse_num_probes(s: &str) -> std::result::Result<u32, String> {
+    let p: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{} is not a probe count", excerpt(&format!("{s:?}"))))?;
+    if p < MIN_PROBES {
+        return Err(format!(
+            "an index needs at least {MIN_PROBES} probes (descriptors are z-normalized over the \
+             probes), got {p}"
+        ));
+    }
+    Ok(p)
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let inputs: Vec<Role<'_>> = [
+        ("--probes", &args.probes),
+        ("--probe-names", &args.probe_names),
+        ("--probe-embeddings", &args.probe_embeddings),
+    ]
+    .into_iter()
+    .filter_map(|(what, path)| path.as_deref().map(|p| (what, p)))
+    .collect();
+    refuse_outputs_over_inputs(&[("the new index", &args.index)], &inputs)?;
     let pset = args.probes.as_deref().map(ProbeSet::read).transpose()?;
     let num_probes = match (&pset, args.num_probes) {
         (Some(set), _) => set.id().num_probes,
         (None, Some(p)) => p,
         (None, None) => bail!("give --num-probes P or --probes FILE.pset"),
     };
+    ensure!(
+        num_probes >= MIN_PROBES,
+        "{} gives {num_probes} probe{}; an index needs at least {MIN_PROBES} (descriptors are \
+         z-normalized over the probes)",
+        match &args.probes {
+            Some(file) => format!("--probes {}", file.display()),
+            None => "--num-probes".to_string(),
+        },
+        if num_probes == 1 { "" } else { "s" }
+    );
     let p = num_probes as usize;
     let names = match &args.probe_names {
         Some(file) => {
-            let names = read_lines(file)?;
+            let names = read_lines(file, "--probe-names")?;
             ensure!(
                 names.len() == p,
                 "{} holds {} probe names (one per line), but --num-probes is {p}",

@@ -22,6 +22,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
+use probelog::search::check_blend_weight;
 use probelog::{DEFAULT_BLEND_WEIGHT, DEFAULT_K, Index};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -32,9 +33,12 @@ use self::measure::{
     Difference, Discrepancy, Outcome, Rows, Scorer, Summary, chance, paired_difference, retrieve,
     retrieve_models, summarize,
 };
+use super::append::check_input_settings;
 use super::{LibResult, open_index, parse_key_value, read_lines};
+use crate::input;
 use crate::npy;
-use crate::output::{Align, Table, outln, print_json};
+use crate::output::{Align, Table, excerpt, outln, print_json};
+use crate::paths::{Role, refuse_outputs_over_inputs};
 use crate::pset::ProbeSet;
 use crate::torch::device::DeviceArg;
 use crate::torch::{
@@ -55,7 +59,8 @@ pub struct Args {
     /// architecture family); the others are ignored.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub restrict: Option<(String, String)>,
-    /// k of the top-k discrepancy and of the variants built on it [default: the library's].
+    /// k of the top-k discrepancy and of the variants built on it, from 1 to the probe count
+    /// [default: the library's, at most the probe count].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub k: Option<u32>,
     /// Also measure the ablations: bottom-k, random-k, all probes, no normalization.
@@ -64,17 +69,19 @@ pub struct Args {
     /// Also measure top-k accuracy for each k of --ks.
     #[arg(long)]
     pub k_sweep: bool,
-    /// The k values of --k-sweep.
+    /// The k values of --k-sweep, each from 1 to the probe count [default: powers of 2 up to
+    /// 1024, those within the probe count].
     #[arg(long, value_name = "K,K,...", value_delimiter = ',')]
     pub ks: Vec<usize>,
     /// Also measure accuracy against the number of probes (a random subset, the same for
     /// every model, z-normalized again over it).
     #[arg(long)]
     pub probe_curve: bool,
-    /// The probe counts of --probe-curve (the full set is always added).
+    /// The probe counts of --probe-curve, each from 2 to the probe count less 1 (the full set is
+    /// always added) [default: 25 to 1500, those below the probe count].
     #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
     pub probe_counts: Vec<usize>,
-    /// Random subsets per probe count (results are pooled over them).
+    /// Random subsets per probe count (results are pooled over them), from 1 to 1000.
     #[arg(long, value_name = "S", default_value_t = 3)]
     pub subset_seeds: u64,
     /// Also compare combined discrepancies with top-k and full-query.
@@ -84,7 +91,7 @@ pub struct Args {
     /// collaborative-probing table: topk, full, union, rank, topk+all:W or topk+rms:W (the
     /// default metric of search at W = 8), optionally with @K (another k), optionally behind
     /// calibrated: or calibrated/M: (hubness correction over M neighbours, default 10). Example:
-    /// calibrated:topk+rms:8.
+    /// calibrated:topk+rms:8. W is from 0 to 1e6, K from 1 to the probe count.
     #[arg(long, value_name = "NAME")]
     pub candidate: Option<String>,
     /// A discrepancy (named as for --candidate) to add to the --variants comparison; repeat.
@@ -96,7 +103,8 @@ pub struct Args {
     #[arg(long, value_name = "F=INDEX", value_parser = parse_collab)]
     pub collab: Vec<(f64, PathBuf)>,
     /// Manifest the index was appended from (TorchScript models): the models are run again on
-    /// --probes to get their raw logits, for the ablation without normalization.
+    /// --probes to get their raw logits, for the ablation without normalization. Relative paths
+    /// in it resolve against its directory.
     #[arg(long, value_name = "FILE.toml", requires = "probes")]
     pub raw_manifest: Option<PathBuf>,
     /// The index's probe set (for --raw-manifest).
@@ -105,7 +113,8 @@ pub struct Args {
     /// Where --raw-manifest and --clip-text run: auto, cpu, cuda, cuda:INDEX.
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
     pub device: DeviceArg,
-    /// Concept names to search by text, one per line (labels as the index spells them).
+    /// Concept names to search by text, one per line (labels as the index spells them; one final
+    /// newline is allowed, blank lines are not).
     #[arg(long, value_name = "FILE")]
     pub text_concepts: Option<PathBuf>,
     /// How a concept name becomes the query text; `{}` stands for the name.
@@ -130,7 +139,8 @@ pub struct Args {
     /// Seed of the random-k probes, probe subsets and bootstrap.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
-    /// Also write the whole report as JSON to this file.
+    /// Also write the whole report as JSON to this file; it may not be one of the inputs (the
+    /// index, a --collab index, ...).
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
     /// Print the report as JSON instead of tables.
@@ -149,6 +159,58 @@ fn parse_collab(s: &str) -> Result<(f64, PathBuf), String> {
         return Err(format!("the fraction must be in (0, 1], got {f}"));
     }
     Ok((f, PathBuf::from(path)))
+}
+
+/// Most random subsets per probe count (`--subset-seeds`): each one measures every query again.
+const MAX_SUBSET_SEEDS: u64 = 1000;
+
+/// The values of a list flag, each checked to lie in `range` (a value outside is refused, not
+/// dropped); when the flag is not given, the defaults that lie in it.
+fn checked_list(
+    given: &[usize],
+    defaults: &[usize],
+    range: std::ops::RangeInclusive<usize>,
+    flag: &str,
+    what: &str,
+) -> Result<Vec<usize>> {
+    if given.is_empty() {
+        return Ok(defaults
+            .iter()
+            .copied()
+            .filter(|v| range.contains(v))
+            .collect());
+    }
+    for &v in given {
+        ensure!(
+            range.contains(&v),
+            "{flag}: {what} {v} is out of range; each must be from {} to {} for this index",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(given.to_vec())
+}
+
+/// Refuses a `--report` path that names an input of the evaluation.
+fn refuse_report_over_inputs(args: &Args) -> Result<()> {
+    let Some(report) = &args.report else {
+        return Ok(());
+    };
+    let mut inputs: Vec<Role<'_>> = vec![("the index", &args.index)];
+    inputs.extend(args.collab.iter().map(|(_, p)| ("--collab", p.as_path())));
+    for (what, path) in [
+        ("--raw-manifest", &args.raw_manifest),
+        ("--probes", &args.probes),
+        ("--text-concepts", &args.text_concepts),
+        ("--clip-text", &args.clip_text),
+        ("--tokenizer", &args.tokenizer),
+        ("--text-embeddings", &args.text_embeddings),
+    ] {
+        if let Some(p) = path {
+            inputs.push((what, p));
+        }
+    }
+    refuse_outputs_over_inputs(&[("--report", report)], &inputs)
 }
 
 /// The labelled entries of an index, split into queries and gallery.
@@ -323,25 +385,55 @@ struct Chance {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    refuse_report_over_inputs(&args)?;
+    ensure!(
+        (1..=MAX_SUBSET_SEEDS).contains(&args.subset_seeds),
+        "--subset-seeds {} is out of range: it must be from 1 to {MAX_SUBSET_SEEDS}",
+        args.subset_seeds
+    );
+    ensure!(args.bootstrap >= 1, "--bootstrap must be at least 1");
     let index = open_index(&args.index)?;
     let hub = load_hub(&index, &args.query_models, args.restrict.as_ref())
         .with_context(|| args.index.display().to_string())?;
     let p = hub.all.probes;
-    let k = args.k.map_or(DEFAULT_K, |k| k as usize).min(p);
+    let k = match args.k {
+        None => DEFAULT_K.min(p),
+        Some(k) => {
+            ensure!(
+                k as usize <= p,
+                "--k {k} is more than the {p} probes of {}",
+                args.index.display()
+            );
+            k as usize
+        }
+    };
+    let ks = checked_list(&args.ks, DEFAULT_KS, 1..=p, "--ks", "k")?;
+    let probe_counts = checked_list(
+        &args.probe_counts,
+        DEFAULT_PROBE_COUNTS,
+        2..=p.saturating_sub(1),
+        "--probe-counts",
+        "probe count",
+    )?;
     let candidate = args
         .candidate
         .as_deref()
         .map(|name| -> Result<(String, Discrepancy)> {
             Ok((
                 name.to_string(),
-                parse_variant(name, k).context("--candidate")?,
+                parse_variant(name, k, p).context("--candidate")?,
             ))
         })
         .transpose()?;
     let mut extra: Vec<(String, Discrepancy)> = args
         .variant
         .iter()
-        .map(|name| Ok((name.clone(), parse_variant(name, k).context("--variant")?)))
+        .map(|name| {
+            Ok((
+                name.clone(),
+                parse_variant(name, k, p).context("--variant")?,
+            ))
+        })
         .collect::<Result<_>>()?;
     // The candidate is always among the variants compared.
     if let Some(c) = &candidate
@@ -434,13 +526,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if args.k_sweep {
-        let ks: Vec<usize> = if args.ks.is_empty() {
-            DEFAULT_KS.to_vec()
-        } else {
-            args.ks.clone()
-        };
         for s in &settings {
-            for &kk in ks.iter().filter(|&&kk| kk >= 1 && kk <= p) {
+            for &kk in &ks {
                 let mut l = line(s, "top-k", &measure_kind(s, &Discrepancy::TopK(kk)), None);
                 l.x = Some(kk as f64);
                 report.k_sweep.push(l);
@@ -456,15 +543,10 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if args.probe_curve {
-        let counts: Vec<usize> = if args.probe_counts.is_empty() {
-            DEFAULT_PROBE_COUNTS.to_vec()
-        } else {
-            args.probe_counts.clone()
-        };
         for s in &settings {
             report.probe_curve.extend(probe_curve(
                 s,
-                &counts,
+                &probe_counts,
                 k,
                 candidate.as_ref().map(|c| &c.1),
                 args.subset_seeds,
@@ -483,6 +565,7 @@ pub fn run(args: Args) -> Result<()> {
         report.collab.extend(collab(
             &logit,
             &hub,
+            &index,
             *fraction,
             path,
             k,
@@ -493,6 +576,8 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     if let Some(path) = &args.report {
+        // Checked again: an input may have been linked to the report's path meanwhile.
+        refuse_report_over_inputs(&args)?;
         let text = serde_json::to_string_pretty(&report)?;
         fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -611,15 +696,22 @@ fn variant_list(k: usize) -> Vec<(String, Discrepancy)> {
     v
 }
 
-/// A discrepancy by name: `topk`, `full`, `union`, `rank`, `topk+all:W` or `topk+rms:W`, with `@K`
-/// for a k other than the default, behind `calibrated:` or `calibrated/M:` for the hubness
-/// correction over M neighbours (10 by default). Examples: `topk@64`, `calibrated/20:topk+rms:8`.
-fn parse_variant(name: &str, k: usize) -> Result<Discrepancy> {
+/// A discrepancy by name: `topk`, `full`, `union`, `rank`, `topk+all:W` or `topk+rms:W` (W from
+/// 0 to [`probelog::search::MAX_BLEND_WEIGHT`]), with `@K` for a k other than the default (at most the probe count
+/// `p`), behind `calibrated:` or `calibrated/M:` for the hubness correction over M neighbours
+/// (10 by default). Examples: `topk@64`, `calibrated/20:topk+rms:8`.
+fn parse_variant(name: &str, k: usize, p: usize) -> Result<Discrepancy> {
     let err = || {
         anyhow::anyhow!(
-            "discrepancy {name:?}: expected topk, full, union, rank, topk+all:W or topk+rms:W, optionally \
-             with @K, optionally behind calibrated: or calibrated/M:"
+            "discrepancy {}: expected topk, full, union, rank, topk+all:W or topk+rms:W, optionally \
+             with @K, optionally behind calibrated: or calibrated/M:",
+            excerpt(&format!("{name:?}"))
         )
+    };
+    let weight = |w: &str| -> Result<f32> {
+        let w: f32 = w.parse().map_err(|_| err())?;
+        check_blend_weight(w)
+            .map_err(|e| anyhow::anyhow!("discrepancy {}: {e}", excerpt(&format!("{name:?}"))))
     };
     if let Some(rest) = name.strip_prefix("calibrated") {
         let (m, base) = rest.split_once(':').ok_or_else(err)?;
@@ -629,27 +721,37 @@ fn parse_variant(name: &str, k: usize) -> Result<Discrepancy> {
             None => return Err(err()),
         };
         return Ok(Discrepancy::Calibrated {
-            base: Box::new(parse_variant(base, k)?),
+            base: Box::new(parse_variant(base, k, p)?),
             neighbours,
         });
     }
     let (base, k) = match name.rsplit_once('@') {
-        Some((base, kk)) => (
-            base,
-            kk.parse::<usize>()
+        Some((base, kk)) => {
+            let kk = kk
+                .parse::<usize>()
                 .ok()
                 .filter(|&x| x > 0)
-                .ok_or_else(err)?,
-        ),
+                .ok_or_else(err)?;
+            ensure!(
+                kk <= p,
+                "discrepancy {}: k = {kk} is more than the {p} probes",
+                excerpt(&format!("{name:?}"))
+            );
+            (base, kk)
+        }
         None => (name, k),
     };
     if let Some(w) = base.strip_prefix("topk+rms:") {
-        let weight: f32 = w.parse().map_err(|_| err())?;
-        return Ok(Discrepancy::TopKPlusRms { k, weight });
+        return Ok(Discrepancy::TopKPlusRms {
+            k,
+            weight: weight(w)?,
+        });
     }
     if let Some(w) = base.strip_prefix("topk+all:") {
-        let weight: f32 = w.parse().map_err(|_| err())?;
-        return Ok(Discrepancy::TopKPlusAll { k, weight });
+        return Ok(Discrepancy::TopKPlusAll {
+            k,
+            weight: weight(w)?,
+        });
     }
     match base {
         "topk" => Ok(Discrepancy::TopK(k)),
@@ -750,11 +852,8 @@ fn probe_curve(
         kinds.push((c.name(), c.clone()));
     }
     let mut out = Vec::new();
-    let mut counts: Vec<usize> = counts
-        .iter()
-        .copied()
-        .filter(|&n| n >= 2 && n < p)
-        .collect();
+    // The counts were checked to be below p (run).
+    let mut counts = counts.to_vec();
     counts.push(p);
     for n in counts {
         for (name, kind) in &kinds {
@@ -773,6 +872,7 @@ fn probe_curve(
 fn collab(
     full: &Setting,
     hub: &Hub,
+    evaluated: &Index,
     fraction: f64,
     path: &Path,
     k: usize,
@@ -781,6 +881,14 @@ fn collab(
     seed: u64,
 ) -> Result<Vec<Line>> {
     let index = open_index(path)?;
+    let (theirs, ours) = (index.raw().probe_set(), evaluated.raw().probe_set());
+    ensure!(
+        theirs == ours,
+        "--collab {}: its probe set ({theirs}) is not the one of the evaluated index {} ({ours}); \
+         a collaboratively probed index is compared on the same probes",
+        path.display(),
+        evaluated.path().display()
+    );
     let gallery = load_gallery(&index, hub).with_context(|| path.display().to_string())?;
     let partial = Setting {
         name: format!("collaborative {fraction}"),
@@ -882,7 +990,7 @@ fn text_setting(args: &Args, path: &Path, index: &Index, hub: &Hub) -> Result<Se
             args.index.display()
         );
     };
-    let concepts = read_lines(path)?;
+    let concepts = read_lines(path, "--text-concepts")?;
     let ids: HashMap<&str, u32> = hub
         .labels
         .iter()
@@ -908,6 +1016,8 @@ fn text_setting(args: &Args, path: &Path, index: &Index, hub: &Hub) -> Result<Se
                 .tokenizer
                 .as_deref()
                 .context("--clip-text needs --tokenizer")?;
+            input::require_regular(encoder, "--clip-text")?;
+            input::require_regular(tokenizer, "--tokenizer")?;
             let spec = TextSpec {
                 encoder,
                 tokenizer,
@@ -1000,13 +1110,12 @@ fn raw_logits(
     probes: &Path,
     device: DeviceArg,
 ) -> Result<Rows> {
-    let text = fs::read_to_string(manifest)
-        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let text = input::read_text(manifest, "--raw-manifest")?;
     let parsed: RawManifest = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", manifest.display(), e.message()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", manifest.display(), excerpt(e.message().trim())))?;
     let base = manifest.parent().unwrap_or(Path::new(""));
     let mut by_name = HashMap::new();
-    for m in parsed.model {
+    for (i, m) in parsed.model.into_iter().enumerate() {
         let Some(file) = m.model else { continue };
         let name = match m.name {
             Some(n) => n,
@@ -1015,6 +1124,13 @@ fn raw_logits(
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
+        let entry = format!(
+            "{}: model {} ({})",
+            manifest.display(),
+            i + 1,
+            excerpt(&format!("{name:?}"))
+        );
+        check_input_settings(m.mean, m.std, m.input_size, m.batch, &entry)?;
         let spec = InputSpec {
             size: m.input_size,
             mean: m.mean,
@@ -1206,25 +1322,31 @@ mod tests {
 
     #[test]
     fn variant_names_parse() {
-        assert_eq!(parse_variant("topk", 16).unwrap(), Discrepancy::TopK(16));
-        assert_eq!(parse_variant("topk@64", 16).unwrap(), Discrepancy::TopK(64));
         assert_eq!(
-            parse_variant("topk+all:0.5@8", 16).unwrap(),
+            parse_variant("topk", 16, 64).unwrap(),
+            Discrepancy::TopK(16)
+        );
+        assert_eq!(
+            parse_variant("topk@64", 16, 64).unwrap(),
+            Discrepancy::TopK(64)
+        );
+        assert_eq!(
+            parse_variant("topk+all:0.5@8", 16, 64).unwrap(),
             Discrepancy::TopKPlusAll { k: 8, weight: 0.5 }
         );
         assert_eq!(
-            parse_variant("topk+rms:8@32", 16).unwrap(),
+            parse_variant("topk+rms:8@32", 16, 64).unwrap(),
             Discrepancy::TopKPlusRms { k: 32, weight: 8.0 }
         );
         assert_eq!(
-            parse_variant("calibrated/20:union", 16).unwrap(),
+            parse_variant("calibrated/20:union", 16, 64).unwrap(),
             Discrepancy::Calibrated {
                 base: Box::new(Discrepancy::Union(16)),
                 neighbours: 20
             }
         );
         assert_eq!(
-            parse_variant("calibrated:full", 16).unwrap(),
+            parse_variant("calibrated:full", 16, 64).unwrap(),
             Discrepancy::Calibrated {
                 base: Box::new(Discrepancy::Full),
                 neighbours: 10
@@ -1238,9 +1360,14 @@ mod tests {
             "calibrated/0:topk",
             "calibratedx:topk",
             "topk+all:w",
+            "topk+all:nan",
+            "topk+rms:-1",
+            "topk+rms:3e38",
+            "topk@65",
+            "calibrated:topk+rms:inf",
             "l2",
         ] {
-            assert!(parse_variant(bad, 16).is_err(), "{bad:?}");
+            assert!(parse_variant(bad, 16, 64).is_err(), "{bad:?}");
         }
     }
 

@@ -15,6 +15,7 @@ use tempfile::NamedTempFile;
 use super::{LibResult, open_index};
 use crate::npy::MatrixWriter;
 use crate::output::{outln, pairs_as_object, progress};
+use crate::paths::refuse_outputs_over_inputs;
 
 /// Entries transposed at a time.
 const BLOCK: usize = 1024;
@@ -24,6 +25,7 @@ pub struct Args {
     /// The index to export.
     pub index: PathBuf,
     /// Where to write the descriptors; the sidecar goes to the same path with a .json extension.
+    /// Neither may be the index (nor a link to it).
     #[arg(long, value_name = "FILE.npy")]
     pub out: PathBuf,
 }
@@ -70,6 +72,10 @@ pub fn run(args: Args) -> Result<()> {
         "--out {} ends in .json, the extension of the sidecar; name the descriptors FILE.npy",
         args.out.display()
     );
+    refuse_outputs_over_inputs(
+        &[("--out", &args.out), ("the sidecar", &sidecar_path)],
+        &[("the index", &args.index)],
+    )?;
     let index = open_index(&args.index)?;
     let sidecar = sidecar(&index)?;
 

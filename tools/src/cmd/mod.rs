@@ -1,11 +1,13 @@
 //! One module per subcommand, plus the helpers they share: turning library errors into one-line
 //! messages, opening an index, taking the writer lock, reading text inputs and parsing flags.
 
-use std::fs;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use probelog::{Error, Index, LockWait, ProbeSetId};
+
+use crate::input;
+use crate::output::excerpt;
 
 pub mod append;
 pub mod compact;
@@ -50,8 +52,10 @@ impl<T> LibResult<T> for probelog::Result<T> {
     }
 }
 
-/// Opens an index read-only.
+/// Opens an index read-only, once it is known to be a regular file (the library would block for
+/// ever opening a FIFO).
 pub fn open_index(path: &Path) -> Result<Index> {
+    input::require_regular(path, "the index")?;
     Index::open(path).at(path)
 }
 
@@ -62,6 +66,7 @@ pub fn with_writer_lock<T>(
     no_wait: bool,
     mut open: impl FnMut(LockWait) -> probelog::Result<T>,
 ) -> Result<T> {
+    input::require_regular(path, "the index")?;
     match open(LockWait::Fail) {
         Err(Error::Locked { .. }) if !no_wait => {
             eprintln!("waiting for the writer lock on {}...", path.display());
@@ -71,11 +76,10 @@ pub fn with_writer_lock<T>(
     }
 }
 
-/// Reads a text file of one item per line (probe names, class labels).
-pub fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(text.lines().map(str::to_string).collect())
+/// Reads a text file of one item per line (probe names, class labels); `what` names it in errors
+/// (the flag, or the manifest entry). The rules are [`input::read_lines`]'s.
+pub fn read_lines(path: &Path, what: &str) -> Result<Vec<String>> {
+    input::read_lines(path, what)
 }
 
 /// Clap parser of `--probe-fingerprint`: 64 hex digits.
@@ -88,7 +92,8 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!(
-            "expected KEY=VALUE with a non-empty KEY, got {s:?}"
+            "expected KEY=VALUE with a non-empty KEY, got {}",
+            excerpt(&format!("{s:?}"))
         )),
     }
 }

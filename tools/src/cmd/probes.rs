@@ -10,7 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{LibResult, open_index, read_lines, with_writer_lock};
+use crate::input;
 use crate::output::{outln, print_json, progress};
+use crate::paths::{Role, refuse_outputs_over_inputs};
 use crate::pset::{self, ProbeSet};
 use crate::torch::device::DeviceArg;
 use crate::torch::{DEFAULT_BATCH, InputSpec, Prober, parse_rgb};
@@ -38,7 +40,8 @@ pub struct BuildArgs {
     /// by their path relative to it and ordered by name, unless --list gives the order.
     #[arg(long, value_name = "DIR")]
     pub images: PathBuf,
-    /// The probe set file to write (replaced atomically if it exists).
+    /// The probe set file to write (replaced atomically if it exists); it may not be one of the
+    /// inputs (--list, an image).
     #[arg(long, value_name = "FILE.pset")]
     pub out: PathBuf,
     /// Side of the square probes: the shorter image side is resized to it, then the center is
@@ -46,7 +49,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "S", default_value_t = 224,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(pset::MAX_SIZE)))]
     pub size: u32,
-    /// Text file of image paths relative to DIR, one per line: exactly these, in this order.
+    /// Text file of image paths relative to DIR, one per line: exactly these, in this order (one
+    /// final newline is allowed, blank lines and control characters are not).
     #[arg(long, value_name = "FILE")]
     pub list: Option<PathBuf>,
     /// Keep a random sample of N images (kept in their order).
@@ -155,10 +159,7 @@ fn build(args: BuildArgs) -> Result<()> {
         args.images.display()
     );
     let mut names = match &args.list {
-        Some(list) => read_lines(list)?
-            .into_iter()
-            .filter(|l| !l.trim().is_empty())
-            .collect(),
+        Some(list) => read_lines(list, "--list")?,
         None => pset::list_images(&args.images)?,
     };
     ensure!(
@@ -181,6 +182,12 @@ fn build(args: BuildArgs) -> Result<()> {
             .map(|i| std::mem::take(&mut names[i]))
             .collect();
     }
+    let images: Vec<PathBuf> = names.iter().map(|n| args.images.join(n)).collect();
+    let mut inputs: Vec<Role<'_>> = images.iter().map(|p| ("the image", p.as_path())).collect();
+    if let Some(list) = &args.list {
+        inputs.push(("--list", list));
+    }
+    refuse_outputs_over_inputs(&[("--out", &args.out)], &inputs)?;
     let bar = progress(names.len() as u64, "images");
     let set = pset::build(&args.images, names, args.size, &|| bar.inc(1))?;
     drop(bar);
@@ -223,6 +230,14 @@ struct EmbedSummary {
 }
 
 fn embed(args: EmbedArgs) -> Result<()> {
+    refuse_outputs_over_inputs(
+        &[("the index", &args.index)],
+        &[
+            ("--clip-image", &args.clip_image),
+            ("--probes", &args.probes),
+        ],
+    )?;
+    input::require_regular(&args.clip_image, "--clip-image")?;
     let set = ProbeSet::read(&args.probes)?;
     let prober = Prober::new(set, args.device)?;
     let spec = InputSpec {

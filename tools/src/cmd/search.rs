@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 use clap::ValueEnum;
+use probelog::search::{MAX_BLEND_WEIGHT, check_blend_weight};
 use probelog::{
     DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Index, Metric, Query, SearchMode,
     SearchParams,
@@ -13,8 +14,9 @@ use probelog::{
 use serde::Serialize;
 
 use super::{LibResult, open_index};
+use crate::input;
 use crate::npy;
-use crate::output::{Align, Table, print_json};
+use crate::output::{Align, Table, excerpt, print_json};
 use crate::torch::device::DeviceArg;
 use crate::torch::{DEFAULT_CONTEXT_LENGTH, MaskArg, TextSpec, embed_text};
 
@@ -52,7 +54,7 @@ pub struct Args {
         long,
         value_name = "W",
         value_parser = parse_blend_weight,
-        help = format!("Weight of the all-probe term of --metric blend, a finite number >= 0 (0 ranks as topk) [default: {DEFAULT_BLEND_WEIGHT}]")
+        help = format!("Weight of the all-probe term of --metric blend, from 0 (ranks as topk) to {MAX_BLEND_WEIGHT:e} (beyond it scores overflow) [default: {DEFAULT_BLEND_WEIGHT}]")
     )]
     pub blend_weight: Option<f32>,
     /// exact: score every entry; hnsw: the ANN graphs propose candidates that the exact topk
@@ -152,17 +154,13 @@ impl From<MetricArg> for Metric {
     }
 }
 
-/// `--blend-weight`: a finite number >= 0.
+/// `--blend-weight`: a number from 0 to [`MAX_BLEND_WEIGHT`] (the library's check).
 fn parse_blend_weight(s: &str) -> std::result::Result<f32, String> {
     let w: f32 = s
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?} is not a number"))?;
-    if w.is_finite() && w >= 0.0 {
-        Ok(w)
-    } else {
-        Err(format!("{s} is not a finite number >= 0"))
-    }
+        .map_err(|_| format!("{} is not a number", excerpt(&format!("{s:?}"))))?;
+    check_blend_weight(w).map_err(|e| e.to_string())
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -246,6 +244,8 @@ pub fn search_text(
     let (Some(encoder), Some(tokenizer)) = (&args.clip_text, &args.tokenizer) else {
         anyhow::bail!("--text needs --clip-text FILE.pt and --tokenizer FILE.json");
     };
+    input::require_regular(encoder, "--clip-text")?;
+    input::require_regular(tokenizer, "--tokenizer")?;
     let spec = TextSpec {
         encoder,
         tokenizer,

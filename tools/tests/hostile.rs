@@ -1,0 +1,548 @@
+//! Hostile command lines (issue 24, "writers as safe as readers"): output paths that name an
+//! input, FIFOs and devices as inputs, hostile `.npy` headers, an index of another probe set,
+//! parameters out of range, names that break line-oriented output. Every case must end in a clean
+//! error (exit code 1, or 2 for a flag value clap refuses; one `error:` line on stderr; no panic)
+//! and leave the index byte for byte as it was.
+
+mod common;
+use common::*;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+use ndarray_npy::WriteNpyExt;
+use tempfile::TempDir;
+
+/// Probes of the test indexes.
+const P: usize = 20;
+
+/// A model's raw logits `[P, l]`: distinct, varying columns.
+fn logits(l: usize, seed: usize) -> Vec<f32> {
+    (0..P * l)
+        .map(|i| {
+            let (p, j) = (i / l, i % l);
+            ((p * (j + 2) + seed * 7) % 11) as f32 + 0.1 * j as f32
+        })
+        .collect()
+}
+
+fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) {
+    let a = Array2::from_shape_vec((rows, cols), data.to_vec()).unwrap();
+    a.write_npy(fs::File::create(path).unwrap()).unwrap();
+}
+
+/// A `.npy` file with the given header dictionary (version 2: a u32 header length) and data.
+fn raw_npy(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = b"\x93NUMPY\x02\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(st.success());
+}
+
+/// Runs `probelog-tool`, killing it if it has not ended within 20 seconds (a FIFO that blocks).
+fn run_bounded(args: &[&str]) -> Output {
+    let mut child = tool()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("{args:?} blocked for 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// As [`fails`], for commands that might block.
+fn fails_bounded(args: &[&str]) -> String {
+    let out = run_bounded(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?} should print one error line: {err}"
+    );
+    lines[0].to_string()
+}
+
+/// A flag value clap refuses: exit code 2, the reason on the first stderr line (clap adds only
+/// its "For more information, try '--help'" hint), no panic. Returns that line.
+fn usage_error(args: &[&str]) -> String {
+    let out = run(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let first = err.lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("error: "), "{err}");
+    assert!(
+        err.lines()
+            .skip(1)
+            .all(|l| l.is_empty() || l.contains("--help")),
+        "{args:?}: more than the reason and the hint: {err}"
+    );
+    first
+}
+
+struct Fixture {
+    dir: TempDir,
+    index: PathBuf,
+    /// The index's bytes when the fixture was made (or last [`Fixture::snapshot`]).
+    before: Vec<u8>,
+}
+
+impl Fixture {
+    /// An index of `P` probes holding one labelled model of three logits.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("hub.plog");
+        ok(&["create", s(&index), "--num-probes", &P.to_string()]);
+        let mut f = Fixture {
+            dir,
+            index,
+            before: Vec::new(),
+        };
+        let (npy, labels) = f.model_files("m0", 3, 0);
+        ok(&[
+            "append",
+            f.idx(),
+            "--logits",
+            s(&npy),
+            "--name",
+            "m0",
+            "--labels",
+            s(&labels),
+        ]);
+        f.snapshot();
+        f
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn idx(&self) -> &str {
+        s(&self.index)
+    }
+
+    /// Writes `<name>.npy` (`l` logits) and `<name>.labels` (`c0`, `c1`, ...).
+    fn model_files(&self, name: &str, l: usize, seed: usize) -> (PathBuf, PathBuf) {
+        let npy = self.path(&format!("{name}.npy"));
+        write_npy(&npy, &logits(l, seed), P, l);
+        let labels = self.path(&format!("{name}.labels"));
+        let text: String = (0..l).map(|j| format!("c{j}\n")).collect();
+        fs::write(&labels, text).unwrap();
+        (npy, labels)
+    }
+
+    fn snapshot(&mut self) {
+        self.before = fs::read(&self.index).unwrap();
+    }
+
+    fn assert_unchanged(&self) {
+        assert!(
+            fs::read(&self.index).unwrap() == self.before,
+            "the index changed"
+        );
+    }
+}
+
+#[test]
+fn outputs_that_name_an_input_are_refused() {
+    let f = Fixture::new();
+    let out = fails(&["export", f.idx(), "--out", f.idx()]);
+    assert!(
+        out.contains("--out") && out.contains("would destroy"),
+        "{out}"
+    );
+    f.assert_unchanged();
+
+    // Through a symlink, a hard link, or another spelling of the path.
+    let link = f.path("link.npy");
+    std::os::unix::fs::symlink(&f.index, &link).unwrap();
+    let e = fails(&["export", f.idx(), "--out", s(&link)]);
+    assert!(e.contains("is a symlink to"), "{e}");
+    let hard = f.path("hard.npy");
+    fs::hard_link(&f.index, &hard).unwrap();
+    fails(&["export", f.idx(), "--out", s(&hard)]);
+    let dotted = f.dir.path().join(".").join("hub.plog");
+    fails(&["export", f.idx(), "--out", s(&dotted)]);
+    f.assert_unchanged();
+
+    // The sidecar (the .json beside the output) is an output too.
+    let json_index = f.path("hub.json");
+    fs::copy(&f.index, &json_index).unwrap();
+    let json_before = fs::read(&json_index).unwrap();
+    let e = fails(&["export", s(&json_index), "--out", s(&f.path("hub.npy"))]);
+    assert!(e.contains("the sidecar"), "{e}");
+    assert!(fs::read(&json_index).unwrap() == json_before);
+    assert!(!f.path("hub.npy").exists(), "nothing is written");
+
+    let e = fails(&["eval", f.idx(), "--report", f.idx()]);
+    assert!(e.contains("--report") && e.contains("would destroy"), "{e}");
+    let e = fails(&["eval", f.idx(), "--report", s(&link)]);
+    assert!(e.contains("--report"), "{e}");
+    f.assert_unchanged();
+
+    // An input that is the index being appended to.
+    let (npy, _) = f.model_files("m1", 3, 1);
+    let e = fails(&[
+        "append",
+        f.idx(),
+        "--logits",
+        s(&npy),
+        "--name",
+        "m1",
+        "--labels",
+        f.idx(),
+    ]);
+    assert!(e.contains("the labels"), "{e}");
+    f.assert_unchanged();
+
+    // A new index over one of create's inputs.
+    let names = f.path("names.txt");
+    let text: String = (0..P).map(|i| format!("probe {i}\n")).collect();
+    fs::write(&names, &text).unwrap();
+    let e = fails(&[
+        "create",
+        s(&names),
+        "--num-probes",
+        &P.to_string(),
+        "--probe-names",
+        s(&names),
+    ]);
+    assert!(e.contains("--probe-names"), "{e}");
+    assert_eq!(fs::read_to_string(&names).unwrap(), text);
+
+    // Other paths still work.
+    ok(&["export", f.idx(), "--out", s(&f.path("rows.npy"))]);
+}
+
+#[test]
+fn fifos_and_devices_are_refused_as_inputs() {
+    let f = Fixture::new();
+    let fifo = f.path("fifo");
+    mkfifo(&fifo);
+    for args in [
+        &["info", s(&fifo)][..],
+        &["verify", s(&fifo)],
+        &["search", s(&fifo), "--entry", "0"],
+        &["export", s(&fifo), "--out", s(&f.path("x.npy"))],
+        &["compact", s(&fifo)],
+        &[
+            "append",
+            s(&fifo),
+            "--logits",
+            s(&f.path("m0.npy")),
+            "--name",
+            "x",
+        ],
+        &["append", f.idx(), "--logits", s(&fifo), "--name", "x"],
+        &["append", f.idx(), "--manifest", s(&fifo)],
+        &[
+            "append",
+            f.idx(),
+            "--logits",
+            s(&f.path("m0.npy")),
+            "--name",
+            "x",
+            "--labels",
+            s(&fifo),
+        ],
+        &["search", f.idx(), "--query-logits", s(&fifo)],
+        &[
+            "create",
+            s(&f.path("new.plog")),
+            "--num-probes",
+            "20",
+            "--probe-names",
+            s(&fifo),
+        ],
+        &["create", s(&f.path("new.plog")), "--probes", s(&fifo)],
+        &["probes", "info", s(&fifo)],
+        &["eval", s(&fifo)],
+    ] {
+        let e = fails_bounded(args);
+        assert!(
+            e.contains("FIFO") && e.contains("regular file"),
+            "{args:?}: {e}"
+        );
+    }
+    // A device that never ends.
+    for args in [
+        &["append", f.idx(), "--logits", "/dev/zero", "--name", "x"][..],
+        &["search", f.idx(), "--query-logits", "/dev/zero"],
+        &["info", "/dev/zero"],
+    ] {
+        let e = fails_bounded(args);
+        assert!(e.contains("character device"), "{args:?}: {e}");
+    }
+    let e = fails_bounded(&["info", s(f.dir.path())]);
+    assert!(e.contains("directory"), "{e}");
+    f.assert_unchanged();
+    assert!(!f.path("new.plog").exists());
+}
+
+#[test]
+fn hostile_npy_headers_are_clean_errors() {
+    let f = Fixture::new();
+    let four = 1.0f32.to_le_bytes();
+    let append =
+        |path: &Path| fails_bounded(&["append", f.idx(), "--logits", s(path), "--name", "x"]);
+    // Nesting deep enough to overflow a recursive parser's stack, in a header under 64 KiB.
+    let deep = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': {}1{}, }}\n",
+        "(".repeat(30_000),
+        ")".repeat(30_000)
+    );
+    let path = f.path("deep.npy");
+    fs::write(&path, raw_npy(&deep, &four)).unwrap();
+    let e = append(&path);
+    assert!(e.contains("deeper than"), "{e}");
+    // A header over 64 KiB.
+    let huge = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }}{}\n",
+        " ".repeat(70_000)
+    );
+    fs::write(&path, raw_npy(&huge, &four)).unwrap();
+    let e = append(&path);
+    assert!(e.contains("65536 bytes"), "{e}");
+    // A 40 KB value is quoted in part only.
+    let long = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': (1,), }}\n",
+        "x".repeat(40_000)
+    );
+    fs::write(&path, raw_npy(&long, &four)).unwrap();
+    let e = append(&path);
+    assert!(e.len() < 400 && e.contains('…'), "{e}");
+    // A shape announcing far more data than the file holds: refused before any allocation.
+    let big = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000), }\n";
+    fs::write(&path, raw_npy(big, &four)).unwrap();
+    let e = append(&path);
+    assert!(e.contains("truncated"), "{e}");
+    // A float64 beyond the float32 range is named with its index, not stored as inf.
+    let mut values = vec![0f64; P * 2];
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = (i % 7) as f64;
+    }
+    values[3 * 2 + 1] = 1e300;
+    let wide = f.path("wide.npy");
+    Array2::from_shape_vec((P, 2), values)
+        .unwrap()
+        .write_npy(fs::File::create(&wide).unwrap())
+        .unwrap();
+    let e = append(&wide);
+    assert!(
+        e.contains("1e300") && e.contains("[3, 1]") && e.contains("float32 range"),
+        "{e}"
+    );
+    f.assert_unchanged();
+}
+
+/// Writes an index of `P` probes (identified by `fingerprint`) with two query and two gallery
+/// models, every logit labelled; returns its path.
+fn labelled_index(f: &Fixture, name: &str, fingerprint: &str) -> PathBuf {
+    let index = f.path(name);
+    ok(&[
+        "create",
+        s(&index),
+        "--num-probes",
+        &P.to_string(),
+        "--probe-fingerprint",
+        fingerprint,
+    ]);
+    let mut manifest = String::new();
+    for m in 0..4 {
+        let (npy, labels) = f.model_files(&format!("e{m}"), 3, m + 10);
+        let split = if m < 2 { "query" } else { "gallery" };
+        manifest.push_str(&format!(
+            "[[model]]\nlogits = {:?}\nlabels = {:?}\nmeta = {{ split = \"{split}\" }}\n\n",
+            s(&npy),
+            s(&labels)
+        ));
+    }
+    let path = f.path(&format!("{name}.toml"));
+    fs::write(&path, manifest).unwrap();
+    ok(&["append", s(&index), "--manifest", s(&path)]);
+    index
+}
+
+#[test]
+fn eval_collab_refuses_an_index_of_another_probe_set() {
+    let f = Fixture::new();
+    let a = labelled_index(&f, "a.plog", &"aa".repeat(32));
+    let b = labelled_index(&f, "b.plog", &"bb".repeat(32));
+    let before = fs::read(&a).unwrap();
+    let e = fails(&["eval", s(&a), "--collab", &format!("0.5={}", s(&b))]);
+    assert!(
+        e.contains("probe set") && e.contains(&"bb".repeat(4)) && e.contains(&"aa".repeat(4)),
+        "{e}"
+    );
+    // The same probe set is compared.
+    let same = f.path("a2.plog");
+    fs::copy(&a, &same).unwrap();
+    let r = ok_json(&["eval", s(&a), "--collab", &format!("0.5={}", s(&same))]);
+    assert!(!r["collab"].as_array().unwrap().is_empty());
+    assert!(fs::read(&a).unwrap() == before);
+}
+
+#[test]
+fn create_refuses_fewer_probes_than_an_index_can_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("one.plog");
+    for p in ["1", "0"] {
+        let e = usage_error(&["create", s(&index), "--num-probes", p]);
+        assert!(e.contains("at least 2 probes"), "{e}");
+        assert!(!index.exists());
+    }
+    ok(&["create", s(&index), "--num-probes", "2"]);
+    ok(&["info", s(&index)]);
+}
+
+#[test]
+fn out_of_range_parameters_are_refused_with_clear_messages() {
+    let f = Fixture::new();
+    // A constant query: the message is about searching, not about appending.
+    let flat = f.path("flat.npy");
+    write_npy(&flat, &[3.0; P], P, 1);
+    let e = fails(&["search", f.idx(), "--query-logits", s(&flat)]);
+    assert!(
+        e.contains("constant") && !e.contains("keep-constant"),
+        "{e}"
+    );
+    // Blend weights whose scores would overflow.
+    for w in ["3e38", "1e7"] {
+        let e = usage_error(&["search", f.idx(), "--entry", "0", "--blend-weight", w]);
+        assert!(e.contains("1e6"), "{e}");
+    }
+    ok(&["search", f.idx(), "--entry", "0", "--blend-weight", "1e6"]);
+
+    // eval refuses what it used to clamp or drop.
+    let a = labelled_index(&f, "a.plog", &"aa".repeat(32));
+    let before = fs::read(&a).unwrap();
+    let too_many = (P + 1).to_string();
+    let p = P.to_string();
+    for (args, needle) in [
+        (vec!["--k", too_many.as_str()], "--k"),
+        (vec!["--k-sweep", "--ks", "0,4"], "--ks"),
+        (vec!["--k-sweep", "--ks", &format!("4,{too_many}")], "--ks"),
+        (
+            vec!["--probe-curve", "--probe-counts", "1"],
+            "--probe-counts",
+        ),
+        (
+            vec!["--probe-curve", "--probe-counts", &p],
+            "--probe-counts",
+        ),
+        (vec!["--subset-seeds", "0"], "--subset-seeds"),
+        (
+            vec!["--variants", "--variant", "topk+rms:3e38"],
+            "blend weight",
+        ),
+        (
+            vec!["--variants", "--variant", "topk+all:-1"],
+            "blend weight",
+        ),
+        (vec!["--candidate", "topk+all:nan"], "blend weight"),
+        (vec!["--candidate", &format!("topk@{too_many}")], "probes"),
+    ] {
+        let mut all = vec!["eval", s(&a)];
+        all.extend(args.iter().copied());
+        let e = fails(&all);
+        assert!(e.contains(needle), "{all:?}: {e}");
+    }
+    assert!(fs::read(&a).unwrap() == before);
+
+    // A NaN in a manifest names the manifest file and the entry.
+    let m = f.path("nan.toml");
+    fs::write(
+        &m,
+        "[[model]]\nmodel = \"x.pt\"\nname = \"good\"\n\n[[model]]\nmodel = \"y.pt\"\nmean = [nan, 0.5, 0.5]\n",
+    )
+    .unwrap();
+    let e = fails(&["append", f.idx(), "--manifest", s(&m)]);
+    assert!(
+        e.contains("nan.toml")
+            && e.contains("model 2")
+            && e.contains("\"y\"")
+            && e.contains("mean"),
+        "{e}"
+    );
+    f.assert_unchanged();
+}
+
+#[test]
+fn names_and_label_files_keep_line_oriented_output_intact() {
+    let f = Fixture::new();
+    let (npy, labels) = f.model_files("m1", 3, 1);
+    // Control characters in a model name.
+    for name in ["two\nlines", "tab\there", "esc\x1b[31m"] {
+        let e = fails(&["append", f.idx(), "--logits", s(&npy), "--name", name]);
+        assert!(
+            e.contains("--name") && e.contains("control character"),
+            "{e}"
+        );
+    }
+    let m = f.path("ctl.toml");
+    fs::write(&m, "[[model]]\nlogits = \"m1.npy\"\nname = \"a\\nb\"\n").unwrap();
+    let e = fails(&["append", f.idx(), "--manifest", s(&m)]);
+    assert!(e.contains("ctl.toml") && e.contains("model 1"), "{e}");
+    // Label files: a blank line is an error naming it; one final newline is fine.
+    let append_with = |text: &str| {
+        fs::write(&labels, text).unwrap();
+        run(&[
+            "append",
+            f.idx(),
+            "--logits",
+            s(&npy),
+            "--name",
+            "m1",
+            "--labels",
+            s(&labels),
+            "--json",
+        ])
+    };
+    for (text, line) in [("a\nb\nc\n\n", "line 4"), ("a\n\nb\nc\n", "line 2")] {
+        let out = append_with(text);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert!(e.contains(line) && e.contains("empty"), "{text:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    let out = append_with("a\nb\x07\nc\n");
+    assert!(stderr(&out).contains("line 2") && stderr(&out).contains("control"));
+    f.assert_unchanged();
+    assert!(append_with("a\nb\nc\n").status.success());
+    assert!(append_with("a\nb\nc").status.success());
+
+    // Manifest paths leading out of the manifest's folder resolve against that folder.
+    fs::create_dir(f.path("sub")).unwrap();
+    let m = f.path("sub/m.toml");
+    fs::write(
+        &m,
+        "[[model]]\nlogits = \"../m1.npy\"\nname = \"outside\"\n",
+    )
+    .unwrap();
+    let r = ok_json(&["append", f.idx(), "--manifest", s(&m)]);
+    assert_eq!(r["models"][0]["name"], "outside");
+}
