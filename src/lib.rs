@@ -47,6 +47,7 @@ pub mod descriptor;
 pub mod error;
 mod fanout;
 pub mod format;
+pub mod probe_set;
 #[doc(hidden)]
 pub mod fuzzing;
 mod prefetch;
