@@ -436,6 +436,24 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
         assert!(e.contains("1e6"), "{e}");
     }
     ok(&["search", f.idx(), "--entry", "0", "--blend-weight", "1e6"]);
+    // The ridge of collaborative probing: the index only opens factors with a finite lambda > 0.
+    for l in ["0", "nan", "inf", "-1"] {
+        let lambda = format!("--lambda={l}");
+        let e = usage_error(&["compact", f.idx(), "--refactorize", &lambda]);
+        assert!(e.contains("finite number > 0"), "{e}");
+        let e = usage_error(&[
+            "append",
+            f.idx(),
+            "--logits",
+            s(&f.path("m0.npy")),
+            "--name",
+            "x",
+            "--probe-fraction",
+            "0.5",
+            &lambda,
+        ]);
+        assert!(e.contains("finite number > 0"), "{e}");
+    }
 
     // eval refuses what it used to clamp or drop.
     let a = labelled_index(&f, "a.plog", &"aa".repeat(32));

@@ -119,8 +119,9 @@ pub struct Args {
     /// Rank of the probe factors, when this commit fits them.
     #[arg(long, value_name = "R", default_value_t = CollabOptions::default().rank, requires = "probe_fraction")]
     pub rank: usize,
-    /// Ridge regularization of the low-rank completion, when this commit fits the factors.
-    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, requires = "probe_fraction")]
+    /// Ridge regularization of the low-rank completion, when this commit fits the factors (a
+    /// finite number > 0).
+    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, value_parser = super::parse_lambda, requires = "probe_fraction")]
     pub lambda: f32,
     /// Fail at once if another writer holds the index instead of waiting for it.
     #[arg(long)]
@@ -719,7 +720,7 @@ fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Vec<ModelSpec
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             format!("line {line}, column {column}: ")
         });
-        anyhow::anyhow!("{}: {at}{}", path.display(), e.message().trim())
+        anyhow::anyhow!("{}: {at}{}", path.display(), excerpt(e.message().trim()))
     })?;
     ensure!(
         !manifest.model.is_empty(),

@@ -21,8 +21,8 @@ pub struct Args {
     /// Rank of the refitted factors.
     #[arg(long, value_name = "R", default_value_t = CollabOptions::default().rank, requires = "refactorize")]
     pub rank: usize,
-    /// Ridge regularization of the refitted factors.
-    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, requires = "refactorize")]
+    /// Ridge regularization of the refitted factors (a finite number > 0).
+    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, value_parser = super::parse_lambda, requires = "refactorize")]
     pub lambda: f32,
     #[command(flatten)]
     pub graph: super::GraphArgs,

@@ -149,12 +149,18 @@ pub struct Args {
 }
 
 fn parse_collab(s: &str) -> Result<(f64, PathBuf), String> {
-    let (f, path) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected FRACTION=INDEX, got {s:?}"))?;
-    let f: f64 = f
-        .parse()
-        .map_err(|_| format!("expected a fraction before '=', got {f:?}"))?;
+    let (f, path) = s.split_once('=').ok_or_else(|| {
+        format!(
+            "expected FRACTION=INDEX, got {}",
+            excerpt(&format!("{s:?}"))
+        )
+    })?;
+    let f: f64 = f.parse().map_err(|_| {
+        format!(
+            "expected a fraction before '=', got {}",
+            excerpt(&format!("{f:?}"))
+        )
+    })?;
     if !(f > 0.0 && f <= 1.0) {
         return Err(format!("the fraction must be in (0, 1], got {f}"));
     }
@@ -1162,6 +1168,7 @@ fn raw_logits(
             let (path, spec) = by_name.get(&info.name).with_context(|| {
                 format!("model {:?} is not in {}", info.name, manifest.display())
             })?;
+            input::require_regular(path, &format!("the model file of {:?}", info.name))?;
             let probed = prober
                 .probe(path, spec, None, &|| {})
                 .with_context(|| format!("model {:?} ({})", info.name, path.display()))?;

@@ -87,6 +87,18 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
     ProbeSetId::parse_fingerprint(s).map_err(|e| e.to_string())
 }
 
+/// Clap parser of the ridge `--lambda` of collaborative probing: a finite number > 0, as the
+/// index stores it (a factor section with another lambda does not open).
+pub fn parse_lambda(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(l) if l.is_finite() && l > 0.0 => Ok(l),
+        _ => Err(format!(
+            "{} is not a finite number > 0",
+            excerpt(&format!("{s:?}"))
+        )),
+    }
+}
+
 /// Clap parser of `--meta KEY=VALUE`.
 pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
