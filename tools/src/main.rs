@@ -7,6 +7,8 @@
 use std::io::ErrorKind;
 use std::process::ExitCode;
 
+use clap::builder::StyledStr;
+use clap::error::{ContextKind, ContextValue};
 use clap::{Parser, Subcommand};
 
 mod cmd;
@@ -55,7 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| shorten_quoted_arguments(e).exit());
     let result = match cli.command {
         Command::Create(args) => cmd::create::run(args),
         Command::Append(args) => cmd::append::run(*args),
@@ -77,6 +79,36 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Clap quotes a refused argument whole: a 40 KB argument must not become a 40 KB error line, so
+/// every long value quoted is cut to an [`output::excerpt`].
+fn shorten_quoted_arguments(mut e: clap::Error) -> clap::Error {
+    let long: Vec<(ContextKind, ContextValue)> = e
+        .context()
+        .filter_map(|(kind, value)| match value {
+            ContextValue::String(s) if s.chars().count() > output::EXCERPT_CHARS => {
+                Some((kind, ContextValue::String(output::excerpt(s))))
+            }
+            // Tips ("to pass '--x' as a value, use '-- --x'") quote the argument too.
+            ContextValue::StyledStrs(tips)
+                if tips
+                    .iter()
+                    .any(|t| t.to_string().chars().count() > output::EXCERPT_CHARS) =>
+            {
+                let short = tips
+                    .iter()
+                    .map(|t| StyledStr::from(output::excerpt(&t.to_string())))
+                    .collect();
+                Some((kind, ContextValue::StyledStrs(short)))
+            }
+            _ => None,
+        })
+        .collect();
+    for (kind, short) in long {
+        e.insert(kind, short);
+    }
+    e
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

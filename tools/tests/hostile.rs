@@ -404,6 +404,22 @@ fn eval_collab_refuses_an_index_of_another_probe_set() {
     let r = ok_json(&["eval", s(&a), "--collab", &format!("0.5={}", s(&same))]);
     assert!(!r["collab"].as_array().unwrap().is_empty());
     assert!(fs::read(&a).unwrap() == before);
+
+    // Gallery models are matched by name: two of one name are refused, not mixed up.
+    ok(&[
+        "append",
+        s(&same),
+        "--logits",
+        s(&f.path("e2.npy")),
+        "--name",
+        "e2",
+        "--labels",
+        s(&f.path("e2.labels")),
+        "--meta",
+        "split=gallery",
+    ]);
+    let e = fails(&["eval", s(&same), "--collab", &format!("0.5={}", s(&same))]);
+    assert!(e.contains("\"e2\"") && e.contains("more than one"), "{e}");
 }
 
 #[test]
@@ -506,6 +522,50 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
             && e.contains("mean"),
         "{e}"
     );
+    f.assert_unchanged();
+}
+
+#[test]
+fn echoed_input_is_cut_to_an_excerpt() {
+    let f = Fixture::new();
+    let long = "9".repeat(40_000);
+    let flag = format!("--{}", "q".repeat(40_000));
+    let meta = format!("{}novalue", "k".repeat(40_000));
+    let collab = format!("{long}=x.plog");
+    for args in [
+        &["search", f.idx(), "--entry", "0", "--blend-weight", &long][..],
+        &["search", f.idx(), "--entry", "0", &flag],
+        &[
+            "append",
+            f.idx(),
+            "--logits",
+            "a.npy",
+            "--name",
+            "n",
+            "--meta",
+            &meta,
+        ],
+        &[
+            "append",
+            f.idx(),
+            "--logits",
+            "a.npy",
+            "--name",
+            "n",
+            "--device",
+            &long,
+        ],
+        &["eval", f.idx(), "--collab", &collab],
+    ] {
+        let out = run(args);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", &e[..300.min(e.len())]);
+        assert!(
+            e.lines().all(|l| l.chars().count() < 400) && e.contains('…'),
+            "{}",
+            &e[..600.min(e.len())]
+        );
+    }
     f.assert_unchanged();
 }
 

@@ -239,6 +239,9 @@ struct Hub {
     constant: usize,
     /// Names of the gallery models.
     gallery_names: std::collections::HashSet<String>,
+    /// A name that two gallery models share (models may share names; `--collab` cannot match
+    /// them by name then).
+    shared_gallery_name: Option<String>,
 }
 
 fn load_hub(
@@ -259,6 +262,7 @@ fn load_hub(
     let mut constant = 0;
     let (mut query_models, mut gallery_models) = (0, 0);
     let mut gallery_names = std::collections::HashSet::new();
+    let mut shared_gallery_name = None;
     for m in 0..raw.model_count() {
         let info = raw.model(m).plain()?;
         let has =
@@ -271,7 +275,9 @@ fn load_hub(
             query_models += 1;
         } else {
             gallery_models += 1;
-            gallery_names.insert(info.name.clone());
+            if !gallery_names.insert(info.name.clone()) {
+                shared_gallery_name.get_or_insert_with(|| info.name.clone());
+            }
         }
         for e in info.first_entry..info.first_entry + u64::from(info.logit_count) {
             let Some(label) = raw.entry_label(e).plain()? else {
@@ -331,6 +337,7 @@ fn load_hub(
         entry_ids,
         constant,
         gallery_names,
+        shared_gallery_name,
     })
 }
 
@@ -886,6 +893,14 @@ fn collab(
     seeds: u64,
     seed: u64,
 ) -> Result<Vec<Line>> {
+    if let Some(name) = &hub.shared_gallery_name {
+        bail!(
+            "--collab matches the gallery models by name, but {} names more than one gallery \
+             model of {}; give them names of their own",
+            excerpt(&format!("{name:?}")),
+            evaluated.path().display()
+        );
+    }
     let index = open_index(path)?;
     let (theirs, ours) = (index.raw().probe_set(), evaluated.raw().probe_set());
     ensure!(
@@ -1137,6 +1152,11 @@ fn raw_logits(
             excerpt(&format!("{name:?}"))
         );
         check_input_settings(m.mean, m.std, m.input_size, m.batch, &entry)?;
+        ensure!(
+            !by_name.contains_key(&name),
+            "{entry}: another model of the manifest has this name; eval matches the index's \
+             models by name"
+        );
         let spec = InputSpec {
             size: m.input_size,
             mean: m.mean,

@@ -18,7 +18,12 @@ impl FromStr for DeviceArg {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown device {s:?}: expected auto, cpu, cuda or cuda:INDEX");
+        let bad = || {
+            format!(
+                "unknown device {}: expected auto, cpu, cuda or cuda:INDEX",
+                crate::output::excerpt(&format!("{s:?}"))
+            )
+        };
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(DeviceArg::Auto),
             "cpu" => Ok(DeviceArg::Cpu),

@@ -202,16 +202,17 @@ pub fn embed_text(text: &str, spec: &TextSpec<'_>) -> Result<TextEmbedding> {
 
 /// Clap parser of `--mean`/`--std`: three comma-separated finite numbers.
 pub fn parse_rgb(s: &str) -> Result<[f32; 3], String> {
+    let quoted = |s: &str| crate::output::excerpt(&format!("{s:?}"));
     let values: Vec<f32> = s
         .split(',')
         .map(|v| v.trim().parse::<f32>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("expected three numbers R,G,B, got {s:?}"))?;
+        .map_err(|_| format!("expected three numbers R,G,B, got {}", quoted(s)))?;
     let rgb: [f32; 3] = values
         .try_into()
-        .map_err(|_| format!("expected three numbers R,G,B, got {s:?}"))?;
+        .map_err(|_| format!("expected three numbers R,G,B, got {}", quoted(s)))?;
     if rgb.iter().any(|v| !v.is_finite()) {
-        return Err(format!("expected finite numbers, got {s:?}"));
+        return Err(format!("expected finite numbers, got {}", quoted(s)));
     }
     Ok(rgb)
 }
