@@ -523,6 +523,29 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
         "{e}"
     );
     f.assert_unchanged();
+    // A NaN in the logits of a manifest's model: the failure names the manifest and the entry,
+    // with or without --skip-failed.
+    let mut bad = logits(2, 5);
+    bad[7] = f32::NAN;
+    write_npy(&f.path("bad.npy"), &bad, P, 2);
+    f.model_files("fine", 2, 6);
+    let m = f.path("skip.toml");
+    fs::write(
+        &m,
+        "[[model]]\nlogits = \"fine.npy\"\n\n[[model]]\nlogits = \"bad.npy\"\n",
+    )
+    .unwrap();
+    let e = fails(&["append", f.idx(), "--manifest", s(&m)]);
+    assert!(
+        e.contains("skip.toml") && e.contains("2 of 2") && e.contains("NaN"),
+        "{e}"
+    );
+    f.assert_unchanged();
+    let e = fails(&["append", f.idx(), "--manifest", s(&m), "--skip-failed"]);
+    assert!(
+        e.contains("skipped 1 of 2 models: \"bad\" (model 2 of ") && e.contains("skip.toml"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -296,6 +296,7 @@ pub fn run(args: Args) -> Result<()> {
                 skipped.push(Skipped {
                     name: spec.name.clone(),
                     error: format!("{e:#}"),
+                    entry: i + 1,
                 });
                 Ok(())
             }
@@ -425,7 +426,7 @@ pub fn run(args: Args) -> Result<()> {
     if added.is_empty() {
         bail!(
             "{}; nothing was committed",
-            skipped_line(&skipped, specs.len())
+            skipped_line(&skipped, specs.len(), args.manifest.as_deref())
         );
     }
     let commit = writer.commit().at(&args.index)?;
@@ -461,7 +462,7 @@ pub fn run(args: Args) -> Result<()> {
     ensure!(
         summary.skipped.is_empty(),
         "{}; the other models were committed",
-        skipped_line(&summary.skipped, specs.len())
+        skipped_line(&summary.skipped, specs.len(), args.manifest.as_deref())
     );
     Ok(())
 }
@@ -493,11 +494,21 @@ fn progress_for(
     }
 }
 
-/// `skipped 2 of 5 models: a (why); b (why)`.
-fn skipped_line(skipped: &[Skipped], total: usize) -> String {
+/// `skipped 2 of 5 models: "a" (model 1 of m.toml: why); "b" (model 4 of m.toml: why)`: each
+/// failure names the manifest and the table it came from, not only the model.
+fn skipped_line(skipped: &[Skipped], total: usize, manifest: Option<&Path>) -> String {
     let list: Vec<String> = skipped
         .iter()
-        .map(|s| format!("{:?} ({})", s.name, s.error))
+        .map(|s| match manifest {
+            Some(m) => format!(
+                "{:?} (model {} of {}: {})",
+                s.name,
+                s.entry,
+                m.display(),
+                s.error
+            ),
+            None => format!("{:?} ({})", s.name, s.error),
+        })
         .collect();
     format!(
         "skipped {} of {total} models: {}",
@@ -870,6 +881,9 @@ fn file_stem(path: &Path) -> Result<String> {
 struct Skipped {
     name: String,
     error: String,
+    /// Its position in the manifest (from 1), for the message.
+    #[serde(skip)]
+    entry: usize,
 }
 
 #[derive(Debug, Serialize)]
