@@ -34,6 +34,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE.npy", requires = "name")]
     pub logits: Option<PathBuf>,
     /// Name of the model, reported in search results; no control characters (newlines, tabs).
+    /// Names may repeat: results tell models apart by id.
     #[arg(long, conflicts_with = "manifest")]
     pub name: Option<String>,
     /// Where the model came from (a path, a hub id).
