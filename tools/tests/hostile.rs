@@ -431,6 +431,9 @@ fn create_refuses_fewer_probes_than_an_index_can_have() {
         assert!(e.contains("at least 2 probes"), "{e}");
         assert!(!index.exists());
     }
+    let e = usage_error(&["create", s(&index), "--num-probes", "1048577"]);
+    assert!(e.contains("at most 1048576"), "{e}");
+    assert!(!index.exists());
     ok(&["create", s(&index), "--num-probes", "2"]);
     ok(&["info", s(&index)]);
 }

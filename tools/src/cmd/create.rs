@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail, ensure};
 use clap::ValueEnum;
+use probelog::format::{MAX_PROBES, MIN_PROBES};
 use probelog::{CreateOptions, Dtype, ProbeSetId};
 
 use super::{LibResult, parse_fingerprint, read_lines};
@@ -16,7 +17,7 @@ use crate::pset::ProbeSet;
 pub struct Args {
     /// Path of the new index file; it must not exist yet.
     pub index: PathBuf,
-    /// Number of probes (inputs) every model's logits are computed on; at least 2.
+    /// Number of probes (inputs) every model's logits are computed on: from 2 to 2^20.
     #[arg(long, value_name = "P", value_parser = parse_num_probes,
           required_unless_present = "probes")]
     pub num_probes: Option<u32>,
@@ -58,11 +59,8 @@ impl From<DtypeArg> for Dtype {
     }
 }
 
-/// Fewest probes an index can have: a logit's descriptor is z-normalized over the probes, which
-/// over one probe is undefined, so the reader refuses a smaller probe count (format.rs).
-pub const MIN_PROBES: u32 = 2;
-
-/// `--num-probes`: at least [`MIN_PROBES`], as the reader requires.
+/// `--num-probes`: from [`MIN_PROBES`] to [`MAX_PROBES`], the probe counts an index can be
+/// opened with.
 fn parse_num_probes(s: &str) -> std::result::Result<u32, String> {
     let p: u32 = s
         .trim()
@@ -72,6 +70,11 @@ fn parse_num_probes(s: &str) -> std::result::Result<u32, String> {
         return Err(format!(
             "an index needs at least {MIN_PROBES} probes (descriptors are z-normalized over the \
              probes), got {p}"
+        ));
+    }
+    if p > MAX_PROBES {
+        return Err(format!(
+            "an index holds at most {MAX_PROBES} probes, got {p}"
         ));
     }
     Ok(p)
@@ -94,9 +97,9 @@ pub fn run(args: Args) -> Result<()> {
         (None, None) => bail!("give --num-probes P or --probes FILE.pset"),
     };
     ensure!(
-        num_probes >= MIN_PROBES,
-        "{} gives {num_probes} probe{}; an index needs at least {MIN_PROBES} (descriptors are \
-         z-normalized over the probes)",
+        (MIN_PROBES..=MAX_PROBES).contains(&num_probes),
+        "{} gives {num_probes} probe{}; an index holds from {MIN_PROBES} (descriptors are \
+         z-normalized over the probes) to {MAX_PROBES}",
         match &args.probes {
             Some(file) => format!("--probes {}", file.display()),
             None => "--num-probes".to_string(),
