@@ -21,7 +21,7 @@ pub fn first_impossible_value(values: &[f32], probes: usize) -> Option<(usize, f
     let bound = max_descriptor_magnitude(probes);
     values
         .iter()
-        .position(|v| !(v.abs() <= bound))
+        .position(|v| v.is_nan() || v.abs() > bound)
         .map(|i| (i, values[i]))
 }
 

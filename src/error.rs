@@ -92,6 +92,10 @@ pub enum Error {
     )]
     ConstantLogit { what: String, std: f64 },
 
+    /// Search parameters that cannot run, or a query the index cannot answer.
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
+
     /// A search or lookup parameter is out of range.
     #[error("{0}")]
     InvalidParameter(String),

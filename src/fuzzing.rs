@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use crate::format::*;
 use crate::reader::{AlignedBytes, RawIndex};
-use crate::search::{Metric, Query, SearchParams};
+use crate::search::{Grouping, Metric, Query, SearchParams};
 use crate::storage::FaultyStorage;
 use crate::ann::AnnOptions;
 use crate::storage::LockWait;
@@ -309,7 +309,7 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
         SearchParams {
             top: 3,
             k: Some(1),
-            per_model: true,
+            grouping: Grouping::PerModel,
             exclude_same_model: true,
             ..Default::default()
         },
@@ -319,7 +319,7 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
             ..Default::default()
         },
         SearchParams {
-            metric: Metric::Model,
+            grouping: Grouping::ModelMean,
             ..Default::default()
         },
         SearchParams {
@@ -329,7 +329,7 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
         },
         SearchParams {
             blend_weight: Some(0.5),
-            per_model: true,
+            grouping: Grouping::PerModel,
             ..Default::default()
         },
         SearchParams {
@@ -346,7 +346,7 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
             check_hits(&r, params, entries, models);
             if clean
                 && let Err(e) = &r
-                && !matches!(e, Error::InvalidParameter(_))
+                && !matches!(e, Error::Search(_))
             {
                 panic!("verified index: search by entry 0 with {params:?}: {e}");
             }
@@ -373,7 +373,7 @@ fn check_index(idx: &RawIndex<AlignedBytes>) -> bool {
 }
 
 fn check_hits(
-    r: &crate::Result<Vec<crate::Hit>>,
+    r: &crate::Result<crate::SearchResults>,
     params: &SearchParams,
     entries: u64,
     models: u64,

@@ -64,8 +64,8 @@ pub use error::{Error, Result};
 pub use format::{Dtype, ProbeSetId};
 pub use reader::{AlignedBytes, EntryInfo, GraphPart, Index, ModelInfo, OpenOptions, RawIndex};
 pub use search::{
-    AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Metric, Query,
-    Scored, SearchMode, SearchParams,
+    AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit,
+    Metric, Query, ResolvedSearch, Scored, SearchError, SearchMode, SearchParams, SearchResults,
 };
 pub use storage::{FaultyStorage, FileStorage, LockWait, Storage};
 pub use verify::{Problem, VerifyReport};

@@ -1364,7 +1364,7 @@ mod tests {
                 &Query::Entry(e),
                 &SearchParams {
                     exclude_same_model: true,
-                    per_model: true,
+                    grouping: crate::Grouping::PerModel,
                     ..Default::default()
                 },
             )
@@ -1372,12 +1372,16 @@ mod tests {
         assert!(hits.iter().all(|h| h.model_id != 7));
         let models: std::collections::HashSet<_> = hits.iter().map(|h| h.model_id).collect();
         assert_eq!(models.len(), hits.len());
-        for metric in [Metric::Full, Metric::Model] {
+        for (metric, grouping) in [
+            (Metric::Full, crate::Grouping::Entries),
+            (Metric::Blend, crate::Grouping::ModelMean),
+        ] {
             let hits = idx
                 .search(
                     &Query::Entry(e),
                     &SearchParams {
                         metric,
+                        grouping,
                         ..Default::default()
                     },
                 )

@@ -115,8 +115,8 @@ typedef struct ProbelogSearchParams {
   // Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
   // default (100 today; never fewer than top). Ignored when the search runs exactly.
   uint32_t candidates;
-  // Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
-  // above 0; 0 means the library's default (8 today; `probelog_results_blend_weight` tells the
+  // Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): above 0 and at
+  // most 1e6 (larger weights make the scores overflow); 0 means the library's default (8 today; `probelog_results_blend_weight` tells the
   // weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
   // metric. Must be 0 for the other metrics.
   float blend_weight;

@@ -29,7 +29,7 @@
  * defaults: n = 10, k = NULL (the library's default), metric = 'blend' (or 'topk', the paper's
  * top-k discrepancy, 'full', 'model'), per_model = 0, exclude_same_model = 0, mode = 'auto' (or
  * 'exact', 'hnsw', which needs metric 'topk'), candidates = NULL (the library's default),
- * blend_weight = NULL (the library's default, 8 today; a number >= 0, for metric 'blend' only;
+ * blend_weight = NULL (the library's default, 8 today; a number from 0 to 1e6, for metric 'blend' only;
  * 0 ranks as 'topk'). SQL NULL means the default. Scalar functions:
  *
  *   probelog_descriptor(path, entry)  the stored descriptor of an entry, as a query blob
@@ -389,8 +389,9 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         if (t != SQLITE_INTEGER && t != SQLITE_FLOAT)
             return pl_fail(c, "%s must be a number, got %s", what, pl_type_name(t));
         double w = sqlite3_value_double(v);
-        if (!(isfinite(w) && w >= 0.0 && w <= 3.0e38))
-            return pl_fail(c, "%s must be a finite number >= 0, got %g", what, w);
+        /* The library's bound (MAX_BLEND_WEIGHT): beyond it the scores overflow. */
+        if (!(isfinite(w) && w >= 0.0 && w <= 1.0e6))
+            return pl_fail(c, "%s must be a number from 0 to 1e+06, got %g", what, w);
         if (params.metric != PROBELOG_METRIC_BLEND)
             return pl_fail(c, "%s only applies to the metric 'blend', not to '%s'", what, metric);
         /* The C ABI reads 0 as its default weight; weight 0 is the 'topk' ranking, score for

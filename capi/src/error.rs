@@ -122,11 +122,15 @@ impl From<Error> for Failure {
                 Error::AlreadyExists { .. } => PROBELOG_ERR_EXISTS,
                 Error::NonFinite { .. } => PROBELOG_ERR_NON_FINITE,
                 Error::ProbeCountMismatch { .. } => PROBELOG_ERR_WRONG_LENGTH,
-                Error::InvalidParameter(_) => PROBELOG_ERR_INVALID_ARGUMENT,
+                Error::InvalidParameter(_) | Error::Search(_) => PROBELOG_ERR_INVALID_ARGUMENT,
                 _ => PROBELOG_ERR_INVALID_INPUT,
             }
         };
-        Failure::new(status, e.to_string())
+        let message = match &e {
+            Error::Search(search) => crate::search::render_error(search),
+            _ => e.to_string(),
+        };
+        Failure::new(status, message)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::ptr;
 
-use probelog::{Hit, Index, Metric, Query, SearchMode, SearchParams};
+use probelog::{Grouping, Hit, Index, Metric, Query, SearchError, SearchMode, SearchParams};
 
 use crate::args::{slice_arg, write_out};
 use crate::error::{
@@ -60,8 +60,8 @@ pub struct ProbelogSearchParams {
     /// Candidates per ANN graph that hnsw mode reranks (`--candidates`); 0 means the library's
     /// default (100 today; never fewer than top). Ignored when the search runs exactly.
     pub candidates: u32,
-    /// Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): finite and
-    /// above 0; 0 means the library's default (8 today; `probelog_results_blend_weight` tells the
+    /// Weight of the all-probe term of PROBELOG_METRIC_BLEND (`--blend-weight`): above 0 and at
+    /// most 1e6 (larger weights make the scores overflow); 0 means the library's default (8 today; `probelog_results_blend_weight` tells the
     /// weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
     /// metric. Must be 0 for the other metrics.
     pub blend_weight: f32,
@@ -192,21 +192,15 @@ pub extern "C" fn probelog_search_params_default() -> ProbelogSearchParams {
     )
 }
 
-/// The kind of query, for checks that depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Entry,
-    Vector,
-    Text,
-}
-
-/// Validates C parameters as `probelog-tool search` validates its flags, and converts them.
-fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResult<SearchParams> {
-    let metric = match p.metric {
-        PROBELOG_METRIC_TOPK => Metric::TopK,
-        PROBELOG_METRIC_FULL => Metric::Full,
-        PROBELOG_METRIC_MODEL => Metric::Model,
-        PROBELOG_METRIC_BLEND => Metric::Blend,
+/// Converts C parameters to the library's; the library checks them (`resolve_search`), and
+/// [`render_error`] words its errors for C.
+fn core_params(index: &Index, p: &ProbelogSearchParams) -> CallResult<SearchParams> {
+    let (metric, grouping) = match p.metric {
+        PROBELOG_METRIC_TOPK => (Metric::TopK, grouping(p)),
+        PROBELOG_METRIC_FULL => (Metric::Full, grouping(p)),
+        PROBELOG_METRIC_BLEND => (Metric::Blend, grouping(p)),
+        // The model-level baseline ranks whole models: per_model adds nothing to it.
+        PROBELOG_METRIC_MODEL => (Metric::default(), Grouping::ModelMean),
         m => {
             return Err(Failure::invalid(format!(
                 "unknown metric {m}: use PROBELOG_METRIC_BLEND (3), PROBELOG_METRIC_TOPK (0), \
@@ -225,60 +219,73 @@ fn core_params(index: &Index, p: &ProbelogSearchParams, kind: Kind) -> CallResul
             )));
         }
     };
-    if mode == SearchMode::Hnsw && metric != Metric::TopK {
-        return Err(Failure::invalid(format!(
-            "PROBELOG_MODE_HNSW ranks by the topk metric only, not by {}: pass \
-             PROBELOG_METRIC_TOPK to use the ANN graphs, or PROBELOG_MODE_EXACT or \
-             PROBELOG_MODE_AUTO",
-            metric.name()
-        )));
-    }
-    if p.top == 0 {
-        return Err(Failure::invalid("top must be at least 1"));
-    }
-    if p.k != 0 && !matches!(metric, Metric::TopK | Metric::Blend) {
-        return Err(Failure::invalid(format!(
-            "k only applies to the blend and topk metrics, not to {}; pass k = 0",
-            metric.name()
-        )));
-    }
-    let w = p.blend_weight;
-    if w != 0.0 && metric != Metric::Blend {
-        return Err(Failure::invalid(format!(
-            "blend_weight only applies to PROBELOG_METRIC_BLEND, not to {}; pass blend_weight = 0",
-            metric.name()
-        )));
-    }
-    if !(w.is_finite() && w >= 0.0) {
-        return Err(Failure::invalid(format!(
-            "blend_weight {w} is invalid: it must be a finite number >= 0 (0 for the library's \
-             default)"
-        )));
-    }
-    if p.exclude_same_model != 0 && kind != Kind::Entry {
-        return Err(Failure::invalid(
-            "exclude_same_model needs an entry query (probelog_search_entry)",
-        ));
-    }
     // There are never more results than entries; a larger top must not cost memory.
     let top =
         (p.top as usize).min(usize::try_from(index.entry_count().max(1)).unwrap_or(usize::MAX));
-    let k = (p.k != 0).then_some(p.k as usize);
-    let candidates = (p.candidates != 0).then_some(p.candidates as usize);
     // Struct update on purpose: fields added to SearchParams later keep their defaults.
     #[allow(clippy::needless_update)]
     let params = SearchParams {
         top,
-        k,
+        k: (p.k != 0).then_some(p.k as usize),
         exclude_same_model: p.exclude_same_model != 0,
-        per_model: p.per_model != 0,
+        grouping,
         metric,
         mode,
-        candidates,
-        blend_weight: (w != 0.0).then_some(w),
+        candidates: (p.candidates != 0).then_some(p.candidates as usize),
+        // 0 is the library's default weight in C.
+        blend_weight: (p.blend_weight != 0.0).then_some(p.blend_weight),
         ..SearchParams::default()
     };
     Ok(params)
+}
+
+fn grouping(p: &ProbelogSearchParams) -> Grouping {
+    if p.per_model != 0 {
+        Grouping::PerModel
+    } else {
+        Grouping::Entries
+    }
+}
+
+/// The library's search errors in the words of this C API: its field and constant names.
+pub(crate) fn render_error(e: &SearchError) -> String {
+    let metric_name = |what: &str| -> String {
+        match what {
+            "the blend metric" => "PROBELOG_METRIC_BLEND".into(),
+            "the topk metric" => "PROBELOG_METRIC_TOPK".into(),
+            "the full metric" => "PROBELOG_METRIC_FULL".into(),
+            "the model-mean grouping" => "PROBELOG_METRIC_MODEL".into(),
+            other => other.into(),
+        }
+    };
+    match *e {
+        SearchError::NotApplicable { param: "k", used_by } => format!(
+            "k only applies to the blend and topk metrics, not to {}; pass k = 0",
+            metric_name(used_by)
+        ),
+        SearchError::NotApplicable { param: "blend_weight", used_by } => format!(
+            "blend_weight only applies to PROBELOG_METRIC_BLEND, not to {}; pass blend_weight = 0",
+            metric_name(used_by)
+        ),
+        SearchError::BlendWeightOutOfRange { weight } => format!(
+            "blend_weight {weight} is invalid: it must be a number from 0 (the library's default) \
+             to {:e}",
+            probelog::search::MAX_BLEND_WEIGHT
+        ),
+        SearchError::HnswNeedsTopK { what } => format!(
+            "PROBELOG_MODE_HNSW ranks by the topk metric only, not by {}: pass \
+             PROBELOG_METRIC_TOPK to use the ANN graphs, or PROBELOG_MODE_EXACT or \
+             PROBELOG_MODE_AUTO",
+            metric_name(what)
+        ),
+        SearchError::ExcludeNeedsEntry => {
+            "exclude_same_model needs an entry query (probelog_search_entry)".into()
+        }
+        SearchError::NoProbeEmbeddings => "this index has no probe embeddings: add them with \
+             `probelog-tool probes embed` before searching by text"
+            .into(),
+        _ => e.to_string(),
+    }
 }
 
 /// The common body of the three searches.
@@ -289,7 +296,6 @@ unsafe fn run_search<'q>(
     index: *const ProbelogIndex,
     params: *const ProbelogSearchParams,
     out: *mut *mut ProbelogResults,
-    kind: Kind,
     query: impl FnOnce(&Index) -> CallResult<Query<'q>>,
 ) -> CallResult {
     // SAFETY: the caller promises `out` is NULL or writable.
@@ -299,30 +305,19 @@ unsafe fn run_search<'q>(
     // SAFETY: the caller promises `params` is NULL or points to a ProbelogSearchParams.
     let p = unsafe { params.as_ref() }.copied().unwrap_or_default();
     let index = handle.read();
-    let params = core_params(&index, &p, kind)?;
+    let params = core_params(&index, &p)?;
     let query = query(&index)?;
-    let hits = index.search(&query, &params)?;
-    let k = match params.metric {
-        Metric::TopK | Metric::Blend => {
-            u32::try_from(index.effective_k(params.k)?).unwrap_or(u32::MAX)
-        }
-        Metric::Full | Metric::Model => 0,
-    };
-    let blend_weight = match params.metric {
-        Metric::Blend => params.effective_blend_weight()?,
-        _ => 0.0,
-    };
-    // Resolved under the same read guard as the search, so it is the mode that ran.
-    let (mode, candidates) = match index.effective_mode(&params)? {
-        SearchMode::Hnsw => (
-            PROBELOG_MODE_HNSW,
-            u32::try_from(params.candidates.unwrap_or(probelog::DEFAULT_CANDIDATES))
-                .unwrap_or(u32::MAX),
-        ),
-        SearchMode::Exact | SearchMode::Auto => (PROBELOG_MODE_EXACT, 0),
+    // Resolved and run under the same read guard: what the results report is what ran.
+    let found = index.search(&query, &params)?;
+    let resolved = found.params;
+    let k = resolved.k.map_or(0, |k| u32::try_from(k).unwrap_or(u32::MAX));
+    let blend_weight = resolved.blend_weight.unwrap_or(0.0);
+    let (mode, candidates) = match resolved.candidates {
+        Some(c) => (PROBELOG_MODE_HNSW, u32::try_from(c).unwrap_or(u32::MAX)),
+        None => (PROBELOG_MODE_EXACT, 0),
     };
     let results = ProbelogResults {
-        hits: hits.into_iter().map(StoredHit::new).collect(),
+        hits: found.hits.into_iter().map(StoredHit::new).collect(),
         k,
         blend_weight,
         mode,
@@ -348,7 +343,7 @@ pub unsafe extern "C" fn probelog_search_entry(
 ) -> ProbelogStatus {
     guard(|| {
         // SAFETY: forwarded from the caller.
-        unsafe { run_search(index, params, out, Kind::Entry, |_| Ok(Query::Entry(entry))) }
+        unsafe { run_search(index, params, out, |_| Ok(Query::Entry(entry))) }
     })
 }
 
@@ -372,7 +367,7 @@ pub unsafe extern "C" fn probelog_search_vector(
         // SAFETY: the caller promises `len` floats at `values`, or NULL.
         let v = unsafe { slice_arg(values, len, "values") }?;
         // SAFETY: forwarded from the caller.
-        unsafe { run_search(index, params, out, Kind::Vector, |_| Ok(Query::Vector(v))) }
+        unsafe { run_search(index, params, out, |_| Ok(Query::Vector(v))) }
     })
 }
 
@@ -418,7 +413,7 @@ pub unsafe extern "C" fn probelog_search_text_embedding(
             Ok(Query::TextEmbedding(t))
         };
         // SAFETY: forwarded from the caller.
-        unsafe { run_search(index, params, out, Kind::Text, query) }
+        unsafe { run_search(index, params, out, query) }
     })
 }
 

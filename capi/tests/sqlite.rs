@@ -532,7 +532,7 @@ fn bad_arguments_are_sql_errors() {
         (
             "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'blend', 0, 'exact', NULL, -1)",
             vec![path(), query()],
-            "blend_weight (argument 9) must be a finite number >= 0, got -1",
+            "blend_weight (argument 9) must be a number from 0 to 1e+06, got -1",
         ),
         (
             "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, NULL, 0, 0, NULL, NULL, '2')",
@@ -545,9 +545,9 @@ fn bad_arguments_are_sql_errors() {
             "blend_weight (argument 8) only applies to the metric 'blend', not to 'topk'",
         ),
         (
-            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, NULL, NULL, 1e300)",
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, NULL, NULL, 3e38)",
             vec![path(), query()],
-            "must be a finite number >= 0",
+            "must be a number from 0 to 1e+06, got 3e+38",
         ),
         (
             "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'model', 'hnsw')",

@@ -4,7 +4,7 @@
 use probelog::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AnnOptions, CompactOptions, CreateOptions, Dtype, Error, Index, IndexWriter, LockWait,
-    LogitMatrix, Metric, ModelInput, Query, SearchMode, SearchParams, create,
+    LogitMatrix, Metric, ModelInput, Query, SearchError, SearchMode, SearchParams, create,
 };
 use rand::Rng;
 
@@ -161,7 +161,7 @@ fn hnsw_mode_reranks_graph_candidates_exactly() {
 
     // Per-model results: one per model, best logit first.
     let per_model = SearchParams {
-        per_model: true,
+        grouping: probelog::Grouping::PerModel,
         ..params(SearchMode::Hnsw)
     };
     let hits = index.search(&Query::Entry(5), &per_model).unwrap();
@@ -180,11 +180,11 @@ fn auto_mode_and_hnsw_limits() {
     assert!(index.graph_entries() > 0);
     // Below the auto threshold, auto is exact.
     assert_eq!(
-        index.effective_mode(&params(SearchMode::Auto)).unwrap(),
+        index.resolve_params(&params(SearchMode::Auto)).unwrap().mode,
         SearchMode::Exact
     );
     assert_eq!(
-        index.effective_mode(&params(SearchMode::Hnsw)).unwrap(),
+        index.resolve_params(&params(SearchMode::Hnsw)).unwrap().mode,
         SearchMode::Hnsw
     );
     let full = SearchParams {
@@ -193,7 +193,7 @@ fn auto_mode_and_hnsw_limits() {
     };
     assert!(matches!(
         index.search(&Query::Entry(0), &full),
-        Err(Error::InvalidParameter(_))
+        Err(Error::Search(SearchError::HnswNeedsTopK { .. }))
     ));
     // The default metric, the blend, never runs on the graphs: auto scans, hnsw is refused with
     // a message that names the metric that can.
@@ -201,9 +201,9 @@ fn auto_mode_and_hnsw_limits() {
         metric: Metric::Blend,
         ..params(SearchMode::Auto)
     };
-    assert_eq!(index.effective_mode(&blend).unwrap(), SearchMode::Exact);
+    assert_eq!(index.resolve_params(&blend).unwrap().mode, SearchMode::Exact);
     assert_eq!(
-        index.effective_mode(&SearchParams::default()).unwrap(),
+        index.resolve_params(&SearchParams::default()).unwrap().mode,
         SearchMode::Exact
     );
     match index.search(
@@ -213,7 +213,9 @@ fn auto_mode_and_hnsw_limits() {
             ..blend
         },
     ) {
-        Err(Error::InvalidParameter(m)) => assert!(m.contains("--metric topk"), "{m}"),
+        Err(Error::Search(e @ SearchError::HnswNeedsTopK { .. })) => {
+            assert!(e.to_string().contains("metric topk"), "{e}")
+        }
         other => panic!("hnsw with the blend: {other:?}"),
     }
     let zero = SearchParams {
@@ -222,7 +224,7 @@ fn auto_mode_and_hnsw_limits() {
     };
     assert!(matches!(
         index.search(&Query::Entry(0), &zero),
-        Err(Error::InvalidParameter(_))
+        Err(Error::Search(SearchError::NoCandidates))
     ));
 }
 
@@ -320,7 +322,7 @@ fn large_segments_get_graph_parts_searched_together() {
         assert!((part.first..part.first + part.view.nodes()).contains(&e));
         let p = params(SearchMode::Hnsw);
         let planned = index
-            .entry_plan_from_graph(&Query::Entry(entry), &p)
+            .entry_plan_from_graph(&Query::Entry(entry), &index.resolve_params(&p).unwrap())
             .unwrap();
         let want = index
             .search_descriptor(
@@ -561,7 +563,7 @@ fn entry_queries_planned_from_the_graph_match_the_descriptor() {
                 let entry = (i * 104_729 + k as u64) % n;
                 let model = index.model_of_entry(entry).unwrap();
                 let planned = index
-                    .entry_plan_from_graph(&Query::Entry(entry), &p)
+                    .entry_plan_from_graph(&Query::Entry(entry), &index.resolve_params(&p).unwrap())
                     .unwrap();
                 if index.graph_of_entry(1, entry as usize).unwrap().is_some() {
                     // Segment 1 (the first entries) has a graph with lists of 32; the k-th value

@@ -4,7 +4,8 @@
 
 use probelog::search::ScanPlan;
 use probelog::{
-    DEFAULT_BLEND_WEIGHT, DEFAULT_K, Dtype, Error, Index, Metric, Query, SearchMode, SearchParams,
+    DEFAULT_BLEND_WEIGHT, DEFAULT_K, Dtype, Error, Grouping, Index, Metric, Query, SearchError,
+    SearchMode, SearchParams,
 };
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -105,26 +106,27 @@ fn blend_at_weight_zero_is_topk_score_for_score() {
             for &k in &KS {
                 let topk = SearchParams {
                     metric: Metric::TopK,
+                    blend_weight: None,
                     ..blend(k, 0.0)
                 };
                 let a = index.score_all_with(&q, &blend(k, 0.0)).unwrap();
                 let b = index.score_all_with(&q, &topk).unwrap();
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b), "{dtype:?} k={k}");
-                for per_model in [false, true] {
+                for grouping in [Grouping::Entries, Grouping::PerModel] {
                     let ha = index
                         .search(
                             &Query::Entry(e),
                             &SearchParams {
-                                per_model,
+                                grouping,
                                 ..blend(k, 0.0)
                             },
                         )
                         .unwrap();
                     let hb = index
-                        .search(&Query::Entry(e), &SearchParams { per_model, ..topk })
+                        .search(&Query::Entry(e), &SearchParams { grouping, ..topk })
                         .unwrap();
-                    assert_eq!(ha, hb, "{dtype:?} k={k} per_model={per_model}");
+                    assert_eq!(ha.hits, hb.hits, "{dtype:?} k={k} {grouping:?}");
                 }
             }
         }
@@ -193,7 +195,6 @@ fn the_blend_is_the_default_metric() {
     let p = SearchParams::default();
     assert_eq!(p.metric, Metric::Blend);
     assert_eq!(p.blend_weight, None);
-    assert_eq!(p.effective_blend_weight().unwrap(), DEFAULT_BLEND_WEIGHT);
     assert_eq!(DEFAULT_BLEND_WEIGHT, 8.0);
 
     let dir = common::tempdir();
@@ -204,17 +205,19 @@ fn the_blend_is_the_default_metric() {
         k: Some(DEFAULT_K),
         ..p
     };
+    let found = index.search(&Query::Entry(4), &p).unwrap();
+    assert_eq!(found, index.search(&Query::Entry(4), &explicit).unwrap());
+    // The search reports what it resolved: the defaults, and auto mode scanning for the blend.
     assert_eq!(
-        index.search(&Query::Entry(4), &p).unwrap(),
-        index.search(&Query::Entry(4), &explicit).unwrap()
+        (found.params.metric, found.params.k, found.params.blend_weight),
+        (Some(Metric::Blend), Some(DEFAULT_K), Some(DEFAULT_BLEND_WEIGHT))
     );
+    assert_eq!((found.params.mode, found.params.candidates), (SearchMode::Exact, None));
     let q = index.descriptor(4).unwrap();
     assert_eq!(
         index.score_all(&q, Metric::Blend, None).unwrap(),
         index.score_all_with(&q, &explicit).unwrap()
     );
-    // Auto mode scans for the blend.
-    assert_eq!(index.effective_mode(&p).unwrap(), SearchMode::Exact);
 }
 
 #[test]
@@ -222,7 +225,7 @@ fn bad_blend_weights_are_refused() {
     let dir = common::tempdir();
     let index = build(dir.path(), 37, Dtype::F32, 8);
     let q = index.descriptor(0).unwrap();
-    for w in [-1.0, -1e-30, f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+    for w in [-1.0, -1e-30, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3e38] {
         let params = SearchParams {
             blend_weight: Some(w),
             ..SearchParams::default()
@@ -230,10 +233,10 @@ fn bad_blend_weights_are_refused() {
         for r in [
             index.search(&Query::Entry(0), &params).map(|_| ()),
             index.score_all_with(&q, &params).map(|_| ()),
-            params.effective_blend_weight().map(|_| ()),
+            index.resolve_params(&params).map(|_| ()),
         ] {
             match r {
-                Err(Error::InvalidParameter(m)) => assert!(m.contains("blend weight"), "{m}"),
+                Err(Error::Search(SearchError::BlendWeightOutOfRange { .. })) => {}
                 other => panic!("weight {w}: {other:?}"),
             }
         }
@@ -246,4 +249,134 @@ fn bad_blend_weights_are_refused() {
         };
         assert!(index.search(&Query::Entry(0), &params).is_ok());
     }
+}
+
+/// Search parameters are resolved in one step that the search runs and returns: defaults filled
+/// in, `auto` decided, and every value checked with a typed error that names no front end's flag.
+#[test]
+fn parameters_are_resolved_once_with_typed_errors() {
+    let dir = common::tempdir();
+    let index = build(dir.path(), 12, Dtype::F32, 5);
+    let entry = Query::Entry(3);
+    let run = |p: SearchParams| index.search(&entry, &p).map(|found| found.params);
+    let base = SearchParams::default();
+
+    let topk = run(SearchParams {
+        metric: Metric::TopK,
+        k: Some(3),
+        grouping: Grouping::PerModel,
+        ..base
+    })
+    .unwrap();
+    assert_eq!(
+        (topk.metric, topk.k, topk.blend_weight, topk.grouping),
+        (Some(Metric::TopK), Some(3), None, Grouping::PerModel)
+    );
+    let full = run(SearchParams {
+        metric: Metric::Full,
+        ..base
+    })
+    .unwrap();
+    assert_eq!((full.k, full.blend_weight), (None, None));
+    let models = run(SearchParams {
+        grouping: Grouping::ModelMean,
+        ..base
+    })
+    .unwrap();
+    assert_eq!((models.metric, models.k, models.blend_weight), (None, None, None));
+    // Fewer probes than the default k: k is the probe count.
+    assert_eq!(run(base).unwrap().k, Some(DEFAULT_K.min(12)));
+
+    let refused = [
+        (SearchParams { top: 0, ..base }, SearchError::NoResults),
+        (
+            SearchParams {
+                k: Some(13),
+                ..base
+            },
+            SearchError::KOutOfRange { k: 13, probes: 12 },
+        ),
+        (
+            SearchParams {
+                metric: Metric::Full,
+                k: Some(2),
+                ..base
+            },
+            SearchError::NotApplicable {
+                param: "k",
+                used_by: "the full metric",
+            },
+        ),
+        (
+            SearchParams {
+                metric: Metric::TopK,
+                blend_weight: Some(1.0),
+                ..base
+            },
+            SearchError::NotApplicable {
+                param: "blend_weight",
+                used_by: "the topk metric",
+            },
+        ),
+        (
+            SearchParams {
+                grouping: Grouping::ModelMean,
+                k: Some(2),
+                ..base
+            },
+            SearchError::NotApplicable {
+                param: "k",
+                used_by: "the model-mean grouping",
+            },
+        ),
+        (
+            SearchParams {
+                mode: SearchMode::Hnsw,
+                ..base
+            },
+            SearchError::HnswNeedsTopK {
+                what: "the blend metric",
+            },
+        ),
+        (
+            SearchParams {
+                mode: SearchMode::Hnsw,
+                metric: Metric::TopK,
+                grouping: Grouping::ModelMean,
+                ..base
+            },
+            SearchError::HnswNeedsTopK {
+                what: "the model-mean grouping",
+            },
+        ),
+        (
+            SearchParams {
+                candidates: Some(0),
+                ..base
+            },
+            SearchError::NoCandidates,
+        ),
+    ];
+    for (params, want) in refused {
+        match run(params) {
+            Err(Error::Search(got)) => {
+                assert_eq!(got, want, "{params:?}");
+                assert!(!got.to_string().contains("--"), "a CLI flag in {got}");
+            }
+            other => panic!("{params:?}: {other:?}"),
+        }
+    }
+    let v: Vec<f32> = (0..12).map(|p| p as f32).collect();
+    let exclude = SearchParams {
+        exclude_same_model: true,
+        ..base
+    };
+    assert!(matches!(
+        index.search(&Query::Vector(&v), &exclude),
+        Err(Error::Search(SearchError::ExcludeNeedsEntry))
+    ));
+    assert!(matches!(
+        index.search(&Query::TextEmbedding(&[1.0, 2.0]), &base),
+        Err(Error::Search(SearchError::NoProbeEmbeddings))
+    ));
 }

@@ -156,7 +156,7 @@ fn check_snapshot(idx: &Index, query: &[f32], verify: bool) {
     let newest = idx.entry_count() - 1;
     let params = SearchParams {
         top: 4,
-        per_model: true,
+        grouping: probelog::Grouping::PerModel,
         exclude_same_model: true,
         ..Default::default()
     };

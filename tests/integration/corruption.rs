@@ -91,9 +91,14 @@ fn check_damaged(img: &[u8], want: &Expect) -> Result<(), String> {
     // Reads and searches may fail on damaged data, but must not panic.
     for e in [0, idx.entry_count().saturating_sub(1)] {
         let _ = idx.entry(e);
-        for metric in [Metric::TopK, Metric::Full, Metric::Model] {
+        for (metric, grouping) in [
+            (Metric::TopK, probelog::Grouping::Entries),
+            (Metric::Full, probelog::Grouping::Entries),
+            (Metric::Blend, probelog::Grouping::ModelMean),
+        ] {
             let p = SearchParams {
                 metric,
+                grouping,
                 ..Default::default()
             };
             let _ = idx.search(&Query::Entry(e), &p);

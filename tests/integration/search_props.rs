@@ -5,7 +5,7 @@ use std::path::Path;
 
 use half::f16;
 use probelog::search::{blend_discrepancy, full_distance, topk_discrepancy};
-use probelog::{Dtype, Hit, Index, Metric, Query, RawIndex, SearchParams};
+use probelog::{Dtype, Grouping, Hit, Index, Metric, Query, RawIndex, SearchParams};
 use proptest::prelude::*;
 use rand::Rng;
 
@@ -141,8 +141,8 @@ fn reference(
     let descs: Vec<Vec<f32>> = (0..zoo.entries())
         .map(|e| idx.descriptor(e).unwrap())
         .collect();
-    let mut scored: Vec<(u64, f32)> = match params.metric {
-        Metric::Model => (0..zoo.models.len())
+    let mut scored: Vec<(u64, f32)> = match (params.grouping, params.metric) {
+        (Grouping::ModelMean, _) => (0..zoo.models.len())
             .filter(|&m| Some(m as u64) != exclude)
             .map(|m| {
                 let (a, b) = (zoo.first_entry[m], zoo.first_entry[m + 1]);
@@ -155,15 +155,15 @@ fn reference(
                 (m as u64, dist.sqrt() as f32)
             })
             .collect(),
-        metric => {
-            let w = params.effective_blend_weight().unwrap();
+        (_, metric) => {
+            let w = params.blend_weight.unwrap_or(probelog::DEFAULT_BLEND_WEIGHT);
             let score = |e: u64| match metric {
                 Metric::TopK => topk_discrepancy(q, &descs[e as usize], k),
                 Metric::Blend => blend_discrepancy(q, &descs[e as usize], k, w),
                 _ => full_distance(q, &descs[e as usize]),
             };
             let all = (0..zoo.entries()).filter(|&e| Some(zoo.locate(e).0 as u64) != exclude);
-            if params.per_model {
+            if params.grouping == Grouping::PerModel {
                 (0..zoo.models.len())
                     .filter(|&m| Some(m as u64) != exclude)
                     .map(|m| {
@@ -196,7 +196,7 @@ fn assert_hits(zoo: &Zoo, hits: &[Hit], want: &[(u64, f32)], params: &SearchPara
     );
     for (i, h) in hits.iter().enumerate() {
         assert_eq!(h.rank, i + 1);
-        if params.metric == Metric::Model {
+        if params.grouping == Grouping::ModelMean {
             assert_eq!((h.entry, h.logit, &h.label), (None, None, &None));
             assert_eq!(h.model, zoo.models[h.model_id as usize].name);
             continue;
@@ -256,23 +256,36 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
     for qs in queries {
         let e = qs.entry % zoo.entries();
         let (m, j) = zoo.locate(e);
+        // Index 3 is the model-mean grouping, which takes no metric.
+        let metric = [
+            Metric::TopK,
+            Metric::Blend,
+            Metric::Full,
+            Metric::Blend,
+            Metric::TopK,
+            Metric::Blend,
+        ][qs.metric];
+        let grouping = match (qs.metric, qs.per_model) {
+            (3, _) => Grouping::ModelMean,
+            (_, true) => Grouping::PerModel,
+            (_, false) => Grouping::Entries,
+        };
+        let entry_metric = grouping != Grouping::ModelMean;
         let params = SearchParams {
             top: qs.top,
-            // k beyond the probe count is an error, checked below; wrap it into range here
-            k: qs.k.map(|k| 1 + (k - 1) % zoo.probes),
+            // k beyond the probe count is an error, checked below; wrap it into range here.
+            // Parameters that the metric does not use are refused, also checked below.
+            k: qs
+                .k
+                .map(|k| 1 + (k - 1) % zoo.probes)
+                .filter(|_| entry_metric && metric.uses_k()),
             exclude_same_model: qs.exclude_same_model,
-            per_model: qs.per_model,
-            metric: [
-                Metric::TopK,
-                Metric::Blend,
-                Metric::Full,
-                Metric::Model,
-                Metric::TopK,
-                Metric::Blend,
-            ][qs.metric],
+            grouping,
+            metric,
             mode: probelog::SearchMode::Exact,
             candidates: None,
-            blend_weight: [None, Some(0.0), Some(0.5), Some(3.25)][qs.blend_weight],
+            blend_weight: [None, Some(0.0), Some(0.5), Some(3.25)][qs.blend_weight]
+                .filter(|_| entry_metric && metric == Metric::Blend),
         };
         let col = zoo.models[m].column(j);
         let (query, q) = if qs.by_vector {
@@ -285,9 +298,7 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
         let hits = idx.search(&query, &params).unwrap();
         let want = reference(idx, zoo, &q, exclude, &params);
         assert_hits(zoo, &hits, &want, &params);
-        if matches!(params.metric, Metric::TopK | Metric::Blend)
-            && !params.per_model
-            && exclude.is_none()
+        if params.metric.uses_k() && params.grouping == Grouping::Entries && exclude.is_none()
         {
             // The query's own entry is a perfect match (score 0) unless a tie with a lower id
             // precedes it.
@@ -390,7 +401,7 @@ proptest! {
             }
             // The transformed copies are the base logit's best matches.
             let hits = idx
-                .search(&Query::Entry(j), &SearchParams { top: 3, per_model: true, ..Default::default() })
+                .search(&Query::Entry(j), &SearchParams { top: 3, grouping: Grouping::PerModel, ..Default::default() })
                 .unwrap();
             let models: std::collections::BTreeSet<u64> = hits.iter().map(|h| h.model_id).collect();
             prop_assert_eq!(models, [0u64, 1, 3].into_iter().collect());

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
 use probelog::synth::{SynthConfig, SynthZoo};
-use probelog::{AppendOptions, CreateOptions, IndexWriter, LogitMatrix, ModelInput, SearchParams};
+use probelog::{
+    AppendOptions, CreateOptions, Grouping, IndexWriter, LogitMatrix, ModelInput, SearchParams,
+};
 
 use super::{LibResult, open_index, search, with_writer_lock};
 use crate::output::{outln, progress};
@@ -73,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     let params = SearchParams {
         top: TOP,
         exclude_same_model: true,
-        per_model: true,
+        grouping: Grouping::PerModel,
         ..SearchParams::default()
     };
     let report = search::search_entry(&index, 0, &params)?;

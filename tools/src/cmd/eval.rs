@@ -723,8 +723,14 @@ fn parse_variant(name: &str, k: usize, p: usize) -> Result<Discrepancy> {
     };
     let weight = |w: &str| -> Result<f32> {
         let w: f32 = w.parse().map_err(|_| err())?;
-        check_blend_weight(w)
-            .map_err(|e| anyhow::anyhow!("discrepancy {}: {e}", excerpt(&format!("{name:?}"))))
+        check_blend_weight(w).map_err(|_| {
+            anyhow::anyhow!(
+                "discrepancy {}: the blend weight {w:e} is out of range: it must be a number \
+                 from 0 to {:e} (larger weights make the scores overflow)",
+                excerpt(&format!("{name:?}")),
+                probelog::search::MAX_BLEND_WEIGHT
+            )
+        })
     };
     if let Some(rest) = name.strip_prefix("calibrated") {
         let (m, base) = rest.split_once(':').ok_or_else(err)?;

@@ -130,11 +130,12 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
             .sum::<probelog::Result<usize>>()
             .at(path)?,
         auto_mode: index
-            .effective_mode(&SearchParams {
+            .resolve_params(&SearchParams {
                 metric: Metric::TopK,
                 ..SearchParams::default()
             })
             .at(path)?
+            .mode
             .name(),
         default_metric: Metric::default().name(),
         models,

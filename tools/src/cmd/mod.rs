@@ -38,7 +38,10 @@ impl<T> LibResult<T> for probelog::Result<T> {
                 e,
                 Error::Io { .. } | Error::Locked { .. } | Error::AlreadyExists { .. }
             );
-            let err = anyhow!("{e}");
+            let err = match &e {
+                Error::Search(search) => anyhow!("{}", self::search::render_error(search)),
+                _ => anyhow!("{e}"),
+            };
             if names_path {
                 err
             } else {
@@ -48,7 +51,10 @@ impl<T> LibResult<T> for probelog::Result<T> {
     }
 
     fn plain(self) -> Result<T> {
-        self.map_err(|e| anyhow!("{e}"))
+        self.map_err(|e| match &e {
+            Error::Search(search) => anyhow!("{}", self::search::render_error(search)),
+            _ => anyhow!("{e}"),
+        })
     }
 }
 

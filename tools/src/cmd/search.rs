@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 use clap::ValueEnum;
-use probelog::search::{MAX_BLEND_WEIGHT, check_blend_weight};
+use probelog::search::{MAX_BLEND_WEIGHT, ParamName, check_blend_weight};
 use probelog::{
-    DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Hit, Index, Metric, Query, SearchMode,
-    SearchParams,
+    DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit, Index, Metric, Query,
+    ResolvedSearch, SearchError, SearchMode, SearchParams,
 };
 use serde::Serialize;
 
@@ -143,14 +143,66 @@ pub enum MetricArg {
     Model,
 }
 
-impl From<MetricArg> for Metric {
-    fn from(m: MetricArg) -> Metric {
-        match m {
-            MetricArg::Blend => Metric::Blend,
-            MetricArg::Topk => Metric::TopK,
-            MetricArg::Full => Metric::Full,
-            MetricArg::Model => Metric::Model,
+impl MetricArg {
+    /// The library's metric and grouping for `--metric` and `--per-model`: `--metric model` is
+    /// the model-mean grouping (whole models), which takes no metric.
+    pub fn resolve(self, per_model: bool) -> Result<(Metric, Grouping)> {
+        let grouping = if per_model {
+            Grouping::PerModel
+        } else {
+            Grouping::Entries
+        };
+        Ok(match self {
+            MetricArg::Blend => (Metric::Blend, grouping),
+            MetricArg::Topk => (Metric::TopK, grouping),
+            MetricArg::Full => (Metric::Full, grouping),
+            MetricArg::Model => {
+                ensure!(
+                    !per_model,
+                    "--per-model does not apply to --metric model, which ranks whole models"
+                );
+                (Metric::default(), Grouping::ModelMean)
+            }
+        })
+    }
+}
+
+/// The flag of this command line that sets a [`SearchParams`] field.
+fn flag(param: ParamName) -> String {
+    format!("--{}", param.replace('_', "-"))
+}
+
+/// The library's search errors in this command line's words: its flags and metric names.
+pub fn render_error(e: &SearchError) -> String {
+    match *e {
+        SearchError::NoResults => "--top must be at least 1".into(),
+        SearchError::KOutOfRange { k, probes } => {
+            format!("--k {k} is out of range: it must be between 1 and the probe count {probes}")
         }
+        SearchError::BlendWeightOutOfRange { weight } => format!(
+            "--blend-weight {weight:e} is invalid: it must be a number from 0 (ranks as topk) to \
+             {MAX_BLEND_WEIGHT:e} (larger weights make the scores overflow)"
+        ),
+        SearchError::NoCandidates => "--candidates must be at least 1".into(),
+        SearchError::NotApplicable { param, used_by } => {
+            let applies = match param {
+                "k" => "--metric blend and --metric topk",
+                "blend_weight" => "--metric blend",
+                _ => "other searches",
+            };
+            format!("{} only applies to {applies}, not to {used_by}", flag(param))
+        }
+        SearchError::HnswNeedsTopK { what } => format!(
+            "hnsw mode ranks by the topk metric only, not {}: search with --metric topk to use \
+             the graphs, or with --mode exact or auto",
+            what.trim_start_matches("the ")
+        ),
+        SearchError::ExcludeNeedsEntry => "--exclude-same-model needs an --entry query".into(),
+        SearchError::ConstantEntry { .. } => e.to_string(),
+        SearchError::NoProbeEmbeddings => "this index has no probe embeddings: add them with \
+             `probes embed INDEX --clip-image IMAGE_ENCODER.pt --probes PROBES.pset` (or create \
+             it with --probe-embeddings) before searching by text"
+            .into(),
     }
 }
 
@@ -164,23 +216,14 @@ fn parse_blend_weight(s: &str) -> std::result::Result<f32, String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let metric = Metric::from(args.metric);
-    ensure!(
-        args.k.is_none() || matches!(metric, Metric::TopK | Metric::Blend),
-        "--k only applies to --metric blend and --metric topk"
-    );
-    ensure!(
-        args.blend_weight.is_none() || metric == Metric::Blend,
-        "--blend-weight only applies to --metric blend (the default), not --metric {}",
-        metric.name()
-    );
+    let (metric, grouping) = args.metric.resolve(args.per_model)?;
     let index = open_index(&args.index)?;
     let params = SearchParams {
         // There are never more results than entries; a larger --top must not cost memory.
         top: (args.top as usize).min(index.entry_count().max(1) as usize),
         k: args.k.map(|k| k as usize),
         exclude_same_model: args.exclude_same_model,
-        per_model: args.per_model,
+        grouping,
         metric,
         mode: args.mode.into(),
         candidates: args.candidates.map(|c| c as usize),
@@ -292,29 +335,8 @@ fn search(
     params: &SearchParams,
 ) -> Result<Report> {
     let path: &Path = index.path();
-    let hits = index.search(query, params).at(path)?;
-    let k = match params.metric {
-        Metric::TopK | Metric::Blend => Some(index.effective_k(params.k).at(path)?),
-        Metric::Full | Metric::Model => None,
-    };
-    let blend_weight = match params.metric {
-        Metric::Blend => Some(params.effective_blend_weight().at(path)?),
-        _ => None,
-    };
-    let mode = index.effective_mode(params).at(path)?;
-    Ok(Report {
-        query: desc,
-        metric: params.metric.name(),
-        blend_weight,
-        mode: mode.name(),
-        candidates: (mode == SearchMode::Hnsw)
-            .then(|| params.candidates.unwrap_or(DEFAULT_CANDIDATES)),
-        k,
-        top: params.top,
-        per_model: params.per_model,
-        exclude_same_model: params.exclude_same_model,
-        results: hits.into_iter().map(ResultRow::from).collect(),
-    })
+    let found = index.search(query, params).at(path)?;
+    Ok(Report::new(desc, &found.params, found.hits))
 }
 
 /// What the query was, for the report.
@@ -393,6 +415,22 @@ impl From<Hit> for ResultRow {
 }
 
 impl Report {
+    /// The report of a search that ran with `params` and found `hits`.
+    pub fn new(query: QueryDesc, params: &ResolvedSearch, hits: Vec<Hit>) -> Self {
+        Report {
+            query,
+            metric: params.metric.map_or("model", Metric::name),
+            blend_weight: params.blend_weight,
+            mode: params.mode.name(),
+            candidates: params.candidates,
+            k: params.k,
+            top: params.top,
+            per_model: params.grouping == Grouping::PerModel,
+            exclude_same_model: params.exclude_same_model,
+            results: hits.into_iter().map(ResultRow::from).collect(),
+        }
+    }
+
     /// The query, the parameters and a table of the results.
     pub fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         let query = match &self.query {
