@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use pca::{FitOptions, Projection};
 use probelog::search::ScanPlan;
-use probelog::synth::{SynthConfig, SynthGenerator};
+use probelog::testkit::synth::{SynthConfig, SynthGenerator};
 use probelog::{
     AnnOptions, CreateOptions, DEFAULT_K, Dtype, Index, IndexWriter, LockWait, LogitMatrix, Metric,
     ModelInput, SearchMode, SearchParams, create,

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use probelog::reader::DescriptorRows;
-use probelog::synth::standard_normal;
+use probelog::testkit::synth::standard_normal;
 
 /// Entries projected per work unit.
 const PROJECT_BLOCK: usize = 256;

@@ -20,7 +20,7 @@ use probelog::collab::{
     CollabOptions, DEFAULT_ADAPTIVE_SHARE, Observations, ProbeFactors, adaptive_probes,
     adaptive_split, sample_probe_count, sample_probes,
 };
-use probelog::synth::{SynthConfig, SynthZoo};
+use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AppendOptions, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput,
     SearchParams, create,

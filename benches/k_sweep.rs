@@ -9,7 +9,7 @@
 //! beside each sweep.
 
 use probelog::search::Metric;
-use probelog::synth::{SynthConfig, SynthZoo};
+use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AppendOptions, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput,
     SearchParams, create,

@@ -9,7 +9,8 @@
 //! alternating least squares over everything observed so far and stored in the index, so a later
 //! append folds a new model in without refitting.
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::descriptor::{LogitMatrix, LogitStats, normalize_logits};
@@ -314,10 +315,10 @@ impl ProbeFactors {
                  append some fully probed models first or lower the rank"
             )));
         }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         let scale = 1.0 / (r as f32).sqrt();
         let init: Vec<f32> = (0..probes * r)
-            .map(|_| crate::synth::standard_normal(&mut rng) * scale)
+            .map(|_| standard_normal(&mut rng) * scale)
             .collect();
         let mut factors = ProbeFactors::new(probes, r, init)?;
         // Which models observe each probe, for the V-step.
@@ -395,6 +396,13 @@ pub(crate) fn renormalize(row: &mut [f32]) {
     }
 }
 
+/// One draw of a standard normal variable (Box-Muller): the random start of the probe factors.
+pub(crate) fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
 /// A seeded random subset of `fraction` of `probes` probes (at least 2), sorted.
 pub fn sample_probes(probes: usize, fraction: f64, seed: u64) -> Result<Vec<u32>> {
     Ok(sample_probe_count(
@@ -418,7 +426,7 @@ pub fn probe_budget(probes: usize, fraction: f64) -> Result<usize> {
 /// subsets of [`sample_probes`] are the ones of this function for their size.
 pub fn sample_probe_count(probes: usize, n: usize, seed: u64) -> Vec<u32> {
     let n = n.min(probes);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut picked: Vec<u32> = rand::seq::index::sample(&mut rng, probes, n)
         .into_iter()
         .map(|i| i as u32)
@@ -577,10 +585,8 @@ mod tests {
     fn low_rank_rows_are_completed_from_a_third_of_the_probes() {
         // Exact rank-3 data: imputation from a third of the probes recovers the rest.
         let (p, r) = (90, 3);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let v: Vec<f32> = (0..p * r)
-            .map(|_| crate::synth::standard_normal(&mut rng))
-            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let v: Vec<f32> = (0..p * r).map(|_| standard_normal(&mut rng)).collect();
         let row = |u: &[f32]| -> Vec<f32> {
             let mut x: Vec<f32> = (0..p)
                 .map(|q| (0..r).map(|k| v[q * r + k] * u[k]).sum())
@@ -590,9 +596,7 @@ mod tests {
         };
         let full: Vec<Observations> = (0..40)
             .map(|_| {
-                let u: Vec<f32> = (0..r)
-                    .map(|_| crate::synth::standard_normal(&mut rng))
-                    .collect();
+                let u: Vec<f32> = (0..r).map(|_| standard_normal(&mut rng)).collect();
                 Observations::complete(p, row(&u))
             })
             .collect();

@@ -27,7 +27,8 @@
 //!
 //! Layers: [`format`] (bytes on disk), [`reader`] ([`RawIndex`] over any bytes, [`Index`] over an
 //! mmap), [`writer`] (create, append, compact), [`search`], [`verify`], [`storage`] (the seam that
-//! fault tests cut).
+//! fault tests cut). The feature `test-kit` adds `testkit`: crash-testing storage, the fuzz
+//! harness and synthetic zoos.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
@@ -48,13 +49,12 @@ pub mod error;
 mod fanout;
 pub mod format;
 pub mod probe_set;
-#[doc(hidden)]
-pub mod fuzzing;
 mod prefetch;
 pub mod reader;
 pub mod search;
 pub mod storage;
-pub mod synth;
+#[cfg(any(test, feature = "test-kit"))]
+pub mod testkit;
 pub mod verify;
 pub mod writer;
 
@@ -67,7 +67,10 @@ pub use search::{
     AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit,
     Metric, Query, ResolvedSearch, Scored, SearchError, SearchMode, SearchParams, SearchResults,
 };
-pub use storage::{FaultyStorage, FileStorage, LockWait, Storage};
+pub use storage::{FileStorage, LockWait, Storage};
+// The unit tests of `writer` name the zoos `crate::synth`.
+#[cfg(test)]
+use testkit::synth;
 pub use verify::{Problem, VerifyReport};
 pub use writer::{
     AppendOptions, CommitSummary, CompactOptions, CompactSummary, CreateOptions, IndexWriter,

@@ -1,7 +1,7 @@
 //! The HNSW candidate stage: graphs built by appends and compaction, hnsw mode against exact
 //! mode, the auto rule, and hostile graph sections.
 
-use probelog::synth::{SynthConfig, SynthZoo};
+use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AnnOptions, CompactOptions, CreateOptions, Dtype, Error, Index, IndexWriter, LockWait,
     LogitMatrix, Metric, ModelInput, Query, SearchError, SearchMode, SearchParams, create,
@@ -444,7 +444,7 @@ fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
     for (what, patch) in cases {
         let mut bad = img.clone();
         patch(&mut bad);
-        probelog::fuzzing::fix_checksums(&mut bad);
+        probelog::testkit::fuzzing::fix_checksums(&mut bad);
         match common::open_image(&bad) {
             Err(Error::Corrupt { what: msg }) => {
                 assert!(msg.contains("ANN graph"), "{what}: {msg}")
@@ -457,7 +457,7 @@ fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
     let mut shifted = img.clone();
     let p = get_u64(&shifted, b + S_PARAM);
     put_u64(&mut shifted, b + S_PARAM, p + 1);
-    probelog::fuzzing::fix_checksums(&mut shifted);
+    probelog::testkit::fuzzing::fix_checksums(&mut shifted);
     let idx = common::open_image(&shifted).unwrap();
     assert!(matches!(
         idx.search(&Query::Entry(0), &params(SearchMode::Hnsw)),
@@ -646,7 +646,7 @@ fn lists_that_disagree_with_the_descriptors_fail_verify() {
     for (what, slot, item, message) in cases {
         let mut bad = img.clone();
         bad[at + 4 * slot..at + 4 * slot + 4].copy_from_slice(&item.to_le_bytes());
-        probelog::fuzzing::fix_checksums(&mut bad);
+        probelog::testkit::fuzzing::fix_checksums(&mut bad);
         let idx = common::open_image(&bad).unwrap();
         let report = idx.verify();
         assert!(

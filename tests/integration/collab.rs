@@ -2,7 +2,7 @@
 //! probe factors that the index stores, and later appends fold in with the stored factors.
 
 use probelog::collab::{CollabOptions, sample_probes};
-use probelog::synth::standard_normal;
+use probelog::testkit::synth::standard_normal;
 use probelog::{AppendOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput, compact};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

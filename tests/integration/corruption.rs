@@ -5,10 +5,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use probelog::format::*;
-use probelog::fuzzing::{exercise, fix_checksums};
+use probelog::testkit::FaultyStorage;
+use probelog::testkit::fuzzing::{exercise, fix_checksums};
 use probelog::{
-    CreateOptions, Dtype, Error, FaultyStorage, Index, IndexWriter, LockWait, Metric, Query,
-    SearchParams,
+    CreateOptions, Dtype, Error, Index, IndexWriter, LockWait, Metric, Query, SearchParams,
 };
 use rand::Rng;
 

@@ -5,9 +5,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use probelog::{
-    AnnOptions, Dtype, FaultyStorage, Index, IndexWriter, LockWait, Query, SearchParams,
-};
+use probelog::testkit::FaultyStorage;
+use probelog::{AnnOptions, Dtype, Index, IndexWriter, LockWait, Query, SearchParams};
 use rand::Rng;
 
 use crate::common::{self, TestModel};

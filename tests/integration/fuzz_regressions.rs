@@ -1,9 +1,9 @@
 //! Replays the fuzz seed corpus and every saved fuzz crash through the fuzz target's own harness,
-//! `probelog::fuzzing::open_search_verify`.
+//! `probelog::testkit::fuzzing::open_search_verify`.
 
 use std::path::{Path, PathBuf};
 
-use probelog::fuzzing::{base_images, open_search_verify};
+use probelog::testkit::fuzzing::{base_images, open_search_verify};
 
 /// Every file in `fuzz/regressions/`, with what it broke. The replay test refuses files that are
 /// not listed here, so that each regression says what it guards against.

@@ -1,7 +1,7 @@
 //! f16 storage keeps the results: on a synthetic zoo, f16 and f32 indexes of the same logits give
 //! the same top-1 answers and nearly the same top-10 lists.
 
-use probelog::synth::{SynthConfig, SynthZoo};
+use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AppendOptions, CreateOptions, Dtype, Index, IndexWriter, LockWait, LogitMatrix, ModelInput,
     SearchParams, create,

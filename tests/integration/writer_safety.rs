@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use probelog::collab::CollabOptions;
 use probelog::format::*;
-use probelog::fuzzing::fix_checksums;
+use probelog::testkit::FaultyStorage;
+use probelog::testkit::fuzzing::fix_checksums;
 use probelog::{
-    AppendOptions, CompactOptions, CreateOptions, Dtype, Error, FaultyStorage, Index,
-    IndexWriter, LockWait, LogitMatrix, ModelInput, Storage, compact, compact_with,
+    AppendOptions, CompactOptions, CreateOptions, Dtype, Error, Index, IndexWriter, LockWait,
+    LogitMatrix, ModelInput, Storage, compact, compact_with,
 };
 
 use crate::common;
@@ -78,7 +79,10 @@ fn compaction_refuses_every_damaged_section_by_name() {
         "probe factors",
         "observed probes",
     ] {
-        assert!(kinds.contains(kind), "the fixture lacks a {kind} section: {kinds:?}");
+        assert!(
+            kinds.contains(kind),
+            "the fixture lacks a {kind} section: {kinds:?}"
+        );
     }
     for (name, offset, len) in &extents {
         if name.ends_with("directory") {
@@ -93,7 +97,11 @@ fn compaction_refuses_every_damaged_section_by_name() {
             "{name}: {err}"
         );
         assert!(err.is_corruption());
-        assert_eq!(std::fs::read(&path).unwrap(), bad, "{name}: the file changed");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bad,
+            "{name}: the file changed"
+        );
     }
     std::fs::write(&path, &good).unwrap();
     compact(&path, LockWait::Fail).unwrap();
@@ -110,7 +118,10 @@ fn compaction_through_a_symlink_rewrites_its_target() {
     assert!(before.segment_count() > 1);
     compact(&link, LockWait::Fail).unwrap();
     assert!(
-        std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
         "the link was replaced by a file"
     );
     let after = Index::open(&target).unwrap();
@@ -118,7 +129,10 @@ fn compaction_through_a_symlink_rewrites_its_target() {
     assert_eq!(after.entry_count(), before.entry_count());
     // Both paths name the one file, so a writer through either sees what the other wrote.
     let mut rng = common::rng(3);
-    common::append(&link, &[common::labeled_model(&mut rng, "via-link", PROBES, 2)]);
+    common::append(
+        &link,
+        &[common::labeled_model(&mut rng, "via-link", PROBES, 2)],
+    );
     assert_eq!(
         Index::open(&target).unwrap().entry_count(),
         before.entry_count() + 2
@@ -139,7 +153,10 @@ fn a_writer_refuses_what_readers_refuse() {
     let mut bad = good.clone();
     bad[*offset as usize + 8] ^= 1;
     std::fs::write(&path, &bad).unwrap();
-    assert!(Index::open(&path).is_err(), "readers must refuse the fixture");
+    assert!(
+        Index::open(&path).is_err(),
+        "readers must refuse the fixture"
+    );
     let err = IndexWriter::open(&path, LockWait::Fail).unwrap_err();
     assert!(err.is_corruption(), "{err}");
     assert!(IndexWriter::from_storage(FaultyStorage::new(bad.clone())).is_err());
@@ -163,7 +180,10 @@ fn set_first_value(img: &mut [u8], segment: usize, bits: &[u8]) {
 fn values_a_descriptor_cannot_hold_are_refused_everywhere() {
     for (dtype, bits) in [
         (Dtype::F32, 1e30f32.to_le_bytes().to_vec()),
-        (Dtype::F16, half::f16::from_f32(60000.0).to_le_bytes().to_vec()),
+        (
+            Dtype::F16,
+            half::f16::from_f32(60000.0).to_le_bytes().to_vec(),
+        ),
     ] {
         let dir = common::tempdir();
         let path = rich_index(dir.path(), dtype);
@@ -216,7 +236,10 @@ fn probe_counts_outside_the_format_are_refused_at_create_and_open() {
         assert!(!path.exists());
     }
     let path = common::create_index(dir.path(), "max.plog", MAX_PROBES as usize, Dtype::F16);
-    assert_eq!(Index::open(&path).unwrap().num_probes(), MAX_PROBES as usize);
+    assert_eq!(
+        Index::open(&path).unwrap().num_probes(),
+        MAX_PROBES as usize
+    );
     // A header claiming more is refused before anything is sized by it.
     let mut img = std::fs::read(&path).unwrap();
     put_u32(&mut img, H_NUM_PROBES, MAX_PROBES + 1);
@@ -245,7 +268,11 @@ fn only_regular_files_are_opened() {
     for path in [fifo, "/dev/zero".into(), dir.path().to_path_buf()] {
         let p = path.clone();
         let err = within_10s("Index::open", move || Index::open(&p).unwrap_err());
-        assert!(matches!(err, Error::NotRegularFile { .. }), "{}: {err}", path.display());
+        assert!(
+            matches!(err, Error::NotRegularFile { .. }),
+            "{}: {err}",
+            path.display()
+        );
         let p = path.clone();
         let err = within_10s("IndexWriter::open", move || {
             IndexWriter::open(&p, LockWait::Fail).unwrap_err()
@@ -272,9 +299,15 @@ fn the_next_writer_removes_what_killed_compactions_left() {
         std::fs::write(p, vec![0u8; 1 << 16]).unwrap();
     }
     drop(IndexWriter::open(&path, LockWait::Fail).unwrap());
-    assert!(!stale.exists(), "a stale compaction file of this index survived");
+    assert!(
+        !stale.exists(),
+        "a stale compaction file of this index survived"
+    );
     assert!(other.exists(), "another index's file was removed");
-    assert!(unrelated.exists(), "a name without the random part was removed");
+    assert!(
+        unrelated.exists(),
+        "a name without the random part was removed"
+    );
     std::fs::write(&stale, b"again").unwrap();
     compact(&path, LockWait::Fail).unwrap();
     assert!(!stale.exists());
@@ -302,7 +335,8 @@ impl Storage for FullDisk {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         if offset + buf.len() as u64 > self.capacity {
             let fits = self.capacity.saturating_sub(offset) as usize;
-            self.inner.write_all_at(&buf[..fits.min(buf.len())], offset)?;
+            self.inner
+                .write_all_at(&buf[..fits.min(buf.len())], offset)?;
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         self.inner.write_all_at(buf, offset)
@@ -327,10 +361,17 @@ fn a_failed_append_gives_its_space_back() {
     })
     .unwrap();
     let mut rng = common::rng(5);
-    common::add_models(&mut w, &[common::labeled_model(&mut rng, "big", PROBES, 200)]);
+    common::add_models(
+        &mut w,
+        &[common::labeled_model(&mut rng, "big", PROBES, 200)],
+    );
     let err = w.commit().unwrap_err();
     assert!(err.to_string().contains("No space left"), "{err}");
     let storage = w.into_storage();
-    assert_eq!(storage.size().unwrap(), committed, "the partial segment kept its space");
+    assert_eq!(
+        storage.size().unwrap(),
+        committed,
+        "the partial segment kept its space"
+    );
     assert_eq!(storage.inner.current(), &img[..]);
 }

@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
-use probelog::synth::{SynthConfig, SynthZoo};
+use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AppendOptions, CreateOptions, Grouping, IndexWriter, LogitMatrix, ModelInput, SearchParams,
 };

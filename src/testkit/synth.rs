@@ -62,12 +62,9 @@ pub struct SynthZoo {
     pub models: Vec<SynthModel>,
 }
 
-/// One draw of a standard normal variable (Box-Muller).
+/// One draw of a standard normal variable (Box-Muller); the draw collaborative probing starts from.
 pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
-    // Box-Muller.
-    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
-    let u2: f64 = rng.random();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    crate::collab::standard_normal(rng)
 }
 
 impl SynthZoo {

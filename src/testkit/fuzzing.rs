@@ -20,12 +20,12 @@
 
 use std::sync::OnceLock;
 
+use crate::ann::AnnOptions;
 use crate::format::*;
 use crate::reader::{AlignedBytes, RawIndex};
 use crate::search::{Grouping, Metric, Query, SearchParams};
-use crate::storage::FaultyStorage;
-use crate::ann::AnnOptions;
 use crate::storage::LockWait;
+use crate::testkit::FaultyStorage;
 use crate::writer::{
     AppendOptions, CompactOptions, CreateOptions, IndexWriter, ModelInput, compact_with, create,
 };
@@ -430,7 +430,10 @@ fn check_append(img: &[u8], before: Option<&Before>) {
     };
     // A writer validates what a reader's open does: data appended after a state that readers
     // refuse could never be read.
-    assert!(before.is_some(), "a writer accepted an index that readers refuse");
+    assert!(
+        before.is_some(),
+        "a writer accepted an index that readers refuse"
+    );
     let p = w.probe_set().num_probes as usize;
     if p > MAX_PROBES_EXERCISED {
         return;
@@ -544,7 +547,10 @@ fn check_compact(img: &[u8], before: Option<&Before>) {
                 (summary.entry_count, summary.model_count),
                 (b.entries, b.models)
             );
-            assert_eq!((idx.entry_count(), idx.model_count()), (b.entries, b.models));
+            assert_eq!(
+                (idx.entry_count(), idx.model_count()),
+                (b.entries, b.models)
+            );
         }
     }
 }

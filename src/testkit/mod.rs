@@ -1,0 +1,15 @@
+//! The test kit, compiled only with the feature `test-kit` (and in the crate's own unit tests):
+//! what the tests, the fuzz target, the benchmarks and the research crate need from the core, kept
+//! out of the product build.
+//!
+//! - [`FaultyStorage`]: an in-memory storage that crashes at a chosen operation, for crash tests.
+//! - [`fuzzing`]: the harness of the fuzz target, which the integration tests replay the corpus
+//!   through.
+//! - [`synth`]: synthetic model zoos for tests, benchmarks, the demo and the choice of the default
+//!   `k`.
+
+mod faulty_storage;
+pub mod fuzzing;
+pub mod synth;
+
+pub use faulty_storage::FaultyStorage;
