@@ -27,7 +27,7 @@
 #     at a third of the probes, three draws each of those and of the paper's random subsets,
 #     --adaptive-share 0, evaluated side by side into collab-rounds-near.txt) (eval
 #     searches them with the fully probed query models of the near index)
-#  8. probelog-tool eval on each index, and plot.py
+#  8. probelog-research eval on each index, and plot.py
 #  9. the dense hubs, for collaborative probing: 100 and 400 more classifiers on only 30 concepts
 #     (so each concept is a head of many models, as in a hub of shared classes), the near probes,
 #     three collaborative indexes each at a third of the probes (three draws of the subsets; both
@@ -42,6 +42,7 @@ MODELS=${HUB_MODELS:-180}
 QUERIES=${HUB_QUERIES:-45}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 TOOL=$CARGO_TARGET_DIR/release/probelog-tool
+RESEARCH=$CARGO_TARGET_DIR/release/probelog-research
 mkdir -p "$W" "$W/results"
 TIMES=$W/results/timings.txt
 start_all=$(date +%s)
@@ -113,7 +114,8 @@ done
 cd "$ROOT"
 
 step tool
-nice cargo build --release -p probelog-tool --features torch --locked
+nice cargo build --release -p probelog-tool -p probelog-research \
+    --features probelog-tool/torch,probelog-research/torch --locked
 
 step index
 for kind in $KINDS; do
@@ -155,7 +157,7 @@ collab_rounds() {
     for seed in 1 2 3; do
         for share in 0.5 0; do
             echo "== --adaptive-share $share --seed $seed"
-            nice "$TOOL" eval "$hub" --candidate "${HUB_CANDIDATE:-topk+rms:8}" \
+            nice "$RESEARCH" eval "$hub" --candidate "${HUB_CANDIDATE:-topk+rms:8}" \
                 --collab "0.33=$W/collab-$name-0.33-share$share-s$seed.plog"
         done
     done > "$out.tmp"
@@ -185,7 +187,7 @@ for kind in $KINDS; do
     # The raw logits (no-normalization ablation) and collaborative probing: near hub only.
     [[ $kind == near ]] && extra=(--raw-manifest "$H/models.toml" --probes "$W/$kind.pset" "${collab[@]}")
     if [[ ! -f $R/eval-$kind.json ]]; then
-        nice "$TOOL" eval "$W/hub-$kind.plog" --ablations --k-sweep --probe-curve --variants \
+        nice "$RESEARCH" eval "$W/hub-$kind.plog" --ablations --k-sweep --probe-curve --variants \
             --candidate "$CANDIDATE" "${sensitivity[@]}" "${text[@]}" "${extra[@]}" \
             --report "$R/eval-$kind.json.tmp" > "$R/eval-$kind.txt"
         mv "$R/eval-$kind.json.tmp" "$R/eval-$kind.json"
@@ -195,7 +197,7 @@ for kind in $KINDS; do
     if [[ ! -f $R/families-$kind.txt ]]; then
         for arch in cnn resnet dwnet mlp vit; do
             echo "== --restrict arch=$arch"
-            nice "$TOOL" eval "$W/hub-$kind.plog" --restrict arch=$arch --variants \
+            nice "$RESEARCH" eval "$W/hub-$kind.plog" --restrict arch=$arch --variants \
                 --variant calibrated:union@64 --candidate "$CANDIDATE"
         done > "$R/families-$kind.txt.tmp"
         mv "$R/families-$kind.txt.tmp" "$R/families-$kind.txt"
@@ -214,7 +216,7 @@ for n in ${DENSE_SIZES:-100 400}; do
     new_index "$I" "$W/near.pset" "$D/models.toml"
     collab_rounds "dense-$n" "$I" "$D/gallery.toml"
     if [[ ! -f $R/variants-dense-$n.txt ]]; then
-        nice "$TOOL" eval "$I" --variants --candidate "$CANDIDATE" > "$R/variants-dense-$n.txt.tmp"
+        nice "$RESEARCH" eval "$I" --variants --candidate "$CANDIDATE" > "$R/variants-dense-$n.txt.tmp"
         mv "$R/variants-dense-$n.txt.tmp" "$R/variants-dense-$n.txt"
     fi
     cp "$D/summary.txt" "$R/dense-$n-summary.txt"

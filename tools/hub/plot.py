@@ -1,4 +1,4 @@
-"""Plots of the hub's evaluation reports (probelog-tool eval --report).
+"""Plots of the hub's evaluation reports (probelog-research eval --report).
 
   plot.py --results DIR
 

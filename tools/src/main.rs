@@ -1,27 +1,15 @@
 //! `probelog-tool`: create, fill, search, inspect, check, compact and export probelog index files.
 //!
-//! Every subcommand lives in its own module under [`cmd`]; each turns its raw clap arguments into
-//! validated values and then calls the `probelog` library. Errors end up here, printed as one line
+//! Every subcommand lives in its own module of the crate's library (`probelog_tool::cmd`); each
+//! turns its raw clap arguments into validated values and then calls the `probelog` library. Errors end up here, printed as one line
 //! (`error: <message>` with the whole context chain) and a non-zero exit code.
 
-use std::io::ErrorKind;
 use std::process::ExitCode;
 
-use clap::builder::StyledStr;
-use clap::error::{ContextKind, ContextValue};
 use clap::{Parser, Subcommand};
 
-mod cmd;
-mod input;
-mod npy;
-mod output;
-mod paths;
-// The pixel accessors and device choice serve `append --model`, which runs models only in a
-// build with the `torch` feature.
-#[cfg_attr(not(feature = "torch"), allow(dead_code))]
-mod pset;
-#[cfg_attr(not(feature = "torch"), allow(dead_code))]
-mod torch;
+use probelog_tool::cmd;
+use probelog_tool::output::{exit_code, shorten_quoted_arguments};
 
 /// Find the classifiers that recognize a concept, from their logits on a fixed probe set.
 #[derive(Debug, Parser)]
@@ -52,8 +40,6 @@ enum Command {
     Probes(cmd::probes::Args),
     /// Build a synthetic model zoo into a new index and run an example search.
     Demo(cmd::demo::Args),
-    /// Measure retrieval accuracy of a labelled index: queries from held-out models, or text.
-    Eval(Box<cmd::eval::Args>),
 }
 
 fn main() -> ExitCode {
@@ -68,52 +54,6 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::export::run(args),
         Command::Probes(args) => cmd::probes::run(args),
         Command::Demo(args) => cmd::demo::run(args),
-        Command::Eval(args) => cmd::eval::run(*args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // A reader of our output went away (`probelog-tool info x | head`): not our failure.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Clap quotes a refused argument whole: a 40 KB argument must not become a 40 KB error line, so
-/// every long value quoted is cut to an [`output::excerpt`].
-fn shorten_quoted_arguments(mut e: clap::Error) -> clap::Error {
-    let long: Vec<(ContextKind, ContextValue)> = e
-        .context()
-        .filter_map(|(kind, value)| match value {
-            ContextValue::String(s) if s.chars().count() > output::EXCERPT_CHARS => {
-                Some((kind, ContextValue::String(output::excerpt(s))))
-            }
-            // Tips ("to pass '--x' as a value, use '-- --x'") quote the argument too.
-            ContextValue::StyledStrs(tips)
-                if tips
-                    .iter()
-                    .any(|t| t.to_string().chars().count() > output::EXCERPT_CHARS) =>
-            {
-                let short = tips
-                    .iter()
-                    .map(|t| StyledStr::from(output::excerpt(&t.to_string())))
-                    .collect();
-                Some((kind, ContextValue::StyledStrs(short)))
-            }
-            _ => None,
-        })
-        .collect();
-    for (kind, short) in long {
-        e.insert(kind, short);
-    }
-    e
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
-    })
+    exit_code(result)
 }

@@ -1,19 +1,25 @@
 //! Printing: JSON documents, plain-text tables, byte sizes and progress bars.
 
 use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::builder::StyledStr;
+use clap::error::{ContextKind, ContextValue};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Serialize, Serializer};
 
-/// `println!` that returns the write error (say, a closed pipe) instead of panicking.
-macro_rules! outln {
+/// `println!` that returns the write error (say, a closed pipe) instead of panicking. Exported
+/// for the research crate as `output::outln`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         writeln!(std::io::stdout().lock(), $($arg)*)
     }};
 }
-pub(crate) use outln;
+pub use crate::__outln as outln;
 
 /// Prints `value` to stdout as one pretty-printed JSON document.
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -160,6 +166,59 @@ fn bar(len: u64, counts: &str) -> Progress {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     Progress(ProgressBar::new(len).with_style(style))
+}
+
+/// Clap quotes a refused argument whole: a 40 KB argument must not become a 40 KB error line, so
+/// every long value quoted is cut to an [`excerpt`].
+pub fn shorten_quoted_arguments(mut e: clap::Error) -> clap::Error {
+    let long: Vec<(ContextKind, ContextValue)> = e
+        .context()
+        .filter_map(|(kind, value)| match value {
+            ContextValue::String(s) if s.chars().count() > EXCERPT_CHARS => {
+                Some((kind, ContextValue::String(excerpt(s))))
+            }
+            // Tips ("to pass '--x' as a value, use '-- --x'") quote the argument too.
+            ContextValue::StyledStrs(tips)
+                if tips
+                    .iter()
+                    .any(|t| t.to_string().chars().count() > EXCERPT_CHARS) =>
+            {
+                let short = tips
+                    .iter()
+                    .map(|t| StyledStr::from(excerpt(&t.to_string())))
+                    .collect();
+                Some((kind, ContextValue::StyledStrs(short)))
+            }
+            _ => None,
+        })
+        .collect();
+    for (kind, short) in long {
+        e.insert(kind, short);
+    }
+    e
+}
+
+/// The exit status of a command's result: an error is printed as one line, `error: <message>`
+/// with its whole context chain, and fails; a reader of our output that went away
+/// (`probelog-tool info x | head`) is not our failure.
+pub fn exit_code(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether the error is a reader of our output that went away (`probelog-tool info x | head`):
+/// not a failure of the command.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 #[cfg(test)]

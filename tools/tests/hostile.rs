@@ -9,8 +9,6 @@ use common::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
@@ -41,49 +39,6 @@ fn raw_npy(dict: &str, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(dict.as_bytes());
     out.extend_from_slice(data);
     out
-}
-
-fn mkfifo(path: &Path) {
-    let st = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("mkfifo runs");
-    assert!(st.success());
-}
-
-/// Runs `probelog-tool`, killing it if it has not ended within 20 seconds (a FIFO that blocks).
-fn run_bounded(args: &[&str]) -> Output {
-    let mut child = tool()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(20) {
-            child.kill().unwrap();
-            panic!("{args:?} blocked for 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// As [`fails`], for commands that might block.
-fn fails_bounded(args: &[&str]) -> String {
-    let out = run_bounded(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?} should print one error line: {err}"
-    );
-    lines[0].to_string()
 }
 
 /// A flag value clap refuses: exit code 2, the reason on the first stderr line (clap adds only
@@ -198,12 +153,6 @@ fn outputs_that_name_an_input_are_refused() {
     assert!(fs::read(&json_index).unwrap() == json_before);
     assert!(!f.path("hub.npy").exists(), "nothing is written");
 
-    let e = fails(&["eval", f.idx(), "--report", f.idx()]);
-    assert!(e.contains("--report") && e.contains("would destroy"), "{e}");
-    let e = fails(&["eval", f.idx(), "--report", s(&link)]);
-    assert!(e.contains("--report"), "{e}");
-    f.assert_unchanged();
-
     // An input that is the index being appended to.
     let (npy, _) = f.model_files("m1", 3, 1);
     let e = fails(&[
@@ -280,7 +229,6 @@ fn fifos_and_devices_are_refused_as_inputs() {
         ],
         &["create", s(&f.path("new.plog")), "--probes", s(&fifo)],
         &["probes", "info", s(&fifo)],
-        &["eval", s(&fifo)],
     ] {
         let e = fails_bounded(args);
         assert!(
@@ -359,69 +307,6 @@ fn hostile_npy_headers_are_clean_errors() {
     f.assert_unchanged();
 }
 
-/// Writes an index of `P` probes (identified by `fingerprint`) with two query and two gallery
-/// models, every logit labelled; returns its path.
-fn labelled_index(f: &Fixture, name: &str, fingerprint: &str) -> PathBuf {
-    let index = f.path(name);
-    ok(&[
-        "create",
-        s(&index),
-        "--num-probes",
-        &P.to_string(),
-        "--probe-fingerprint",
-        fingerprint,
-    ]);
-    let mut manifest = String::new();
-    for m in 0..4 {
-        let (npy, labels) = f.model_files(&format!("e{m}"), 3, m + 10);
-        let split = if m < 2 { "query" } else { "gallery" };
-        manifest.push_str(&format!(
-            "[[model]]\nlogits = {:?}\nlabels = {:?}\nmeta = {{ split = \"{split}\" }}\n\n",
-            s(&npy),
-            s(&labels)
-        ));
-    }
-    let path = f.path(&format!("{name}.toml"));
-    fs::write(&path, manifest).unwrap();
-    ok(&["append", s(&index), "--manifest", s(&path)]);
-    index
-}
-
-#[test]
-fn eval_collab_refuses_an_index_of_another_probe_set() {
-    let f = Fixture::new();
-    let a = labelled_index(&f, "a.plog", &"aa".repeat(32));
-    let b = labelled_index(&f, "b.plog", &"bb".repeat(32));
-    let before = fs::read(&a).unwrap();
-    let e = fails(&["eval", s(&a), "--collab", &format!("0.5={}", s(&b))]);
-    assert!(
-        e.contains("probe set") && e.contains(&"bb".repeat(4)) && e.contains(&"aa".repeat(4)),
-        "{e}"
-    );
-    // The same probe set is compared.
-    let same = f.path("a2.plog");
-    fs::copy(&a, &same).unwrap();
-    let r = ok_json(&["eval", s(&a), "--collab", &format!("0.5={}", s(&same))]);
-    assert!(!r["collab"].as_array().unwrap().is_empty());
-    assert!(fs::read(&a).unwrap() == before);
-
-    // Gallery models are matched by name: two of one name are refused, not mixed up.
-    ok(&[
-        "append",
-        s(&same),
-        "--logits",
-        s(&f.path("e2.npy")),
-        "--name",
-        "e2",
-        "--labels",
-        s(&f.path("e2.labels")),
-        "--meta",
-        "split=gallery",
-    ]);
-    let e = fails(&["eval", s(&same), "--collab", &format!("0.5={}", s(&same))]);
-    assert!(e.contains("\"e2\"") && e.contains("more than one"), "{e}");
-}
-
 #[test]
 fn create_refuses_fewer_probes_than_an_index_can_have() {
     let dir = tempfile::tempdir().unwrap();
@@ -474,42 +359,6 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
         assert!(e.contains("finite number > 0"), "{e}");
     }
 
-    // eval refuses what it used to clamp or drop.
-    let a = labelled_index(&f, "a.plog", &"aa".repeat(32));
-    let before = fs::read(&a).unwrap();
-    let too_many = (P + 1).to_string();
-    let p = P.to_string();
-    for (args, needle) in [
-        (vec!["--k", too_many.as_str()], "--k"),
-        (vec!["--k-sweep", "--ks", "0,4"], "--ks"),
-        (vec!["--k-sweep", "--ks", &format!("4,{too_many}")], "--ks"),
-        (
-            vec!["--probe-curve", "--probe-counts", "1"],
-            "--probe-counts",
-        ),
-        (
-            vec!["--probe-curve", "--probe-counts", &p],
-            "--probe-counts",
-        ),
-        (vec!["--subset-seeds", "0"], "--subset-seeds"),
-        (
-            vec!["--variants", "--variant", "topk+rms:3e38"],
-            "blend weight",
-        ),
-        (
-            vec!["--variants", "--variant", "topk+all:-1"],
-            "blend weight",
-        ),
-        (vec!["--candidate", "topk+all:nan"], "blend weight"),
-        (vec!["--candidate", &format!("topk@{too_many}")], "probes"),
-    ] {
-        let mut all = vec!["eval", s(&a)];
-        all.extend(args.iter().copied());
-        let e = fails(&all);
-        assert!(e.contains(needle), "{all:?}: {e}");
-    }
-    assert!(fs::read(&a).unwrap() == before);
-
     // A NaN in a manifest names the manifest file and the entry.
     let m = f.path("nan.toml");
     fs::write(
@@ -557,7 +406,6 @@ fn echoed_input_is_cut_to_an_excerpt() {
     let long = "9".repeat(40_000);
     let flag = format!("--{}", "q".repeat(40_000));
     let meta = format!("{}novalue", "k".repeat(40_000));
-    let collab = format!("{long}=x.plog");
     for args in [
         &["search", f.idx(), "--entry", "0", "--blend-weight", &long][..],
         &["search", f.idx(), "--entry", "0", &flag],
@@ -581,16 +429,8 @@ fn echoed_input_is_cut_to_an_excerpt() {
             "--device",
             &long,
         ],
-        &["eval", f.idx(), "--collab", &collab],
     ] {
-        let out = run(args);
-        let e = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{}", &e[..300.min(e.len())]);
-        assert!(
-            e.lines().all(|l| l.chars().count() < 400) && e.contains('…'),
-            "{}",
-            &e[..600.min(e.len())]
-        );
+        refused_with_an_excerpt(args);
     }
     f.assert_unchanged();
 }

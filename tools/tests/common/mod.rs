@@ -1,15 +1,21 @@
-//! Helpers shared by the command-line test binaries: run `probelog-tool`, expect success (with or
-//! without `--json`) or a one-line failure.
+//! Helpers shared by the command-line test binaries: run `probelog-tool` (or, in the research
+//! crate's tests, `probelog-research`), expect success (with or without `--json`) or a one-line
+//! failure.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The `probelog-tool` binary of this build.
+/// The binary of this build under test: `probelog-tool`, or `probelog-research` in the research
+/// crate's tests.
 pub fn tool() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_probelog-tool"))
+    let bin = option_env!("CARGO_BIN_EXE_probelog-tool")
+        .or(option_env!("CARGO_BIN_EXE_probelog-research"))
+        .expect("built as a test of probelog-tool or probelog-research");
+    Command::new(bin)
 }
 
 /// Runs `probelog-tool` with `args`.
@@ -66,4 +72,60 @@ pub fn fails(args: &[&str]) -> String {
 /// A path as a command-line argument.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
+}
+
+pub fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(st.success());
+}
+
+/// Runs the binary, killing it if it has not ended within 20 seconds (a FIFO that blocks).
+pub fn run_bounded(args: &[&str]) -> Output {
+    let mut child = tool()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("{args:?} blocked for 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// As [`fails`], for commands that might block.
+pub fn fails_bounded(args: &[&str]) -> String {
+    let out = run_bounded(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?} should print one error line: {err}"
+    );
+    lines[0].to_string()
+}
+
+/// A command whose long argument clap refuses: exit code 2, and every line of the message short,
+/// the argument cut to an excerpt (`…`).
+pub fn refused_with_an_excerpt(args: &[&str]) {
+    let out = run(args);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", &e[..300.min(e.len())]);
+    assert!(
+        e.lines().all(|l| l.chars().count() < 400) && e.contains('…'),
+        "{}",
+        &e[..600.min(e.len())]
+    );
 }

@@ -1,6 +1,6 @@
 //! Retrieval accuracy against k, on synthetic zoos: the measurement behind `DEFAULT_K`.
 //!
-//! `cargo bench --bench k_sweep` (add `-- --quick` for a smaller run).
+//! `cargo bench -p probelog-research --bench k_sweep` (add `-- --quick` for a smaller run).
 //!
 //! For each zoo, every logit of the first `queries` models is a query; the gallery is every other
 //! model (`exclude_same_model`). A query counts as a top-1 hit when the best entry detects the

@@ -1,4 +1,4 @@
-//! `probelog-tool eval` on a small hub whose answers are known: every concept fires on its own
+//! `probelog-research eval` on a small hub whose answers are known: every concept fires on its own
 //! probes, models detect random subsets of the concepts, and text embeddings point at a concept's
 //! probes. Seeded; the thresholds leave room for the noise.
 
@@ -8,9 +8,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use common::{fails, ok, ok_json, s};
-use ndarray::Array2;
-use ndarray_npy::WriteNpyExt;
+use common::{fails, ok_json, product, s, write_npy};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,11 +19,6 @@ const CONCEPTS: usize = 16;
 const WIDTH: usize = 8;
 const MODELS: usize = 24;
 const SEED: u64 = 20;
-
-fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) {
-    let a = Array2::from_shape_vec((rows, cols), data.to_vec()).unwrap();
-    a.write_npy(fs::File::create(path).unwrap()).unwrap();
-}
 
 /// Writes the hub's logits, labels and manifest into `dir`; models 0..6 are queries.
 fn make_hub(dir: &Path) {
@@ -91,7 +84,7 @@ fn build(dir: &Path) -> String {
     make_hub(dir);
     let index = dir.join("hub.plog");
     let emb = dir.join("probe-emb.npy");
-    ok(&[
+    product(&[
         "create",
         s(&index),
         "--num-probes",
@@ -99,7 +92,7 @@ fn build(dir: &Path) -> String {
         "--probe-embeddings",
         s(&emb),
     ]);
-    ok(&["append", s(&index), "--manifest", s(&dir.join("hub.toml"))]);
+    product(&["append", s(&index), "--manifest", s(&dir.join("hub.toml"))]);
     s(&index).to_string()
 }
 
@@ -214,8 +207,8 @@ fn collaborative_indexes_are_compared_with_a_fixed_subset() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path());
     let partial = dir.path().join("partial.plog");
-    ok(&["create", s(&partial), "--num-probes", &P.to_string()]);
-    ok(&[
+    product(&["create", s(&partial), "--num-probes", &P.to_string()]);
+    product(&[
         "append",
         s(&partial),
         "--manifest",
@@ -259,8 +252,8 @@ fn collaborative_indexes_are_compared_with_a_fixed_subset() {
     }
     // An index missing gallery models is refused by name.
     let other = dir.path().join("other.plog");
-    ok(&["create", s(&other), "--num-probes", &P.to_string()]);
-    ok(&[
+    product(&["create", s(&other), "--num-probes", &P.to_string()]);
+    product(&[
         "append",
         s(&other),
         "--logits",
@@ -308,9 +301,9 @@ fn eval_restricts_to_a_family_and_refuses_what_it_cannot_measure() {
     assert!(e.contains("--candidate"), "{e}");
     // An index without labels.
     let bare = dir.path().join("bare.plog");
-    ok(&["create", s(&bare), "--num-probes", &P.to_string()]);
+    product(&["create", s(&bare), "--num-probes", &P.to_string()]);
     let logits = dir.path().join("m00.npy");
-    ok(&[
+    product(&[
         "append",
         s(&bare),
         "--logits",

@@ -1,6 +1,6 @@
 //! Collaborative probing against its baselines, on synthetic zoos.
 //!
-//! `cargo bench --bench collab` (add `-- --quick` for a smaller run; `--models N`, `--concepts
+//! `cargo bench -p probelog-research --bench collab` (add `-- --quick` for a smaller run; `--models N`, `--concepts
 //! N`, `--rank R` and `--lambda L` change the zoo and the fit).
 //!
 //! For each fraction f of the probes, three ways to describe every model:

@@ -6,8 +6,11 @@
 //! entry-major: row `i` is one logit's descriptor over the probes.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use probelog::descriptor::top_probes;
+use probelog::search::full_distance;
+use probelog::{Index, Metric, SearchParams};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,6 +25,18 @@ pub struct Rows {
     pub values: Vec<f32>,
     pub label: Vec<u32>,
     pub group: Vec<u32>,
+    /// The index whose stored descriptors these rows are, unchanged; `None` once they are changed
+    /// (restricted to probes, ranked) or made elsewhere (raw logits, text queries).
+    pub source: Option<Source>,
+}
+
+/// Where rows are stored: the discrepancies the product implements (top-k, the blend,
+/// full-query) are scored over such rows by the product's own scan, `Index::score_all_with`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub index: Arc<Index>,
+    /// The entry of each row.
+    pub entries: Vec<u64>,
 }
 
 impl Rows {
@@ -40,6 +55,10 @@ impl Rows {
             values: idx.iter().flat_map(|&i| self.row(i)).copied().collect(),
             label: idx.iter().map(|&i| self.label[i]).collect(),
             group: idx.iter().map(|&i| self.group[i]).collect(),
+            source: self.source.as_ref().map(|s| Source {
+                index: Arc::clone(&s.index),
+                entries: idx.iter().map(|&i| s.entries[i]).collect(),
+            }),
         }
     }
 
@@ -59,6 +78,7 @@ impl Rows {
             values,
             label: self.label.clone(),
             group: self.group.clone(),
+            source: None,
         }
     }
 
@@ -82,8 +102,11 @@ impl Rows {
                 }
             });
         Rows {
+            probes: p,
             values,
-            ..self.clone()
+            label: self.label.clone(),
+            group: self.group.clone(),
+            source: None,
         }
     }
 }
@@ -207,8 +230,35 @@ impl<'a> Scorer<'a> {
         s
     }
 
+    /// The product's scan of the index the gallery is stored in, for the discrepancies it
+    /// implements: the scores a search computes, equal to the per-row definitions below (the
+    /// `scan_scores_equal_the_definitions` test). `None` for the others and for rows not stored.
+    fn scan(&self, q: &[f32]) -> Option<Vec<f32>> {
+        let source = self.gallery.source.as_ref()?;
+        let (metric, k, blend_weight) = match *self.kind {
+            Discrepancy::TopK(k) => (Metric::TopK, Some(k), None),
+            Discrepancy::TopKPlusRms { k, weight } => (Metric::Blend, Some(k), Some(weight)),
+            Discrepancy::Full => (Metric::Full, None, None),
+            _ => return None,
+        };
+        let params = SearchParams {
+            metric,
+            k,
+            blend_weight,
+            ..SearchParams::default()
+        };
+        let all = source
+            .index
+            .score_all_with(q, &params)
+            .expect("k, the blend weight and the query's length were checked against the index");
+        Some(source.entries.iter().map(|&e| all[e as usize]).collect())
+    }
+
     /// Scores of every gallery row against query `q` (its position `qi` seeds random-k).
     pub fn score_all(&self, qi: usize, q: &[f32]) -> Vec<f32> {
+        if let Some(scores) = self.scan(q) {
+            return scores;
+        }
         let g = self.gallery;
         let p = g.probes;
         let mean_abs = |d: &[f32], probes: &[u32]| {
@@ -235,9 +285,7 @@ impl<'a> Scorer<'a> {
                 probes.truncate((*k).min(p));
                 (0..g.len()).map(|i| mean_abs(g.row(i), &probes)).collect()
             }
-            Discrepancy::Full => (0..g.len())
-                .map(|i| squared_distance(q, g.row(i)).sqrt())
-                .collect(),
+            Discrepancy::Full => (0..g.len()).map(|i| full_distance(q, g.row(i))).collect(),
             Discrepancy::TopKPlusAll { k, weight } | Discrepancy::TopKPlusRms { k, weight } => {
                 let rms = matches!(self.kind, Discrepancy::TopKPlusRms { .. });
                 let probes = top_probes(q, *k);
@@ -285,6 +333,7 @@ impl<'a> Scorer<'a> {
                     values: q.to_vec(),
                     label: vec![0],
                     group: vec![0],
+                    source: None,
                 }
                 .ranks();
                 let ranks = self.ranks.as_ref().expect("prepared for RankTopK");
@@ -655,44 +704,91 @@ mod tests {
         }
     }
 
+    /// `g` written to an index of `dtype`, one model a row, and the rows as the index stores them,
+    /// with the index as their source.
+    fn stored(g: &Rows, dtype: probelog::Dtype) -> (tempfile::TempDir, Rows) {
+        use probelog::{CreateOptions, IndexWriter, LockWait, LogitMatrix, ModelInput};
+        let probes = g.probes;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.plog");
+        let mut opts = CreateOptions::new(probes as u32);
+        opts.dtype = dtype;
+        probelog::create(&path, &opts).unwrap();
+        let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+        for i in 0..g.len() {
+            let input = ModelInput {
+                name: format!("m{i}"),
+                source: String::new(),
+                meta: vec![],
+                labels: None,
+                logits: LogitMatrix::new(g.row(i), probes, 1).unwrap(),
+            };
+            w.add_model(input, Default::default()).unwrap();
+        }
+        w.commit().unwrap();
+        drop(w);
+        let index = Index::open(&path).unwrap();
+        let rows = Rows {
+            probes,
+            values: (0..g.len() as u64)
+                .flat_map(|e| index.descriptor(e).unwrap())
+                .collect(),
+            source: Some(Source {
+                index: Arc::new(index),
+                entries: (0..g.len() as u64).collect(),
+            }),
+            ..g.clone()
+        };
+        (dir, rows)
+    }
+
+    /// Rows stored in an index are scored by the product's scan where it implements the
+    /// discrepancy; the scores equal this module's definitions (to 1e-5), f32 and f16.
+    #[test]
+    fn scan_scores_equal_the_definitions() {
+        let (q, g) = toy(50, 6, 3, 5, 1.5);
+        for dtype in [probelog::Dtype::F32, probelog::Dtype::F16] {
+            let (_dir, backed) = stored(&g, dtype);
+            let plain = Rows {
+                source: None,
+                ..backed.clone()
+            };
+            for kind in [
+                Discrepancy::TopK(7),
+                Discrepancy::TopKPlusRms { k: 5, weight: 2.0 },
+                Discrepancy::Full,
+            ] {
+                let (scan, defined) = (Scorer::new(&kind, &backed), Scorer::new(&kind, &plain));
+                for qi in 0..q.len() {
+                    let (a, b) = (
+                        scan.score_all(qi, q.row(qi)),
+                        defined.score_all(qi, q.row(qi)),
+                    );
+                    for (e, (a, b)) in a.iter().zip(&b).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5,
+                            "{dtype:?} {kind:?} {qi} {e}: {a} {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// The library's blend metric (the product's default) is this module's `TopKPlusRms`: on a
     /// small hub written to an index (f32 and f16), both give every gallery row the same score
     /// (to 1e-5) and rank the hub identically.
     #[test]
     fn core_blend_metric_equals_topk_plus_rms() {
-        use probelog::{
-            CreateOptions, Dtype, Index, IndexWriter, LockWait, LogitMatrix, Metric, ModelInput,
-            SearchMode, SearchParams,
-        };
-        let probes = 50;
-        let (q, g) = toy(probes, 6, 3, 5, 1.5);
+        use probelog::{Dtype, Metric, SearchMode, SearchParams};
+        let (q, g) = toy(50, 6, 3, 5, 1.5);
         for dtype in [Dtype::F32, Dtype::F16] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("hub.plog");
-            let mut opts = CreateOptions::new(probes as u32);
-            opts.dtype = dtype;
-            probelog::create(&path, &opts).unwrap();
-            let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-            for i in 0..g.len() {
-                let input = ModelInput {
-                    name: format!("m{i}"),
-                    source: String::new(),
-                    meta: vec![],
-                    labels: None,
-                    logits: LogitMatrix::new(g.row(i), probes, 1).unwrap(),
-                };
-                w.add_model(input, Default::default()).unwrap();
-            }
-            w.commit().unwrap();
-            drop(w);
-            let index = Index::open(&path).unwrap();
-            // The gallery as the index stores it, so that both sides see the same descriptors.
+            let (_dir, backed) = stored(&g, dtype);
+            let index = Arc::clone(&backed.source.as_ref().unwrap().index);
+            // The gallery as the index stores it, scored here rather than by the scan.
             let stored = Rows {
-                probes,
-                values: (0..g.len() as u64)
-                    .flat_map(|e| index.descriptor(e).unwrap())
-                    .collect(),
-                ..g.clone()
+                source: None,
+                ..backed
             };
             for (k, weight) in [(5, 2.0), (16, probelog::DEFAULT_BLEND_WEIGHT), (7, 0.5)] {
                 let kind = Discrepancy::TopKPlusRms { k, weight };
@@ -790,12 +886,14 @@ mod tests {
             values: vec![0.0; 10],
             label: (0..10).collect(),
             group: (0..10).collect(),
+            source: None,
         };
         let q = Rows {
             probes: 1,
             values: vec![0.0],
             label: vec![3],
             group: vec![0],
+            source: None,
         };
         let (c1, c5) = chance(&q, &g);
         assert!((c1 - 0.1).abs() < 1e-12 && (c5 - 0.5).abs() < 1e-12);

@@ -1,4 +1,4 @@
-//! `eval`: retrieval accuracy of an index whose entries carry concept labels, measured end to end
+//! `probelog-research eval`: retrieval accuracy of an index whose entries carry concept labels, measured end to end
 //! (the analogues of the ProbeLog paper's Table 1 and ablations).
 //!
 //! Models whose metadata holds `--query-models KEY=VALUE` (default `split=query`) are the
@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
 use probelog::search::check_blend_weight;
@@ -30,18 +31,19 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use self::measure::{
-    Difference, Discrepancy, Outcome, Rows, Scorer, Summary, chance, paired_difference, retrieve,
-    retrieve_models, summarize,
+    Difference, Discrepancy, Outcome, Rows, Scorer, Source, Summary, chance, paired_difference,
+    retrieve, retrieve_models, summarize,
 };
-use super::append::check_input_settings;
-use super::{LibResult, open_index, parse_key_value, read_lines};
-use crate::input;
-use crate::npy;
-use crate::output::{Align, Table, excerpt, outln, print_json};
-use crate::paths::{Role, refuse_outputs_over_inputs};
-use crate::pset::ProbeSet;
-use crate::torch::device::DeviceArg;
-use crate::torch::{
+use probelog_tool::cmd::{
+    LibResult, check_input_settings, open_index, parse_key_value, read_lines,
+};
+use probelog_tool::input;
+use probelog_tool::npy;
+use probelog_tool::output::{Align, Table, excerpt, outln, print_json};
+use probelog_tool::paths::{Role, refuse_outputs_over_inputs};
+use probelog_tool::pset::ProbeSet;
+use probelog_tool::torch::device::DeviceArg;
+use probelog_tool::torch::{
     DEFAULT_BATCH, DEFAULT_CONTEXT_LENGTH, InputSpec, MaskArg, Prober, TextSpec, embed_text,
 };
 
@@ -245,7 +247,7 @@ struct Hub {
 }
 
 fn load_hub(
-    index: &Index,
+    index: &Arc<Index>,
     split: &(String, String),
     restrict: Option<&(String, String)>,
 ) -> Result<Hub> {
@@ -326,6 +328,10 @@ fn load_hub(
         !queries.is_empty(),
         "no query logit has its concept among the gallery's labels"
     );
+    all.source = Some(Source {
+        index: Arc::clone(index),
+        entries: entry_ids.clone(),
+    });
     Ok(Hub {
         unanswerable: candidates.len() - queries.len(),
         all,
@@ -405,7 +411,7 @@ pub fn run(args: Args) -> Result<()> {
         args.subset_seeds
     );
     ensure!(args.bootstrap >= 1, "--bootstrap must be at least 1");
-    let index = open_index(&args.index)?;
+    let index = Arc::new(open_index(&args.index)?);
     let hub = load_hub(&index, &args.query_models, args.restrict.as_ref())
         .with_context(|| args.index.display().to_string())?;
     let p = hub.all.probes;
@@ -907,7 +913,7 @@ fn collab(
             evaluated.path().display()
         );
     }
-    let index = open_index(path)?;
+    let index = Arc::new(open_index(path)?);
     let (theirs, ours) = (index.raw().probe_set(), evaluated.raw().probe_set());
     ensure!(
         theirs == ours,
@@ -960,7 +966,7 @@ fn collab(
 
 /// The gallery of a collaboratively probed index: its models that are gallery models of `hub`
 /// (by name), every one of them, each logit with the label ids of `hub`.
-fn load_gallery(index: &Index, hub: &Hub) -> Result<Rows> {
+fn load_gallery(index: &Arc<Index>, hub: &Hub) -> Result<Rows> {
     let raw = index.raw();
     ensure!(
         raw.num_probes() == hub.all.probes,
@@ -978,6 +984,7 @@ fn load_gallery(index: &Index, hub: &Hub) -> Result<Rows> {
         probes: hub.all.probes,
         ..Default::default()
     };
+    let mut entries = Vec::new();
     let mut models = 0;
     for m in 0..raw.model_count() {
         let info = raw.model(m).plain()?;
@@ -997,6 +1004,7 @@ fn load_gallery(index: &Index, hub: &Hub) -> Result<Rows> {
             rows.values.extend(d);
             rows.label.push(id);
             rows.group.push(m as u32);
+            entries.push(e);
         }
     }
     ensure!(
@@ -1004,6 +1012,10 @@ fn load_gallery(index: &Index, hub: &Hub) -> Result<Rows> {
         "holds {models} of the {} gallery models of the evaluated index (matched by name)",
         hub.gallery_names.len()
     );
+    rows.source = Some(Source {
+        index: Arc::clone(index),
+        entries,
+    });
     Ok(rows)
 }
 
@@ -1185,6 +1197,7 @@ fn raw_logits(
         values: vec![0f32; hub.all.values.len()],
         label: hub.all.label.clone(),
         group: hub.all.group.clone(),
+        source: None,
     };
     let mut cache: HashMap<u32, (u64, Vec<f32>, usize)> = HashMap::new();
     for (row, &e) in hub.entry_ids.iter().enumerate() {
