@@ -331,7 +331,7 @@ struct ModeStats {
 
 /// What the studies search with: the top 10 by the top-k discrepancy (the one the graphs serve),
 /// the query's own model left out, in `mode`.
-fn entry_params(mode: SearchMode) -> SearchParams {
+fn entry_params(mode: SearchMode) -> SearchParams<'static> {
     SearchParams {
         top: 10,
         exclude_same_model: true,

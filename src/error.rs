@@ -106,6 +106,21 @@ pub enum Error {
     )]
     Locked { path: PathBuf },
 
+    /// A new model has the name of a live one, and the caller asked for names to be unique.
+    #[error(
+        "model name {name:?} is taken by {existing}; a new version replaces it \
+         (ExistingName::Replace), or both can be kept (ExistingName::Keep)"
+    )]
+    DuplicateName { name: String, existing: String },
+
+    /// A model to delete does not exist, or is deleted already.
+    #[error("no model {model} to delete: {detail}")]
+    UnknownModel { model: String, detail: String },
+
+    /// An entry of a deleted model was asked for: deleted models are never returned.
+    #[error("entry {entry} belongs to model {model}, which is deleted")]
+    Deleted { entry: u64, model: u64 },
+
     /// A path names a FIFO, a device or a directory where a regular file is needed.
     #[error("{path} is not a regular file (a FIFO, device or directory); probelog reads and writes regular files only")]
     NotRegularFile { path: PathBuf },

@@ -126,6 +126,10 @@ pub enum SectionKind {
     ///
     /// [`AnnGraph`]: SectionKind::AnnGraph
     AnnGraphPart = 11 | OPTIONAL_KIND_BIT,
+    /// Tombstones: the ids of models deleted by this commit, u64 each, strictly increasing, each
+    /// below the segment's `first_model` and live until this segment. `param` is their count.
+    /// Required (not optional): a reader that skipped it would return deleted models.
+    DeletedModels = 12,
 }
 
 /// Bytes before the factor matrix in a ProbeFactors section.
@@ -143,6 +147,7 @@ impl SectionKind {
             7 => SectionKind::ProbeEmbeddings,
             8 => SectionKind::ProbeFactors,
             9 => SectionKind::ObservedProbes,
+            12 => SectionKind::DeletedModels,
             x if x == SectionKind::AnnGraph as u32 => SectionKind::AnnGraph,
             x if x == SectionKind::AnnGraphPart as u32 => SectionKind::AnnGraphPart,
             _ => return None,
@@ -162,6 +167,7 @@ impl SectionKind {
             SectionKind::ObservedProbes => "observed probes",
             SectionKind::AnnGraph => "ANN graph",
             SectionKind::AnnGraphPart => "ANN graph part",
+            SectionKind::DeletedModels => "deleted models",
         }
     }
 }

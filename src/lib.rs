@@ -52,6 +52,7 @@ pub mod probe_set;
 mod prefetch;
 pub mod reader;
 pub mod search;
+pub mod selection;
 pub mod storage;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod testkit;
@@ -67,12 +68,13 @@ pub use search::{
     AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit,
     Metric, Query, ResolvedSearch, Scored, SearchError, SearchMode, SearchParams, SearchResults,
 };
+pub use selection::{Condition, EntryMask, ModelFilter};
 pub use storage::{FileStorage, LockWait, Storage};
 // The unit tests of `writer` name the zoos `crate::synth`.
 #[cfg(test)]
 use testkit::synth;
 pub use verify::{Problem, VerifyReport};
 pub use writer::{
-    AppendOptions, CommitSummary, CompactOptions, CompactSummary, CreateOptions, IndexWriter,
-    ModelAdded, ModelInput, compact, compact_with, create,
+    AppendOptions, CommitSummary, CompactOptions, CompactSummary, CreateOptions, ExistingName,
+    IndexWriter, ModelAdded, ModelInput, compact, compact_with, create,
 };

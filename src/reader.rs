@@ -107,6 +107,7 @@ pub(crate) struct Segment {
     pub probe_embeddings: Option<SectionEntry>,
     pub probe_factors: Option<SectionEntry>,
     pub observed: Option<SectionEntry>,
+    pub deleted: Option<SectionEntry>,
     /// The segment's ANN graphs in entry order: one AnnGraph section, or the AnnGraphPart
     /// sections whose ranges tile the segment (checked at open).
     pub ann_graphs: Vec<SectionEntry>,
@@ -122,6 +123,13 @@ pub struct ModelInfo {
     pub meta: Vec<(String, String)>,
     pub first_entry: u64,
     pub logit_count: u32,
+}
+
+impl ModelInfo {
+    /// The global ids of the model's entries.
+    pub fn entry_range(&self) -> Range<u64> {
+        self.first_entry..self.first_entry + u64::from(self.logit_count)
+    }
 }
 
 /// Metadata of one entry (one logit of one model).
@@ -146,6 +154,8 @@ pub struct RawIndex<D> {
     probe_names: Option<usize>,
     probe_embeddings: Option<usize>,
     probe_factors: Option<usize>,
+    /// Ids of the deleted models, ascending (the tombstones of every segment).
+    pub(crate) deleted: Vec<u64>,
 }
 
 impl<D: AsRef<[u8]>> RawIndex<D> {
@@ -187,6 +197,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             probe_names: None,
             probe_embeddings: None,
             probe_factors: None,
+            deleted: Vec::new(),
         };
         raw.load_segments()?;
         Ok(raw)
@@ -287,7 +298,37 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 c.entry_count, c.model_count
             )));
         }
+        self.deleted = self.load_tombstones()?;
         Ok(())
+    }
+
+    /// The ids of the deleted models, from the tombstones of every segment: each one increasing,
+    /// below its segment's first model, and not deleted before. Reads only the tombstones, whose
+    /// size is the number of deletions.
+    fn load_tombstones(&self) -> Result<Vec<u64>> {
+        let mut deleted: Vec<u64> = Vec::new();
+        for (i, seg) in self.segments.iter().enumerate() {
+            let Some(sec) = &seg.deleted else { continue };
+            let mut ids: Vec<u64> = self
+                .section_bytes(sec)
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect();
+            let increasing = ids.windows(2).all(|w| w[0] < w[1]);
+            if !increasing || ids.last().is_some_and(|&m| m >= seg.dir.first_model) {
+                return Err(Error::corrupt(format!(
+                    "segment {i}: deleted model ids are not increasing ids of earlier models"
+                )));
+            }
+            if let Some(m) = ids.iter().find(|m| deleted.binary_search(m).is_ok()) {
+                return Err(Error::corrupt(format!(
+                    "segment {i}: model {m} is deleted a second time"
+                )));
+            }
+            deleted.append(&mut ids);
+            deleted.sort_unstable();
+        }
+        Ok(deleted)
     }
 
     /// Checks one directory against its neighbours and its sections against their counts.
@@ -328,6 +369,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             probe_embeddings: None,
             probe_factors: None,
             observed: None,
+            deleted: None,
             ann_graphs: Vec::new(),
             models_checked: OnceLock::new(),
         };
@@ -401,6 +443,15 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 }
                 // The graph header gives its length; it is checked when the graph is first used.
                 SectionKind::AnnGraph | SectionKind::AnnGraphPart => Some(s.len),
+                SectionKind::DeletedModels => {
+                    if s.param == 0 || s.param > models_before {
+                        return Err(Error::corrupt(format!(
+                            "{label}: {} deleted models, of {models_before} before the segment",
+                            s.param
+                        )));
+                    }
+                    s.param.checked_mul(8)
+                }
             };
             if want_len != Some(s.len) {
                 return Err(Error::corrupt(format!(
@@ -419,6 +470,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 SectionKind::ProbeEmbeddings => &mut seg.probe_embeddings,
                 SectionKind::ProbeFactors => &mut seg.probe_factors,
                 SectionKind::ObservedProbes => &mut seg.observed,
+                SectionKind::DeletedModels => &mut seg.deleted,
                 SectionKind::AnnGraph | SectionKind::AnnGraphPart => {
                     seg.ann_graphs.push(s);
                     continue;
@@ -609,7 +661,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
     }
 
     /// The stored (z-normalized) descriptor of `entry`, over all probes.
+    /// An entry of a deleted model is an error ([`Error::Deleted`]).
     pub fn descriptor(&self, entry: u64) -> Result<Vec<f32>> {
+        self.live_model_of_entry(entry)?;
         let (s, e) = self.segment_of_entry(entry)?;
         let rows = self
             .segment_rows(s)?
@@ -757,6 +811,15 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             .collect())
     }
 
+    /// The model that owns `entry`, which must not be deleted.
+    pub(crate) fn live_model_of_entry(&self, entry: u64) -> Result<u64> {
+        let model = self.model_of_entry(entry)?;
+        if self.is_model_deleted(model) {
+            return Err(Error::Deleted { entry, model });
+        }
+        Ok(model)
+    }
+
     /// The model that owns `entry`.
     pub fn model_of_entry(&self, entry: u64) -> Result<u64> {
         let (s, e) = self.segment_of_entry(entry)?;
@@ -787,9 +850,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         }
     }
 
-    /// Metadata of `entry`.
+    /// Metadata of `entry`. An entry of a deleted model is an error ([`Error::Deleted`]).
     pub fn entry(&self, entry: u64) -> Result<EntryInfo> {
-        let model_id = self.model_of_entry(entry)?;
+        let model_id = self.live_model_of_entry(entry)?;
         let model = self.model(model_id)?;
         Ok(EntryInfo {
             id: entry,

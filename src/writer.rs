@@ -7,6 +7,7 @@
 //! overwritten by the next append.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -146,6 +147,32 @@ pub struct AppendOptions {
     pub keep_constant: bool,
     /// The probe set the logits were computed on; refused if it is not the index's.
     pub probe_set: Option<ProbeSetId>,
+    /// What to do when a live model already has the new model's name.
+    pub existing_name: ExistingName,
+}
+
+/// What [`IndexWriter::add_model`] does when a live model (or one staged in the same commit)
+/// already has the new model's name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExistingName {
+    /// Refuse the model ([`Error::DuplicateName`]): a name names one live model.
+    #[default]
+    Refuse,
+    /// A new version: the live models of that name are deleted by the same commit that adds
+    /// this one, so readers see the old version or the new, never both or neither.
+    Replace,
+    /// Keep both.
+    Keep,
+}
+
+/// The committed state's live model names and deletions, read once per writer when a name or
+/// a deletion must be checked.
+#[derive(Debug, Default)]
+struct Catalog {
+    /// Live committed models by name.
+    names: std::collections::HashMap<String, Vec<u64>>,
+    /// Deleted committed models, ascending.
+    deleted: Vec<u64>,
 }
 
 /// What [`IndexWriter::add_model`] staged.
@@ -163,6 +190,7 @@ pub struct CommitSummary {
     pub sequence: u64,
     pub entries_added: u64,
     pub models_added: u64,
+    pub models_deleted: u64,
     pub entry_count: u64,
     pub model_count: u64,
     pub bytes_written: u64,
@@ -178,6 +206,8 @@ pub struct IndexWriter<S: Storage = FileStorage> {
     pending: Pending,
     collab: CollabOptions,
     ann: AnnOptions,
+    /// Built on first use; dropped at each commit.
+    catalog: Option<Catalog>,
 }
 
 impl IndexWriter<FileStorage> {
@@ -243,6 +273,7 @@ impl<S: Storage> IndexWriter<S> {
             active_slot,
             collab: CollabOptions::default(),
             ann: AnnOptions::default(),
+            catalog: None,
         })
     }
 
@@ -277,11 +308,13 @@ impl<S: Storage> IndexWriter<S> {
         self.storage
     }
 
-    /// Validates and z-normalizes one model's logits and stages its entries.
+    /// Validates and z-normalizes one model's logits and stages its entries (and, with
+    /// [`ExistingName::Replace`], the deletion of the live models of its name).
     pub fn add_model(&mut self, input: ModelInput<'_>, opts: AppendOptions) -> Result<ModelAdded> {
         self.check_input(&input, opts, self.header.probe_set.num_probes as usize)?;
         let l = input.logits.logits();
         let (desc, stats) = normalize_logits(&input.name, &input.logits, opts.keep_constant)?;
+        let replaced = self.name_check(&input.name, opts.existing_name)?;
         let constant = stats.iter().filter(|s| s.constant).count() as u32;
         let added = ModelAdded {
             model_id: self.model_count(),
@@ -289,8 +322,108 @@ impl<S: Storage> IndexWriter<S> {
             logits: l as u32,
             constant_logits: constant,
         };
+        self.pending.meta.deleted.extend(replaced);
         self.pending.push_model(input, &desc, l);
         Ok(added)
+    }
+
+    /// The committed state's names and deletions, read on first use.
+    fn catalog(&mut self) -> Result<&Catalog> {
+        if self.catalog.is_none() {
+            let mut page = vec![0u8; HEADER_USED_LEN];
+            self.storage
+                .read_exact_at(&mut page, 0)
+                .map_err(|e| Error::Storage {
+                    op: "read header",
+                    source: e,
+                })?;
+            let view = self
+                .storage
+                .committed_view(self.commit.committed_len)
+                .map_err(|e| Error::Storage {
+                    op: "map for reading names",
+                    source: e,
+                })?;
+            let raw = RawIndex::with_header_page(&page, view)?;
+            if raw.sequence() != self.commit.sequence {
+                return Err(Error::corrupt("the commit changed under the writer lock"));
+            }
+            let mut catalog = Catalog {
+                deleted: raw.deleted_models().to_vec(),
+                ..Catalog::default()
+            };
+            for id in 0..raw.model_count() {
+                if !raw.is_model_deleted(id) {
+                    catalog.names.entry(raw.model(id)?.name).or_default().push(id);
+                }
+            }
+            self.catalog = Some(catalog);
+        }
+        Ok(self.catalog.as_ref().expect("just built"))
+    }
+
+    /// The live committed models named `name`, less those staged for deletion.
+    fn live_named(&mut self, name: &str) -> Result<Vec<u64>> {
+        let staged = self.pending.meta.deleted.clone();
+        let ids = self.catalog()?.names.get(name).cloned().unwrap_or_default();
+        Ok(ids.into_iter().filter(|id| !staged.contains(id)).collect())
+    }
+
+    /// Applies `policy` to a new model named `name`: the live models it replaces (none unless
+    /// [`ExistingName::Replace`]), or an error.
+    fn name_check(&mut self, name: &str, policy: ExistingName) -> Result<Vec<u64>> {
+        if policy == ExistingName::Keep {
+            return Ok(Vec::new());
+        }
+        if self.pending.meta.models.iter().any(|m| m.name == name) {
+            return Err(Error::DuplicateName {
+                name: name.to_string(),
+                existing: "a model staged in this commit".into(),
+            });
+        }
+        let live = self.live_named(name)?;
+        match policy {
+            ExistingName::Refuse if !live.is_empty() => Err(Error::DuplicateName {
+                name: name.to_string(),
+                existing: format!("live model {}", live[0]),
+            }),
+            ExistingName::Replace => Ok(live),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Stages the deletion of committed model `id`: from the commit on, no search or lookup
+    /// returns its entries, and compaction drops them.
+    pub fn delete_model(&mut self, id: u64) -> Result<()> {
+        if id >= self.commit.model_count {
+            return Err(Error::UnknownModel {
+                model: format!("id {id}"),
+                detail: format!("the index has {} committed models", self.commit.model_count),
+            });
+        }
+        if self.pending.meta.deleted.contains(&id) || self.catalog()?.deleted.binary_search(&id).is_ok()
+        {
+            return Err(Error::UnknownModel {
+                model: format!("id {id}"),
+                detail: "it is deleted already".into(),
+            });
+        }
+        self.pending.meta.deleted.push(id);
+        Ok(())
+    }
+
+    /// Stages the deletion of every live committed model named `name`; returns their ids. No
+    /// live model of that name is an error, and nothing is staged.
+    pub fn delete_models_named(&mut self, name: &str) -> Result<Vec<u64>> {
+        let ids = self.live_named(name)?;
+        if ids.is_empty() {
+            return Err(Error::UnknownModel {
+                model: format!("{name:?}"),
+                detail: "no live model has that name".into(),
+            });
+        }
+        self.pending.meta.deleted.extend(&ids);
+        Ok(ids)
     }
 
     /// Checks what every staged model must satisfy; its logits must have `rows` rows.
@@ -350,6 +483,8 @@ impl<S: Storage> IndexWriter<S> {
         self.check_input(&input, opts, input.logits.probes())?;
         let (obs, stats) =
             Observations::from_logits(&input.name, &input.logits, observed, p, opts.keep_constant)?;
+        let replaced = self.name_check(&input.name, opts.existing_name)?;
+        self.pending.meta.deleted.extend(replaced);
         let added = ModelAdded {
             model_id: self.model_count(),
             first_entry: self.entry_count(),
@@ -458,6 +593,7 @@ impl<S: Storage> IndexWriter<S> {
                 sequence: self.commit.sequence,
                 entries_added: 0,
                 models_added: 0,
+                models_deleted: 0,
                 entry_count: self.commit.entry_count,
                 model_count: self.commit.model_count,
                 bytes_written: 0,
@@ -488,6 +624,7 @@ impl<S: Storage> IndexWriter<S> {
             }
         };
         let slot = 1 - self.active_slot;
+        self.catalog = None;
         publish_commit(&mut self.storage, slot, &commit)?;
         self.commit = commit;
         self.active_slot = slot;
@@ -495,6 +632,7 @@ impl<S: Storage> IndexWriter<S> {
             sequence: commit.sequence,
             entries_added: commit.entry_count - before.entry_count,
             models_added: commit.model_count - before.model_count,
+            models_deleted: pending.meta.deleted.len() as u64,
             entry_count: commit.entry_count,
             model_count: commit.model_count,
             bytes_written: commit.committed_len - before.committed_len,
@@ -574,6 +712,18 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
         Some(collab) => refactorize(raw, &mut meta, collab)?,
         None => Vec::new(),
     };
+    // Deleted models are left out: the live ones are renumbered from 0, in order.
+    let kept: Vec<Range<usize>> = meta
+        .models
+        .iter()
+        .map(|m| m.first_entry as usize..(m.first_entry + u64::from(m.logit_count)) as usize)
+        .collect();
+    let mut next = 0u64;
+    for m in &mut meta.models {
+        m.first_entry = next;
+        next += u64::from(m.logit_count);
+    }
+    let live_entries = next;
     let header = StaticHeader {
         probe_set: raw.probe_set(),
         dtype: raw.dtype(),
@@ -581,11 +731,12 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
     let rows = SnapshotRows {
         raw,
         replaced: &completed,
+        kept: (!raw.deleted_models().is_empty()).then_some(&kept[..]),
     };
     let commit = write_new_file(
         &mut storage,
         &header,
-        &meta.as_content(raw.entry_count(), &rows),
+        &meta.as_content(live_entries, &rows),
         raw.sequence(),
         &opts.ann,
     )?;
@@ -638,6 +789,8 @@ struct SegmentMeta {
     /// Per model, the probes it was run on (`None`: all of them).
     observed: Vec<Option<Vec<u32>>>,
     probe_factors: Option<(ProbeFactors, f32)>,
+    /// Committed models this segment deletes (tombstones).
+    deleted: Vec<u64>,
 }
 
 impl SegmentMeta {
@@ -681,6 +834,7 @@ impl Pending {
     fn is_empty(&self) -> bool {
         let m = &self.meta;
         m.models.is_empty()
+            && m.deleted.is_empty()
             && m.probe_names.is_none()
             && m.probe_embeddings.is_none()
             && m.probe_factors.is_none()
@@ -819,15 +973,35 @@ impl RowSource for Pending {
     }
 }
 
-/// The descriptor rows of a snapshot, with some models' columns replaced.
+/// The descriptor rows of a snapshot, with some models' columns replaced, and only the columns
+/// of the models kept.
 struct SnapshotRows<'a, D: AsRef<[u8]>> {
     raw: &'a RawIndex<D>,
     /// (first entry, logits, entry-major descriptors) of models whose columns are replaced.
     replaced: &'a [(u64, usize, Vec<f32>)],
+    /// The entries to keep, in order (`None`: all of them).
+    kept: Option<&'a [Range<usize>]>,
 }
 
 impl<D: AsRef<[u8]>> RowSource for SnapshotRows<'_, D> {
     fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()> {
+        let Some(kept) = self.kept else {
+            return self.fill_all(p, out);
+        };
+        let mut all = vec![0f32; self.raw.entry_count() as usize];
+        self.fill_all(p, &mut all)?;
+        let mut at = 0;
+        for r in kept {
+            out[at..at + r.len()].copy_from_slice(&all[r.clone()]);
+            at += r.len();
+        }
+        Ok(())
+    }
+}
+
+impl<D: AsRef<[u8]>> SnapshotRows<'_, D> {
+    /// Row `p` of every entry of the snapshot, the replaced columns replaced.
+    fn fill_all(&self, p: usize, out: &mut [f32]) -> Result<()> {
         let mut at = 0;
         for s in 0..self.raw.segment_count() as usize {
             let rows = self.raw.segment_rows(s)?;
@@ -895,8 +1069,8 @@ fn refactorize<D: AsRef<[u8]>>(
     Ok(completed)
 }
 
-/// The whole metadata of a snapshot, for compaction; descriptor rows are read by
-/// [`SnapshotRows`].
+/// The metadata of a snapshot's live models, for compaction (their `first_entry` still the
+/// snapshot's); descriptor rows are read by [`SnapshotRows`].
 fn snapshot_meta<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<SegmentMeta> {
     let mut meta = SegmentMeta {
         probe_names: raw.probe_names()?,
@@ -904,7 +1078,7 @@ fn snapshot_meta<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<SegmentMeta> {
         probe_factors: raw.probe_factors()?,
         ..SegmentMeta::default()
     };
-    for m in 0..raw.model_count() {
+    for m in (0..raw.model_count()).filter(|&m| !raw.is_model_deleted(m)) {
         let info = raw.model(m)?;
         meta.observed.push(raw.observed_probes(m)?);
         for e in info.first_entry..info.first_entry + u64::from(info.logit_count) {
@@ -1084,6 +1258,19 @@ fn write_segment<S: Storage>(
             &factors.encode_section(*lambda),
             factors.rank as u64,
         )?;
+    }
+
+    if !content.meta.deleted.is_empty() {
+        let mut ids = content.meta.deleted.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.last().is_some_and(|&m| m >= prev.model_count) {
+            return Err(Error::InvalidInput(
+                "only committed models can be deleted".into(),
+            ));
+        }
+        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        w.section(SectionKind::DeletedModels, &bytes, ids.len() as u64)?;
     }
 
     let prev_dir = (prev.segment_count > 0).then_some(prev.directory);

@@ -194,7 +194,7 @@ pub extern "C" fn probelog_search_params_default() -> ProbelogSearchParams {
 
 /// Converts C parameters to the library's; the library checks them (`resolve_search`), and
 /// [`render_error`] words its errors for C.
-fn core_params(index: &Index, p: &ProbelogSearchParams) -> CallResult<SearchParams> {
+fn core_params(index: &Index, p: &ProbelogSearchParams) -> CallResult<SearchParams<'static>> {
     let (metric, grouping) = match p.metric {
         PROBELOG_METRIC_TOPK => (Metric::TopK, grouping(p)),
         PROBELOG_METRIC_FULL => (Metric::Full, grouping(p)),

@@ -137,6 +137,7 @@ fn eval_collab_refuses_an_index_of_another_probe_set() {
         s(&f.path("e2.labels")),
         "--meta",
         "split=gallery",
+        "--keep-duplicate-names",
     ]);
     let e = fails(&["eval", s(&same), "--collab", &format!("0.5={}", s(&same))]);
     assert!(e.contains("\"e2\"") && e.contains("more than one"), "{e}");

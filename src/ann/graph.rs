@@ -317,6 +317,19 @@ impl<'a> GraphView<'a> {
     /// With `take > ef` the rerank gets more candidates than the walk keeps, at no cost to the
     /// walk: every node it scores is a candidate.
     pub fn search_query(&self, q: &ListQuery, ef: usize, take: usize) -> Result<Vec<(f32, u32)>> {
+        self.search_query_filtered(q, |_| true, ef, take)
+    }
+
+    /// [`GraphView::search_query`] that returns only nodes `allowed` keeps. The walk still steps
+    /// through the others, and keeps `ef` allowed nodes as it goes, so a filter does not cut the
+    /// results short while allowed nodes are reachable.
+    pub fn search_query_filtered(
+        &self,
+        q: &ListQuery,
+        allowed: impl Fn(u32) -> bool,
+        ef: usize,
+        take: usize,
+    ) -> Result<Vec<(f32, u32)>> {
         let probes = &q.probes()[..q.probes().len().min(SEED_PROBES)];
         let mut seeds = Vec::with_capacity(probes.len() * self.header.seeds as usize);
         for &p in probes {
@@ -328,7 +341,7 @@ impl<'a> GraphView<'a> {
             }
             seeds.extend_from_slice(self.probe_seeds(p as usize));
         }
-        self.walk::<true>(|node| q.score(self.list(node as usize)), &seeds, ef, take)
+        self.walk::<true>(|node| q.score(self.list(node as usize)), allowed, &seeds, ef, take)
     }
 
     /// The neighbours of `node` on `layer`, checked.
@@ -397,7 +410,7 @@ impl<'a> GraphView<'a> {
         seeds: &[u32],
         ef: usize,
     ) -> Result<Vec<(f32, u32)>> {
-        self.walk::<true>(dist, seeds, ef, ef)
+        self.walk::<true>(dist, |_| true, seeds, ef, ef)
     }
 
     /// [`GraphView::search_seeded`] without prefetching, for the benchmark that measures what
@@ -409,7 +422,7 @@ impl<'a> GraphView<'a> {
         seeds: &[u32],
         ef: usize,
     ) -> Result<Vec<(f32, u32)>> {
-        self.walk::<false>(dist, seeds, ef, ef)
+        self.walk::<false>(dist, |_| true, seeds, ef, ef)
     }
 
     /// The walk: keeps the `ef` best nodes (which decide where it goes and when it stops) and
@@ -417,6 +430,7 @@ impl<'a> GraphView<'a> {
     fn walk<const PREFETCH: bool>(
         &self,
         mut dist: impl FnMut(u32) -> f32,
+        allowed: impl Fn(u32) -> bool,
         seeds: &[u32],
         ef: usize,
         take: usize,
@@ -453,10 +467,30 @@ impl<'a> GraphView<'a> {
         let mut frontier = BinaryHeap::new(); // closest first
         let mut best = BinaryHeap::new(); // farthest of the kept on top
         frontier.push(std::cmp::Reverse(Dist(ep_d, ep)));
-        best.push(Dist(ep_d, ep));
-        if wide {
-            scored.push((ep_d, ep));
+        if allowed(ep) {
+            best.push(Dist(ep_d, ep));
+            if wide {
+                scored.push((ep_d, ep));
+            }
         }
+        // A node the filter leaves out is walked through but never kept: it joins the frontier
+        // on the terms of an allowed one, and `best` only holds allowed nodes.
+        let step = |best: &mut BinaryHeap<Dist>,
+                        frontier: &mut BinaryHeap<std::cmp::Reverse<Dist>>,
+                        scored: &mut Vec<(f32, u32)>,
+                        node: Dist| {
+            if allowed(node.1) {
+                if wide {
+                    scored.push((node.0, node.1));
+                }
+                keep_if_close(best, frontier, ef, node)
+            } else if best.len() < ef || node.0 < best.peek().map_or(f32::INFINITY, |b| b.0) {
+                frontier.push(std::cmp::Reverse(node));
+                true
+            } else {
+                false
+            }
+        };
         // Seed lists are scattered: loads started a few seeds ahead overlap with the scoring
         // (all at once, most would be evicted or dropped before they are read).
         if PREFETCH {
@@ -476,10 +510,7 @@ impl<'a> GraphView<'a> {
             }
             if visited.insert(s) {
                 let d = score(s);
-                if wide {
-                    scored.push((d, s));
-                }
-                if keep_if_close(&mut best, &mut frontier, ef, Dist(d, s)) && PREFETCH {
+                if step(&mut best, &mut frontier, &mut scored, Dist(d, s)) && PREFETCH {
                     self.prefetch_links(s);
                 }
             }
@@ -502,10 +533,7 @@ impl<'a> GraphView<'a> {
             }
             for &nb in &fresh {
                 let nd = score(nb);
-                if wide {
-                    scored.push((nd, nb));
-                }
-                if keep_if_close(&mut best, &mut frontier, ef, Dist(nd, nb)) && PREFETCH {
+                if step(&mut best, &mut frontier, &mut scored, Dist(nd, nb)) && PREFETCH {
                     self.prefetch_links(nb);
                 }
             }

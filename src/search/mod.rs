@@ -26,9 +26,13 @@ use rayon::prelude::*;
 use crate::descriptor::normalize_query;
 use crate::error::{Error, Result};
 use crate::reader::{DescriptorRows, RawIndex};
+use crate::selection::EntryMask;
 
+pub mod explain;
 pub mod params;
 pub mod scan;
+
+pub use explain::ProbeContribution;
 
 pub use params::{
     AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping,
@@ -261,19 +265,15 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     /// results.
     pub fn search(&self, query: &Query<'_>, params: &SearchParams) -> Result<SearchResults> {
         let resolved = self.resolve_search(params, query)?;
+        let mask = |model: Option<u64>| {
+            let exclude = model.filter(|_| resolved.exclude_same_model);
+            self.entry_mask(params.filter, exclude)
+        };
         let scored = match self.entry_plan_from_graph(query, &resolved)? {
-            Some((plan, model)) => {
-                let exclude = resolved.exclude_same_model.then_some(model);
-                self.search_plan(&plan, exclude, &resolved)?
-            }
+            Some((plan, model)) => self.search_plan(&plan, mask(Some(model))?.as_ref(), &resolved)?,
             None => {
                 let q = self.prepare_query(query)?;
-                let exclude = if resolved.exclude_same_model {
-                    q.model
-                } else {
-                    None
-                };
-                self.search_resolved(&q.descriptor, exclude, &resolved)?
+                self.search_masked(&q.descriptor, mask(q.model)?.as_ref(), &resolved)?
             }
         };
         let hits = scored
@@ -375,14 +375,15 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         params: &SearchParams,
     ) -> Result<Vec<Scored>> {
         let resolved = self.resolve_params(params)?;
-        self.search_resolved(q, exclude_model, &resolved)
+        let mask = self.entry_mask(params.filter, exclude_model)?;
+        self.search_masked(q, mask.as_ref(), &resolved)
     }
 
-    /// [`RawIndex::search_descriptor`] with resolved parameters.
-    pub fn search_resolved(
+    /// Ranks the entries (or models) that `mask` holds (all, without one) against `q`.
+    fn search_masked(
         &self,
         q: &[f32],
-        exclude_model: Option<u64>,
+        mask: Option<&EntryMask>,
         params: &ResolvedSearch,
     ) -> Result<Vec<Scored>> {
         let p = self.num_probes();
@@ -394,7 +395,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             });
         }
         let Some(metric) = params.metric else {
-            return self.rank_models(q, exclude_model, params.top);
+            return self.rank_models(q, mask, params.top);
         };
         let plan = ScanPlan::with_blend_weight(
             q,
@@ -402,30 +403,23 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             metric,
             params.blend_weight.unwrap_or(0.0),
         );
-        self.search_plan(&plan, exclude_model, params)
+        self.search_plan(&plan, mask, params)
     }
 
-    /// Ranks entries against a [`ScanPlan`], as [`RawIndex::search_resolved`] does after making
-    /// it.
+    /// Ranks the entries `mask` holds against a [`ScanPlan`], as [`RawIndex::search_masked`]
+    /// does after making it.
     fn search_plan(
         &self,
         plan: &ScanPlan,
-        exclude_model: Option<u64>,
+        mask: Option<&EntryMask>,
         params: &ResolvedSearch,
     ) -> Result<Vec<Scored>> {
-        let excluded = match exclude_model {
-            Some(m) => {
-                let info = self.model(m)?;
-                info.first_entry..info.first_entry + u64::from(info.logit_count)
-            }
-            None => 0..0,
-        };
         if let Some(c) = params.candidates {
-            self.rank_hnsw(plan, exclude_model, excluded, params, c)
+            self.rank_hnsw(plan, mask, params, c)
         } else if params.grouping == Grouping::PerModel {
-            self.rank_per_model(plan, exclude_model, params.top)
+            self.rank_per_model(plan, mask, params.top)
         } else {
-            self.rank_entries(plan, excluded, params.top)
+            self.rank_entries(plan, mask, params.top)
         }
     }
 
@@ -495,10 +489,11 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     fn rank_entries(
         &self,
         plan: &ScanPlan,
-        excluded: Range<u64>,
+        mask: Option<&EntryMask>,
         top: usize,
     ) -> Result<Vec<Scored>> {
         let tasks = self.blocks()?;
+        let allowed = |id: u64| mask.is_none_or(|m| m.contains(id));
         Ok(tasks
             .par_iter()
             .fold(
@@ -508,7 +503,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     plan.score_into(rows, r.clone(), scores);
                     for (i, &score) in scores.iter().enumerate() {
                         let id = first + (r.start + i) as u64;
-                        if !excluded.contains(&id) {
+                        if allowed(id) {
                             best.push(Scored { id, score });
                         }
                     }
@@ -523,7 +518,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     fn rank_per_model(
         &self,
         plan: &ScanPlan,
-        exclude_model: Option<u64>,
+        mask: Option<&EntryMask>,
         top: usize,
     ) -> Result<Vec<Scored>> {
         let mut best = TopN::new(top);
@@ -543,7 +538,8 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             let seg = &self.segments[s].dir;
             for (m, range) in self.model_ranges(s)?.into_iter().enumerate() {
                 let model = seg.first_model + m as u64;
-                if Some(model) == exclude_model {
+                // A mask holds whole models: their first entry says.
+                if mask.is_some_and(|k| !k.contains(seg.first_entry + range.start as u64)) {
                     continue;
                 }
                 let winner = range
@@ -562,16 +558,17 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         Ok(best.into_sorted())
     }
 
-    /// The candidate stage and its rerank: per segment, the graph proposes `c` candidates (plus
-    /// room for excluded ones), each scored exactly; segments without a graph are scanned.
+    /// The candidate stage and its rerank: per graph, the walk proposes `c` candidates among the
+    /// entries `mask` holds, each scored exactly; segments without a graph are scanned, and so
+    /// are graphs of which the mask holds only a few entries.
     fn rank_hnsw(
         &self,
         plan: &ScanPlan,
-        exclude_model: Option<u64>,
-        excluded: Range<u64>,
+        mask: Option<&EntryMask>,
         params: &ResolvedSearch,
         c: usize,
     ) -> Result<Vec<Scored>> {
+        let allowed = |id: u64| mask.is_none_or(|m| m.contains(id));
         // The work: each segment without a graph is scanned, each graph of the others walked.
         let mut units: Vec<(usize, Option<crate::reader::GraphPart<'_>>)> = Vec::new();
         for s in 0..self.segments.len() {
@@ -600,7 +597,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     plan.score_into(&rows, r.clone(), dst);
                     let ids = r.map(|e| first + e as u64);
                     for (id, &score) in ids.zip(dst.iter()) {
-                        if !excluded.contains(&id) {
+                        if allowed(id) {
                             out.push(Scored { id, score });
                         }
                     }
@@ -610,18 +607,37 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             let lq = crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
             // This graph's entries, as global ids.
             let start = first + graph.first as u64;
-            let covered = start..start + graph.view.nodes() as u64;
-            // Room for the query model's own entries, which the graph may return but the
-            // results leave out.
-            let overlap = excluded
-                .end
-                .min(covered.end)
-                .saturating_sub(excluded.start.max(covered.start));
-            let take = c.max(params.top).saturating_add(overlap as usize);
-            let ef = walk_breadth(c)
-                .max(params.top)
-                .saturating_add(overlap as usize);
-            let nodes = graph.view.search_query(&lq, ef, take)?;
+            let nodes_n = graph.view.nodes();
+            let covered = start..start + nodes_n as u64;
+            let take = c.max(params.top);
+            let ef = walk_breadth(c).max(params.top);
+            let nodes = match mask {
+                None => graph.view.search_query(&lq, ef, take)?,
+                Some(m) => {
+                    let kept = m.count_in(covered.clone()) as usize;
+                    if kept <= filter_scan_limit(nodes_n, take) {
+                        // Few entries pass: score them all, exactly.
+                        let local: Vec<usize> =
+                            m.ids_in(covered).into_iter().map(|id| (id - first) as usize).collect();
+                        let mut out = Vec::with_capacity(local.len());
+                        let mut scores = vec![0f32; BLOCK.min(local.len())];
+                        for chunk in local.chunks(BLOCK) {
+                            let dst = &mut scores[..chunk.len()];
+                            plan.score_entries(&rows, chunk, dst);
+                            for (&e, &score) in chunk.iter().zip(dst.iter()) {
+                                out.push(Scored { id: first + e as u64, score });
+                            }
+                        }
+                        return Ok(keep_best(out, params));
+                    }
+                    graph.view.search_query_filtered(
+                        &lq,
+                        |v| m.contains(start + u64::from(v)),
+                        ef,
+                        take,
+                    )?
+                }
+            };
             let candidates: Vec<usize> = nodes
                 .iter()
                 .map(|&(_, v)| graph.first + v as usize)
@@ -636,10 +652,10 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 let dst = &mut scores[..chunk.len()];
                 plan.score_entries_listed(&rows, chunk, lists, dst);
                 for (&e, &score) in chunk.iter().zip(dst.iter()) {
-                    let id = first + e as u64;
-                    if !excluded.contains(&id) {
-                        out.push(Scored { id, score });
-                    }
+                    out.push(Scored {
+                        id: first + e as u64,
+                        score,
+                    });
                 }
             }
             Ok(keep_best(out, params))
@@ -658,9 +674,6 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             for list in per_unit {
                 for sc in list? {
                     let m = self.model_of_entry(sc.id)?;
-                    if Some(m) == exclude_model {
-                        continue;
-                    }
                     winners
                         .entry(m)
                         .and_modify(|w| *w = (*w).min(sc))
@@ -680,7 +693,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     fn rank_models(
         &self,
         q: &[f32],
-        exclude_model: Option<u64>,
+        mask: Option<&EntryMask>,
         top: usize,
     ) -> Result<Vec<Scored>> {
         const ROWS: usize = 64;
@@ -715,10 +728,11 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     }
                 }
             }
-            let first_model = self.segments[s].dir.first_model;
+            let seg = &self.segments[s].dir;
             for (m, d) in dist.into_iter().enumerate() {
-                let id = first_model + m as u64;
-                if Some(id) != exclude_model {
+                let id = seg.first_model + m as u64;
+                // A mask holds whole models: their first entry says.
+                if mask.is_none_or(|k| k.contains(seg.first_entry + ranges[m].start as u64)) {
                     best.push(Scored {
                         id,
                         score: d.sqrt() as f32,
@@ -728,6 +742,14 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         }
         Ok(best.into_sorted())
     }
+}
+
+/// Up to how many entries of a graph that a filter keeps are scored exactly instead of walked
+/// to: 5% of the graph's nodes, and at least four times the candidates (docs/benchmarks.md,
+/// "Filtered search"). Below it a walk that keeps only those entries visits most of the graph
+/// anyway.
+fn filter_scan_limit(nodes: usize, take: usize) -> usize {
+    (nodes / 20).max(take.saturating_mul(4))
 }
 
 /// A segment's scored entries, cut to the best `top` unless per-model results need all of them.

@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 use crate::reader::RawIndex;
+use crate::selection::ModelFilter;
 
 use super::Query;
 
@@ -123,7 +124,7 @@ impl SearchMode {
 /// What a search asks for. `None` fields take the library's defaults; parameters that do not
 /// apply to the metric or grouping must stay `None`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SearchParams {
+pub struct SearchParams<'a> {
     /// Number of results.
     pub top: usize,
     /// Top query probes compared by [`Metric::TopK`] and by the top-k term of [`Metric::Blend`];
@@ -140,9 +141,12 @@ pub struct SearchParams {
     /// Weight `w` of the all-probe term of [`Metric::Blend`], from 0 to [`MAX_BLEND_WEIGHT`];
     /// `None` means [`DEFAULT_BLEND_WEIGHT`].
     pub blend_weight: Option<f32>,
+    /// Search only the models this filter keeps (inside the scan and the graph walk, so that
+    /// `top` results come back whenever that many match). Deleted models are never searched.
+    pub filter: Option<&'a ModelFilter>,
 }
 
-impl Default for SearchParams {
+impl Default for SearchParams<'_> {
     fn default() -> Self {
         SearchParams {
             top: 10,
@@ -153,6 +157,7 @@ impl Default for SearchParams {
             mode: SearchMode::Auto,
             candidates: None,
             blend_weight: None,
+            filter: None,
         }
     }
 }

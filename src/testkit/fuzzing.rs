@@ -450,6 +450,8 @@ fn check_append(img: &[u8], before: Option<&Before>) {
         AppendOptions {
             keep_constant: true,
             probe_set: None,
+            // An image may hold a live model of that name already.
+            existing_name: crate::writer::ExistingName::Keep,
         },
     );
     if let Err(e) = added {

@@ -88,7 +88,7 @@ fn compact(path: &std::path::Path, ann: AnnOptions) {
     .unwrap();
 }
 
-fn params(mode: SearchMode) -> SearchParams {
+fn params(mode: SearchMode) -> SearchParams<'static> {
     SearchParams {
         top: 10,
         exclude_same_model: true,

@@ -40,7 +40,7 @@ fn blend_f64(q: &[f32], d: &[f32], k: usize, w: f32) -> f64 {
     top_mean + f64::from(w) * all_rms
 }
 
-fn blend(k: usize, w: f32) -> SearchParams {
+fn blend(k: usize, w: f32) -> SearchParams<'static> {
     SearchParams {
         metric: Metric::Blend,
         k: Some(k),

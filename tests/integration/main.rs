@@ -14,6 +14,7 @@ mod common;
 mod concurrency;
 mod corruption;
 mod crash;
+mod deletes;
 mod fuzz_regressions;
 mod search_props;
 mod storage_precision;

@@ -286,6 +286,7 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
             candidates: None,
             blend_weight: [None, Some(0.0), Some(0.5), Some(3.25)][qs.blend_weight]
                 .filter(|_| entry_metric && metric == Metric::Blend),
+            filter: None,
         };
         let col = zoo.models[m].column(j);
         let (query, q) = if qs.by_vector {

@@ -27,6 +27,8 @@ enum Command {
     Append(Box<cmd::append::Args>),
     /// Search the index with an entry, a raw logit vector or a text embedding.
     Search(cmd::search::Args),
+    /// Delete models: no search returns their entries from this commit on.
+    Delete(cmd::delete::Args),
     /// Show what an index holds.
     Info(cmd::info::Args),
     /// Check every checksum and reference of an index.
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Create(args) => cmd::create::run(args),
         Command::Append(args) => cmd::append::run(*args),
         Command::Search(args) => cmd::search::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
         Command::Info(args) => cmd::info::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Compact(args) => cmd::compact::run(args),

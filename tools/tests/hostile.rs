@@ -463,6 +463,7 @@ fn names_and_label_files_keep_line_oriented_output_intact() {
             "m1",
             "--labels",
             s(&labels),
+            "--keep-duplicate-names",
             "--json",
         ])
     };

@@ -11,6 +11,7 @@ use probelog::collab::{
     CollabOptions, DEFAULT_ADAPTIVE_SHARE, Observations, ProbeFactors, adaptive_probes,
     adaptive_split, sample_probe_count,
 };
+use probelog::writer::ExistingName;
 use probelog::{AppendOptions, IndexWriter, LogitMatrix, ModelAdded, ModelInput, ProbeSetId};
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,14 @@ pub struct Args {
     /// the model.
     #[arg(long)]
     pub keep_constant: bool,
+    /// A new version: delete the live model of the same name in the same commit (readers see the
+    /// old model or the new, never both or neither). Without it a name that a live model has is
+    /// refused. A manifest entry may say `replace = true` itself.
+    #[arg(long, conflicts_with = "keep_duplicate_names")]
+    pub replace: bool,
+    /// Keep a new model whose name a live model has already, as a second model of that name.
+    #[arg(long)]
+    pub keep_duplicate_names: bool,
     /// Fingerprint (64 hex digits) of the probe set the logits were computed on; refused unless it
     /// is the index's.
     #[arg(long, value_name = "HEX64", value_parser = parse_fingerprint)]
@@ -140,6 +149,8 @@ struct ModelSpec {
     input: ModelSource,
     labels: Option<PathBuf>,
     meta: Vec<(String, String)>,
+    /// `replace = true` in its manifest entry.
+    replace: bool,
 }
 
 /// Where a model's logits come from.
@@ -190,6 +201,7 @@ pub fn run(args: Args) -> Result<()> {
             input: ModelSource::Logits(logits.clone()),
             labels: args.labels.clone(),
             meta: args.meta.clone(),
+            replace: false,
         }],
         (None, None, Some(model)) => vec![ModelSpec {
             name: match &args.name {
@@ -203,6 +215,7 @@ pub fn run(args: Args) -> Result<()> {
             ),
             labels: args.labels.clone(),
             meta: args.meta.clone(),
+            replace: false,
         }],
         (None, None, None) => bail!(
             "give the model with --logits FILE.npy --name NAME, --model FILE.pt --probes \
@@ -257,6 +270,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let opts = AppendOptions {
         keep_constant: args.keep_constant,
+        existing_name: if args.replace {
+            ExistingName::Replace
+        } else if args.keep_duplicate_names {
+            ExistingName::Keep
+        } else {
+            ExistingName::Refuse
+        },
         probe_set: given_set
             .map(|(_, id)| id)
             .or(args.probe_fingerprint.map(|fingerprint| ProbeSetId {
@@ -678,6 +698,14 @@ fn stage_rows(
         labels,
         logits: LogitMatrix::new(&rows.data, rows.rows, rows.cols).plain()?,
     };
+    let opts = AppendOptions {
+        existing_name: if spec.replace {
+            ExistingName::Replace
+        } else {
+            opts.existing_name
+        },
+        ..opts
+    };
     match partial {
         Some((observed, partial)) => writer
             .add_partial_model(input, observed, opts, partial.options)
@@ -720,6 +748,9 @@ struct ManifestModel {
     labels: Option<PathBuf>,
     #[serde(default)]
     meta: toml::Table,
+    /// Replace the live model of the same name (`append --replace` for this entry).
+    #[serde(default)]
+    replace: bool,
 }
 
 fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Vec<ModelSpec>> {
@@ -807,6 +838,7 @@ fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Vec<ModelSpec
                 labels: m.labels.map(|l| base.join(l)),
                 meta,
                 name,
+                replace: m.replace,
             })
         })
         .collect()

@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
         grouping: Grouping::PerModel,
         ..SearchParams::default()
     };
-    let report = search::search_entry(&index, 0, &params)?;
+    let report = search::search_entry(&index, 0, &params, None)?;
     outln!()?;
     outln!(
         "example: probelog-tool search {} --entry 0 --exclude-same-model --per-model",

@@ -79,6 +79,9 @@ pub fn run(args: Args) -> Result<()> {
     let index = open_index(&args.index)?;
     let sidecar = sidecar(&index)?;
 
+    // Deleted models are not exported: the rows are the live entries, in id order, and the
+    // sidecar gives each row's entry id.
+    let live = index.live_entry_count().at(&args.index)?;
     let bar = progress(index.entry_count(), "entries");
     let mut npy = temp_beside(&args.out)?;
     write_descriptors(&index, BufWriter::new(npy.as_file_mut()), &bar)
@@ -91,10 +94,10 @@ pub fn run(args: Args) -> Result<()> {
     persist(json, &sidecar_path)?;
     outln!(
         "exported {} descriptors over {} probes to {} (float32 [{}, {}]) and {}",
-        index.entry_count(),
+        live,
         index.num_probes(),
         args.out.display(),
-        index.entry_count(),
+        live,
         index.num_probes(),
         sidecar_path.display()
     )?;
@@ -105,7 +108,7 @@ fn sidecar(index: &Index) -> Result<Sidecar> {
     let path = index.path();
     let mut entries = Vec::with_capacity(index.entry_count() as usize);
     let mut models = Vec::with_capacity(index.model_count() as usize);
-    for id in 0..index.model_count() {
+    for id in (0..index.model_count()).filter(|&id| !index.is_model_deleted(id)) {
         let m = index.model(id).at(path)?;
         for logit in 0..m.logit_count {
             let entry = m.first_entry + u64::from(logit);
@@ -141,22 +144,31 @@ fn sidecar(index: &Index) -> Result<Sidecar> {
 /// Transposes the probe-major segments into entry-major rows, a block of entries at a time.
 fn write_descriptors(index: &Index, out: impl Write, bar: &ProgressBar) -> Result<()> {
     let p = index.num_probes();
-    let mut w = MatrixWriter::new(out, index.entry_count() as usize, p)?;
+    let path = index.path();
+    let live = index.live_entry_count().at(path)?;
+    let mask = index.entry_mask(None, None).at(path)?;
+    let mut w = MatrixWriter::new(out, live as usize, p)?;
     let mut row = vec![0f32; BLOCK];
     let mut block = vec![0f32; BLOCK * p];
+    let starts = index.segment_entry_starts();
     for s in 0..index.segment_count() as usize {
-        let Some(rows) = index.segment_rows(s).at(index.path())? else {
+        let Some(rows) = index.segment_rows(s).at(path)? else {
             continue;
         };
         for start in (0..rows.entries()).step_by(BLOCK) {
             let n = BLOCK.min(rows.entries() - start);
+            let first = starts[s] + start as u64;
+            // The block's live entries (all of them without deletions).
+            let kept: Vec<usize> = (0..n)
+                .filter(|&j| mask.as_ref().is_none_or(|m| m.contains(first + j as u64)))
+                .collect();
             for probe in 0..p {
                 rows.read_row(probe, start..start + n, &mut row[..n]);
-                for (j, &v) in row[..n].iter().enumerate() {
-                    block[j * p + probe] = v;
+                for (i, &j) in kept.iter().enumerate() {
+                    block[i * p + probe] = row[j];
                 }
             }
-            w.write_rows(&block[..n * p])?;
+            w.write_rows(&block[..kept.len() * p])?;
             bar.inc(n as u64);
         }
     }

@@ -30,6 +30,9 @@ struct Info {
     dtype: &'static str,
     entry_count: u64,
     model_count: u64,
+    /// Models and entries deleted (`delete`, `append --replace`); `compact` drops them.
+    deleted_models: u64,
+    deleted_entries: u64,
     segment_count: u32,
     sequence: u64,
     file_size: u64,
@@ -67,6 +70,8 @@ struct ModelRow {
     meta: Vec<(String, String)>,
     /// How many probes the model was run on (all of them unless collaboratively probed).
     observed_probes: usize,
+    /// Deleted: no search returns it, and `compact` drops it.
+    deleted: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -101,6 +106,7 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
                     .observed_probes(id)
                     .at(path)?
                     .map_or(index.num_probes(), |o| o.len()),
+                deleted: index.is_model_deleted(id),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -111,6 +117,8 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
         dtype: index.dtype().name(),
         entry_count: index.entry_count(),
         model_count: index.model_count(),
+        deleted_models: index.deleted_models().len() as u64,
+        deleted_entries: index.deleted_entry_count().at(path)?,
         segment_count: index.segment_count(),
         sequence: index.sequence(),
         file_size: index.data_len(),
@@ -158,8 +166,8 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
         ("probes", info.num_probes.to_string()),
         ("fingerprint", info.fingerprint.clone()),
         ("dtype", info.dtype.to_string()),
-        ("entries", info.entry_count.to_string()),
-        ("models", info.model_count.to_string()),
+        ("entries", live_and_deleted(info.entry_count, info.deleted_entries)),
+        ("models", live_and_deleted(info.model_count, info.deleted_models)),
         ("segments", info.segment_count.to_string()),
         ("commit", info.sequence.to_string()),
         ("size", size),
@@ -216,7 +224,11 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
     for m in &info.models {
         table.row(vec![
             m.id.to_string(),
-            m.name.clone(),
+            if m.deleted {
+                format!("{} (deleted)", m.name)
+            } else {
+                m.name.clone()
+            },
             m.logits.to_string(),
             m.observed_probes.to_string(),
             m.source.clone(),
@@ -228,4 +240,16 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "... {more} more")?;
     }
     Ok(())
+}
+
+/// `total` as live and deleted counts.
+fn live_and_deleted(total: u64, deleted: u64) -> String {
+    if deleted == 0 {
+        total.to_string()
+    } else {
+        format!(
+            "{} live, {deleted} deleted (`compact` drops them)",
+            total - deleted
+        )
+    }
 }

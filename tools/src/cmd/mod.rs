@@ -12,6 +12,7 @@ use crate::output::excerpt;
 pub mod append;
 pub mod compact;
 pub mod create;
+pub mod delete;
 pub mod demo;
 pub mod export;
 pub mod info;
@@ -49,10 +50,7 @@ impl<T> LibResult<T> for probelog::Result<T> {
                 e,
                 Error::Io { .. } | Error::Locked { .. } | Error::AlreadyExists { .. }
             );
-            let err = match &e {
-                Error::Search(search) => anyhow!("{}", self::search::render_error(search)),
-                _ => anyhow!("{e}"),
-            };
+            let err = anyhow!("{}", render(&e));
             if names_path {
                 err
             } else {
@@ -62,15 +60,24 @@ impl<T> LibResult<T> for probelog::Result<T> {
     }
 
     fn plain(self) -> Result<T> {
-        self.map_err(|e| match &e {
-            Error::Search(search) => anyhow!("{}", self::search::render_error(search)),
-            _ => anyhow!("{e}"),
-        })
+        self.map_err(|e| anyhow!("{}", render(&e)))
     }
 }
 
 /// Opens an index read-only, once it is known to be a regular file (the library would block for
 /// ever opening a FIFO).
+/// A library error in this command line's words where the library's name its own API.
+fn render(e: &Error) -> String {
+    match e {
+        Error::Search(search) => self::search::render_error(search),
+        Error::DuplicateName { name, existing } => format!(
+            "model name {name:?} is taken by {existing}: pass --replace to make this model its \
+             new version, or --keep-duplicate-names to keep both"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 pub fn open_index(path: &Path) -> Result<Index> {
     input::require_regular(path, "the index")?;
     Index::open(path).at(path)

@@ -8,8 +8,8 @@ use anyhow::{Result, ensure};
 use clap::ValueEnum;
 use probelog::search::{MAX_BLEND_WEIGHT, ParamName, check_blend_weight};
 use probelog::{
-    DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit, Index, Metric, Query,
-    ResolvedSearch, SearchError, SearchMode, SearchParams,
+    Condition, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit, Index, Metric,
+    ModelFilter, Query, ResolvedSearch, SearchError, SearchMode, SearchParams,
 };
 use serde::Serialize;
 
@@ -70,6 +70,18 @@ pub struct Args {
         help = format!("Candidates per graph that hnsw mode reranks [default: {DEFAULT_CANDIDATES}]")
     )]
     pub candidates: Option<u32>,
+    /// Search only models whose metadata has KEY=VALUE, or with KEY!=VALUE only models without
+    /// that value (or without KEY). Repeatable: all must hold. Applied inside the scan and the
+    /// graph walk, so --top N returns N hits whenever N models' logits match.
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub conditions: Vec<String>,
+    /// Search only models whose name matches this pattern (`*` any characters, `?` one).
+    #[arg(long, value_name = "GLOB")]
+    pub model_name: Option<String>,
+    /// Show, for each hit, the N probes that contributed most to its score: the probe's name,
+    /// the query's and the hit's values, and the probe's share of the score.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub explain: Option<u32>,
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -217,6 +229,13 @@ fn parse_blend_weight(s: &str) -> std::result::Result<f32, String> {
 
 pub fn run(args: Args) -> Result<()> {
     let (metric, grouping) = args.metric.resolve(args.per_model)?;
+    let mut filter = ModelFilter::default();
+    for expr in &args.conditions {
+        filter.add_where(expr).plain()?;
+    }
+    if let Some(glob) = &args.model_name {
+        filter.add_name_glob(glob);
+    }
     let index = open_index(&args.index)?;
     let params = SearchParams {
         // There are never more results than entries; a larger --top must not cost memory.
@@ -228,10 +247,12 @@ pub fn run(args: Args) -> Result<()> {
         mode: args.mode.into(),
         candidates: args.candidates.map(|c| c as usize),
         blend_weight: args.blend_weight,
+        filter: (!filter.is_empty()).then_some(&filter),
     };
+    let explain = args.explain.map(|n| n as usize);
     let q = &args.query;
     if let Some(text) = &q.text {
-        let report = search_text(&index, text, &args.text, &params)?;
+        let report = search_text(&index, text, &args.text, &params, explain)?;
         return if args.json {
             print_json(&report)
         } else {
@@ -240,14 +261,14 @@ pub fn run(args: Args) -> Result<()> {
         };
     }
     let report = match (q.entry, &q.query_logits, &q.text_embedding) {
-        (Some(entry), _, _) => search_entry(&index, entry, &params)?,
+        (Some(entry), _, _) => search_entry(&index, entry, &params, explain)?,
         (_, Some(file), _) => {
             let v = npy::read_vector(file, "the query logits")?;
             let desc = QueryDesc::Logits {
                 file: file.display().to_string(),
                 probes: v.len(),
             };
-            search(&index, &Query::Vector(&v), desc, &params)?
+            search(&index, &Query::Vector(&v), desc, &params, explain)?
         }
         (_, _, Some(file)) => {
             let v = npy::read_vector(file, "the text embedding")?;
@@ -255,7 +276,7 @@ pub fn run(args: Args) -> Result<()> {
                 file: file.display().to_string(),
                 dim: v.len(),
             };
-            search(&index, &Query::TextEmbedding(&v), desc, &params)?
+            search(&index, &Query::TextEmbedding(&v), desc, &params, explain)?
         }
         _ => anyhow::bail!("give one query: --entry, --query-logits, --text-embedding or --text"),
     };
@@ -273,6 +294,7 @@ pub fn search_text(
     text: &str,
     args: &TextArgs,
     params: &SearchParams,
+    explain: Option<usize>,
 ) -> Result<Report> {
     let path = index.path();
     // Checked before anything is loaded: the cheapest failures first.
@@ -312,11 +334,16 @@ pub fn search_text(
         attention_mask: emb.with_mask,
         device: emb.device.clone(),
     };
-    search(index, &Query::TextEmbedding(&emb.values), desc, params)
+    search(index, &Query::TextEmbedding(&emb.values), desc, params, explain)
 }
 
 /// Searches with an entry of the index as the query.
-pub fn search_entry(index: &Index, entry: u64, params: &SearchParams) -> Result<Report> {
+pub fn search_entry(
+    index: &Index,
+    entry: u64,
+    params: &SearchParams,
+    explain: Option<usize>,
+) -> Result<Report> {
     let info = index.entry(entry).at(index.path())?;
     let desc = QueryDesc::Entry {
         entry,
@@ -325,7 +352,7 @@ pub fn search_entry(index: &Index, entry: u64, params: &SearchParams) -> Result<
         logit: info.logit,
         label: info.label,
     };
-    search(index, &Query::Entry(entry), desc, params)
+    search(index, &Query::Entry(entry), desc, params, explain)
 }
 
 fn search(
@@ -333,10 +360,70 @@ fn search(
     query: &Query<'_>,
     desc: QueryDesc,
     params: &SearchParams,
+    explain: Option<usize>,
 ) -> Result<Report> {
     let path: &Path = index.path();
     let found = index.search(query, params).at(path)?;
-    Ok(Report::new(desc, &found.params, found.hits))
+    let why = match explain {
+        Some(n) => {
+            let names = index.probe_names().at(path)?;
+            let name = |p: u32| {
+                names
+                    .as_ref()
+                    .map_or_else(|| format!("probe {p}"), |n| n[p as usize].clone())
+            };
+            let per_hit = index.explain(query, &found, n).at(path)?;
+            Some(
+                per_hit
+                    .into_iter()
+                    .map(|probes| {
+                        probes
+                            .into_iter()
+                            .map(|c| ProbeRow {
+                                probe: c.probe,
+                                name: name(c.probe),
+                                query: c.query,
+                                hit: c.hit,
+                                share: c.share,
+                            })
+                            .collect::<Vec<ProbeRow>>()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => None,
+    };
+    let mut report = Report::new(desc, &found.params, found.hits);
+    report.filter = params
+        .filter
+        .map(|f| f.conditions.iter().map(describe_condition).collect());
+    if let Some(why) = why {
+        for (row, probes) in report.results.iter_mut().zip(why) {
+            row.explain = Some(probes);
+        }
+    }
+    Ok(report)
+}
+
+/// A filter condition as the flag that made it.
+fn describe_condition(c: &Condition) -> String {
+    match c {
+        Condition::MetaEquals { key, value } => format!("{key}={value}"),
+        Condition::MetaNotEquals { key, value } => format!("{key}!={value}"),
+        Condition::NameGlob(glob) => format!("name ~ {glob}"),
+    }
+}
+
+/// One probe of a hit's explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRow {
+    pub probe: u32,
+    /// The probe's name, or "probe N" when the index has no names.
+    pub name: String,
+    pub query: f32,
+    pub hit: f32,
+    /// The probe's share of the hit's score.
+    pub share: f32,
 }
 
 /// What the query was, for the report.
@@ -386,6 +473,8 @@ pub struct Report {
     pub top: usize,
     pub per_model: bool,
     pub exclude_same_model: bool,
+    /// The `--where` and `--model-name` conditions; null without a filter.
+    pub filter: Option<Vec<String>>,
     pub results: Vec<ResultRow>,
 }
 
@@ -398,6 +487,9 @@ pub struct ResultRow {
     pub logit: Option<u32>,
     pub label: Option<String>,
     pub score: f32,
+    /// With `--explain N`: the N probes with the largest shares of the score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<ProbeRow>>,
 }
 
 impl From<Hit> for ResultRow {
@@ -410,6 +502,7 @@ impl From<Hit> for ResultRow {
             logit: h.logit,
             label: h.label,
             score: h.score,
+            explain: None,
         }
     }
 }
@@ -427,6 +520,7 @@ impl Report {
             top: params.top,
             per_model: params.grouping == Grouping::PerModel,
             exclude_same_model: params.exclude_same_model,
+            filter: None,
             results: hits.into_iter().map(ResultRow::from).collect(),
         }
     }
@@ -469,6 +563,9 @@ impl Report {
         if self.exclude_same_model {
             how.push("query's model excluded".into());
         }
+        if let Some(filter) = &self.filter {
+            how.push(format!("only models with {}", filter.join(", ")));
+        }
         writeln!(out, "{}", how.join(", "))?;
         if self.results.is_empty() {
             return writeln!(out, "no results");
@@ -492,6 +589,26 @@ impl Report {
                 format!("{:.4}", r.score),
             ]);
         }
-        table.write(out)
+        table.write(out)?;
+        for r in &self.results {
+            let Some(probes) = &r.explain else { continue };
+            writeln!(out, "rank {} ({}): the probes that decided its score", r.rank, r.model)?;
+            let mut why = Table::new(&[
+                ("probe", Align::Left),
+                ("query", Align::Right),
+                ("hit", Align::Right),
+                ("share", Align::Right),
+            ]);
+            for p in probes {
+                why.row(vec![
+                    p.name.clone(),
+                    format!("{:.3}", p.query),
+                    format!("{:.3}", p.hit),
+                    format!("{:.4}", p.share),
+                ]);
+            }
+            why.write(out)?;
+        }
+        Ok(())
     }
 }

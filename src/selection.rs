@@ -1,0 +1,296 @@
+//! Which entries a search may return: the live models (deleted ones never come back), those whose
+//! metadata and name match a [`ModelFilter`], less the query's own model when it is excluded.
+//!
+//! A search turns these into one [`EntryMask`], a bitset over the entry ids, before it scores
+//! anything: the exact scan skips what the mask leaves out, and the HNSW walk keeps only allowed
+//! nodes as candidates (it still steps through the others), so a search for the top N returns N
+//! allowed hits whenever N exist.
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::reader::{ModelInfo, RawIndex};
+
+/// One condition of a [`ModelFilter`] on a model's metadata or name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The model has metadata `key` with exactly this value.
+    MetaEquals { key: String, value: String },
+    /// The model has no metadata `key`, or has it with another value.
+    MetaNotEquals { key: String, value: String },
+    /// The model's name matches a shell-style pattern: `*` any run of characters, `?` one.
+    NameGlob(String),
+}
+
+impl Condition {
+    fn matches(&self, model: &ModelInfo) -> bool {
+        let value_of = |key: &str| model.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        match self {
+            Condition::MetaEquals { key, value } => value_of(key) == Some(value),
+            Condition::MetaNotEquals { key, value } => value_of(key) != Some(value),
+            Condition::NameGlob(pattern) => wildmatch::WildMatch::new(pattern).matches(&model.name),
+        }
+    }
+}
+
+/// Conditions that all must hold for a model's entries to be searched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelFilter {
+    pub conditions: Vec<Condition>,
+}
+
+impl ModelFilter {
+    /// Parses `KEY=VALUE` or `KEY!=VALUE` (the key is not empty and holds neither `=` nor `!=`)
+    /// into a condition and adds it.
+    pub fn add_where(&mut self, expr: &str) -> Result<()> {
+        let bad = || {
+            Error::InvalidParameter(format!(
+                "filter {expr:?} is not KEY=VALUE or KEY!=VALUE with a non-empty key"
+            ))
+        };
+        let (condition, key) = match expr.split_once("!=") {
+            Some((key, value)) => (
+                Condition::MetaNotEquals {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                },
+                key,
+            ),
+            None => {
+                let (key, value) = expr.split_once('=').ok_or_else(bad)?;
+                (
+                    Condition::MetaEquals {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                    },
+                    key,
+                )
+            }
+        };
+        if key.is_empty() || key.contains('=') {
+            return Err(bad());
+        }
+        self.conditions.push(condition);
+        Ok(())
+    }
+
+    /// Adds a condition on the model name (`*` and `?` wildcards).
+    pub fn add_name_glob(&mut self, pattern: &str) {
+        self.conditions.push(Condition::NameGlob(pattern.to_string()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
+    pub fn matches(&self, model: &ModelInfo) -> bool {
+        self.conditions.iter().all(|c| c.matches(model))
+    }
+}
+
+/// A set of entry ids, one bit each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMask {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl EntryMask {
+    /// No entry of `len`.
+    pub fn none(len: u64) -> Self {
+        EntryMask {
+            words: vec![0; len.div_ceil(64) as usize],
+            len,
+        }
+    }
+
+    /// Every entry of `len`.
+    pub fn all(len: u64) -> Self {
+        let mut m = EntryMask::none(len);
+        m.set_range(0..len, true);
+        m
+    }
+
+    /// Sets (or clears) every entry of `r`, in whole words where it can.
+    pub fn set_range(&mut self, r: Range<u64>, on: bool) {
+        let (mut a, b) = (r.start, r.end.min(self.len));
+        while a < b {
+            let (w, bit) = ((a / 64) as usize, a % 64);
+            let n = (64 - bit).min(b - a);
+            let bits = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            if on {
+                self.words[w] |= bits;
+            } else {
+                self.words[w] &= !bits;
+            }
+            a += n;
+        }
+    }
+
+    #[inline]
+    pub fn contains(&self, id: u64) -> bool {
+        id < self.len && self.words[(id / 64) as usize] & (1 << (id % 64)) != 0
+    }
+
+    /// How many entries of `r` are in the set.
+    pub fn count_in(&self, r: Range<u64>) -> u64 {
+        let (mut a, b) = (r.start, r.end.min(self.len));
+        let mut count = 0u64;
+        while a < b {
+            let (w, bit) = ((a / 64) as usize, a % 64);
+            let n = (64 - bit).min(b - a);
+            let bits = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            count += u64::from((self.words[w] & bits).count_ones());
+            a += n;
+        }
+        count
+    }
+
+    /// The entries of `r` in the set, ascending.
+    pub fn ids_in(&self, r: Range<u64>) -> Vec<u64> {
+        let (a, b) = (r.start, r.end.min(self.len));
+        let mut out = Vec::new();
+        if a >= b {
+            return out;
+        }
+        for w in (a / 64) as usize..=((b - 1) / 64) as usize {
+            let mut bits = self.words[w];
+            while bits != 0 {
+                let id = w as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                if (a..b).contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl<D: AsRef<[u8]>> RawIndex<D> {
+    /// Ids of the deleted models, ascending.
+    pub fn deleted_models(&self) -> &[u64] {
+        &self.deleted
+    }
+
+    pub fn is_model_deleted(&self, id: u64) -> bool {
+        self.deleted.binary_search(&id).is_ok()
+    }
+
+    /// Models that are not deleted.
+    pub fn live_model_count(&self) -> u64 {
+        self.model_count() - self.deleted.len() as u64
+    }
+
+    /// Entries of the deleted models.
+    pub fn deleted_entry_count(&self) -> Result<u64> {
+        self.deleted
+            .iter()
+            .map(|&m| self.model(m).map(|i| u64::from(i.logit_count)))
+            .sum()
+    }
+
+    /// Entries of the live models.
+    pub fn live_entry_count(&self) -> Result<u64> {
+        Ok(self.entry_count() - self.deleted_entry_count()?)
+    }
+
+    /// The live models with `name`, ascending.
+    pub fn live_models_named(&self, name: &str) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for id in 0..self.model_count() {
+            if !self.is_model_deleted(id) && self.model(id)?.name == name {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The live models that `filter` keeps, ascending.
+    pub fn matching_models(&self, filter: &ModelFilter) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for id in 0..self.model_count() {
+            if !self.is_model_deleted(id) && filter.matches(&self.model(id)?) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entries a search may return: live, kept by `filter`, not of `exclude_model`. `None`
+    /// when that is every entry (the search then checks nothing).
+    pub fn entry_mask(
+        &self,
+        filter: Option<&ModelFilter>,
+        exclude_model: Option<u64>,
+    ) -> Result<Option<EntryMask>> {
+        let filter = filter.filter(|f| !f.is_empty());
+        if filter.is_none() && exclude_model.is_none() && self.deleted.is_empty() {
+            return Ok(None);
+        }
+        let n = self.entry_count();
+        let mut mask = match filter {
+            Some(f) => {
+                let mut mask = EntryMask::none(n);
+                for id in self.matching_models(f)? {
+                    let info = self.model(id)?;
+                    mask.set_range(info.entry_range(), true);
+                }
+                mask
+            }
+            None => {
+                let mut mask = EntryMask::all(n);
+                for &id in &self.deleted {
+                    mask.set_range(self.model(id)?.entry_range(), false);
+                }
+                mask
+            }
+        };
+        if let Some(m) = exclude_model {
+            mask.set_range(self.model(m)?.entry_range(), false);
+        }
+        Ok(Some(mask))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_ranges_and_counts() {
+        let mut m = EntryMask::none(200);
+        m.set_range(3..130, true);
+        m.set_range(64..70, false);
+        assert_eq!(m.count_in(0..200), 127 - 6);
+        assert!(m.contains(3) && m.contains(63) && !m.contains(64) && m.contains(70));
+        assert!(!m.contains(130) && !m.contains(500));
+        assert_eq!(m.count_in(60..72), 4 + 2);
+        assert_eq!(m.ids_in(60..72), vec![60, 61, 62, 63, 70, 71]);
+        assert_eq!(EntryMask::all(65).count_in(0..1000), 65);
+    }
+
+    #[test]
+    fn where_expressions() {
+        let mut f = ModelFilter::default();
+        f.add_where("task=pets").unwrap();
+        f.add_where("license!=gpl").unwrap();
+        f.add_where("note=a=b").unwrap();
+        f.add_name_glob("resnet-*");
+        for bad in ["", "=x", "novalue", "!=x"] {
+            assert!(ModelFilter::default().add_where(bad).is_err(), "{bad:?}");
+        }
+        let model = |name: &str, meta: &[(&str, &str)]| ModelInfo {
+            id: 0,
+            name: name.into(),
+            source: String::new(),
+            meta: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            first_entry: 0,
+            logit_count: 1,
+        };
+        assert!(f.matches(&model("resnet-18", &[("task", "pets"), ("note", "a=b")])));
+        assert!(!f.matches(&model("resnet-18", &[("task", "pets"), ("license", "gpl"), ("note", "a=b")])));
+        assert!(!f.matches(&model("vit", &[("task", "pets"), ("note", "a=b")])));
+        assert!(!f.matches(&model("resnet-18", &[("note", "a=b")])));
+    }
+}
