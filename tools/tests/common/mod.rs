@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod fixture;
+
 /// The binary of this build under test: `probelog-tool`, or `probelog-research` in the research
 /// crate's tests.
 pub fn tool() -> Command {
