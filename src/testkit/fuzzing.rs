@@ -3,9 +3,9 @@
 //! code. Not part of the public API.
 //!
 //! A fuzz input is turned into one index image and then exercised: open, verify, look up models,
-//! entries and probe names, search by entry, by vector and by text, and append through the writer.
-//! Nothing may panic, and an index that opens and verifies cleanly must answer every lookup and
-//! query without error and survive an append.
+//! entries and probe names, search by entry, by vector and by text, and append, delete and compact
+//! through the writer. Nothing may panic, and an index that opens and verifies cleanly must answer
+//! every lookup and query without error and survive an append, a delete and a compaction.
 //!
 //! Input layout: byte 0 selects what to do with the rest.
 //! - bits 0-1, the mode: 0 = the rest is the whole file; 1 = XOR the payload into a valid base
@@ -250,7 +250,48 @@ pub fn exercise(img: &[u8]) {
     };
     drop(opened);
     check_append(img, before.as_ref());
+    check_delete(img, before.as_ref());
     check_compact(img, before.as_ref());
+}
+
+/// Deletes the first live model through the writer. On an image that verified, the delete must
+/// commit, the result must verify, and no search may return the deleted model; on any other
+/// image it may be refused but never panic.
+fn check_delete(img: &[u8], before: Option<&Before>) {
+    let Ok(mut w) = IndexWriter::from_storage(FaultyStorage::new(img.to_vec())) else {
+        return;
+    };
+    let clean = before.is_some_and(|b| b.clean && b.sequence < u64::MAX);
+    let Ok(raw) = RawIndex::new(AlignedBytes::from_slice(img)) else {
+        return;
+    };
+    let Some(victim) = (0..raw.model_count()).find(|&m| !raw.is_model_deleted(m)) else {
+        return;
+    };
+    if let Err(e) = w.delete_model(victim).and_then(|()| w.commit()) {
+        assert!(!clean, "an index that verifies refused a delete: {e}");
+        return;
+    }
+    let after = w.into_storage().current().to_vec();
+    let idx = RawIndex::new(AlignedBytes::from_slice(&after))
+        .unwrap_or_else(|e| panic!("an index does not open after a delete: {e}"));
+    assert!(idx.is_model_deleted(victim));
+    if !clean || idx.num_probes() > MAX_PROBES_EXERCISED {
+        return;
+    }
+    let report = idx.verify();
+    assert!(report.is_ok(), "a clean index has problems after a delete: {:?}", report.problems);
+    let v: Vec<f32> = (0..idx.num_probes()).map(|i| ((i * 7) % 11) as f32).collect();
+    let params = SearchParams {
+        top: usize::MAX,
+        ..SearchParams::default()
+    };
+    if let Ok(found) = idx.search(&Query::Vector(&v), &params) {
+        assert!(
+            found.iter().all(|h| h.model_id != victim),
+            "a search returned a deleted model"
+        );
+    }
 }
 
 /// Exercises an index that opened; returns whether it verified cleanly.
