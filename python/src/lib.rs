@@ -14,8 +14,8 @@ use numpy::{
 };
 use probelog::probe_set::ProbeSet as CoreProbeSet;
 use probelog::{
-    AppendOptions, CreateOptions, Dtype, LockWait, LogitMatrix, Metric, ModelInput, ProbeSetId,
-    Query, SearchMode, SearchParams,
+    AppendOptions, CreateOptions, Dtype, Grouping, LockWait, LogitMatrix, Metric, ModelInput,
+    ProbeSetId, Query, SearchMode, SearchParams,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyIndexError, PyTypeError};
@@ -79,6 +79,7 @@ fn py_err(e: probelog::Error) -> PyErr {
         E::ProbeSetMismatch { .. } => ProbeSetMismatchError::new_err(msg),
         E::InvalidInput(_)
         | E::InvalidParameter(_)
+        | E::Search(_)
         | E::NonFinite { .. }
         | E::ConstantLogit { .. } => InvalidInputError::new_err(msg),
         E::Locked { .. } => LockedError::new_err(msg),
@@ -101,13 +102,29 @@ impl<T> OrPy<T> for probelog::Result<T> {
 
 // ---- Parameters --------------------------------------------------------------------------------
 
-fn parse_metric(name: Option<&str>) -> PyResult<Metric> {
-    let Some(name) = name else {
-        return Ok(Metric::default());
+/// The library's metric and grouping for `metric` and `per_model`, as the command line maps
+/// `--metric` and `--per-model`: "model" is the model-mean grouping (whole models).
+fn parse_metric(name: Option<&str>, per_model: bool) -> PyResult<(Metric, Grouping)> {
+    let grouping = if per_model {
+        Grouping::PerModel
+    } else {
+        Grouping::Entries
     };
-    [Metric::Blend, Metric::TopK, Metric::Full, Metric::Model]
+    let Some(name) = name else {
+        return Ok((Metric::default(), grouping));
+    };
+    if name == "model" || name == Grouping::ModelMean.name() {
+        if per_model {
+            return Err(InvalidInputError::new_err(
+                "per_model does not apply to metric=\"model\", which ranks whole models",
+            ));
+        }
+        return Ok((Metric::default(), Grouping::ModelMean));
+    }
+    [Metric::Blend, Metric::TopK, Metric::Full]
         .into_iter()
         .find(|m| m.name() == name)
+        .map(|m| (m, grouping))
         .ok_or_else(|| {
             InvalidInputError::new_err(format!(
                 "unknown metric {name:?}: use \"blend\" (the default), \"topk\", \"full\" or \"model\""
@@ -178,26 +195,24 @@ fn string_pairs(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)
         .map_err(|_| PyTypeError::new_err("meta must be a dict of str to str or (key, value) pairs"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn search_params(
-    top: usize,
-    k: Option<usize>,
-    metric: Option<&str>,
-    per_model: bool,
-    mode: Option<&str>,
-    blend_weight: Option<f32>,
-    candidates: Option<usize>,
-) -> PyResult<SearchParams> {
-    Ok(SearchParams {
-        top,
-        k,
-        per_model,
-        metric: parse_metric(metric)?,
-        mode: parse_mode(mode)?,
-        candidates,
-        blend_weight,
-        ..SearchParams::default()
-    })
+/// The core's `SearchParams` from the Python keywords. A macro, not a function, so that the
+/// struct literal takes whatever lifetime and further fields (left at their defaults) the core
+/// gives it.
+macro_rules! search_params {
+    ($top:expr, $k:expr, $metric:expr, $per_model:expr, $mode:expr, $blend_weight:expr,
+     $candidates:expr) => {{
+        let (metric, grouping) = parse_metric($metric, $per_model)?;
+        SearchParams {
+            top: $top,
+            k: $k,
+            grouping,
+            metric,
+            mode: parse_mode($mode)?,
+            candidates: $candidates,
+            blend_weight: $blend_weight,
+            ..SearchParams::default()
+        }
+    }};
 }
 
 // ---- create ------------------------------------------------------------------------------------
@@ -694,7 +709,7 @@ impl Index {
         candidates: Option<usize>,
         text_embedding: Option<PyArrayLike1<'_, f32, AllowTypeChange>>,
     ) -> PyResult<Vec<Hit>> {
-        let mut params = search_params(top, k, metric, per_model, mode, blend_weight, candidates)?;
+        let mut params = search_params!(top, k, metric, per_model, mode, blend_weight, candidates);
         let index = self.get();
         // exclude_model: True leaves out the query entry's own model (the core's rule); a model
         // id (int) or name (str) leaves out that model.
@@ -756,7 +771,7 @@ impl Index {
                     Q::Text(t) => Query::TextEmbedding(t),
                 };
                 match exclude {
-                    None => index.search(&query, &params),
+                    None => index.search(&query, &params).map(|r| r.hits),
                     Some(model) => {
                         // The core's search excludes only the query's own model; this is its
                         // descriptor search with an explicit model, then the same metadata.
@@ -765,7 +780,7 @@ impl Index {
                         scored
                             .into_iter()
                             .enumerate()
-                            .map(|(i, s)| hit_of(&index, i + 1, s, params.metric))
+                            .map(|(i, s)| hit_of(&index, i + 1, s, params.grouping))
                             .collect()
                     }
                 }
@@ -793,7 +808,7 @@ impl Index {
         blend_weight: Option<f32>,
         candidates: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
-        let params = search_params(top, k, metric, per_model, mode, blend_weight, candidates)?;
+        let params = search_params!(top, k, metric, per_model, mode, blend_weight, candidates);
         let index = self.get();
         let q = queries.as_array().as_standard_layout().into_owned();
         let (n, width) = q.dim();
@@ -864,9 +879,9 @@ fn hit_of(
     index: &probelog::Index,
     rank: usize,
     s: probelog::Scored,
-    metric: Metric,
+    grouping: Grouping,
 ) -> probelog::Result<probelog::Hit> {
-    if metric == Metric::Model {
+    if grouping == Grouping::ModelMean {
         let m = index.model(s.id)?;
         return Ok(probelog::Hit {
             rank,
@@ -902,6 +917,7 @@ fn zero_copy_view<'py>(
         return Ok(None);
     }
     let starts = index.segment_entry_starts();
+    let starts = &starts[..index.segment_count() as usize];
     let s = starts.partition_point(|&st| st <= a) - 1;
     let Some(rows) = index.segment_rows(s).py()? else {
         return Ok(None);
@@ -942,7 +958,7 @@ fn copy_range(index: &probelog::Index, a: u64, b: u64) -> probelog::Result<Array
     let mut out = Array2::<f32>::zeros(((b - a) as usize, p));
     let starts = index.segment_entry_starts();
     let mut row = Vec::new();
-    for (s, &first) in starts.iter().enumerate() {
+    for (s, &first) in starts.iter().enumerate().take(index.segment_count() as usize) {
         let Some(rows) = index.segment_rows(s)? else {
             continue;
         };
@@ -1090,6 +1106,7 @@ impl Writer {
                         AppendOptions {
                             keep_constant,
                             probe_set,
+                            ..AppendOptions::default()
                         },
                     )
                 })
