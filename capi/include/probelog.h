@@ -26,7 +26,12 @@
 // The version of this ABI. From the first release on, it changes whenever a function, a struct
 // layout or a constant of `probelog.h` changes incompatibly; compare it with
 // `probelog_abi_version` at run time. Version 1 has not been released yet and still changes in
-// place: `ProbelogSearchParams` gained `mode` and `candidates` within it.
+// place: `ProbelogSearchParams` gained `mode` and `candidates`, then `blend_weight`, then
+// `where_conditions`, `where_count`, `model_name` and `explain` (with `ProbelogProbeShare` and
+// `probelog_results_explain_len` / `_get`); `ProbelogModel` gained `existing_name`
+// (PROBELOG_NAME_*), `ProbelogCommitInfo` `models_deleted`, `ProbelogIndexInfo` the live and
+// deleted counts; `probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
+// PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; all within version 1.
 #define PROBELOG_ABI_VERSION 1
 
 // Metric: ProbeLog's asymmetric top-k discrepancy, as in the paper.
@@ -59,6 +64,19 @@
 // the index, instead of waiting for it (`--no-wait`).
 #define PROBELOG_NO_WAIT 1
 
+// `ProbelogModel.existing_name`: refuse a model whose name a live model has already, with
+// PROBELOG_ERR_DUPLICATE_NAME (the default, and the value of a zero-initialised field).
+#define PROBELOG_NAME_REFUSE 0
+
+// `ProbelogModel.existing_name`: a new version. The live models of that name are deleted by the
+// same commit that adds this one, so readers see the old version or the new, never both or
+// neither (`append --replace`).
+#define PROBELOG_NAME_REPLACE 1
+
+// `ProbelogModel.existing_name`: keep both, two models of one name
+// (`append --keep-duplicate-names`).
+#define PROBELOG_NAME_KEEP 2
+
 // An index opened read-only (a memory map of one committed snapshot). Opaque. May be shared
 // between threads: searches run concurrently, `probelog_index_refresh` waits for them.
 typedef struct ProbelogIndex ProbelogIndex;
@@ -82,12 +100,22 @@ typedef struct ProbelogIndexInfo {
   uint32_t num_probes;
   // d: values per text embedding; 0 when the index holds no probe embeddings (no text search).
   uint32_t embedding_dim;
-  // Entries (logits) in the snapshot; entry ids run from 0 to entry_count - 1.
+  // Entries (logits) in the snapshot, those of deleted models included; entry ids run from 0
+  // to entry_count - 1.
   uint64_t entry_count;
-  // Models in the snapshot.
+  // Models in the snapshot, deleted ones included; model ids run from 0 to model_count - 1.
   uint64_t model_count;
   // The sequence number of the snapshot's commit; it grows with every commit.
   uint64_t sequence;
+  // Entries of the models that are not deleted: the entries a search can return.
+  uint64_t live_entry_count;
+  // Models that are not deleted.
+  uint64_t live_model_count;
+  // Entries of the deleted models (never returned; compaction drops them).
+  uint64_t deleted_entry_count;
+  // Deleted models (`probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
+  // PROBELOG_NAME_REPLACE).
+  uint64_t deleted_model_count;
 } ProbelogIndexInfo;
 
 // Search parameters: the options of `probelog-tool search`. Start from
@@ -120,6 +148,22 @@ typedef struct ProbelogSearchParams {
   // weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
   // metric. Must be 0 for the other metrics.
   float blend_weight;
+  // NULL, or `where_count` conditions on the models' metadata (`--where`), all of which must
+  // hold: "KEY=VALUE" (the model has metadata KEY with exactly that value) or "KEY!=VALUE"
+  // (it has no KEY, or another value); the key is not empty. Only the models they keep are
+  // searched, inside the scan and the graph walk, so `top` hits come back whenever that many
+  // match. A malformed condition is PROBELOG_ERR_INVALID_ARGUMENT. The strings are read
+  // during the search call only.
+  const char *const *where_conditions;
+  // Number of strings in `where_conditions`; 0 for none.
+  size_t where_count;
+  // NULL, or a pattern the model's name must match (`--model-name`): `*` any run of
+  // characters, `?` one character.
+  const char *model_name;
+  // 0: no explanations. N > 0: for each hit, the N probes with the largest shares of its
+  // score, largest first (`--explain N`; fewer when the index has fewer probes), read with
+  // `probelog_results_explain_len` and `probelog_results_explain_get`.
+  uint32_t explain;
 } ProbelogSearchParams;
 
 // One result. The strings belong to the `ProbelogResults` they were read from and stay valid
@@ -144,6 +188,26 @@ typedef struct ProbelogHit {
   // The score; lower is closer.
   float score;
 } ProbelogHit;
+
+// One probe's part in a hit's score (`probelog_results_explain_get`). The shares of all the
+// probes of a hit add up to its score: the top-k term is split over the query's top k probes
+// (`|query - hit| / k` each), an all-probe term in proportion to `(query - hit)^2`.
+typedef struct ProbelogProbeShare {
+  // The probe's index, 0 to P - 1.
+  uint32_t probe;
+  // The query descriptor's value on the probe (z-normalized).
+  float query;
+  // The hit's value on the probe: its descriptor's, or for PROBELOG_METRIC_MODEL its model's
+  // mean descriptor's.
+  float hit;
+  // The probe's share of the hit's score.
+  float share;
+  // The probe's name, NUL-terminated UTF-8, when the index has probe names; else NULL. Valid
+  // until the results are freed.
+  const char *name;
+  // Bytes in `name` before its NUL; 0 when `name` is NULL.
+  size_t name_len;
+} ProbelogProbeShare;
 
 // One model to append: its raw logits over the probes, a name, and optional labels and
 // metadata. All strings are NUL-terminated UTF-8.
@@ -170,6 +234,10 @@ typedef struct ProbelogModel {
   // Non-zero: store logits that are constant over the probes as all-zero descriptors instead of
   // refusing the model (`--keep-constant`).
   int keep_constant;
+  // What happens when a live model already has this name: PROBELOG_NAME_REFUSE (0, the
+  // default: PROBELOG_ERR_DUPLICATE_NAME), PROBELOG_NAME_REPLACE (a new version: the live
+  // models of that name are deleted by the same commit) or PROBELOG_NAME_KEEP (keep both).
+  uint32_t existing_name;
 } ProbelogModel;
 
 // What `probelog_writer_add_model` staged.
@@ -198,6 +266,10 @@ typedef struct ProbelogCommitInfo {
   uint64_t model_count;
   // Bytes this commit wrote.
   uint64_t bytes_written;
+  // Models this commit deleted (`probelog_writer_delete_model`,
+  // `probelog_writer_delete_models_named`, PROBELOG_NAME_REPLACE). `entry_count` and
+  // `model_count` still count them; `ProbelogIndexInfo` has the live counts.
+  uint64_t models_deleted;
 } ProbelogCommitInfo;
 
 // Success.
@@ -211,7 +283,8 @@ typedef struct ProbelogCommitInfo {
 
 // A parameter is out of range: top = 0, k above the probe count, an unknown metric, an entry
 // that does not exist, an option that does not apply to this query, a result index past the
-// end.
+// end, a filter condition that is not KEY=VALUE or KEY!=VALUE, a model id or name to delete
+// that no live model has.
 #define PROBELOG_ERR_INVALID_ARGUMENT 3
 
 // A vector or matrix has the wrong length: a query vector that is not one value per probe, a
@@ -243,6 +316,15 @@ typedef struct ProbelogCommitInfo {
 // An internal error (a panic inside probelog, caught at the boundary); a bug to report. A writer
 // that saw one refuses further calls: close it.
 #define PROBELOG_ERR_PANIC 12
+
+// `probelog_writer_add_model` was given a model whose name a live model (or a model staged in
+// the same commit) has already, and `ProbelogModel.existing_name` is PROBELOG_NAME_REFUSE (the
+// default): pass PROBELOG_NAME_REPLACE for a new version, or PROBELOG_NAME_KEEP for both.
+#define PROBELOG_ERR_DUPLICATE_NAME 13
+
+// An entry of a deleted model was asked for (`probelog_index_descriptor`,
+// `probelog_search_entry`): deleted models are never returned.
+#define PROBELOG_ERR_DELETED 14
 
 #ifdef __cplusplus
 extern "C" {
@@ -281,7 +363,7 @@ ProbelogStatus probelog_index_open(const char *path,
 // is not used again.
 void probelog_index_close(struct ProbelogIndex *index);
 
-// Fills `*out` with the counts of the handle's snapshot.
+// Fills `*out` with the counts of the handle's snapshot, live and deleted.
 //
 // # Safety
 // `index` is NULL or a live handle; `out` is NULL or valid for writing a `ProbelogIndexInfo`.
@@ -298,7 +380,8 @@ ProbelogStatus probelog_index_refresh(const struct ProbelogIndex *index,
                                       int *changed);
 
 // Copies the stored (z-normalized) descriptor of `entry` into `out`, which holds `len` floats;
-// `len` must be the probe count. Such a descriptor is a valid query vector.
+// `len` must be the probe count. Such a descriptor is a valid query vector. An entry of a
+// deleted model is PROBELOG_ERR_DELETED.
 //
 // # Safety
 // `index` is NULL or a live handle; `out` is NULL or valid for writing `len` floats.
@@ -309,7 +392,8 @@ ProbelogStatus probelog_index_descriptor(const struct ProbelogIndex *index,
 
 // The default parameters: top 10, k = 0 (the library's default k), PROBELOG_METRIC_BLEND with
 // blend_weight = 0 (the library's default weight), no exclusion, every logit,
-// PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
+// PROBELOG_MODE_AUTO, candidates = 0 (the library's default), no filter (where_conditions and
+// model_name NULL, where_count 0), explain = 0.
 struct ProbelogSearchParams probelog_search_params_default(void);
 
 // Searches with an entry of the index as the query (`probelog-tool search --entry`). On
@@ -395,6 +479,26 @@ ProbelogStatus probelog_results_get(const struct ProbelogResults *results,
                                     size_t i,
                                     struct ProbelogHit *out);
 
+// How many probes explain result `i` (`ProbelogSearchParams.explain`, at most the probe
+// count); 0 without explanations, for a result index past the end, and for NULL.
+//
+// # Safety
+// `results` is NULL or a live results handle.
+size_t probelog_results_explain_len(const struct ProbelogResults *results,
+                                    size_t i);
+
+// Fills `*out` with the probe of rank `j` (0-based, largest share first) in the explanation
+// of result `i`. Asking past `probelog_results_explain_len(results, i)` is
+// PROBELOG_ERR_INVALID_ARGUMENT.
+//
+// # Safety
+// `results` is NULL or a live results handle; `out` is NULL or valid for writing a
+// `ProbelogProbeShare`.
+ProbelogStatus probelog_results_explain_get(const struct ProbelogResults *results,
+                                            size_t i,
+                                            size_t j,
+                                            struct ProbelogProbeShare *out);
+
 // Frees results; NULL is ignored. The strings of hits read from them become invalid.
 //
 // # Safety
@@ -422,8 +526,10 @@ ProbelogStatus probelog_writer_open(const char *path,
 
 // Stages one model. Its logits are z-normalized per logit and checked: the probe count must be
 // the index's, NaN and infinities are refused, constant logits are refused unless
-// keep_constant, the label count must be num_logits. A refused model leaves the writer as it
-// was. `out` may be NULL.
+// keep_constant, the label count must be num_logits, and a name that a live model (or a model
+// staged in this commit) has is refused with PROBELOG_ERR_DUPLICATE_NAME unless existing_name
+// says otherwise. With PROBELOG_NAME_REPLACE the live models of that name are staged for
+// deletion with it. A refused model leaves the writer as it was. `out` may be NULL.
 //
 // # Safety
 // `writer` is NULL or a live writer; `model` is NULL or points to a `ProbelogModel` whose
@@ -433,13 +539,36 @@ ProbelogStatus probelog_writer_add_model(struct ProbelogWriter *writer,
                                          const struct ProbelogModel *model,
                                          struct ProbelogModelAdded *out);
 
-// Publishes every staged model in one atomic, crash-safe commit; readers see them from now on
+// Publishes every staged model and deletion in one atomic, crash-safe commit; readers see them from now on
 // (`probelog_index_refresh`). `out` may be NULL. The writer stays open for more models.
 //
 // # Safety
 // `writer` is NULL or a live writer; `out` is NULL or valid for writing a `ProbelogCommitInfo`.
 ProbelogStatus probelog_writer_commit(struct ProbelogWriter *writer,
                                       struct ProbelogCommitInfo *out);
+
+// Stages the deletion of the committed model `model_id` (`probelog-tool delete --model-id`):
+// from the commit on, no search or lookup returns its entries (`probelog_index_descriptor`
+// gives PROBELOG_ERR_DELETED), and compaction drops them. An id that no committed model has, or
+// a model deleted already (or staged for deletion), is PROBELOG_ERR_INVALID_ARGUMENT, and
+// nothing is staged.
+//
+// # Safety
+// `writer` is NULL or a live writer.
+ProbelogStatus probelog_writer_delete_model(struct ProbelogWriter *writer,
+                                            uint64_t model_id);
+
+// Stages the deletion of every live committed model named `name` (`probelog-tool delete
+// --model`); `*deleted_count_out` (when not NULL) receives how many. A name that no live
+// committed model has is PROBELOG_ERR_INVALID_ARGUMENT, and nothing is staged (the out value is
+// then 0).
+//
+// # Safety
+// `writer` is NULL or a live writer; `name` is NULL or a NUL-terminated string;
+// `deleted_count_out` is NULL or valid for writing a `uint64_t`.
+ProbelogStatus probelog_writer_delete_models_named(struct ProbelogWriter *writer,
+                                                   const char *name,
+                                                   uint64_t *deleted_count_out);
 
 // Releases the writer lock and frees the writer; models staged since the last commit are
 // discarded. NULL is ignored.

@@ -14,15 +14,16 @@
  * and these arguments (hidden columns, in the order shown):
  *
  *   probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates,
- *                   blend_weight])
+ *                   blend_weight, filter, model_name])
  *       raw logits over the probes
  *   probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates,
- *                        blend_weight])
+ *                        blend_weight, filter, model_name])
  *       a text embedding
  *   probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model, mode,
- *                         candidates, blend_weight])
+ *                         candidates, blend_weight, filter, model_name])
  *       an entry of the index
- *   probelog_models(path, query_blob [, n, k, metric, mode, candidates, blend_weight])
+ *   probelog_models(path, query_blob [, n, k, metric, mode, candidates, blend_weight, filter,
+ *                   model_name])
  *       raw logits, best logit per model (per_model = 1)
  *
  * Blobs hold little-endian float32 values: P of them for a query, d for a text embedding. The
@@ -30,7 +31,14 @@
  * top-k discrepancy, 'full', 'model'), per_model = 0, exclude_same_model = 0, mode = 'auto' (or
  * 'exact', 'hnsw', which needs metric 'topk'), candidates = NULL (the library's default),
  * blend_weight = NULL (the library's default, 8 today; a number from 0 to 1e6, for metric 'blend' only;
- * 0 ranks as 'topk'). SQL NULL means the default. Scalar functions:
+ * 0 ranks as 'topk'). filter = NULL (every model) or conditions on the models' metadata joined
+ * by '&', all of which must hold: 'KEY=VALUE' (the model has KEY with exactly that value) or
+ * 'KEY!=VALUE' (it has no KEY, or another value), e.g. 'family=resnet&license!=gpl' (search
+ * --where; a key is not empty, and neither keys nor values can hold '&'; '' is no condition).
+ * model_name = NULL (every model) or a pattern the model's name must match, '*' any run of
+ * characters and '?' one (search --model-name). Filtered models are left out inside the scan, so
+ * n rows come back whenever n match. Deleted models are never returned. SQL NULL means the
+ * default. Scalar functions:
  *
  *   probelog_descriptor(path, entry)  the stored descriptor of an entry, as a query blob
  *   probelog_f32(text)                '[0.5, -1, 2e-3]' (or space/comma separated) as a blob
@@ -71,13 +79,15 @@ enum {
     ARG_MODE,
     ARG_CANDIDATES,
     ARG_BLEND_WEIGHT,
+    ARG_FILTER,
+    ARG_MODEL_NAME,
     N_ARGS
 };
 #define REQUIRED ((1 << ARG_PATH) | (1 << ARG_QUERY))
 
 static const char *const ARG_NAMES[N_ARGS] = {
     "path", "query",      "n",          "k", "metric", "per_model", "exclude_same_model",
-    "mode", "candidates", "blend_weight",
+    "mode", "candidates", "blend_weight", "filter", "model_name",
 };
 
 typedef enum { QUERY_VECTOR, QUERY_TEXT, QUERY_ENTRY } QueryKind;
@@ -95,26 +105,28 @@ typedef struct {
 static const Form FORMS[] = {
     {"probelog_search", QUERY_VECTOR, 0,
      "probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates, "
-     "blend_weight])",
-     9,
+     "blend_weight, filter, model_name])",
+     11,
      {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES,
-      ARG_BLEND_WEIGHT}},
+      ARG_BLEND_WEIGHT, ARG_FILTER, ARG_MODEL_NAME}},
     {"probelog_search_text", QUERY_TEXT, 0,
      "probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates, "
-     "blend_weight])",
-     9,
+     "blend_weight, filter, model_name])",
+     11,
      {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES,
-      ARG_BLEND_WEIGHT}},
+      ARG_BLEND_WEIGHT, ARG_FILTER, ARG_MODEL_NAME}},
     {"probelog_search_entry", QUERY_ENTRY, 0,
      "probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model, mode, "
-     "candidates, blend_weight])",
-     10,
+     "candidates, blend_weight, filter, model_name])",
+     12,
      {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_EXCLUDE, ARG_MODE,
-      ARG_CANDIDATES, ARG_BLEND_WEIGHT}},
+      ARG_CANDIDATES, ARG_BLEND_WEIGHT, ARG_FILTER, ARG_MODEL_NAME}},
     {"probelog_models", QUERY_VECTOR, 1,
-     "probelog_models(path, query_blob [, n, k, metric, mode, candidates, blend_weight])", 8,
-     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_MODE, ARG_CANDIDATES,
-      ARG_BLEND_WEIGHT}},
+     "probelog_models(path, query_blob [, n, k, metric, mode, candidates, blend_weight, filter, "
+     "model_name])",
+     10,
+     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_MODE, ARG_CANDIDATES, ARG_BLEND_WEIGHT,
+      ARG_FILTER, ARG_MODEL_NAME}},
 };
 
 /* The argument behind a column of `form`, or -1 for a visible column. */
@@ -161,6 +173,8 @@ typedef struct {
     ProbelogResults *results;
     size_t len, i;
     ProbelogHit hit;
+    char *filter_buf;        /* the filter argument, split in place at each '&' */
+    const char **conditions; /* its conditions, pointing into filter_buf */
 } Cursor;
 
 static const char *pl_type_name(int t) {
@@ -263,6 +277,10 @@ static int pl_open_cursor(sqlite3_vtab *vtab, sqlite3_vtab_cursor **out) {
 static void pl_reset(Cursor *c) {
     probelog_results_free(c->results);
     c->results = NULL;
+    sqlite3_free(c->filter_buf);
+    c->filter_buf = NULL;
+    sqlite3_free((void *)c->conditions);
+    c->conditions = NULL;
     c->len = c->i = 0;
     for (int a = 0; a < N_ARGS; a++) {
         sqlite3_value_free(c->args[a]);
@@ -320,6 +338,44 @@ static int pl_open_index(Cursor *c, const char *path) {
         return pl_fail(c, "%s", probelog_last_error());
     c->index_path = sqlite3_mprintf("%s", path);
     if (!c->index_path) return SQLITE_NOMEM;
+    return SQLITE_OK;
+}
+
+/* The filter argument: conditions joined by '&', each 'KEY=VALUE' or 'KEY!=VALUE' with a
+ * non-empty key (the library's rule, checked here to name the argument), into the parameters. */
+static int pl_filter_arg(Cursor *c, ProbelogSearchParams *params) {
+    sqlite3_value *v = c->args[ARG_FILTER];
+    char what[64];
+    pl_what(c, ARG_FILTER, what, sizeof what);
+    if (sqlite3_value_type(v) != SQLITE_TEXT)
+        return pl_fail(c, "%s must be TEXT such as 'family=resnet&license!=gpl', got %s", what,
+                       pl_type_name(sqlite3_value_type(v)));
+    const char *text = (const char *)sqlite3_value_text(v);
+    if (text == NULL) return SQLITE_NOMEM;
+    if (text[0] == '\0') return SQLITE_OK; /* no condition */
+    size_t n = 1;
+    for (const char *p = text; *p; p++) n += *p == '&';
+    c->filter_buf = sqlite3_mprintf("%s", text);
+    c->conditions = sqlite3_malloc64(n * sizeof *c->conditions);
+    if (!c->filter_buf || !c->conditions) return SQLITE_NOMEM;
+    char *p = c->filter_buf;
+    for (size_t i = 0; i < n; i++) {
+        char *amp = strchr(p, '&');
+        if (amp) *amp = '\0';
+        const char *ne = strstr(p, "!="), *eq = strchr(p, '=');
+        const char *key_end = ne ? ne : eq;
+        /* The key is what comes before the first "!=" (or else the first '='): not empty, and
+           without '='. */
+        if (key_end == NULL || key_end == p || (ne && eq && eq < ne))
+            return pl_fail(c,
+                           "%s: condition %d, '%s', is not KEY=VALUE or KEY!=VALUE with a "
+                           "non-empty key (conditions are joined by '&')",
+                           what, (int)i + 1, p);
+        c->conditions[i] = p;
+        p = amp ? amp + 1 : p + strlen(p);
+    }
+    params->where_conditions = c->conditions;
+    params->where_count = n;
     return SQLITE_OK;
 }
 
@@ -435,6 +491,16 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         pl_what(c, ARG_CANDIDATES, what, sizeof what);
         if ((rc = pl_integer_arg(c, ARG_CANDIDATES, what, 1, UINT32_MAX, &x))) return rc;
         params.candidates = (uint32_t)x;
+    }
+    if (pl_given(c, ARG_FILTER) && (rc = pl_filter_arg(c, &params))) return rc;
+    if (pl_given(c, ARG_MODEL_NAME)) {
+        sqlite3_value *v = c->args[ARG_MODEL_NAME];
+        pl_what(c, ARG_MODEL_NAME, what, sizeof what);
+        if (sqlite3_value_type(v) != SQLITE_TEXT)
+            return pl_fail(c, "%s must be TEXT, a pattern such as 'resnet-*', got %s", what,
+                           pl_type_name(sqlite3_value_type(v)));
+        params.model_name = (const char *)sqlite3_value_text(v);
+        if (params.model_name == NULL) return SQLITE_NOMEM;
     }
 
     if ((rc = pl_open_index(c, (const char *)sqlite3_value_text(path)))) return rc;

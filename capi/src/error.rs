@@ -19,7 +19,8 @@ pub const PROBELOG_ERR_NULL_POINTER: ProbelogStatus = 1;
 pub const PROBELOG_ERR_INVALID_UTF8: ProbelogStatus = 2;
 /// A parameter is out of range: top = 0, k above the probe count, an unknown metric, an entry
 /// that does not exist, an option that does not apply to this query, a result index past the
-/// end.
+/// end, a filter condition that is not KEY=VALUE or KEY!=VALUE, a model id or name to delete
+/// that no live model has.
 pub const PROBELOG_ERR_INVALID_ARGUMENT: ProbelogStatus = 3;
 /// A vector or matrix has the wrong length: a query vector that is not one value per probe, a
 /// text embedding whose dimension is not the probe embeddings', logits over another probe count.
@@ -42,6 +43,17 @@ pub const PROBELOG_ERR_EXISTS: ProbelogStatus = 11;
 /// An internal error (a panic inside probelog, caught at the boundary); a bug to report. A writer
 /// that saw one refuses further calls: close it.
 pub const PROBELOG_ERR_PANIC: ProbelogStatus = 12;
+/// `probelog_writer_add_model` was given a model whose name a live model (or a model staged in
+/// the same commit) has already, and `ProbelogModel.existing_name` is PROBELOG_NAME_REFUSE (the
+/// default): pass PROBELOG_NAME_REPLACE for a new version, or PROBELOG_NAME_KEEP for both.
+pub const PROBELOG_ERR_DUPLICATE_NAME: ProbelogStatus = 13;
+/// An entry of a deleted model was asked for (`probelog_index_descriptor`,
+/// `probelog_search_entry`): deleted models are never returned.
+pub const PROBELOG_ERR_DELETED: ProbelogStatus = 14;
+
+/// The last status code this library defines.
+#[cfg(test)]
+const LAST_STATUS: ProbelogStatus = PROBELOG_ERR_DELETED;
 
 /// The name of a status code, e.g. "PROBELOG_ERR_IO": a static string; "PROBELOG_ERR_UNKNOWN" for
 /// a code this library does not define.
@@ -77,6 +89,8 @@ pub(crate) fn status_name(status: ProbelogStatus) -> &'static CStr {
         PROBELOG_ERR_LOCKED => c"PROBELOG_ERR_LOCKED",
         PROBELOG_ERR_EXISTS => c"PROBELOG_ERR_EXISTS",
         PROBELOG_ERR_PANIC => c"PROBELOG_ERR_PANIC",
+        PROBELOG_ERR_DUPLICATE_NAME => c"PROBELOG_ERR_DUPLICATE_NAME",
+        PROBELOG_ERR_DELETED => c"PROBELOG_ERR_DELETED",
         _ => c"PROBELOG_ERR_UNKNOWN",
     }
 }
@@ -123,11 +137,20 @@ impl From<Error> for Failure {
                 Error::NonFinite { .. } => PROBELOG_ERR_NON_FINITE,
                 Error::ProbeCountMismatch { .. } => PROBELOG_ERR_WRONG_LENGTH,
                 Error::InvalidParameter(_) | Error::Search(_) => PROBELOG_ERR_INVALID_ARGUMENT,
+                Error::DuplicateName { .. } => PROBELOG_ERR_DUPLICATE_NAME,
+                Error::Deleted { .. } => PROBELOG_ERR_DELETED,
+                // A model id or name to delete that no live model has: a bad argument.
+                Error::UnknownModel { .. } => PROBELOG_ERR_INVALID_ARGUMENT,
                 _ => PROBELOG_ERR_INVALID_INPUT,
             }
         };
         let message = match &e {
             Error::Search(search) => crate::search::render_error(search),
+            Error::DuplicateName { name, existing } => duplicate_name_message(name, existing),
+            Error::Deleted { entry, model } => format!(
+                "entry {entry} belongs to model {model}, which is deleted: deleted models are \
+                 never returned"
+            ),
             _ => e.to_string(),
         };
         Failure::new(status, message)
@@ -135,6 +158,24 @@ impl From<Error> for Failure {
 }
 
 pub(crate) type CallResult<T = ()> = Result<T, Failure>;
+
+/// `Error::DuplicateName` in the words of this C API: the `ProbelogModel.existing_name` values
+/// that would accept the model.
+fn duplicate_name_message(name: &str, existing: &str) -> String {
+    // The library names a model staged in the same commit thus; only keeping both helps then.
+    if existing.contains("staged") {
+        format!(
+            "model name {name:?} is taken by {existing}; two models of one commit may share a \
+             name only with existing_name = PROBELOG_NAME_KEEP"
+        )
+    } else {
+        format!(
+            "model name {name:?} is taken by {existing}; set existing_name = \
+             PROBELOG_NAME_REPLACE to replace it with this new version (in the same commit), or \
+             PROBELOG_NAME_KEEP to keep both"
+        )
+    }
+}
 
 /// Records `message` as this thread's last error. NUL bytes (possible in names read from a file)
 /// are shown as `\0`.
@@ -212,7 +253,7 @@ mod tests {
 
     #[test]
     fn every_code_has_a_name() {
-        for code in 0..=PROBELOG_ERR_PANIC {
+        for code in 0..=LAST_STATUS {
             let name = status_name(code).to_str().unwrap();
             assert!(name.starts_with("PROBELOG_") && name != "PROBELOG_ERR_UNKNOWN");
         }
@@ -241,5 +282,18 @@ mod tests {
             Failure::from(Error::InvalidInput("x".into())).status,
             PROBELOG_ERR_INVALID_INPUT
         );
+        let dup = Failure::from(Error::DuplicateName {
+            name: "m".into(),
+            existing: "live model 3".into(),
+        });
+        assert_eq!(dup.status, PROBELOG_ERR_DUPLICATE_NAME);
+        assert!(dup.message.contains("PROBELOG_NAME_REPLACE"), "{}", dup.message);
+        let deleted = Failure::from(Error::Deleted { entry: 4, model: 1 });
+        assert_eq!(deleted.status, PROBELOG_ERR_DELETED);
+        let unknown = Failure::from(Error::UnknownModel {
+            model: "id 9".into(),
+            detail: "x".into(),
+        });
+        assert_eq!(unknown.status, PROBELOG_ERR_INVALID_ARGUMENT);
     }
 }

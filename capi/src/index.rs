@@ -43,12 +43,22 @@ pub struct ProbelogIndexInfo {
     pub num_probes: u32,
     /// d: values per text embedding; 0 when the index holds no probe embeddings (no text search).
     pub embedding_dim: u32,
-    /// Entries (logits) in the snapshot; entry ids run from 0 to entry_count - 1.
+    /// Entries (logits) in the snapshot, those of deleted models included; entry ids run from 0
+    /// to entry_count - 1.
     pub entry_count: u64,
-    /// Models in the snapshot.
+    /// Models in the snapshot, deleted ones included; model ids run from 0 to model_count - 1.
     pub model_count: u64,
     /// The sequence number of the snapshot's commit; it grows with every commit.
     pub sequence: u64,
+    /// Entries of the models that are not deleted: the entries a search can return.
+    pub live_entry_count: u64,
+    /// Models that are not deleted.
+    pub live_model_count: u64,
+    /// Entries of the deleted models (never returned; compaction drops them).
+    pub deleted_entry_count: u64,
+    /// Deleted models (`probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
+    /// PROBELOG_NAME_REPLACE).
+    pub deleted_model_count: u64,
 }
 
 /// The handle behind a pointer that C passed in.
@@ -101,7 +111,7 @@ pub unsafe extern "C" fn probelog_index_close(index: *mut ProbelogIndex) {
     })
 }
 
-/// Fills `*out` with the counts of the handle's snapshot.
+/// Fills `*out` with the counts of the handle's snapshot, live and deleted.
 ///
 /// # Safety
 /// `index` is NULL or a live handle; `out` is NULL or valid for writing a `ProbelogIndexInfo`.
@@ -126,6 +136,10 @@ pub unsafe extern "C" fn probelog_index_info(
             entry_count: index.entry_count(),
             model_count: index.model_count(),
             sequence: index.sequence(),
+            live_entry_count: index.live_entry_count()?,
+            live_model_count: index.live_model_count(),
+            deleted_entry_count: index.deleted_entry_count()?,
+            deleted_model_count: index.deleted_models().len() as u64,
         };
         // SAFETY: the caller promises `out` is NULL or writable.
         unsafe { write_out(out, info, "out") }
@@ -158,7 +172,8 @@ pub unsafe extern "C" fn probelog_index_refresh(
 }
 
 /// Copies the stored (z-normalized) descriptor of `entry` into `out`, which holds `len` floats;
-/// `len` must be the probe count. Such a descriptor is a valid query vector.
+/// `len` must be the probe count. Such a descriptor is a valid query vector. An entry of a
+/// deleted model is PROBELOG_ERR_DELETED.
 ///
 /// # Safety
 /// `index` is NULL or a live handle; `out` is NULL or valid for writing `len` floats.

@@ -1,5 +1,6 @@
 //! The C ABI of probelog: open an index read-only, search it by entry, by query vector or by text
-//! embedding, read the results, append models under the writer lock.
+//! embedding (filtered by model metadata and name, with explanations), read the results, append
+//! and delete models under the writer lock.
 //!
 //! The header `include/probelog.h` is generated from this crate by cbindgen (`cbindgen.toml`);
 //! the test `tests/header.rs` fails when the committed header is stale and rewrites it when run
@@ -37,7 +38,12 @@ pub use writer::*;
 /// The version of this ABI. From the first release on, it changes whenever a function, a struct
 /// layout or a constant of `probelog.h` changes incompatibly; compare it with
 /// `probelog_abi_version` at run time. Version 1 has not been released yet and still changes in
-/// place: `ProbelogSearchParams` gained `mode` and `candidates` within it.
+/// place: `ProbelogSearchParams` gained `mode` and `candidates`, then `blend_weight`, then
+/// `where_conditions`, `where_count`, `model_name` and `explain` (with `ProbelogProbeShare` and
+/// `probelog_results_explain_len` / `_get`); `ProbelogModel` gained `existing_name`
+/// (PROBELOG_NAME_*), `ProbelogCommitInfo` `models_deleted`, `ProbelogIndexInfo` the live and
+/// deleted counts; `probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
+/// PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; all within version 1.
 pub const PROBELOG_ABI_VERSION: u32 = 1;
 
 /// The ABI version of the loaded library; equal to `PROBELOG_ABI_VERSION` of the header it was

@@ -3,9 +3,12 @@
 use std::ffi::{c_char, c_int};
 use std::ptr;
 
-use probelog::{Grouping, Hit, Index, Metric, Query, SearchError, SearchMode, SearchParams};
+use probelog::search::ProbeContribution;
+use probelog::{
+    Grouping, Hit, Index, Metric, ModelFilter, Query, SearchError, SearchMode, SearchParams,
+};
 
-use crate::args::{slice_arg, write_out};
+use crate::args::{opt_str_arg, slice_arg, str_arg, write_out};
 use crate::error::{
     CallResult, Failure, PROBELOG_ERR_NO_EMBEDDINGS, PROBELOG_ERR_WRONG_LENGTH, ProbelogStatus,
     guard, quiet,
@@ -65,6 +68,22 @@ pub struct ProbelogSearchParams {
     /// weight used). A weight of exactly 0 ranks and scores as PROBELOG_METRIC_TOPK: use that
     /// metric. Must be 0 for the other metrics.
     pub blend_weight: f32,
+    /// NULL, or `where_count` conditions on the models' metadata (`--where`), all of which must
+    /// hold: "KEY=VALUE" (the model has metadata KEY with exactly that value) or "KEY!=VALUE"
+    /// (it has no KEY, or another value); the key is not empty. Only the models they keep are
+    /// searched, inside the scan and the graph walk, so `top` hits come back whenever that many
+    /// match. A malformed condition is PROBELOG_ERR_INVALID_ARGUMENT. The strings are read
+    /// during the search call only.
+    pub where_conditions: *const *const c_char,
+    /// Number of strings in `where_conditions`; 0 for none.
+    pub where_count: usize,
+    /// NULL, or a pattern the model's name must match (`--model-name`): `*` any run of
+    /// characters, `?` one character.
+    pub model_name: *const c_char,
+    /// 0: no explanations. N > 0: for each hit, the N probes with the largest shares of its
+    /// score, largest first (`--explain N`; fewer when the index has fewer probes), read with
+    /// `probelog_results_explain_len` and `probelog_results_explain_get`.
+    pub explain: u32,
 }
 
 impl Default for ProbelogSearchParams {
@@ -78,8 +97,34 @@ impl Default for ProbelogSearchParams {
             mode: PROBELOG_MODE_AUTO,
             candidates: 0,
             blend_weight: 0.0,
+            where_conditions: ptr::null(),
+            where_count: 0,
+            model_name: ptr::null(),
+            explain: 0,
         }
     }
+}
+
+/// One probe's part in a hit's score (`probelog_results_explain_get`). The shares of all the
+/// probes of a hit add up to its score: the top-k term is split over the query's top k probes
+/// (`|query - hit| / k` each), an all-probe term in proportion to `(query - hit)^2`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ProbelogProbeShare {
+    /// The probe's index, 0 to P - 1.
+    pub probe: u32,
+    /// The query descriptor's value on the probe (z-normalized).
+    pub query: f32,
+    /// The hit's value on the probe: its descriptor's, or for PROBELOG_METRIC_MODEL its model's
+    /// mean descriptor's.
+    pub hit: f32,
+    /// The probe's share of the hit's score.
+    pub share: f32,
+    /// The probe's name, NUL-terminated UTF-8, when the index has probe names; else NULL. Valid
+    /// until the results are freed.
+    pub name: *const c_char,
+    /// Bytes in `name` before its NUL; 0 when `name` is NULL.
+    pub name_len: usize,
 }
 
 /// One result. The strings belong to the `ProbelogResults` they were read from and stay valid
@@ -111,6 +156,8 @@ pub struct ProbelogHit {
 /// index handle (it may be closed first) and safe to read from several threads.
 pub struct ProbelogResults {
     hits: Vec<StoredHit>,
+    /// Per hit, its explanation (empty without `explain`).
+    explain: Vec<Vec<StoredShare>>,
     k: u32,
     blend_weight: f32,
     mode: u32,
@@ -121,11 +168,36 @@ impl std::fmt::Debug for ProbelogResults {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProbelogResults")
             .field("len", &self.hits.len())
+            .field("explained", &!self.explain.is_empty())
             .field("k", &self.k)
             .field("blend_weight", &self.blend_weight)
             .field("mode", &self.mode)
             .field("candidates", &self.candidates)
             .finish()
+    }
+}
+
+/// A probe's share with its name NUL-terminated.
+#[derive(Debug)]
+struct StoredShare {
+    c: ProbeContribution,
+    name: Option<Box<[u8]>>,
+}
+
+impl StoredShare {
+    fn view(&self) -> ProbelogProbeShare {
+        let (name, name_len) = match &self.name {
+            Some(n) => (n.as_ptr().cast::<c_char>(), n.len() - 1),
+            None => (ptr::null(), 0),
+        };
+        ProbelogProbeShare {
+            probe: self.c.probe,
+            query: self.c.query,
+            hit: self.c.hit,
+            share: self.c.share,
+            name,
+            name_len,
+        }
     }
 }
 
@@ -183,7 +255,8 @@ impl StoredHit {
 
 /// The default parameters: top 10, k = 0 (the library's default k), PROBELOG_METRIC_BLEND with
 /// blend_weight = 0 (the library's default weight), no exclusion, every logit,
-/// PROBELOG_MODE_AUTO, candidates = 0 (the library's default).
+/// PROBELOG_MODE_AUTO, candidates = 0 (the library's default), no filter (where_conditions and
+/// model_name NULL, where_count 0), explain = 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn probelog_search_params_default() -> ProbelogSearchParams {
     quiet(
@@ -192,9 +265,41 @@ pub extern "C" fn probelog_search_params_default() -> ProbelogSearchParams {
     )
 }
 
+/// The model filter of C parameters: `None` without conditions.
+///
+/// # Safety
+/// `p.where_conditions` is NULL or points to `p.where_count` pointers, each NULL or a
+/// NUL-terminated string; `p.model_name` is NULL or a NUL-terminated string.
+unsafe fn filter_arg(p: &ProbelogSearchParams) -> CallResult<Option<ModelFilter>> {
+    let mut filter = ModelFilter::default();
+    if p.where_count > 0 {
+        // SAFETY: the caller promises `where_count` pointers at `where_conditions`, or NULL.
+        let exprs = unsafe { slice_arg(p.where_conditions, p.where_count, "where_conditions") }?;
+        for (i, &expr) in exprs.iter().enumerate() {
+            // SAFETY: the caller promises each is NULL or NUL-terminated.
+            let expr = unsafe { str_arg(expr, &format!("where_conditions[{i}]")) }?;
+            filter.add_where(expr).map_err(|e| {
+                Failure::invalid(format!(
+                    "where_conditions[{i}] {expr:?} is not KEY=VALUE or KEY!=VALUE with a \
+                     non-empty key ({e})"
+                ))
+            })?;
+        }
+    }
+    // SAFETY: the caller promises NULL or a NUL-terminated string.
+    if let Some(glob) = unsafe { opt_str_arg(p.model_name, "model_name") }? {
+        filter.add_name_glob(glob);
+    }
+    Ok((!filter.is_empty()).then_some(filter))
+}
+
 /// Converts C parameters to the library's; the library checks them (`resolve_search`), and
 /// [`render_error`] words its errors for C.
-fn core_params(index: &Index, p: &ProbelogSearchParams) -> CallResult<SearchParams<'static>> {
+fn core_params<'f>(
+    index: &Index,
+    p: &ProbelogSearchParams,
+    filter: Option<&'f ModelFilter>,
+) -> CallResult<SearchParams<'f>> {
     let (metric, grouping) = match p.metric {
         PROBELOG_METRIC_TOPK => (Metric::TopK, grouping(p)),
         PROBELOG_METRIC_FULL => (Metric::Full, grouping(p)),
@@ -234,6 +339,7 @@ fn core_params(index: &Index, p: &ProbelogSearchParams) -> CallResult<SearchPara
         candidates: (p.candidates != 0).then_some(p.candidates as usize),
         // 0 is the library's default weight in C.
         blend_weight: (p.blend_weight != 0.0).then_some(p.blend_weight),
+        filter,
         ..SearchParams::default()
     };
     Ok(params)
@@ -304,11 +410,34 @@ unsafe fn run_search<'q>(
     let handle = unsafe { index_arg(index) }?;
     // SAFETY: the caller promises `params` is NULL or points to a ProbelogSearchParams.
     let p = unsafe { params.as_ref() }.copied().unwrap_or_default();
+    // SAFETY: the caller promises the pointers of `params` are as its fields document.
+    let filter = unsafe { filter_arg(&p) }?;
     let index = handle.read();
-    let params = core_params(&index, &p)?;
+    let params = core_params(&index, &p, filter.as_ref())?;
     let query = query(&index)?;
     // Resolved and run under the same read guard: what the results report is what ran.
     let found = index.search(&query, &params)?;
+    let explain = if p.explain > 0 {
+        let names = index.probe_names()?;
+        index
+            .explain(&query, &found, p.explain as usize)?
+            .into_iter()
+            .map(|probes| {
+                probes
+                    .into_iter()
+                    .map(|c| StoredShare {
+                        name: names
+                            .as_ref()
+                            .and_then(|n| n.get(c.probe as usize))
+                            .map(|n| nul_terminated(n.clone())),
+                        c,
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let resolved = found.params;
     let k = resolved.k.map_or(0, |k| u32::try_from(k).unwrap_or(u32::MAX));
     let blend_weight = resolved.blend_weight.unwrap_or(0.0);
@@ -318,6 +447,7 @@ unsafe fn run_search<'q>(
     };
     let results = ProbelogResults {
         hits: found.hits.into_iter().map(StoredHit::new).collect(),
+        explain,
         k,
         blend_weight,
         mode,
@@ -506,6 +636,64 @@ pub unsafe extern "C" fn probelog_results_get(
         })?;
         // SAFETY: the caller promises `out` is NULL or writable.
         unsafe { write_out(out, hit.view(), "out") }
+    })
+}
+
+/// How many probes explain result `i` (`ProbelogSearchParams.explain`, at most the probe
+/// count); 0 without explanations, for a result index past the end, and for NULL.
+///
+/// # Safety
+/// `results` is NULL or a live results handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_explain_len(
+    results: *const ProbelogResults,
+    i: usize,
+) -> usize {
+    quiet(0, || {
+        // SAFETY: the caller promises a live handle or NULL.
+        unsafe { results.as_ref() }.map_or(0, |r| r.explain.get(i).map_or(0, Vec::len))
+    })
+}
+
+/// Fills `*out` with the probe of rank `j` (0-based, largest share first) in the explanation
+/// of result `i`. Asking past `probelog_results_explain_len(results, i)` is
+/// PROBELOG_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// `results` is NULL or a live results handle; `out` is NULL or valid for writing a
+/// `ProbelogProbeShare`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_results_explain_get(
+    results: *const ProbelogResults,
+    i: usize,
+    j: usize,
+    out: *mut ProbelogProbeShare,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises a live handle or NULL.
+        let r = unsafe { results.as_ref() }.ok_or_else(|| Failure::null("results"))?;
+        if i >= r.hits.len() {
+            return Err(Failure::invalid(format!(
+                "result {i} is out of range: there are {} results",
+                r.hits.len()
+            )));
+        }
+        let probes = r.explain.get(i).map_or(&[][..], Vec::as_slice);
+        let share = probes.get(j).ok_or_else(|| {
+            if r.explain.is_empty() {
+                Failure::invalid(
+                    "these results have no explanations: search with \
+                     ProbelogSearchParams.explain > 0",
+                )
+            } else {
+                Failure::invalid(format!(
+                    "probe {j} of result {i} is out of range: its explanation has {} probes",
+                    probes.len()
+                ))
+            }
+        })?;
+        // SAFETY: the caller promises `out` is NULL or writable.
+        unsafe { write_out(out, share.view(), "out") }
     })
 }
 

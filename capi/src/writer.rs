@@ -4,7 +4,9 @@ use std::ffi::{c_char, c_int};
 use std::ptr;
 use std::sync::Mutex;
 
-use probelog::{AppendOptions, CreateOptions, IndexWriter, LockWait, LogitMatrix, ModelInput};
+use probelog::{
+    AppendOptions, CreateOptions, ExistingName, IndexWriter, LockWait, LogitMatrix, ModelInput,
+};
 
 use crate::args::{opt_str_arg, path_arg, slice_arg, str_arg, write_out};
 use crate::error::{CallResult, Failure, PROBELOG_ERR_PANIC, ProbelogStatus, guard, quiet};
@@ -12,6 +14,17 @@ use crate::error::{CallResult, Failure, PROBELOG_ERR_PANIC, ProbelogStatus, guar
 /// `probelog_writer_open` flag: fail at once with PROBELOG_ERR_LOCKED when another writer holds
 /// the index, instead of waiting for it (`--no-wait`).
 pub const PROBELOG_NO_WAIT: u32 = 1;
+
+/// `ProbelogModel.existing_name`: refuse a model whose name a live model has already, with
+/// PROBELOG_ERR_DUPLICATE_NAME (the default, and the value of a zero-initialised field).
+pub const PROBELOG_NAME_REFUSE: u32 = 0;
+/// `ProbelogModel.existing_name`: a new version. The live models of that name are deleted by the
+/// same commit that adds this one, so readers see the old version or the new, never both or
+/// neither (`append --replace`).
+pub const PROBELOG_NAME_REPLACE: u32 = 1;
+/// `ProbelogModel.existing_name`: keep both, two models of one name
+/// (`append --keep-duplicate-names`).
+pub const PROBELOG_NAME_KEEP: u32 = 2;
 
 /// The writer of one index: holds its writer lock (an advisory `flock`) from
 /// `probelog_writer_open` to `probelog_writer_close`. Opaque. Models staged with
@@ -59,6 +72,10 @@ pub struct ProbelogModel {
     /// Non-zero: store logits that are constant over the probes as all-zero descriptors instead of
     /// refusing the model (`--keep-constant`).
     pub keep_constant: c_int,
+    /// What happens when a live model already has this name: PROBELOG_NAME_REFUSE (0, the
+    /// default: PROBELOG_ERR_DUPLICATE_NAME), PROBELOG_NAME_REPLACE (a new version: the live
+    /// models of that name are deleted by the same commit) or PROBELOG_NAME_KEEP (keep both).
+    pub existing_name: u32,
 }
 
 /// What `probelog_writer_add_model` staged.
@@ -91,6 +108,10 @@ pub struct ProbelogCommitInfo {
     pub model_count: u64,
     /// Bytes this commit wrote.
     pub bytes_written: u64,
+    /// Models this commit deleted (`probelog_writer_delete_model`,
+    /// `probelog_writer_delete_models_named`, PROBELOG_NAME_REPLACE). `entry_count` and
+    /// `model_count` still count them; `ProbelogIndexInfo` has the live counts.
+    pub models_deleted: u64,
 }
 
 /// Creates a new, empty index file at `path` for `num_probes` probes (f32 storage, no probe
@@ -187,8 +208,10 @@ unsafe fn lock_writer<'a>(
 
 /// Stages one model. Its logits are z-normalized per logit and checked: the probe count must be
 /// the index's, NaN and infinities are refused, constant logits are refused unless
-/// keep_constant, the label count must be num_logits. A refused model leaves the writer as it
-/// was. `out` may be NULL.
+/// keep_constant, the label count must be num_logits, and a name that a live model (or a model
+/// staged in this commit) has is refused with PROBELOG_ERR_DUPLICATE_NAME unless existing_name
+/// says otherwise. With PROBELOG_NAME_REPLACE the live models of that name are staged for
+/// deletion with it. A refused model leaves the writer as it was. `out` may be NULL.
 ///
 /// # Safety
 /// `writer` is NULL or a live writer; `model` is NULL or points to a `ProbelogModel` whose
@@ -238,8 +261,20 @@ pub unsafe extern "C" fn probelog_writer_add_model(
             labels,
             logits: LogitMatrix::new(values, p, l)?,
         };
+        let existing_name = match m.existing_name {
+            PROBELOG_NAME_REFUSE => ExistingName::Refuse,
+            PROBELOG_NAME_REPLACE => ExistingName::Replace,
+            PROBELOG_NAME_KEEP => ExistingName::Keep,
+            other => {
+                return Err(Failure::invalid(format!(
+                    "unknown model->existing_name {other}: use PROBELOG_NAME_REFUSE (0), \
+                     PROBELOG_NAME_REPLACE (1) or PROBELOG_NAME_KEEP (2)"
+                )));
+            }
+        };
         let opts = AppendOptions {
             keep_constant: m.keep_constant != 0,
+            existing_name,
             ..AppendOptions::default()
         };
         let added = w.add_model(input, opts)?;
@@ -257,7 +292,7 @@ pub unsafe extern "C" fn probelog_writer_add_model(
     })
 }
 
-/// Publishes every staged model in one atomic, crash-safe commit; readers see them from now on
+/// Publishes every staged model and deletion in one atomic, crash-safe commit; readers see them from now on
 /// (`probelog_index_refresh`). `out` may be NULL. The writer stays open for more models.
 ///
 /// # Safety
@@ -281,9 +316,63 @@ pub unsafe extern "C" fn probelog_writer_commit(
             entry_count: s.entry_count,
             model_count: s.model_count,
             bytes_written: s.bytes_written,
+            models_deleted: s.models_deleted,
         };
         // SAFETY: not NULL, and the caller promises it is writable.
         unsafe { write_out(out, info, "out") }
+    })
+}
+
+/// Stages the deletion of the committed model `model_id` (`probelog-tool delete --model-id`):
+/// from the commit on, no search or lookup returns its entries (`probelog_index_descriptor`
+/// gives PROBELOG_ERR_DELETED), and compaction drops them. An id that no committed model has, or
+/// a model deleted already (or staged for deletion), is PROBELOG_ERR_INVALID_ARGUMENT, and
+/// nothing is staged.
+///
+/// # Safety
+/// `writer` is NULL or a live writer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_writer_delete_model(
+    writer: *mut ProbelogWriter,
+    model_id: u64,
+) -> ProbelogStatus {
+    guard(|| {
+        // SAFETY: the caller promises a live handle or NULL.
+        let mut w = unsafe { lock_writer(writer) }?;
+        w.delete_model(model_id)?;
+        Ok(())
+    })
+}
+
+/// Stages the deletion of every live committed model named `name` (`probelog-tool delete
+/// --model`); `*deleted_count_out` (when not NULL) receives how many. A name that no live
+/// committed model has is PROBELOG_ERR_INVALID_ARGUMENT, and nothing is staged (the out value is
+/// then 0).
+///
+/// # Safety
+/// `writer` is NULL or a live writer; `name` is NULL or a NUL-terminated string;
+/// `deleted_count_out` is NULL or valid for writing a `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn probelog_writer_delete_models_named(
+    writer: *mut ProbelogWriter,
+    name: *const c_char,
+    deleted_count_out: *mut u64,
+) -> ProbelogStatus {
+    guard(|| {
+        if !deleted_count_out.is_null() {
+            // SAFETY: not NULL, and the caller promises it is writable.
+            unsafe { write_out(deleted_count_out, 0, "deleted_count_out") }?;
+        }
+        // SAFETY: the caller promises a live handle or NULL.
+        let mut w = unsafe { lock_writer(writer) }?;
+        // SAFETY: the caller promises NULL or a NUL-terminated string.
+        let name = unsafe { str_arg(name, "name") }?;
+        let ids = w.delete_models_named(name)?;
+        if !deleted_count_out.is_null() {
+            // SAFETY: as above.
+            unsafe { write_out(deleted_count_out, ids.len() as u64, "deleted_count_out") }?;
+        }
+        Ok(())
     })
 }
 
