@@ -182,7 +182,7 @@ def test_search_errors(zoo):
         idx.search(0, mode="hnsw")  # the blend is exact only
     with pytest.raises(probelog.InvalidInputError, match="entry query"):
         idx.search(np.arange(48.0), exclude_model=True)
-    with pytest.raises(probelog.InvalidInputError, match="probe embeddings"):
+    with pytest.raises(probelog.InvalidInputError, match="embeddings"):
         idx.search(text_embedding=np.ones(4))
     with pytest.raises(TypeError):
         idx.search()
