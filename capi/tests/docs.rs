@@ -30,7 +30,7 @@ fn examples() -> BTreeMap<String, String> {
         let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
         out.insert(name.to_string(), body.join("\n") + "\n");
     }
-    for name in ["search.c", "append.c", "queries.sql", "error.sql"] {
+    for name in ["search.c", "append.c", "versions.c", "queries.sql", "error.sql"] {
         assert!(out.contains_key(name), "the guide lost its example {name}");
     }
     out
@@ -129,6 +129,74 @@ fn the_c_examples_run_and_agree_with_the_cli() {
         "1",
     ]);
     assert_eq!(cli_rows(&report)[0].5.as_deref(), Some("dog"));
+
+    // versions.c: a new version of synth-00001 and synth-00002 deleted in one commit, then a
+    // filtered search with explanations, which must be the CLI's.
+    let versions = d.join("versions");
+    compile_c(&[d.join("versions.c")], &versions, Link::Static, &[]);
+    let out = run(&versions, &[s(&hub)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let info = tool_json(&["info", s(&hub)]);
+    assert_eq!(info["deleted_models"], 2, "{info}");
+    let models = info["models"].as_array().unwrap();
+    let live = |name: &str| {
+        models
+            .iter()
+            .filter(|m| m["name"] == name && m["deleted"] == false)
+            .count()
+    };
+    assert_eq!((live("synth-00001"), live("synth-00002")), (1, 0));
+    let mut lines = printed.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("commit {}: 1 model added, 2 deleted", info["sequence"]).as_str())
+    );
+    // 20 demo models, my-model and the new version, less the two deleted.
+    assert_eq!(lines.next(), Some("20 live models, 2 deleted"));
+    assert_eq!(lines.next(), Some("entry 7: PROBELOG_ERR_DELETED"));
+    let report = tool_json(&[
+        "search",
+        s(&hub),
+        "--entry",
+        "0",
+        "--exclude-same-model",
+        "--per-model",
+        "--top",
+        "3",
+        "--where",
+        "generator=probelog-tool demo",
+        "--model-name",
+        "synth-0000?",
+        "--explain",
+        "2",
+    ]);
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{report}");
+    for r in results {
+        let line = lines.next().expect("a hit");
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f[0], r["rank"].to_string(), "{line}");
+        assert_eq!(f[1], r["model"].as_str().unwrap(), "{line}");
+        assert_ne!(f[1], "synth-00002", "{line}");
+        assert_eq!(f[2], r["logit"].to_string(), "{line}");
+        let score: f64 = f[3].parse().unwrap();
+        assert!((score - r["score"].as_f64().unwrap()).abs() <= 5e-5, "{line}");
+        for p in r["explain"].as_array().unwrap() {
+            let line = lines.next().expect("a probe");
+            let share = format!("{:.4}", p["share"].as_f64().unwrap());
+            assert_eq!(
+                line,
+                format!("\tprobe {}: {share} of the score", p["probe"]),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(lines.next(), None);
 }
 
 /// The statements of an SQL example, without the shell's dot-commands and comments.
@@ -194,7 +262,7 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
         .iter()
         .map(|st| query(&conn, &absolute(st)).unwrap_or_else(|e| panic!("{st}: {e}")))
         .collect();
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 7);
     for (i, r) in results.iter().enumerate() {
         assert!(!r.is_empty(), "statement {i} returned nothing");
     }
@@ -274,6 +342,30 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
         assert_eq!(text(&row[1]), w.3);
         assert_eq!(row[2], SqlValue::Integer(w.4));
         assert!(close(real(&row[3]), w.6));
+    }
+
+    // Statement 7: search --where ... --where ... --model-name ....
+    let want = cli_rows(&tool_json(&[
+        "search",
+        s(&hub),
+        "--entry",
+        "0",
+        "--top",
+        "3",
+        "--where",
+        "generator=probelog-tool demo",
+        "--where",
+        "arch!=vit",
+        "--model-name",
+        "synth-0001*",
+    ]));
+    assert_eq!(results[6].len(), want.len());
+    assert_eq!(want.len(), 3);
+    for (row, w) in results[6].iter().zip(&want) {
+        assert_eq!(text(&row[0]), w.3);
+        assert!(w.3.starts_with("synth-0001"));
+        assert_eq!(row[1], SqlValue::Integer(w.4));
+        assert!(close(real(&row[2]), w.6));
     }
 
     // The error example fails with the message the guide shows.
