@@ -187,7 +187,14 @@ fn c_appends_under_the_writer_lock_and_the_cli_reads_them() {
         assert_eq!(m["source"], "capi/tests/c/check.c");
         assert_eq!(m["meta"]["origin"], "check.c");
         assert_eq!(m["meta"]["abi"], "1");
-        assert!(models.iter().any(|m| m["name"] == "kept-constant"));
+        // C deleted kept-constant in a second commit.
+        let kept = models
+            .iter()
+            .find(|m| m["name"] == "kept-constant")
+            .expect("the deleted model is listed");
+        assert_eq!(kept["deleted"], true);
+        assert_eq!(info["deleted_models"], 1);
+        assert_eq!(info["deleted_entries"].as_u64(), Some(l as u64));
         tool_ok(&["verify", s(&hub.index)]);
 
         // Logit 2's column, searched by the CLI, finds the logit C appended.

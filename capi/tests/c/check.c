@@ -12,7 +12,8 @@
  *   check append INDEX LOGITS.f32 P L NEW_INDEX
  *       Appends one model (raw little-endian float32 [P][L] logits) under the writer lock,
  *       checks the refusals of bad models and of a second writer, and that a reader sees the
- *       new model after a refresh. Creates NEW_INDEX with probelog_create.
+ *       new model after a refresh; refuses a duplicate name, deletes one model and checks that
+ *       it never comes back. Creates NEW_INDEX with probelog_create.
  *
  * Prints one line per failed check and a closing "N passed, M failed" line; exits 0 only when
  * nothing failed.
@@ -611,6 +612,53 @@ static int cmd_append(int argc, char **argv) {
     CHECK((uint64_t)h.entry == added.first_entry && strcmp(h.model, "c-appended") == 0 &&
               h.label && strcmp(h.label, "c-label-0") == 0 && h.logit == 0,
           "the appended logit ranks first: %s/%" PRId64, h.model, h.logit);
+    probelog_results_free(res);
+
+    /* Names and deletes: a live model's name is refused by default; kept-constant is deleted. */
+    EXPECT_OK(probelog_writer_open(path, 0, &w));
+    EXPECT_ERR(probelog_writer_add_model(w, &m, NULL), PROBELOG_ERR_DUPLICATE_NAME);
+    CHECK(strstr(probelog_last_error(), "PROBELOG_NAME_REPLACE") != NULL, "%s",
+          probelog_last_error());
+    CHECK(strcmp(probelog_status_name(PROBELOG_ERR_DUPLICATE_NAME),
+                 "PROBELOG_ERR_DUPLICATE_NAME") == 0 &&
+              strcmp(probelog_status_name(PROBELOG_ERR_DELETED), "PROBELOG_ERR_DELETED") == 0,
+          "the new codes have names");
+    bad = m;
+    bad.existing_name = 9;
+    EXPECT_ERR(probelog_writer_add_model(w, &bad, NULL), PROBELOG_ERR_INVALID_ARGUMENT);
+    EXPECT_ERR(probelog_writer_delete_model(w, after.model_count), PROBELOG_ERR_INVALID_ARGUMENT);
+    EXPECT_ERR(probelog_writer_delete_model(NULL, 0), PROBELOG_ERR_NULL_POINTER);
+    uint64_t n_deleted = 7;
+    EXPECT_ERR(probelog_writer_delete_models_named(w, "no-such-model", &n_deleted),
+               PROBELOG_ERR_INVALID_ARGUMENT);
+    CHECK(n_deleted == 0, "nothing deleted: %" PRIu64, n_deleted);
+    EXPECT_OK(probelog_writer_delete_models_named(w, "kept-constant", &n_deleted));
+    CHECK(n_deleted == 1, "one model named kept-constant: %" PRIu64, n_deleted);
+    EXPECT_ERR(probelog_writer_delete_model(w, kept.model_id), PROBELOG_ERR_INVALID_ARGUMENT);
+    EXPECT_OK(probelog_writer_commit(w, &ci));
+    CHECK(ci.models_deleted == 1 && ci.models_added == 0 && ci.model_count == after.model_count,
+          "a commit of one deletion");
+    probelog_writer_close(w);
+    EXPECT_OK(probelog_index_refresh(reader, &changed));
+    EXPECT_OK(probelog_index_info(reader, &after));
+    CHECK(after.deleted_model_count == 1 && after.live_model_count == after.model_count - 1 &&
+              after.deleted_entry_count == l &&
+              after.live_entry_count == after.entry_count - l,
+          "live and deleted counts");
+    EXPECT_ERR(probelog_index_descriptor(reader, kept.first_entry, col, p), PROBELOG_ERR_DELETED);
+    EXPECT_ERR(probelog_search_entry(reader, kept.first_entry, NULL, &res), PROBELOG_ERR_DELETED);
+    CHECK(res == NULL, "no results on failure");
+    /* The deleted model's negated logits are never returned, whatever the query. */
+    for (uint32_t i = 0; i < p; i++) col[i] = -logits[i * l + 1];
+    ProbelogSearchParams all = probelog_search_params_default();
+    all.top = 100000;
+    EXPECT_OK(probelog_search_vector(reader, col, p, &all, &res));
+    CHECK(probelog_results_len(res) == after.live_entry_count, "every live entry: %zu",
+          probelog_results_len(res));
+    for (size_t i = 0; i < probelog_results_len(res); i++) {
+        EXPECT_OK(probelog_results_get(res, i, &h));
+        CHECK(h.model_id != kept.model_id, "the deleted model at rank %u", h.rank);
+    }
     probelog_results_free(res);
     probelog_index_close(reader);
 
