@@ -185,7 +185,7 @@ def probe(
             for first in range(0, p, batch_size):
                 last = min(first + batch_size, p)
                 n = last - first
-                x = torch.from_numpy(np.ascontiguousarray(pixels[first:last])).to(torch.float32)
+                x = torch.from_numpy(np.array(pixels[first:last])).to(torch.float32)  # a writable copy
                 if input_size is not None and int(input_size) != size:
                     x = torch.nn.functional.interpolate(
                         x, size=(int(input_size), int(input_size)), mode="bilinear",

@@ -14,7 +14,7 @@ use numpy::{
 };
 use probelog::probe_set::ProbeSet as CoreProbeSet;
 use probelog::{
-    AppendOptions, CreateOptions, Dtype, Grouping, LockWait, LogitMatrix, Metric, ModelInput,
+    AppendOptions, CreateOptions, Dtype, ExistingName, Grouping, LockWait, LogitMatrix, Metric, ModelInput,
     ProbeSetId, Query, SearchMode, SearchParams,
 };
 use pyo3::create_exception;
@@ -52,6 +52,12 @@ create_exception!(
 );
 create_exception!(
     probelog,
+    DuplicateNameError,
+    InvalidInputError,
+    "A live model already has this name (add_model's existing_name says what to do instead)."
+);
+create_exception!(
+    probelog,
     CorruptIndexError,
     Error,
     "The file is not a probelog index, or it is truncated or damaged."
@@ -82,6 +88,7 @@ fn py_err(e: probelog::Error) -> PyErr {
         | E::Search(_)
         | E::NonFinite { .. }
         | E::ConstantLogit { .. } => InvalidInputError::new_err(msg),
+        E::DuplicateName { .. } => DuplicateNameError::new_err(msg),
         E::Locked { .. } => LockedError::new_err(msg),
         E::Io { .. } | E::Storage { .. } | E::NotRegularFile { .. } | E::AlreadyExists { .. } => {
             FileError::new_err(msg)
@@ -1049,10 +1056,12 @@ impl Writer {
     }
 
     /// Stages one model: `logits` float32 `[P, L]` (other float dtypes are converted; C or
-    /// Fortran order), one label per logit, `meta` a dict of str. Nothing is visible to readers
+    /// Fortran order), one label per logit, `meta` a dict of str. A name that a live model has
+    /// is refused (`DuplicateNameError`) unless `existing_name` is "replace" (a new version, in
+    /// the same commit) or "keep". Nothing is visible to readers
     /// until the commit. Returns a dict: model_id, first_entry, logits, constant_logits.
     #[pyo3(signature = (name, logits, labels=None, meta=None, source=None, *,
-                        keep_constant=false, probe_set=None))]
+                        keep_constant=false, probe_set=None, existing_name="refuse"))]
     #[allow(clippy::too_many_arguments)]
     fn add_model<'py>(
         &self,
@@ -1064,7 +1073,18 @@ impl Writer {
         source: Option<String>,
         keep_constant: bool,
         probe_set: Option<&Bound<'py, PyAny>>,
+        existing_name: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let existing_name = match existing_name {
+            "refuse" => ExistingName::Refuse,
+            "replace" => ExistingName::Replace,
+            "keep" => ExistingName::Keep,
+            other => {
+                return Err(InvalidInputError::new_err(format!(
+                    "existing_name {other:?}: use \"refuse\" (the default), \"replace\" or \"keep\""
+                )));
+            }
+        };
         // probelog.probe() returns an ndarray subclass that carries its labels and probe set.
         let labels = match labels {
             Some(l) => Some(l),
@@ -1106,6 +1126,7 @@ impl Writer {
                         AppendOptions {
                             keep_constant,
                             probe_set,
+                            existing_name,
                             ..AppendOptions::default()
                         },
                     )
@@ -1293,6 +1314,7 @@ fn _probelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("ProbeSetMismatchError", py.get_type::<ProbeSetMismatchError>())?;
     m.add("CorruptIndexError", py.get_type::<CorruptIndexError>())?;
+    m.add("DuplicateNameError", py.get_type::<DuplicateNameError>())?;
     m.add("LockedError", py.get_type::<LockedError>())?;
     m.add("FileError", py.get_type::<FileError>())?;
     m.add("DEFAULT_K", probelog::DEFAULT_K)?;

@@ -283,6 +283,21 @@ def test_writer_commits_atomically_and_nothing_on_error(zoo, rng):
     assert path.read_bytes() == before
 
 
+def test_model_names(zoo, rng):
+    path, _ = zoo
+    before = path.read_bytes()
+    with pytest.raises(probelog.DuplicateNameError, match="model-1"):
+        with probelog.Writer(str(path)) as w:
+            w.add_model("model-1", rng.normal(size=(48, 2)))
+    assert path.read_bytes() == before
+    with probelog.Writer(str(path)) as w:
+        w.add_model("model-1", rng.normal(size=(48, 2)), existing_name="keep")
+    assert [m.name for m in probelog.Index(str(path)).models].count("model-1") == 2
+    with pytest.raises(probelog.InvalidInputError, match="existing_name"):
+        with probelog.Writer(str(path)) as w:
+            w.add_model("x", rng.normal(size=(48, 2)), existing_name="rename")
+
+
 def test_writer_lock(zoo):
     path, _ = zoo
     with probelog.Writer(str(path)):

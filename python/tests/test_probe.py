@@ -73,10 +73,10 @@ def test_probe_descriptors_equal_the_cli(torch, tool, tmp_path):
     assert r.returncode == 0, r.stderr
     py = tmp_path / "py.plog"
     probelog.create(str(py), probes=str(pset_path))
-    for m in (str(tmp_path / "m.pt"), torch.jit.load(str(tmp_path / "m.pt")), model):
+    for i, m in enumerate((str(tmp_path / "m.pt"), torch.jit.load(str(tmp_path / "m.pt")), model)):
         logits = probelog.probe(m, str(pset_path), batch_size=5, mean=MEAN, std=STD, progress=False)
         with probelog.Writer(str(py)) as w:
-            w.add_model("m", logits)  # the probe set travels with the logits
+            w.add_model(f"m{i}", logits)  # the probe set travels with the logits
     a = probelog.Index(str(cli)).descriptors()
     b = probelog.Index(str(py)).descriptors()
     assert a.shape == (6, 24) and b.shape == (18, 24)
