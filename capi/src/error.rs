@@ -287,7 +287,11 @@ mod tests {
             existing: "live model 3".into(),
         });
         assert_eq!(dup.status, PROBELOG_ERR_DUPLICATE_NAME);
-        assert!(dup.message.contains("PROBELOG_NAME_REPLACE"), "{}", dup.message);
+        assert!(
+            dup.message.contains("PROBELOG_NAME_REPLACE"),
+            "{}",
+            dup.message
+        );
         let deleted = Failure::from(Error::Deleted { entry: 4, model: 1 });
         assert_eq!(deleted.status, PROBELOG_ERR_DELETED);
         let unknown = Failure::from(Error::UnknownModel {

@@ -365,11 +365,17 @@ pub(crate) fn render_error(e: &SearchError) -> String {
         }
     };
     match *e {
-        SearchError::NotApplicable { param: "k", used_by } => format!(
+        SearchError::NotApplicable {
+            param: "k",
+            used_by,
+        } => format!(
             "k only applies to the blend and topk metrics, not to {}; pass k = 0",
             metric_name(used_by)
         ),
-        SearchError::NotApplicable { param: "blend_weight", used_by } => format!(
+        SearchError::NotApplicable {
+            param: "blend_weight",
+            used_by,
+        } => format!(
             "blend_weight only applies to PROBELOG_METRIC_BLEND, not to {}; pass blend_weight = 0",
             metric_name(used_by)
         ),
@@ -439,7 +445,9 @@ unsafe fn run_search<'q>(
         Vec::new()
     };
     let resolved = found.params;
-    let k = resolved.k.map_or(0, |k| u32::try_from(k).unwrap_or(u32::MAX));
+    let k = resolved
+        .k
+        .map_or(0, |k| u32::try_from(k).unwrap_or(u32::MAX));
     let blend_weight = resolved.blend_weight.unwrap_or(0.0);
     let (mode, candidates) = match resolved.candidates {
         Some(c) => (PROBELOG_MODE_HNSW, u32::try_from(c).unwrap_or(u32::MAX)),

@@ -265,6 +265,23 @@ fn search(idx: &Idx, q: Q<'_>, p: &ProbelogSearchParams) -> Result<Vec<Found>, F
     Ok(out)
 }
 
+/// The mode a search ran in (`probelog_results_mode`).
+fn ran_mode(idx: &Idx, q: Q<'_>, p: &ProbelogSearchParams) -> u32 {
+    let mut res = ptr::null_mut();
+    // SAFETY: as in `search`; the results are freed here.
+    unsafe {
+        let st = match q {
+            Q::Entry(e) => probelog_search_entry(idx.0, e, p, &mut res),
+            Q::Vector(v) => probelog_search_vector(idx.0, v.as_ptr(), v.len(), p, &mut res),
+            Q::Text(t) => probelog_search_text_embedding(idx.0, t.as_ptr(), t.len(), p, &mut res),
+        };
+        status(st).unwrap();
+        let mode = probelog_results_mode(res);
+        probelog_results_free(res);
+        mode
+    }
+}
+
 fn params() -> ProbelogSearchParams {
     probelog_search_params_default()
 }
@@ -289,9 +306,17 @@ fn rows(found: &[Found]) -> Vec<Row> {
 /// Every metric and grouping: (metric, per_model, the CLI's flags).
 const SHAPES: &[(u32, i32, &[&str])] = &[
     (PROBELOG_METRIC_BLEND, 0, &["--metric", "blend"]),
-    (PROBELOG_METRIC_BLEND, 1, &["--metric", "blend", "--per-model"]),
+    (
+        PROBELOG_METRIC_BLEND,
+        1,
+        &["--metric", "blend", "--per-model"],
+    ),
     (PROBELOG_METRIC_TOPK, 0, &["--metric", "topk"]),
-    (PROBELOG_METRIC_TOPK, 1, &["--metric", "topk", "--per-model"]),
+    (
+        PROBELOG_METRIC_TOPK,
+        1,
+        &["--metric", "topk", "--per-model"],
+    ),
     (PROBELOG_METRIC_FULL, 0, &["--metric", "full"]),
     (PROBELOG_METRIC_MODEL, 0, &["--metric", "model"]),
 ];
@@ -323,7 +348,11 @@ fn deleted_models_never_come_back() {
     assert_eq!(st, PROBELOG_ERR_NULL_POINTER);
     let commit = w.commit();
     assert_eq!(
-        (commit.models_deleted, commit.models_added, commit.entries_added),
+        (
+            commit.models_deleted,
+            commit.models_added,
+            commit.entries_added
+        ),
         (2, 0, 0)
     );
     assert_eq!(commit.model_count, zoo.models as u64);
@@ -368,12 +397,19 @@ fn deleted_models_never_come_back() {
             let got = search(&idx, q, &p).unwrap();
             let models: std::collections::BTreeSet<u64> = got.iter().map(|f| f.row.2).collect();
             assert_eq!(models.len(), 8, "{q:?} {flags:?}: {models:?}");
-            assert!(models.iter().all(|m| !deleted.contains(m)), "{q:?} {flags:?}");
+            assert!(
+                models.iter().all(|m| !deleted.contains(m)),
+                "{q:?} {flags:?}"
+            );
             let grouped = per_model != 0 || metric == PROBELOG_METRIC_MODEL;
             assert_eq!(got.len(), if grouped { 8 } else { 8 * zoo.logits });
             let mut args = flags.to_vec();
             args.extend(["--top", "30"]);
-            assert_eq!(rows(&got), cli_rows(&cli(&zoo, q, &args)), "{q:?} {flags:?}");
+            assert_eq!(
+                rows(&got),
+                cli_rows(&cli(&zoo, q, &args)),
+                "{q:?} {flags:?}"
+            );
         }
         // Through the ANN graph: the paper's metric in hnsw mode, top 5 and every entry.
         for top in [5, all] {
@@ -384,12 +420,20 @@ fn deleted_models_never_come_back() {
                 candidates: 40,
                 ..params()
             };
+            assert_eq!(ran_mode(&idx, q, &p), PROBELOG_MODE_HNSW);
             let got = search(&idx, q, &p).unwrap();
             assert_eq!(got.len(), (top as usize).min(8 * zoo.logits), "{q:?}");
             assert!(got.iter().all(|f| !deleted.contains(&f.row.2)), "{q:?}");
             let top = top.to_string();
             let args = [
-                "--metric", "topk", "--mode", "hnsw", "--candidates", "40", "--top", &top,
+                "--metric",
+                "topk",
+                "--mode",
+                "hnsw",
+                "--candidates",
+                "40",
+                "--top",
+                &top,
             ];
             assert_eq!(rows(&got), cli_rows(&cli(&zoo, q, &args)), "{q:?} hnsw");
         }
@@ -420,7 +464,9 @@ fn the_name_policy_refuses_replaces_or_keeps() {
     let w = Writer::open(&zoo.index);
 
     // The default refuses a live model's name, in C's words, and stages nothing.
-    let (st, msg) = w.add("m-1", &logits, p, l, PROBELOG_NAME_REFUSE).unwrap_err();
+    let (st, msg) = w
+        .add("m-1", &logits, p, l, PROBELOG_NAME_REFUSE)
+        .unwrap_err();
     assert_eq!(st, PROBELOG_ERR_DUPLICATE_NAME, "{msg}");
     assert!(
         msg.contains("\"m-1\"") && msg.contains("PROBELOG_NAME_REPLACE"),
@@ -434,23 +480,37 @@ fn the_name_policy_refuses_replaces_or_keeps() {
     let added = w.add("m-1", &logits, p, l, PROBELOG_NAME_REPLACE).unwrap();
     assert_eq!(added.model_id, 10);
     // A second model of that name in the same commit is refused unless kept.
-    let (st, msg) = w.add("m-1", &logits, p, l, PROBELOG_NAME_REPLACE).unwrap_err();
+    let (st, msg) = w
+        .add("m-1", &logits, p, l, PROBELOG_NAME_REPLACE)
+        .unwrap_err();
     assert_eq!(st, PROBELOG_ERR_DUPLICATE_NAME, "{msg}");
-    let (st, msg) = w.add("m-1", &logits, p, l, PROBELOG_NAME_REFUSE).unwrap_err();
+    let (st, msg) = w
+        .add("m-1", &logits, p, l, PROBELOG_NAME_REFUSE)
+        .unwrap_err();
     assert_eq!(st, PROBELOG_ERR_DUPLICATE_NAME, "{msg}");
     let c = w.commit();
-    assert_eq!((c.models_added, c.models_deleted, c.entries_added), (1, 1, 2));
+    assert_eq!(
+        (c.models_added, c.models_deleted, c.entries_added),
+        (1, 1, 2)
+    );
 
     idx.refresh();
     let i = idx.info();
-    assert_eq!((i.model_count, i.live_model_count, i.deleted_model_count), (11, 10, 1));
+    assert_eq!(
+        (i.model_count, i.live_model_count, i.deleted_model_count),
+        (11, 10, 1)
+    );
     let p_all = ProbelogSearchParams {
         top: 100,
         per_model: 1,
         ..params()
     };
     let got = search(&idx, Q::Vector(&zoo.query), &p_all).unwrap();
-    let m1: Vec<u64> = got.iter().filter(|f| f.row.3 == "m-1").map(|f| f.row.2).collect();
+    let m1: Vec<u64> = got
+        .iter()
+        .filter(|f| f.row.3 == "m-1")
+        .map(|f| f.row.2)
+        .collect();
     assert_eq!(m1, vec![10], "only the new version of m-1");
     let (st, _) = idx.descriptor(3, zoo.probes).unwrap_err();
     assert_eq!(st, PROBELOG_ERR_DELETED, "the old m-1's entries are gone");
@@ -460,7 +520,11 @@ fn the_name_policy_refuses_replaces_or_keeps() {
     assert_eq!(w.commit().models_deleted, 0);
     idx.refresh();
     let got = search(&idx, Q::Vector(&zoo.query), &p_all).unwrap();
-    let mut m3: Vec<u64> = got.iter().filter(|f| f.row.3 == "m-3").map(|f| f.row.2).collect();
+    let mut m3: Vec<u64> = got
+        .iter()
+        .filter(|f| f.row.3 == "m-3")
+        .map(|f| f.row.2)
+        .collect();
     m3.sort_unstable();
     assert_eq!(m3, vec![3, kept.model_id]);
     assert_eq!(w.delete_named("m-3").unwrap(), 2);
@@ -533,11 +597,21 @@ fn filters_return_a_full_top_and_the_cli_results() {
                 ..params()
             };
             filter.apply(&mut p);
+            assert_eq!(ran_mode(&idx, q, &p), PROBELOG_MODE_HNSW);
             let got = search(&idx, q, &p).unwrap();
             assert_eq!(got.len(), (keep.len() * zoo.logits).min(5));
             assert!(got.iter().all(|f| keep.contains(&f.row.2)));
             let mut args = flags.clone();
-            args.extend(["--metric", "topk", "--mode", "hnsw", "--candidates", "20", "--top", "5"]);
+            args.extend([
+                "--metric",
+                "topk",
+                "--mode",
+                "hnsw",
+                "--candidates",
+                "20",
+                "--top",
+                "5",
+            ]);
             assert_eq!(rows(&got), cli_rows(&cli(&zoo, q, &args)));
         }
     }
@@ -549,7 +623,10 @@ fn filters_return_a_full_top_and_the_cli_results() {
     drop(w);
     idx.refresh();
     let filter = Filter::new(&["family=a"], None);
-    let mut p = ProbelogSearchParams { top: 30, ..params() };
+    let mut p = ProbelogSearchParams {
+        top: 30,
+        ..params()
+    };
     filter.apply(&mut p);
     let got = search(&idx, Q::Vector(&zoo.query), &p).unwrap();
     assert_eq!(got.len(), 4 * zoo.logits);
@@ -612,7 +689,10 @@ fn explanations_add_up_to_the_score_and_are_the_clis() {
                 seen.sort_unstable();
                 assert_eq!(seen, (0..probes).collect::<Vec<_>>());
                 for s in &f.explain {
-                    assert_eq!(s.name.as_deref(), Some(format!("probe-{}", s.probe).as_str()));
+                    assert_eq!(
+                        s.name.as_deref(),
+                        Some(format!("probe-{}", s.probe).as_str())
+                    );
                     assert!(s.share >= 0.0);
                 }
             }

@@ -30,7 +30,13 @@ fn examples() -> BTreeMap<String, String> {
         let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
         out.insert(name.to_string(), body.join("\n") + "\n");
     }
-    for name in ["search.c", "append.c", "versions.c", "queries.sql", "error.sql"] {
+    for name in [
+        "search.c",
+        "append.c",
+        "versions.c",
+        "queries.sql",
+        "error.sql",
+    ] {
         assert!(out.contains_key(name), "the guide lost its example {name}");
     }
     out
@@ -185,7 +191,10 @@ fn the_c_examples_run_and_agree_with_the_cli() {
         assert_ne!(f[1], "synth-00002", "{line}");
         assert_eq!(f[2], r["logit"].to_string(), "{line}");
         let score: f64 = f[3].parse().unwrap();
-        assert!((score - r["score"].as_f64().unwrap()).abs() <= 5e-5, "{line}");
+        assert!(
+            (score - r["score"].as_f64().unwrap()).abs() <= 5e-5,
+            "{line}"
+        );
         for p in r["explain"].as_array().unwrap() {
             let line = lines.next().expect("a probe");
             let share = format!("{:.4}", p["share"].as_f64().unwrap());

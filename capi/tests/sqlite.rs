@@ -788,6 +788,9 @@ fn the_sqlite3_command_line_loads_the_extension() {
     }
 }
 
+/// A filter argument, a model_name argument, the CLI's flags and the models they keep.
+type FilterCase<'a> = (Option<&'a str>, Option<&'a str>, &'a [&'a str], &'a [u64]);
+
 /// Borrowed arguments.
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -819,8 +822,13 @@ fn sql_filters_and_deletes_equal_the_cli() {
         };
 
         // (filter argument, model_name argument, the CLI's flags, the models kept)
-        let cases: &[(Option<&str>, Option<&str>, &[&str], &[u64])] = &[
-            (Some("family=a"), None, &["--where", "family=a"], &[0, 2, 4, 6, 8]),
+        let cases: &[FilterCase] = &[
+            (
+                Some("family=a"),
+                None,
+                &["--where", "family=a"],
+                &[0, 2, 4, 6, 8],
+            ),
             (
                 Some("family=b&license!=gpl"),
                 None,
@@ -841,8 +849,15 @@ fn sql_filters_and_deletes_equal_the_cli() {
             let n = name.map_or(SqlValue::Null, |n| SqlValue::Text(n.into()));
             let check = |got: &[Row], grouped: bool, top: usize| {
                 let matching = keep.len() * if grouped { 1 } else { zoo.logits };
-                assert_eq!(got.len(), matching.min(top), "{filter:?} {name:?}: a full top");
-                assert!(got.iter().all(|r| keep.contains(&r.2)), "{filter:?} {name:?}");
+                assert_eq!(
+                    got.len(),
+                    matching.min(top),
+                    "{filter:?} {name:?}: a full top"
+                );
+                assert!(
+                    got.iter().all(|r| keep.contains(&r.2)),
+                    "{filter:?} {name:?}"
+                );
             };
             let with = |extra: &[&str]| -> Vec<String> {
                 flags.iter().chain(extra).map(|a| a.to_string()).collect()
@@ -898,7 +913,16 @@ fn sql_filters_and_deletes_equal_the_cli() {
                     vec![path.clone(), query.clone(), f.clone(), n.clone()],
                 );
                 check(&got, false, 5);
-                let extra = ["--top", "5", "--metric", "topk", "--mode", "hnsw", "--candidates", "20"];
+                let extra = [
+                    "--top",
+                    "5",
+                    "--metric",
+                    "topk",
+                    "--mode",
+                    "hnsw",
+                    "--candidates",
+                    "20",
+                ];
                 assert_eq!(got, zoo_cli(&zoo, &q_vec, &refs(&with(&extra))));
             }
         }
@@ -915,18 +939,36 @@ fn sql_filters_and_deletes_equal_the_cli() {
 
         // Bad filters are SQL errors that name the argument.
         let bad: &[(&str, SqlValue, &str)] = &[
-            ("probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-             SqlValue::Text("family".into()), "filter (argument 10): condition 1, 'family'"),
-            ("probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-             SqlValue::Text("family=a&".into()), "condition 2, ''"),
-            ("probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-             SqlValue::Text("=a".into()), "non-empty key"),
-            ("probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-             SqlValue::Text("a=b!=c".into()), "condition 1"),
-            ("probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-             SqlValue::Integer(5), "filter (argument 10) must be TEXT"),
-            ("probelog_models(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-             SqlValue::Blob(vec![1]), "model_name (argument 10) must be TEXT"),
+            (
+                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                SqlValue::Text("family".into()),
+                "filter (argument 10): condition 1, 'family'",
+            ),
+            (
+                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                SqlValue::Text("family=a&".into()),
+                "condition 2, ''",
+            ),
+            (
+                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                SqlValue::Text("=a".into()),
+                "non-empty key",
+            ),
+            (
+                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                SqlValue::Text("a=b!=c".into()),
+                "condition 1",
+            ),
+            (
+                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                SqlValue::Integer(5),
+                "filter (argument 10) must be TEXT",
+            ),
+            (
+                "probelog_models(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                SqlValue::Blob(vec![1]),
+                "model_name (argument 10) must be TEXT",
+            ),
         ];
         for (sql, arg, want) in bad {
             let msg = sql_error(
@@ -944,7 +986,9 @@ fn sql_filters_and_deletes_equal_the_cli() {
             format!("probelog_search(?1, ?2, {all})"),
             format!("probelog_search(?1, ?2, {all}, NULL, 'topk', 1)"),
             format!("probelog_search(?1, ?2, {all}, NULL, 'model')"),
-            format!("probelog_search(?1, ?2, {all}, NULL, 'blend', 0, 'auto', NULL, NULL, 'family=a')"),
+            format!(
+                "probelog_search(?1, ?2, {all}, NULL, 'blend', 0, 'auto', NULL, NULL, 'family=a')"
+            ),
             format!("probelog_models(?1, ?2, {all})"),
             format!("probelog_search_text(?1, ?3, {all}, NULL, 'full')"),
             format!("probelog_search_entry(?1, 0, {all})"),
@@ -952,13 +996,21 @@ fn sql_filters_and_deletes_equal_the_cli() {
         ];
         let mut forms = forms.to_vec();
         if graph {
-            forms.push(format!("probelog_search(?1, ?2, {all}, NULL, 'topk', 0, 'hnsw', 40)"));
-            forms.push(format!("probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'hnsw', 40)"));
+            forms.push(format!(
+                "probelog_search(?1, ?2, {all}, NULL, 'topk', 0, 'hnsw', 40)"
+            ));
+            forms.push("probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'hnsw', 40)".into());
         }
         // The arguments a form names: ?1 (the path), ?2 (the query), ?3 (the text embedding).
         let args_of = |form: &str| {
             let mut args = vec![path.clone(), query.clone(), text.clone()];
-            args.truncate(if form.contains("?3") { 3 } else if form.contains("?2") { 2 } else { 1 });
+            args.truncate(if form.contains("?3") {
+                3
+            } else if form.contains("?2") {
+                2
+            } else {
+                1
+            });
             args
         };
         for form in &forms {
@@ -983,7 +1035,10 @@ fn sql_filters_and_deletes_equal_the_cli() {
                 &format!("SELECT probelog_descriptor(?1, {e})"),
                 vec![path.clone()],
             );
-            assert!(msg.contains("probelog_descriptor") && msg.contains("deleted"), "{msg}");
+            assert!(
+                msg.contains("probelog_descriptor") && msg.contains("deleted"),
+                "{msg}"
+            );
         }
     }
 }
