@@ -106,12 +106,17 @@ pub enum Error {
     )]
     Locked { path: PathBuf },
 
-    /// A new model has the name of a live one, and the caller asked for names to be unique.
+    /// A new model has the name of a live one (`live_model`), or of one staged in the same commit
+    /// (`None`), and the caller asked for names to be unique.
     #[error(
-        "model name {name:?} is taken by {existing}; a new version replaces it \
-         (ExistingName::Replace), or both can be kept (ExistingName::Keep)"
+        "model name {name:?} is taken by {}; a new version replaces it \
+         (ExistingName::Replace), or both can be kept (ExistingName::Keep)",
+        taken_by(*live_model)
     )]
-    DuplicateName { name: String, existing: String },
+    DuplicateName {
+        name: String,
+        live_model: Option<u64>,
+    },
 
     /// A model to delete does not exist, or is deleted already.
     #[error("no model {model} to delete: {detail}")]
@@ -128,6 +133,14 @@ pub enum Error {
     /// The target of `create` exists already.
     #[error("{path} exists already; remove it first or pick another path")]
     AlreadyExists { path: PathBuf },
+}
+
+/// What holds a name already: a live model, or one staged in the same commit.
+pub fn taken_by(live_model: Option<u64>) -> String {
+    match live_model {
+        Some(id) => format!("live model {id}"),
+        None => "a model staged in this commit".into(),
+    }
 }
 
 /// Result type of the library.

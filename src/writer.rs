@@ -378,14 +378,14 @@ impl<S: Storage> IndexWriter<S> {
         if self.pending.meta.models.iter().any(|m| m.name == name) {
             return Err(Error::DuplicateName {
                 name: name.to_string(),
-                existing: "a model staged in this commit".into(),
+                live_model: None,
             });
         }
         let live = self.live_named(name)?;
         match policy {
             ExistingName::Refuse if !live.is_empty() => Err(Error::DuplicateName {
                 name: name.to_string(),
-                existing: format!("live model {}", live[0]),
+                live_model: Some(live[0]),
             }),
             ExistingName::Replace => Ok(live),
             _ => Ok(Vec::new()),

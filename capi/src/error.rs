@@ -146,7 +146,7 @@ impl From<Error> for Failure {
         };
         let message = match &e {
             Error::Search(search) => crate::search::render_error(search),
-            Error::DuplicateName { name, existing } => duplicate_name_message(name, existing),
+            Error::DuplicateName { name, live_model } => duplicate_name_message(name, *live_model),
             Error::Deleted { entry, model } => format!(
                 "entry {entry} belongs to model {model}, which is deleted: deleted models are \
                  never returned"
@@ -161,19 +161,19 @@ pub(crate) type CallResult<T = ()> = Result<T, Failure>;
 
 /// `Error::DuplicateName` in the words of this C API: the `ProbelogModel.existing_name` values
 /// that would accept the model.
-fn duplicate_name_message(name: &str, existing: &str) -> String {
-    // The library names a model staged in the same commit thus; only keeping both helps then.
-    if existing.contains("staged") {
-        format!(
+fn duplicate_name_message(name: &str, live_model: Option<u64>) -> String {
+    let existing = probelog::error::taken_by(live_model);
+    match live_model {
+        // Only keeping both helps when the other model is in the same commit.
+        None => format!(
             "model name {name:?} is taken by {existing}; two models of one commit may share a \
              name only with existing_name = PROBELOG_NAME_KEEP"
-        )
-    } else {
-        format!(
+        ),
+        Some(_) => format!(
             "model name {name:?} is taken by {existing}; set existing_name = \
              PROBELOG_NAME_REPLACE to replace it with this new version (in the same commit), or \
              PROBELOG_NAME_KEEP to keep both"
-        )
+        ),
     }
 }
 
@@ -284,7 +284,7 @@ mod tests {
         );
         let dup = Failure::from(Error::DuplicateName {
             name: "m".into(),
-            existing: "live model 3".into(),
+            live_model: Some(3),
         });
         assert_eq!(dup.status, PROBELOG_ERR_DUPLICATE_NAME);
         assert!(

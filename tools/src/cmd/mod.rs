@@ -70,9 +70,10 @@ impl<T> LibResult<T> for probelog::Result<T> {
 fn render(e: &Error) -> String {
     match e {
         Error::Search(search) => self::search::render_error(search),
-        Error::DuplicateName { name, existing } => format!(
-            "model name {name:?} is taken by {existing}: pass --replace to make this model its \
-             new version, or --keep-duplicate-names to keep both"
+        Error::DuplicateName { name, live_model } => format!(
+            "model name {name:?} is taken by {}: pass --replace to make this model its new \
+             version, or --keep-duplicate-names to keep both",
+            probelog::error::taken_by(*live_model)
         ),
         _ => e.to_string(),
     }
