@@ -199,40 +199,6 @@ impl ProbeFactors {
         &self.values[p * self.rank..(p + 1) * self.rank]
     }
 
-    /// The bytes of a ProbeFactors section (format-spec.md §7): header, then the matrix.
-    pub fn encode_section(&self, lambda: f32) -> Vec<u8> {
-        let mut out = vec![0u8; crate::format::FACTORS_HEADER_LEN];
-        out[0..4].copy_from_slice(&(self.rank as u32).to_le_bytes());
-        out[4..8].copy_from_slice(&lambda.to_le_bytes());
-        out.extend_from_slice(bytemuck::cast_slice(&self.values));
-        out
-    }
-
-    /// Decodes a ProbeFactors section of an index of `probes` probes, whose table row says `rank`.
-    /// Returns the factors and their regularization.
-    pub fn decode_section(bytes: &[u8], probes: usize, rank: u64) -> Result<(Self, f32)> {
-        let header = crate::format::FACTORS_HEADER_LEN;
-        if bytes.len() < header {
-            return Err(Error::corrupt(
-                "probe factor section shorter than its header",
-            ));
-        }
-        let stored_rank = crate::format::get_u32(bytes, 0);
-        let lambda = f32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        if u64::from(stored_rank) != rank || !(lambda.is_finite() && lambda > 0.0) {
-            return Err(Error::corrupt(format!(
-                "probe factor header (rank {stored_rank}, lambda {lambda}) is inconsistent"
-            )));
-        }
-        let values: Vec<f32> = bytes[header..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        let factors = ProbeFactors::new(probes, stored_rank as usize, values)
-            .map_err(|e| Error::corrupt(e.to_string()))?;
-        Ok((factors, lambda))
-    }
-
     /// Row `p` of the augmented basis `[V | 1]`: the constant column gives every logit an
     /// intercept, because observations z-normalized over a subset of the probes are an affine
     /// transform (scale and offset) of the full descriptor.

@@ -12,86 +12,16 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use half::f16;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
+use crate::format::descriptors;
+use crate::format::directory::{self, Extent, SectionEntry, SegmentDirectory};
+use crate::format::models::{self, ModelTable};
+use crate::format::strings::{StrError, StrRef};
 use crate::format::*;
-
-/// Descriptor values of one segment, probe-major.
-#[derive(Debug, Clone, Copy)]
-pub enum RowData<'a> {
-    F32(&'a [f32]),
-    F16(&'a [f16]),
-}
-
-/// The probe-major descriptor matrix of one segment: `probes` rows of `stride` values, of which the
-/// first `entries` are used.
-#[derive(Debug, Clone, Copy)]
-pub struct DescriptorRows<'a> {
-    data: RowData<'a>,
-    stride: usize,
-    entries: usize,
-}
-
-impl<'a> DescriptorRows<'a> {
-    pub fn entries(&self) -> usize {
-        self.entries
-    }
-    pub fn data(&self) -> RowData<'a> {
-        self.data
-    }
-    pub fn stride(&self) -> usize {
-        self.stride
-    }
-    /// Row `p` restricted to entries `r`, as f32 when stored as f32.
-    pub fn row_f32(&self, p: usize, r: Range<usize>) -> Option<&'a [f32]> {
-        match self.data {
-            RowData::F32(d) => Some(&d[p * self.stride + r.start..p * self.stride + r.end]),
-            RowData::F16(_) => None,
-        }
-    }
-    /// Row `p` restricted to entries `r`, as raw f16 bits when stored as f16.
-    pub fn row_f16_bits(&self, p: usize, r: Range<usize>) -> Option<&'a [u16]> {
-        match self.data {
-            RowData::F16(d) => Some(bytemuck::cast_slice(
-                &d[p * self.stride + r.start..p * self.stride + r.end],
-            )),
-            RowData::F32(_) => None,
-        }
-    }
-    /// Copies row `p`, entries `r`, into `out` as f32.
-    pub fn read_row(&self, p: usize, r: Range<usize>, out: &mut [f32]) {
-        let (a, b) = (p * self.stride + r.start, p * self.stride + r.end);
-        match self.data {
-            RowData::F32(d) => out.copy_from_slice(&d[a..b]),
-            RowData::F16(d) => {
-                use half::slice::HalfFloatSliceExt;
-                d[a..b].convert_to_f32_slice(out)
-            }
-        }
-    }
-    /// Asks the CPU to start loading value `(p, e)`, which a caller is about to read: in the
-    /// probe-major layout each scattered read is a cache miss, and issuing them all before
-    /// reading any lets them overlap. Out-of-range positions are skipped.
-    #[inline]
-    pub fn prefetch(&self, p: usize, e: usize) {
-        let at = p.wrapping_mul(self.stride).wrapping_add(e);
-        match self.data {
-            RowData::F32(d) if at < d.len() => crate::prefetch::prefetch_read(&d[at]),
-            RowData::F16(d) if at < d.len() => crate::prefetch::prefetch_read(&d[at]),
-            _ => {}
-        }
-    }
-
-    /// One value.
-    pub fn value(&self, p: usize, e: usize) -> f32 {
-        match self.data {
-            RowData::F32(d) => d[p * self.stride + e],
-            RowData::F16(d) => d[p * self.stride + e].to_f32(),
-        }
-    }
-}
+use crate::format::{deleted, labels, observed, probe_embeddings, probe_factors, probe_names};
+pub use crate::format::descriptors::{DescriptorRows, RowData};
 
 /// A validated view of one segment.
 #[derive(Debug)]
@@ -167,9 +97,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         Self::with_header_page(&page, data)
     }
 
-    /// Opens an index whose header page (the first [`HEADER_USED_LEN`] bytes) was read separately:
-    /// the commit slots of a live file change in place, so they are read with a copy, not through
-    /// a shared mapping.
+    /// Opens an index whose header page (its first 256 bytes: the static header and the commit
+    /// slots) was read separately: the commit slots of a live file change in place, so they are
+    /// read with a copy, not through a shared mapping.
     pub fn with_header_page(page: &[u8], data: D) -> Result<Self> {
         let bytes = data.as_ref();
         if !(bytes.as_ptr() as usize).is_multiple_of(ALIGN as usize) {
@@ -219,7 +149,6 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         if c.segment_count == 0 {
             return Err(Error::corrupt("the current commit lists no segments"));
         }
-        let max_dir = SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64;
         // Each directory takes at least this many bytes, which bounds how many can exist.
         let min_dir = SegmentDirectory::encoded_len(0) as u64;
         if u64::from(c.segment_count) > (c.committed_len - HEADER_PAGE_LEN) / min_dir {
@@ -246,19 +175,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 )));
             }
             let label = format!("segment {}", c.segment_count as usize - 1 - chain.len());
-            if ext.len > max_dir
-                || ext.offset < HEADER_PAGE_LEN
-                || !ext.offset.is_multiple_of(ALIGN)
-                || ext
-                    .offset
-                    .checked_add(ext.len)
-                    .is_none_or(|end| end > upper)
-            {
-                return Err(Error::corrupt(format!(
-                    "{label}: directory reference (offset {}, {} bytes) is out of place",
-                    ext.offset, ext.len
-                )));
-            }
+            directory::check_reference(&ext, upper, &label)?;
             let bytes = &self.bytes()[ext.offset as usize..(ext.offset + ext.len) as usize];
             let dir = SegmentDirectory::decode(bytes, &ext, &label)?;
             next = dir.prev;
@@ -309,24 +226,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let mut deleted: Vec<u64> = Vec::new();
         for (i, seg) in self.segments.iter().enumerate() {
             let Some(sec) = &seg.deleted else { continue };
-            let mut ids: Vec<u64> = self
-                .section_bytes(sec)
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .collect();
-            let increasing = ids.windows(2).all(|w| w[0] < w[1]);
-            if !increasing || ids.last().is_some_and(|&m| m >= seg.dir.first_model) {
-                return Err(Error::corrupt(format!(
-                    "segment {i}: deleted model ids are not increasing ids of earlier models"
-                )));
-            }
-            if let Some(m) = ids.iter().find(|m| deleted.binary_search(m).is_ok()) {
-                return Err(Error::corrupt(format!(
-                    "segment {i}: model {m} is deleted a second time"
-                )));
-            }
-            deleted.append(&mut ids);
-            deleted.sort_unstable();
+            deleted::merge(self.section_bytes(sec), i, seg.dir.first_model, &mut deleted)?;
         }
         Ok(deleted)
     }
@@ -373,7 +273,13 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             ann_graphs: Vec::new(),
             models_checked: OnceLock::new(),
         };
-        let p = u64::from(self.header.probe_set.num_probes);
+        let counts = SegmentCounts {
+            probes: self.header.probe_set.num_probes,
+            dtype: self.header.dtype,
+            entries: seg.dir.entry_count,
+            models: seg.dir.model_count,
+            models_before,
+        };
         for s in seg.dir.sections.clone() {
             let name = s.kind_name();
             if s.offset % ALIGN != 0
@@ -396,63 +302,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                     s.kind
                 )));
             };
-            let want_len: Option<u64> = match kind {
-                SectionKind::Descriptors => {
-                    if s.param < seg.dir.entry_count || s.param % STRIDE_MULTIPLE != 0 {
-                        return Err(Error::corrupt(format!(
-                            "{label}: descriptor stride {} does not hold {} entries",
-                            s.param, seg.dir.entry_count
-                        )));
-                    }
-                    p.checked_mul(s.param)
-                        .and_then(|x| x.checked_mul(self.header.dtype.size()))
-                }
-                SectionKind::Models => seg.dir.model_count.checked_mul(MODEL_RECORD_LEN as u64),
-                SectionKind::EntryLabels => seg.dir.entry_count.checked_mul(STRING_REF_LEN as u64),
-                SectionKind::ModelMeta => (s.len % META_RECORD_LEN as u64 == 0).then_some(s.len),
-                SectionKind::Strings => Some(s.len),
-                SectionKind::ProbeNames => p.checked_mul(STRING_REF_LEN as u64),
-                SectionKind::ProbeFactors => {
-                    if s.param == 0 || s.param > p {
-                        return Err(Error::corrupt(format!(
-                            "{label}: probe factor rank {} is impossible",
-                            s.param
-                        )));
-                    }
-                    p.checked_mul(s.param)
-                        .and_then(|x| x.checked_mul(4))
-                        .and_then(|x| x.checked_add(FACTORS_HEADER_LEN as u64))
-                }
-                SectionKind::ObservedProbes => {
-                    if s.param != observed_bitmap_len(self.header.probe_set.num_probes) {
-                        return Err(Error::corrupt(format!(
-                            "{label}: observed-probe bitmaps of {} bytes do not fit {p} probes",
-                            s.param
-                        )));
-                    }
-                    seg.dir.model_count.checked_mul(s.param)
-                }
-                SectionKind::ProbeEmbeddings => {
-                    if s.param == 0 || s.param > u64::from(u32::MAX) {
-                        return Err(Error::corrupt(format!(
-                            "{label}: probe embedding dimension {} is impossible",
-                            s.param
-                        )));
-                    }
-                    p.checked_mul(s.param).and_then(|x| x.checked_mul(4))
-                }
-                // The graph header gives its length; it is checked when the graph is first used.
-                SectionKind::AnnGraph | SectionKind::AnnGraphPart => Some(s.len),
-                SectionKind::DeletedModels => {
-                    if s.param == 0 || s.param > models_before {
-                        return Err(Error::corrupt(format!(
-                            "{label}: {} deleted models, of {models_before} before the segment",
-                            s.param
-                        )));
-                    }
-                    s.param.checked_mul(8)
-                }
-            };
+            let want_len = required_len(kind, &s, &counts)
+                .map_err(|what| Error::corrupt(format!("{label}: {what}")))?;
             if want_len != Some(s.len) {
                 return Err(Error::corrupt(format!(
                     "{label}: {name} section is {} bytes, its counts need {}",
@@ -488,7 +339,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 if has_entries { "missing" } else { "present" }
             )));
         }
-        check_graph_ranges(&label, &mut seg)?;
+        crate::ann::graph::check_ranges(&label, &mut seg.ann_graphs, seg.dir.entry_count)?;
         // A segment whose strings are all empty has no strings section: every string reference
         // must then be empty, which the reference checks (against a length of 0) enforce.
         Ok(seg)
@@ -566,17 +417,14 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let Some(sec) = &seg.descriptors else {
             return Ok(None);
         };
-        let bytes = self.section_bytes(sec);
-        let misaligned = |_| Error::corrupt(format!("segment {s}: descriptors misaligned"));
-        let data = match self.header.dtype {
-            Dtype::F32 => RowData::F32(bytemuck::try_cast_slice(bytes).map_err(misaligned)?),
-            Dtype::F16 => RowData::F16(bytemuck::try_cast_slice(bytes).map_err(misaligned)?),
-        };
-        Ok(Some(DescriptorRows {
-            data,
-            stride: sec.param as usize,
-            entries: seg.dir.entry_count as usize,
-        }))
+        descriptors::view(
+            self.section_bytes(sec),
+            self.header.dtype,
+            sec.param,
+            seg.dir.entry_count,
+        )
+        .map(Some)
+        .ok_or_else(|| Error::corrupt(format!("segment {s}: descriptors misaligned")))
     }
 
     /// The ANN graphs of segment `s`, in entry order, each with the first entry (within the
@@ -677,77 +525,41 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
 
     /// The model table of segment `s`, checked on first use: contiguous entry ranges that cover
     /// the segment, string and metadata references in bounds.
-    pub(crate) fn model_table(&self, s: usize) -> Result<&[u8]> {
+    pub(crate) fn model_table(&self, s: usize) -> Result<ModelTable<'_>> {
         let seg = &self.segments[s];
         let Some(sec) = &seg.models else {
-            return Ok(&[]);
+            return Ok(ModelTable(&[]));
         };
-        let table = self.section_bytes(sec);
-        let checked = seg
-            .models_checked
-            .get_or_init(|| self.check_model_table(s, table));
+        let table = ModelTable(self.section_bytes(sec));
+        let checked = seg.models_checked.get_or_init(|| {
+            table.check(
+                s,
+                seg.strings.map_or(0, |x| x.len),
+                seg.meta.map_or(0, |x| models::meta_records(x.len)),
+                seg.dir.entry_count,
+            )
+        });
         match checked {
             Ok(()) => Ok(table),
             Err(what) => Err(Error::corrupt(what.clone())),
         }
     }
 
-    fn check_model_table(&self, s: usize, table: &[u8]) -> Result<(), String> {
-        let seg = &self.segments[s];
-        let strings_len = seg.strings.map_or(0, |x| x.len);
-        let meta_len = seg.meta.map_or(0, |x| x.len / META_RECORD_LEN as u64);
-        let mut next = 0u64;
-        for (m, r) in table.chunks_exact(MODEL_RECORD_LEN).enumerate() {
-            let first = get_u64(r, M_FIRST_ENTRY);
-            let count = u64::from(get_u32(r, M_LOGIT_COUNT));
-            if first != next || count == 0 {
-                return Err(format!(
-                    "segment {s}, model {m}: entries start at {first} with {count} logits, expected start {next}"
-                ));
-            }
-            next += count;
-            for (what, o) in [("name", M_NAME), ("source", M_SOURCE)] {
-                check_ref(r, o, strings_len)
-                    .map_err(|e| format!("segment {s}, model {m}: {what} {e}"))?;
-            }
-            let mf = get_u64(r, M_META_FIRST);
-            let mc = u64::from(get_u32(r, M_META_COUNT));
-            if mf.checked_add(mc).is_none_or(|end| end > meta_len) {
-                return Err(format!(
-                    "segment {s}, model {m}: metadata records {mf}..{mf}+{mc} out of {meta_len}"
-                ));
-            }
-        }
-        if next != seg.dir.entry_count {
-            return Err(format!(
-                "segment {s}: models cover {next} entries, the segment holds {}",
-                seg.dir.entry_count
-            ));
-        }
-        Ok(())
-    }
-
-    fn string(&self, s: usize, r: &[u8], what: &str) -> Result<Option<String>> {
-        let seg = &self.segments[s];
-        let off = get_u32(r, 0);
-        if off == NO_STRING {
-            return Ok(None);
-        }
-        let len = get_u32(r, 4);
-        let strings = seg
+    /// The string `r` of segment `s` names; `what` names it in errors.
+    fn string(&self, s: usize, r: StrRef, what: &str) -> Result<Option<String>> {
+        let strings = self.segments[s]
             .strings
             .map(|x| self.section_bytes(&x))
             .unwrap_or_default();
-        let bytes = strings
-            .get(off as usize..off as usize + len as usize)
-            .ok_or_else(|| {
-                Error::corrupt(format!(
-                    "segment {s}: {what} refers outside the strings section"
-                ))
-            })?;
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| Error::corrupt(format!("segment {s}: {what} is not UTF-8")))?;
-        Ok(Some(text.to_string()))
+        match r.resolve(strings) {
+            Ok(text) => Ok(text.map(str::to_string)),
+            Err(StrError::OutOfBounds) => Err(Error::corrupt(format!(
+                "segment {s}: {what} refers outside the strings section"
+            ))),
+            Err(StrError::NotUtf8) => Err(Error::corrupt(format!(
+                "segment {s}: {what} is not UTF-8"
+            ))),
+        }
     }
 
     fn segment_of_model(&self, model: u64) -> Result<(usize, usize)> {
@@ -767,25 +579,20 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
     /// Metadata of model `id` (0-based, in append order).
     pub fn model(&self, id: u64) -> Result<ModelInfo> {
         let (s, m) = self.segment_of_model(id)?;
-        let table = self.model_table(s)?;
-        let r = &table[m * MODEL_RECORD_LEN..(m + 1) * MODEL_RECORD_LEN];
+        let r = self.model_table(s)?.get(m);
         let seg = &self.segments[s];
-        let name = self
-            .string(s, &r[M_NAME..], "model name")?
-            .unwrap_or_default();
+        let name = self.string(s, r.name, "model name")?.unwrap_or_default();
         let source = self
-            .string(s, &r[M_SOURCE..], "model source")?
+            .string(s, r.source, "model source")?
             .unwrap_or_default();
         let mut meta = Vec::new();
         if let Some(sec) = &seg.meta {
             let recs = self.section_bytes(sec);
-            let first = get_u64(r, M_META_FIRST) as usize;
-            for i in first..first + get_u32(r, M_META_COUNT) as usize {
-                let rec = &recs[i * META_RECORD_LEN..(i + 1) * META_RECORD_LEN];
-                let k = self.string(s, rec, "metadata key")?.unwrap_or_default();
-                let v = self
-                    .string(s, &rec[STRING_REF_LEN..], "metadata value")?
-                    .unwrap_or_default();
+            let first = r.meta_first as usize;
+            for i in first..first + r.meta_count as usize {
+                let (k, v) = models::meta_record(recs, i);
+                let k = self.string(s, k, "metadata key")?.unwrap_or_default();
+                let v = self.string(s, v, "metadata value")?.unwrap_or_default();
                 meta.push((k, v));
             }
         }
@@ -794,21 +601,14 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             name,
             source,
             meta,
-            first_entry: seg.dir.first_entry + get_u64(r, M_FIRST_ENTRY),
-            logit_count: get_u32(r, M_LOGIT_COUNT),
+            first_entry: seg.dir.first_entry + r.first_entry,
+            logit_count: r.logit_count,
         })
     }
 
     /// Entry ranges of the models of segment `s`, local to the segment.
     pub(crate) fn model_ranges(&self, s: usize) -> Result<Vec<Range<usize>>> {
-        let table = self.model_table(s)?;
-        Ok(table
-            .chunks_exact(MODEL_RECORD_LEN)
-            .map(|r| {
-                let a = get_u64(r, M_FIRST_ENTRY) as usize;
-                a..a + get_u32(r, M_LOGIT_COUNT) as usize
-            })
-            .collect())
+        Ok(self.model_table(s)?.records().map(|r| r.entries()).collect())
     }
 
     /// The model that owns `entry`, which must not be deleted.
@@ -824,12 +624,10 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
     pub fn model_of_entry(&self, entry: u64) -> Result<u64> {
         let (s, e) = self.segment_of_entry(entry)?;
         let table = self.model_table(s)?;
-        let n = table.len() / MODEL_RECORD_LEN;
-        let first = |m: usize| get_u64(&table[m * MODEL_RECORD_LEN..], M_FIRST_ENTRY) as usize;
-        let (mut lo, mut hi) = (0usize, n);
+        let (mut lo, mut hi) = (0usize, table.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if first(mid) <= e {
+            if table.first_entry(mid) as usize <= e {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -843,10 +641,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let (s, e) = self.segment_of_entry(entry)?;
         match &self.segments[s].labels {
             None => Ok(None),
-            Some(sec) => {
-                let r = &self.section_bytes(sec)[e * STRING_REF_LEN..(e + 1) * STRING_REF_LEN];
-                self.string(s, r, "entry label")
-            }
+            Some(sec) => self.string(s, labels::label(self.section_bytes(sec), e), "entry label"),
         }
     }
 
@@ -871,8 +666,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             return Ok(None);
         };
         let sec = self.segments[s].probe_names.expect("recorded at open");
-        let refs = self.section_bytes(&sec);
-        refs.chunks_exact(STRING_REF_LEN)
+        probe_names::refs(self.section_bytes(&sec))
             .map(|r| Ok(self.string(s, r, "probe name")?.unwrap_or_default()))
             .collect::<Result<Vec<_>>>()
             .map(Some)
@@ -884,8 +678,8 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             return Ok(None);
         };
         let sec = self.segments[s].probe_embeddings.expect("recorded at open");
-        let values: &[f32] = bytemuck::try_cast_slice(self.section_bytes(&sec))
-            .map_err(|_| Error::corrupt("probe embeddings misaligned"))?;
+        let values = probe_embeddings::view(self.section_bytes(&sec))
+            .ok_or_else(|| Error::corrupt("probe embeddings misaligned"))?;
         Ok(Some((values, sec.param as usize)))
     }
 }
@@ -898,11 +692,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             return Ok(None);
         };
         let sec = self.segments[s].probe_factors.expect("recorded at open");
-        crate::collab::ProbeFactors::decode_section(
-            self.section_bytes(&sec),
-            self.num_probes(),
-            sec.param,
-        )
+        probe_factors::decode(self.section_bytes(&sec), self.num_probes(), sec.param)
         .map(Some)
         .map_err(|e| Error::corrupt(format!("segment {s}: {e}")))
     }
@@ -913,11 +703,12 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let Some(sec) = &self.segments[s].observed else {
             return Ok(None);
         };
-        let len = sec.param as usize;
-        let bitmap = &self.section_bytes(sec)[m * len..(m + 1) * len];
-        let observed: Vec<u32> = (0..self.num_probes() as u32)
-            .filter(|&p| bitmap[p as usize / 8] & (1 << (p % 8)) != 0)
-            .collect();
+        let observed = observed::decode(
+            self.section_bytes(sec),
+            sec.param as usize,
+            m,
+            self.num_probes(),
+        );
         Ok((observed.len() < self.num_probes()).then_some(observed))
     }
 }
@@ -928,60 +719,6 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
 pub struct GraphPart<'a> {
     pub first: usize,
     pub view: crate::ann::GraphView<'a>,
-}
-
-/// A segment's graph sections: none; one AnnGraph with param 0; or AnnGraphPart sections
-/// whose first entries (sorted here) start at 0, rise strictly and stay below the segment's
-/// entry count, so that their ranges tile it. Anything else is corrupt.
-fn check_graph_ranges(label: &str, seg: &mut Segment) -> Result<()> {
-    let graphs = &mut seg.ann_graphs;
-    if graphs.is_empty() {
-        return Ok(());
-    }
-    let bad = |what: String| Err(Error::corrupt(format!("{label}: {what}")));
-    let whole = SectionKind::AnnGraph as u32;
-    let parts = graphs.iter().filter(|g| g.kind != whole).count();
-    if parts > 0 && parts < graphs.len() || parts == 0 && graphs.len() > 1 {
-        return bad(format!(
-            "{} ANN graph sections, {parts} of them parts: a segment has one graph or only parts",
-            graphs.len()
-        ));
-    }
-    if seg.dir.entry_count == 0 {
-        return bad("an ANN graph in a segment without entries".into());
-    }
-    graphs.sort_by_key(|g| g.param);
-    if graphs[0].param != 0 {
-        return bad(format!(
-            "its first ANN graph starts at entry {}, not 0",
-            graphs[0].param
-        ));
-    }
-    if let Some(w) = graphs.windows(2).find(|w| w[0].param >= w[1].param) {
-        return bad(format!("two ANN graph parts start at entry {}", w[1].param));
-    }
-    let last = graphs[graphs.len() - 1].param;
-    if last >= seg.dir.entry_count {
-        return bad(format!(
-            "an ANN graph part starts at entry {last}, past the segment's {} entries",
-            seg.dir.entry_count
-        ));
-    }
-    Ok(())
-}
-
-fn check_ref(r: &[u8], o: usize, strings_len: u64) -> Result<(), String> {
-    let off = get_u32(r, o);
-    let len = get_u32(r, o + 4);
-    if off == NO_STRING {
-        return Ok(());
-    }
-    if u64::from(off) + u64::from(len) > strings_len {
-        return Err(format!(
-            "refers to bytes {off}..{off}+{len} of {strings_len}"
-        ));
-    }
-    Ok(())
 }
 
 /// A byte buffer whose first byte is 64-byte aligned, for opening an index from memory.

@@ -1,7 +1,7 @@
 //! Full integrity check: every checksum, every reference, every padding byte of the committed state.
 
 use crate::descriptor::{first_impossible_value, max_descriptor_magnitude};
-use crate::format::*;
+use crate::format::{Dtype, HEADER_PAGE_LEN, SlotState, StaticHeader, directory, header, observed};
 use crate::reader::RawIndex;
 
 /// One integrity failure, located.
@@ -64,13 +64,10 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         };
 
         // Header page.
-        if let Err(e) = StaticHeader::decode(&data[..HEADER_USED_LEN]) {
+        if let Err(e) = StaticHeader::decode(data) {
             problem("header", e.to_string());
         }
-        if data[HEADER_USED_LEN..HEADER_PAGE_LEN as usize]
-            .iter()
-            .any(|&b| b != 0)
-        {
+        if !header::page_padding_is_zero(data) {
             problem(
                 "header page padding",
                 "bytes that must be zero are not".into(),
@@ -98,7 +95,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         for (i, seg) in self.segments.iter().enumerate() {
             let d = seg.extent;
             let dir_bytes = &data[d.offset as usize..(d.offset + d.len) as usize];
-            let got = crc32fast::hash(&dir_bytes[..dir_bytes.len() - 4]);
+            let got = directory::checksum(dir_bytes);
             if got != d.crc {
                 problem(
                     &format!("segment {i} directory"),
@@ -196,13 +193,12 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let p = self.num_probes();
         for (i, seg) in self.segments.iter().enumerate() {
             let Some(sec) = &seg.observed else { continue };
-            let len = sec.param as usize;
-            for (m, bitmap) in self.section_bytes(sec).chunks_exact(len).enumerate() {
-                if (p..len * 8).any(|q| bitmap[q / 8] & (1 << (q % 8)) != 0) {
-                    return Some(format!(
-                        "segment {i}, model {m}: bits past probe {p} are set"
-                    ));
-                }
+            if let Some(m) =
+                observed::first_with_bits_past(self.section_bytes(sec), sec.param as usize, p)
+            {
+                return Some(format!(
+                    "segment {i}, model {m}: bits past probe {p} are set"
+                ));
             }
         }
         None

@@ -11,13 +11,17 @@ use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use half::f16;
-
 use crate::ann::AnnOptions;
 use crate::collab::{CollabOptions, Observations, ProbeFactors};
 use crate::descriptor::{LogitMatrix, normalize_logits};
 use crate::error::{Error, Result};
+use crate::format::directory::{self, Extent, SectionEntry, SegmentDirectory};
+use crate::format::models::{self, ModelSpec};
+use crate::format::strings::StringPool;
 use crate::format::*;
+use crate::format::{
+    deleted, descriptors, header, labels, observed, probe_embeddings, probe_factors, probe_names,
+};
 use crate::reader::RawIndex;
 use crate::storage::{FileStorage, LockWait, Storage};
 
@@ -103,9 +107,7 @@ fn write_new_file<S: Storage>(
     prev_sequence: u64,
     ann: &AnnOptions,
 ) -> Result<CommitRecord> {
-    let mut page = vec![0u8; HEADER_PAGE_LEN as usize];
-    page[..STATIC_HEADER_LEN].copy_from_slice(&header.encode());
-    storage.write_all_at(&page, 0).map_err(|e| Error::Storage {
+    storage.write_all_at(&header::encode_page(header), 0).map_err(|e| Error::Storage {
         op: "write header",
         source: e,
     })?;
@@ -535,8 +537,7 @@ impl<S: Storage> IndexWriter<S> {
                 got,
             });
         }
-        ProbeFactors::decode_section(&bytes, self.header.probe_set.num_probes as usize, sec.param)
-            .map(Some)
+        probe_factors::decode(&bytes, self.header.probe_set.num_probes as usize, sec.param).map(Some)
     }
 
     /// Completes staged partial models before a commit, fitting factors if the index has none.
@@ -762,14 +763,6 @@ trait RowSource {
     fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()>;
 }
 
-struct ModelRecordIn {
-    first_entry: u64,
-    logit_count: u32,
-    name: String,
-    source: String,
-    meta: Vec<(String, String)>,
-}
-
 /// Everything one segment holds, ready to encode.
 struct SegmentContent<'a> {
     entries: u64,
@@ -780,7 +773,7 @@ struct SegmentContent<'a> {
 /// What a segment holds besides its descriptor rows.
 #[derive(Default)]
 struct SegmentMeta {
-    models: Vec<ModelRecordIn>,
+    models: Vec<ModelSpec>,
     /// One label per entry (`None` where a model gave none).
     labels: Vec<Option<String>>,
     any_label: bool,
@@ -890,7 +883,7 @@ impl Pending {
         for (r, row) in self.rows.iter_mut().enumerate() {
             row.extend((0..l).map(|j| desc[j * p + r]));
         }
-        self.meta.models.push(ModelRecordIn {
+        self.meta.models.push(ModelSpec {
             first_entry: self.entries as u64,
             logit_count: l as u32,
             name: input.name,
@@ -1086,7 +1079,7 @@ fn snapshot_meta<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<SegmentMeta> {
             meta.any_label |= label.is_some();
             meta.labels.push(label);
         }
-        meta.models.push(ModelRecordIn {
+        meta.models.push(ModelSpec {
             first_entry: info.first_entry,
             logit_count: info.logit_count,
             name: info.name,
@@ -1095,29 +1088,6 @@ fn snapshot_meta<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<SegmentMeta> {
         });
     }
     Ok(meta)
-}
-
-struct StringPool(Vec<u8>);
-
-impl StringPool {
-    fn add(&mut self, s: &str) -> Result<[u32; 2]> {
-        let off = u32::try_from(self.0.len()).ok();
-        let len = u32::try_from(s.len()).ok();
-        match (off, len) {
-            (Some(off), Some(len)) if off.checked_add(len).is_some_and(|e| e < NO_STRING) => {
-                self.0.extend_from_slice(s.as_bytes());
-                Ok([off, len])
-            }
-            _ => Err(Error::InvalidInput(
-                "more than 4 GiB of names, labels and metadata in one append; append in smaller batches".into(),
-            )),
-        }
-    }
-}
-
-fn put_ref(b: &mut Vec<u8>, r: [u32; 2]) {
-    b.extend_from_slice(&r[0].to_le_bytes());
-    b.extend_from_slice(&r[1].to_le_bytes());
 }
 
 /// Appends `content` as a new segment at the committed end of `prev` and syncs it.
@@ -1157,7 +1127,7 @@ fn write_segment<S: Storage>(
 
     if let Some(rows) = content.rows {
         let n = content.entries as usize;
-        let stride = descriptor_stride(content.entries) as usize;
+        let stride = descriptors::stride(content.entries) as usize;
         w.descriptors(rows, p, n, stride, header.dtype)?;
         if ann.wants_graph(n, p) {
             let graphs = crate::ann::build_graphs(p, n, &mut |r, out| rows.fill_row(r, out), ann)?;
@@ -1174,103 +1144,48 @@ fn write_segment<S: Storage>(
         }
     }
 
-    let mut strings = StringPool(Vec::new());
-    if !content.meta.models.is_empty() {
-        let mut models = Vec::with_capacity(content.meta.models.len() * MODEL_RECORD_LEN);
-        let mut meta = Vec::new();
-        let mut meta_count_total = 0u64;
-        for m in &content.meta.models {
-            let name = strings.add(&m.name)?;
-            let source = strings.add(&m.source)?;
-            models.extend_from_slice(&m.first_entry.to_le_bytes());
-            models.extend_from_slice(&m.logit_count.to_le_bytes());
-            let mc = u32::try_from(m.meta.len())
-                .map_err(|_| Error::InvalidInput("too many metadata pairs".into()))?;
-            models.extend_from_slice(&mc.to_le_bytes());
-            put_ref(&mut models, name);
-            put_ref(&mut models, source);
-            models.extend_from_slice(&meta_count_total.to_le_bytes());
-            models.extend_from_slice(&0u64.to_le_bytes());
-            for (k, v) in &m.meta {
-                let k = strings.add(k)?;
-                let v = strings.add(v)?;
-                put_ref(&mut meta, k);
-                put_ref(&mut meta, v);
-            }
-            meta_count_total += m.meta.len() as u64;
-        }
-        w.section(SectionKind::Models, &models, 0)?;
-        let stored_labels = content.meta.stored_labels();
+    let mut strings = StringPool::default();
+    let meta = content.meta;
+    if !meta.models.is_empty() {
+        let (table, records) = models::encode(&meta.models, &mut strings)?;
+        w.section(SectionKind::Models, &table, 0)?;
+        let stored_labels = meta.stored_labels();
         if !stored_labels.is_empty() {
-            let mut labels = Vec::with_capacity(stored_labels.len() * STRING_REF_LEN);
-            for l in stored_labels {
-                match l {
-                    Some(s) => put_ref(&mut labels, strings.add(s)?),
-                    None => put_ref(&mut labels, [NO_STRING, 0]),
-                }
-            }
-            w.section(SectionKind::EntryLabels, &labels, 0)?;
+            let bytes = labels::encode(stored_labels, &mut strings)?;
+            w.section(SectionKind::EntryLabels, &bytes, 0)?;
         }
-        if !meta.is_empty() {
-            w.section(SectionKind::ModelMeta, &meta, 0)?;
+        if !records.is_empty() {
+            w.section(SectionKind::ModelMeta, &records, 0)?;
         }
-        if content.meta.observed.iter().any(Option::is_some) {
-            let per_model = observed_bitmap_len(header.probe_set.num_probes) as usize;
-            let mut bitmaps = vec![0u8; per_model * content.meta.models.len()];
-            for (m, obs) in content.meta.observed.iter().enumerate() {
-                let bitmap = &mut bitmaps[m * per_model..(m + 1) * per_model];
-                match obs {
-                    Some(probes) => {
-                        for &q in probes {
-                            bitmap[q as usize / 8] |= 1 << (q % 8);
-                        }
-                    }
-                    None => {
-                        for q in 0..p {
-                            bitmap[q / 8] |= 1 << (q % 8);
-                        }
-                    }
-                }
-            }
-            w.section(SectionKind::ObservedProbes, &bitmaps, per_model as u64)?;
+        if meta.observed.iter().any(Option::is_some) {
+            let (bitmaps, per_model) = observed::encode(&meta.observed, header.probe_set.num_probes);
+            w.section(SectionKind::ObservedProbes, &bitmaps, per_model)?;
         }
     }
-    if let Some(names) = &content.meta.probe_names {
-        let mut refs = Vec::with_capacity(names.len() * STRING_REF_LEN);
-        for n in names {
-            put_ref(&mut refs, strings.add(n)?);
-        }
+    if let Some(names) = &meta.probe_names {
+        let refs = probe_names::encode(names, &mut strings)?;
         w.section(SectionKind::ProbeNames, &refs, 0)?;
     }
-    if !strings.0.is_empty() {
-        w.section(SectionKind::Strings, &strings.0, 0)?;
+    if !strings.bytes().is_empty() {
+        w.section(SectionKind::Strings, strings.bytes(), 0)?;
     }
-    if let Some((emb, dim)) = &content.meta.probe_embeddings {
+    if let Some((emb, dim)) = &meta.probe_embeddings {
         w.section(
             SectionKind::ProbeEmbeddings,
-            bytemuck::cast_slice(emb),
+            probe_embeddings::encode(emb),
             *dim as u64,
         )?;
     }
-    if let Some((factors, lambda)) = &content.meta.probe_factors {
+    if let Some((factors, lambda)) = &meta.probe_factors {
         w.section(
             SectionKind::ProbeFactors,
-            &factors.encode_section(*lambda),
+            &probe_factors::encode(factors, *lambda),
             factors.rank as u64,
         )?;
     }
-
-    if !content.meta.deleted.is_empty() {
-        let mut ids = content.meta.deleted.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.last().is_some_and(|&m| m >= prev.model_count) {
-            return Err(Error::InvalidInput(
-                "only committed models can be deleted".into(),
-            ));
-        }
-        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-        w.section(SectionKind::DeletedModels, &bytes, ids.len() as u64)?;
+    if !meta.deleted.is_empty() {
+        let (bytes, count) = deleted::encode(&meta.deleted, prev.model_count)?;
+        w.section(SectionKind::DeletedModels, &bytes, count)?;
     }
 
     let prev_dir = (prev.segment_count > 0).then_some(prev.directory);
@@ -1294,7 +1209,7 @@ fn write_segment<S: Storage>(
         directory: Extent {
             offset,
             len: bytes.len() as u64,
-            crc: crc32fast::hash(&bytes[..bytes.len() - 4]),
+            crc: directory::checksum(&bytes),
         },
         segment_count,
         entry_count,
@@ -1310,18 +1225,7 @@ fn read_directory<S: Storage>(
     upper: u64,
     label: &str,
 ) -> Result<SegmentDirectory> {
-    if ext.offset < HEADER_PAGE_LEN
-        || ext.len > SegmentDirectory::encoded_len(MAX_SECTIONS as usize) as u64
-        || ext
-            .offset
-            .checked_add(ext.len)
-            .is_none_or(|end| end > upper)
-    {
-        return Err(Error::corrupt(format!(
-            "{label}: directory reference (offset {}, {} bytes) is out of place",
-            ext.offset, ext.len
-        )));
-    }
+    directory::check_reference(ext, upper, label)?;
     let mut bytes = vec![0u8; ext.len as usize];
     storage
         .read_exact_at(&mut bytes, ext.offset)
@@ -1335,7 +1239,7 @@ fn read_directory<S: Storage>(
 /// Writes `commit` into `slot` and syncs: the moment the commit becomes durable.
 fn publish_commit<S: Storage>(storage: &mut S, slot: usize, commit: &CommitRecord) -> Result<()> {
     storage
-        .write_all_at(&commit.encode(), SLOT_OFFSETS[slot] as u64)
+        .write_all_at(&commit.encode(), header::slot_offset(slot))
         .map_err(|e| Error::Storage {
             op: "write commit record",
             source: e,
@@ -1399,18 +1303,10 @@ impl<S: Storage> SegmentWriter<'_, S> {
         let rows_per_write = (4 << 20) / row_bytes.max(1) + 1;
         let mut buf: Vec<u8> = Vec::with_capacity(rows_per_write.min(p) * row_bytes);
         let mut row = vec![0f32; n];
-        let mut row16: Vec<f16> = Vec::new();
+        let mut scratch = Vec::new();
         for r in 0..p {
             rows.fill_row(r, &mut row)?;
-            match dtype {
-                Dtype::F32 => buf.extend_from_slice(bytemuck::cast_slice(&row)),
-                Dtype::F16 => {
-                    row16.clear();
-                    row16.extend(row.iter().map(|&x| f16::from_f32(x)));
-                    buf.extend_from_slice(bytemuck::cast_slice(&row16));
-                }
-            }
-            buf.resize(buf.len() + (stride - n) * dtype.size() as usize, 0);
+            descriptors::encode_row(&row, stride, dtype, &mut scratch, &mut buf);
             if buf.len() >= rows_per_write * row_bytes || r + 1 == p {
                 crc.update(&buf);
                 self.write(&buf)?;

@@ -25,7 +25,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::error::{Error, Result};
-use crate::format::{get_u32, put_u32};
+use crate::format::bytes::{get_u32, put_u32};
+use crate::format::{SectionEntry, SectionKind};
 use crate::prefetch::prefetch_read;
 
 use super::lists::{ListQuery, unpack_item};
@@ -867,6 +868,55 @@ impl GraphParts {
         }
         Ok(b)
     }
+}
+
+/// The length rule of a graph section at open: any length. Its header gives the length, which is
+/// checked when the graph is first used ([`GraphView::new`]).
+pub(crate) fn required_len(s: &SectionEntry) -> Option<u64> {
+    Some(s.len)
+}
+
+/// Checks the ranges of a segment's graph sections at open: none; one AnnGraph with param 0; or
+/// AnnGraphPart sections (`param`: the first entry of the part's range) whose first entries (sorted here) start at 0, rise strictly and stay below the segment's
+/// entry count, so that their ranges tile it. Anything else is corrupt.
+pub(crate) fn check_ranges(
+    label: &str,
+    graphs: &mut [SectionEntry],
+    entry_count: u64,
+) -> Result<()> {
+    if graphs.is_empty() {
+        return Ok(());
+    }
+    let bad = |what: String| Err(Error::corrupt(format!("{label}: {what}")));
+    let whole = SectionKind::AnnGraph as u32;
+    let parts = graphs.iter().filter(|g| g.kind != whole).count();
+    if parts > 0 && parts < graphs.len() || parts == 0 && graphs.len() > 1 {
+        return bad(format!(
+            "{} ANN graph sections, {parts} of them parts: a segment has one graph or only parts",
+            graphs.len()
+        ));
+    }
+    if entry_count == 0 {
+        return bad("an ANN graph in a segment without entries".into());
+    }
+    graphs.sort_by_key(|g| g.param);
+    if graphs[0].param != 0 {
+        return bad(format!(
+            "its first ANN graph starts at entry {}, not 0",
+            graphs[0].param
+        ));
+    }
+    if let Some(w) = graphs.windows(2).find(|w| w[0].param >= w[1].param) {
+        return bad(format!("two ANN graph parts start at entry {}", w[1].param));
+    }
+    let last = graphs[graphs.len() - 1].param;
+    if last >= entry_count {
+        return bad(format!(
+            "an ANN graph part starts at entry {last}, past the segment's {} entries",
+            entry_count
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@
 use std::sync::OnceLock;
 
 use crate::ann::AnnOptions;
-use crate::format::*;
+use crate::format::Dtype;
+use crate::testkit::layout::*;
 use crate::reader::{AlignedBytes, RawIndex};
 use crate::search::{Grouping, Metric, Query, SearchParams};
 use crate::storage::LockWait;

@@ -5,11 +5,14 @@
 //! - [`FaultyStorage`]: an in-memory storage that crashes at a chosen operation, for crash tests.
 //! - [`fuzzing`]: the harness of the fuzz target, which the integration tests replay the corpus
 //!   through.
+//! - [`layout`]: the field offsets of the header, commit slots and directories, for tests that
+//!   patch bytes.
 //! - [`synth`]: synthetic model zoos for tests, benchmarks, the demo and the choice of the default
 //!   `k`.
 
 mod faulty_storage;
 pub mod fuzzing;
+pub mod layout;
 pub mod synth;
 
 pub use faulty_storage::FaultyStorage;

@@ -392,7 +392,7 @@ fn graph_ranges_split_evenly() {
 /// against the wrong entries.
 #[test]
 fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
-    use probelog::format::*;
+    use probelog::testkit::layout::*;
     let dir = common::tempdir();
     let path = build_with(dir.path(), 150, 0, graph_parts());
     let img = std::fs::read(&path).unwrap();

@@ -4,7 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use probelog::format::*;
+use probelog::testkit::layout::*;
 use probelog::testkit::FaultyStorage;
 use probelog::testkit::fuzzing::{exercise, fix_checksums};
 use probelog::{

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use probelog::collab::CollabOptions;
-use probelog::format::*;
+use probelog::testkit::layout::*;
 use probelog::testkit::FaultyStorage;
 use probelog::testkit::fuzzing::fix_checksums;
 use probelog::{
