@@ -186,3 +186,22 @@ def _import(name):
     import importlib
 
     return importlib.import_module(name)
+
+
+def test_quickstart_script_matches_the_cli(torch, tool, tmp_path):
+    """The newcomer's script (python/examples/quickstart.py): index, two transformers
+    classifiers, searches by entry and raw logits, equal to probelog-tool's on the same file."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not _require():
+        pytest.importorskip("transformers")
+    script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    r = subprocess.run([sys.executable, str(script), "--dir", str(tmp_path), "--check-cli",
+                        str(tool.path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "the CLI's results are the same" in r.stdout
+    idx = probelog.Index(str(tmp_path / "hub.plog"))
+    assert [m.name for m in idx.models] == ["vit-tiny", "resnet-tiny"]
+    assert idx.entry(1).label == "dog" and idx.entry(5).label == "dog"
