@@ -18,3 +18,4 @@ cargo test -p probelog-research --features torch --locked
 # The Python export scripts, end to end through the debug probelog-tool built above. Installs the
 # pinned Python side into .venv-py first (tools/setup-python.sh, about 5 GB, a no-op when present).
 PROBELOG_TOOL_PROFILE=debug ./tools/test-python.sh
+PROBELOG_TOOL_PROFILE=debug ./tools/test-python-package.sh  # the Python package (python/): pip into .venv-py, pytest
