@@ -151,13 +151,13 @@ fn write_descriptors(index: &Index, out: impl Write, bar: &ProgressBar) -> Resul
     let mut row = vec![0f32; BLOCK];
     let mut block = vec![0f32; BLOCK * p];
     let starts = index.segment_entry_starts();
-    for s in 0..index.segment_count() as usize {
+    for (s, &segment_start) in starts.iter().take(index.segment_count() as usize).enumerate() {
         let Some(rows) = index.segment_rows(s).at(path)? else {
             continue;
         };
         for start in (0..rows.entries()).step_by(BLOCK) {
             let n = BLOCK.min(rows.entries() - start);
-            let first = starts[s] + start as u64;
+            let first = segment_start + start as u64;
             // The block's live entries (all of them without deletions).
             let kept: Vec<usize> = (0..n)
                 .filter(|&j| mask.as_ref().is_none_or(|m| m.contains(first + j as u64)))
