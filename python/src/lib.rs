@@ -526,20 +526,15 @@ impl Index {
     /// Moves this reader to the newest commit; True when the snapshot changed. Arrays returned
     /// earlier by `descriptors` keep the old snapshot's map alive and stay valid.
     fn refresh(&self, py: Python<'_>) -> PyResult<bool> {
-        let path = self.get().path().to_path_buf();
         let current = self.get();
-        let (changed, fresh) = py
-            .detach(|| -> probelog::Result<(bool, Option<probelog::Index>)> {
-                // Index::refresh works in place; give it its own handle so that arrays and
-                // searches holding the current snapshot are never disturbed.
-                let mut fresh = probelog::Index::open(&path)?;
-                let changed = fresh.sequence() != current.sequence()
-                    || fresh.entry_count() != current.entry_count();
-                let changed = changed || fresh.refresh()?;
-                Ok((changed, changed.then_some(fresh)))
-            })
-            .py()?;
-        if let Some(fresh) = fresh {
+        let path = current.path().to_path_buf();
+        // A new snapshot in a new handle (the core's Index::refresh works in place, and arrays
+        // and searches of other threads may hold this one).
+        let fresh = py.detach(|| probelog::Index::open(&path)).py()?;
+        let changed = fresh.sequence() != current.sequence()
+            || fresh.entry_count() != current.entry_count()
+            || fresh.model_count() != current.model_count();
+        if changed {
             *self.inner.write().expect("index lock") = Arc::new(fresh);
         }
         Ok(changed)
