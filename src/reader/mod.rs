@@ -1,4 +1,6 @@
-//! Reading an index: [`RawIndex`] over any byte container, and [`Index`], a memory-mapped file.
+//! Reading an index: [`RawIndex`] over any byte container (opening, the checks made at open,
+//! descriptors and graphs here; models, entries and probe-level sections in `models`), and
+//! [`Index`], a memory-mapped file (in `index`).
 //!
 //! Opening checks the header, picks the current commit record and walks the segment directories,
 //! checking each section's bounds, alignment and size against its counts. That costs time in
@@ -6,22 +8,19 @@
 //! only by [`RawIndex::verify`]; the per-model tables are checked the first time a segment's models
 //! are used.
 
-use std::fs::File;
-use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use memmap2::Mmap;
-
 use crate::error::{Error, Result};
-use crate::format::descriptors;
 use crate::format::directory::{self, Extent, SectionEntry, SegmentDirectory};
-use crate::format::models::{self, ModelTable};
-use crate::format::strings::{StrError, StrRef};
 use crate::format::*;
-use crate::format::{deleted, labels, observed, probe_embeddings, probe_factors, probe_names};
+use crate::format::{deleted, descriptors};
 pub use crate::format::descriptors::{DescriptorRows, RowData};
+
+mod index;
+mod models;
+
+pub use index::{Index, OpenOptions};
+pub use models::{EntryInfo, ModelInfo};
 
 /// A validated view of one segment.
 #[derive(Debug)]
@@ -42,34 +41,6 @@ pub(crate) struct Segment {
     /// sections whose ranges tile the segment (checked at open).
     pub ann_graphs: Vec<SectionEntry>,
     models_checked: OnceLock<Result<(), String>>,
-}
-
-/// Metadata of one model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelInfo {
-    pub id: u64,
-    pub name: String,
-    pub source: String,
-    pub meta: Vec<(String, String)>,
-    pub first_entry: u64,
-    pub logit_count: u32,
-}
-
-impl ModelInfo {
-    /// The global ids of the model's entries.
-    pub fn entry_range(&self) -> Range<u64> {
-        self.first_entry..self.first_entry + u64::from(self.logit_count)
-    }
-}
-
-/// Metadata of one entry (one logit of one model).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryInfo {
-    pub id: u64,
-    pub model_id: u64,
-    pub model: String,
-    pub logit: u32,
-    pub label: Option<String>,
 }
 
 /// An index over any byte container `D` (an mmap, a `Vec`, a slice). The container's first byte
@@ -521,196 +492,6 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         Ok((0..self.num_probes()).map(|p| rows.value(p, e)).collect())
     }
 
-    // ---- Models and entries -------------------------------------------------------------------
-
-    /// The model table of segment `s`, checked on first use: contiguous entry ranges that cover
-    /// the segment, string and metadata references in bounds.
-    pub(crate) fn model_table(&self, s: usize) -> Result<ModelTable<'_>> {
-        let seg = &self.segments[s];
-        let Some(sec) = &seg.models else {
-            return Ok(ModelTable(&[]));
-        };
-        let table = ModelTable(self.section_bytes(sec));
-        let checked = seg.models_checked.get_or_init(|| {
-            table.check(
-                s,
-                seg.strings.map_or(0, |x| x.len),
-                seg.meta.map_or(0, |x| models::meta_records(x.len)),
-                seg.dir.entry_count,
-            )
-        });
-        match checked {
-            Ok(()) => Ok(table),
-            Err(what) => Err(Error::corrupt(what.clone())),
-        }
-    }
-
-    /// The string `r` of segment `s` names; `what` names it in errors.
-    fn string(&self, s: usize, r: StrRef, what: &str) -> Result<Option<String>> {
-        let strings = self.segments[s]
-            .strings
-            .map(|x| self.section_bytes(&x))
-            .unwrap_or_default();
-        match r.resolve(strings) {
-            Ok(text) => Ok(text.map(str::to_string)),
-            Err(StrError::OutOfBounds) => Err(Error::corrupt(format!(
-                "segment {s}: {what} refers outside the strings section"
-            ))),
-            Err(StrError::NotUtf8) => Err(Error::corrupt(format!(
-                "segment {s}: {what} is not UTF-8"
-            ))),
-        }
-    }
-
-    fn segment_of_model(&self, model: u64) -> Result<(usize, usize)> {
-        if model >= self.model_count() {
-            return Err(Error::InvalidParameter(format!(
-                "model {model} does not exist (the index has {} models)",
-                self.model_count()
-            )));
-        }
-        let s = self
-            .segments
-            .partition_point(|g| g.dir.first_model <= model)
-            - 1;
-        Ok((s, (model - self.segments[s].dir.first_model) as usize))
-    }
-
-    /// Metadata of model `id` (0-based, in append order).
-    pub fn model(&self, id: u64) -> Result<ModelInfo> {
-        let (s, m) = self.segment_of_model(id)?;
-        let r = self.model_table(s)?.get(m);
-        let seg = &self.segments[s];
-        let name = self.string(s, r.name, "model name")?.unwrap_or_default();
-        let source = self
-            .string(s, r.source, "model source")?
-            .unwrap_or_default();
-        let mut meta = Vec::new();
-        if let Some(sec) = &seg.meta {
-            let recs = self.section_bytes(sec);
-            let first = r.meta_first as usize;
-            for i in first..first + r.meta_count as usize {
-                let (k, v) = models::meta_record(recs, i);
-                let k = self.string(s, k, "metadata key")?.unwrap_or_default();
-                let v = self.string(s, v, "metadata value")?.unwrap_or_default();
-                meta.push((k, v));
-            }
-        }
-        Ok(ModelInfo {
-            id,
-            name,
-            source,
-            meta,
-            first_entry: seg.dir.first_entry + r.first_entry,
-            logit_count: r.logit_count,
-        })
-    }
-
-    /// Entry ranges of the models of segment `s`, local to the segment.
-    pub(crate) fn model_ranges(&self, s: usize) -> Result<Vec<Range<usize>>> {
-        Ok(self.model_table(s)?.records().map(|r| r.entries()).collect())
-    }
-
-    /// The model that owns `entry`, which must not be deleted.
-    pub(crate) fn live_model_of_entry(&self, entry: u64) -> Result<u64> {
-        let model = self.model_of_entry(entry)?;
-        if self.is_model_deleted(model) {
-            return Err(Error::Deleted { entry, model });
-        }
-        Ok(model)
-    }
-
-    /// The model that owns `entry`.
-    pub fn model_of_entry(&self, entry: u64) -> Result<u64> {
-        let (s, e) = self.segment_of_entry(entry)?;
-        let table = self.model_table(s)?;
-        let (mut lo, mut hi) = (0usize, table.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if table.first_entry(mid) as usize <= e {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(self.segments[s].dir.first_model + (lo - 1) as u64)
-    }
-
-    /// The class label of `entry`, if one was given.
-    pub fn entry_label(&self, entry: u64) -> Result<Option<String>> {
-        let (s, e) = self.segment_of_entry(entry)?;
-        match &self.segments[s].labels {
-            None => Ok(None),
-            Some(sec) => self.string(s, labels::label(self.section_bytes(sec), e), "entry label"),
-        }
-    }
-
-    /// Metadata of `entry`. An entry of a deleted model is an error ([`Error::Deleted`]).
-    pub fn entry(&self, entry: u64) -> Result<EntryInfo> {
-        let model_id = self.live_model_of_entry(entry)?;
-        let model = self.model(model_id)?;
-        Ok(EntryInfo {
-            id: entry,
-            model_id,
-            logit: (entry - model.first_entry) as u32,
-            model: model.name,
-            label: self.entry_label(entry)?,
-        })
-    }
-
-    // ---- Probe-level sections -----------------------------------------------------------------
-
-    /// Probe names, if the index has them (the latest segment that set them wins).
-    pub fn probe_names(&self) -> Result<Option<Vec<String>>> {
-        let Some(s) = self.probe_names else {
-            return Ok(None);
-        };
-        let sec = self.segments[s].probe_names.expect("recorded at open");
-        probe_names::refs(self.section_bytes(&sec))
-            .map(|r| Ok(self.string(s, r, "probe name")?.unwrap_or_default()))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
-    }
-
-    /// Probe image embeddings, row-major `[num_probes, dim]`, rows of unit length.
-    pub fn probe_embeddings(&self) -> Result<Option<(&[f32], usize)>> {
-        let Some(s) = self.probe_embeddings else {
-            return Ok(None);
-        };
-        let sec = self.segments[s].probe_embeddings.expect("recorded at open");
-        let values = probe_embeddings::view(self.section_bytes(&sec))
-            .ok_or_else(|| Error::corrupt("probe embeddings misaligned"))?;
-        Ok(Some((values, sec.param as usize)))
-    }
-}
-
-impl<D: AsRef<[u8]>> RawIndex<D> {
-    /// Collaborative probing's low-rank probe factors and their regularization, if the index has
-    /// them (the latest segment that set them wins).
-    pub fn probe_factors(&self) -> Result<Option<(crate::collab::ProbeFactors, f32)>> {
-        let Some(s) = self.probe_factors else {
-            return Ok(None);
-        };
-        let sec = self.segments[s].probe_factors.expect("recorded at open");
-        probe_factors::decode(self.section_bytes(&sec), self.num_probes(), sec.param)
-        .map(Some)
-        .map_err(|e| Error::corrupt(format!("segment {s}: {e}")))
-    }
-
-    /// The probes model `id` was run on, or `None` when it was run on all of them.
-    pub fn observed_probes(&self, id: u64) -> Result<Option<Vec<u32>>> {
-        let (s, m) = self.segment_of_model(id)?;
-        let Some(sec) = &self.segments[s].observed else {
-            return Ok(None);
-        };
-        let observed = observed::decode(
-            self.section_bytes(sec),
-            sec.param as usize,
-            m,
-            self.num_probes(),
-        );
-        Ok((observed.len() < self.num_probes()).then_some(observed))
-    }
 }
 
 /// One ANN graph of a segment: the graph over the segment's entries `first..first + nodes`
@@ -749,134 +530,6 @@ impl AsRef<[u8]> for AlignedBytes {
     }
 }
 
-/// An index file opened read-only through a memory map. Any number of processes may hold one at
-/// the same time as one writer appends: this snapshot stays as it was until [`Index::refresh`].
-pub struct Index {
-    raw: RawIndex<Mmap>,
-    path: PathBuf,
-    file_id: (u64, u64),
-    options: OpenOptions,
-}
-
-/// How [`Index::open_with`] maps the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenOptions {
-    /// Ask the kernel for 2 MiB pages for the map (Linux `madvise(MADV_HUGEPAGE)`; a hint,
-    /// ignored where unsupported). Where transparent huge pages are enabled (`always` or
-    /// `madvise`) and the filesystem caches files in large folios (ext4 and xfs on recent
-    /// kernels), the parts of the file this process faults into the page cache arrive as 2 MiB
-    /// pages, and every process that maps them later shares them. The HNSW walk and the rerank
-    /// touch a few thousand random places of a large index per query, and with 4 KiB pages each
-    /// of them is a TLB miss: at 1M entries hnsw queries took 7% to 17% less time with 2 MiB
-    /// pages (`cargo bench --bench ann -- pages`; README, "HNSW candidate stage"). The cost: a
-    /// cold-cache read of one byte brings in 2 MiB. Default: true.
-    pub huge_pages: bool,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions { huge_pages: true }
-    }
-}
-
-/// Asks for huge pages for `map`. Advisory: an error (no THP in this kernel, say) changes
-/// nothing but the page size, so it is ignored.
-fn advise_huge_pages(map: &Mmap) {
-    #[cfg(target_os = "linux")]
-    let _ = map.advise(memmap2::Advice::HugePage);
-    #[cfg(not(target_os = "linux"))]
-    let _ = map;
-}
-
-impl Index {
-    /// Opens `path` read-only with the default [`OpenOptions`]. Costs the same for any number
-    /// of entries.
-    pub fn open(path: &Path) -> Result<Self> {
-        Self::open_with(path, OpenOptions::default())
-    }
-
-    /// Opens `path` read-only.
-    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self> {
-        let file = crate::storage::open_regular_file(path, false)?;
-        Self::from_file_with(&file, path, options)
-    }
-
-    /// Opens an already open file; `path` is used in messages and by [`Index::refresh`].
-    pub fn from_file(file: &File, path: &Path) -> Result<Self> {
-        Self::from_file_with(file, path, OpenOptions::default())
-    }
-
-    /// [`Index::from_file`] with `options`.
-    pub fn from_file_with(file: &File, path: &Path, options: OpenOptions) -> Result<Self> {
-        let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
-        if !meta.is_file() {
-            return Err(Error::NotRegularFile {
-                path: path.to_path_buf(),
-            });
-        }
-        let len = meta.len();
-        if len < HEADER_USED_LEN as u64 {
-            let mut head = vec![0u8; len as usize];
-            file.read_exact_at(&mut head, 0)
-                .map_err(|e| Error::io("read", path, e))?;
-            return Err(short_header_error(&head, len));
-        }
-        let mut page = vec![0u8; HEADER_USED_LEN];
-        file.read_exact_at(&mut page, 0)
-            .map_err(|e| Error::io("read header of", path, e))?;
-        // SAFETY: the map is read-only (shared with other processes' maps of the same file). Writers never modify bytes
-        // below a committed length once committed (they only append after it, and compaction
-        // renames a new file into place instead of rewriting this one), and never shrink the
-        // file below the committed length this snapshot uses; the commit slots, which do change
-        // in place, are read above with a copy and never through the map. Another program that
-        // rewrites or truncates the file breaks this contract; probelog's own tools never do.
-        let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io("map", path, e))?;
-        if options.huge_pages {
-            advise_huge_pages(&map);
-        }
-        let raw = RawIndex::with_header_page(&page, map)?;
-        Ok(Index {
-            raw,
-            path: path.to_path_buf(),
-            file_id: (meta.dev(), meta.ino()),
-            options,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn raw(&self) -> &RawIndex<Mmap> {
-        &self.raw
-    }
-
-    /// Reopens the file if a writer committed since this snapshot was taken (or compaction
-    /// replaced it). Returns whether the snapshot changed.
-    pub fn refresh(&mut self) -> Result<bool> {
-        let meta = std::fs::metadata(&self.path).map_err(|e| Error::io("stat", &self.path, e))?;
-        if (meta.dev(), meta.ino()) == self.file_id {
-            let file = crate::storage::open_regular_file(&self.path, false)?;
-            let mut page = vec![0u8; HEADER_USED_LEN];
-            file.read_exact_at(&mut page, 0)
-                .map_err(|e| Error::io("read header of", &self.path, e))?;
-            let (_, _, c) = choose_commit(&page)?;
-            if c.sequence == self.raw.sequence() {
-                return Ok(false);
-            }
-        }
-        *self = Index::open_with(&self.path, self.options)?;
-        Ok(true)
-    }
-}
-
-impl std::ops::Deref for Index {
-    type Target = RawIndex<Mmap>;
-    fn deref(&self) -> &Self::Target {
-        &self.raw
-    }
-}
-
 impl<D> std::fmt::Debug for RawIndex<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawIndex")
@@ -892,15 +545,6 @@ impl std::fmt::Debug for AlignedBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlignedBytes")
             .field("len", &self.len)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for Index {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index")
-            .field("path", &self.path)
-            .field("raw", &self.raw)
             .finish()
     }
 }
