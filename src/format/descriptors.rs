@@ -54,7 +54,7 @@ pub fn view(section: &[u8], dtype: Dtype, stride: u64, entries: u64) -> Option<D
 
 /// The length rule: a stride (a multiple of 32, at least the entry count) per probe.
 pub fn required_len(s: &SectionEntry, c: &SegmentCounts) -> Result<Option<u64>, String> {
-    if s.param < c.entries || s.param % STRIDE_MULTIPLE != 0 {
+    if s.param < c.entries || !s.param.is_multiple_of(STRIDE_MULTIPLE) {
         return Err(format!(
             "descriptor stride {} does not hold {} entries",
             s.param, c.entries

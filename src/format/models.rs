@@ -177,5 +177,5 @@ pub fn required_len(c: &SegmentCounts) -> Option<u64> {
 
 /// The ModelMeta length rule: whole records.
 pub fn meta_required_len(s: &SectionEntry) -> Option<u64> {
-    (s.len % META_RECORD_LEN as u64 == 0).then_some(s.len)
+    s.len.is_multiple_of(META_RECORD_LEN as u64).then_some(s.len)
 }
