@@ -12,7 +12,7 @@ use crate::format::models::ModelSpec;
 use crate::reader::RawIndex;
 use crate::storage::{FileStorage, LockWait, Storage};
 
-use super::create::{parent_dir, sync_dir, write_new_file};
+use super::create::{parent_dir, sync_dir, temp_file_in, write_new_file};
 use super::segment::{RowSource, SegmentMeta};
 
 /// Summary of [`compact`].
@@ -72,16 +72,7 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
         .metadata()
         .map_err(|e| Error::io("stat", path, e))?
         .permissions();
-    let tmp = tempfile::Builder::new()
-        .prefix(&compaction_prefix(path))
-        .permissions(permissions)
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
-    let file = tmp
-        .as_file()
-        .try_clone()
-        .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
-    let mut storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
+    let (tmp, mut storage) = temp_file_in(&dir, &compaction_prefix(path), permissions)?;
     let mut meta = snapshot_meta(raw)?;
     let completed = match &opts.refactorize {
         Some(collab) => refactorize(raw, &mut meta, collab)?,

@@ -58,16 +58,11 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
         dtype: opts.dtype,
     };
     let dir = parent_dir(path);
-    let tmp = tempfile::Builder::new()
-        .prefix(".probelog-create-")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
-    let file = tmp
-        .as_file()
-        .try_clone()
-        .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
-    let mut storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
+    let (tmp, mut storage) = temp_file_in(
+        &dir,
+        ".probelog-create-",
+        std::fs::Permissions::from_mode(0o644),
+    )?;
     write_new_file(
         &mut storage,
         &header,
@@ -117,6 +112,26 @@ pub(super) fn write_new_file<S: Storage>(
     let commit = write_segment(storage, header, &empty, content, ann)?;
     publish_commit(storage, 0, &commit)?;
     Ok(commit)
+}
+
+/// A temporary file in `dir` (named `prefix` and random characters, with `permissions`), to be
+/// renamed into place once written, and a storage that writes it.
+pub(super) fn temp_file_in(
+    dir: &Path,
+    prefix: &str,
+    permissions: std::fs::Permissions,
+) -> Result<(tempfile::NamedTempFile, FileStorage)> {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(permissions)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io("clone handle of", tmp.path(), e))?;
+    let storage = FileStorage::new_unshared(file, tmp.path().to_path_buf());
+    Ok((tmp, storage))
 }
 
 pub(super) fn parent_dir(path: &Path) -> PathBuf {

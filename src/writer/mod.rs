@@ -133,22 +133,10 @@ impl<S: Storage> IndexWriter<S> {
             source: e,
         })?;
         if len < HEADER_USED_LEN as u64 {
-            let mut head = vec![0u8; len.min(8) as usize];
-            storage
-                .read_exact_at(&mut head, 0)
-                .map_err(|e| Error::Storage {
-                    op: "read header",
-                    source: e,
-                })?;
+            let head = read_head(&storage, len.min(8) as usize)?;
             return Err(short_header_error(&head, len));
         }
-        let mut page = vec![0u8; HEADER_USED_LEN];
-        storage
-            .read_exact_at(&mut page, 0)
-            .map_err(|e| Error::Storage {
-                op: "read header",
-                source: e,
-            })?;
+        let page = read_head(&storage, HEADER_USED_LEN)?;
         let header = StaticHeader::decode(&page)?;
         let (_, active_slot, commit) = choose_commit(&page)?;
         if commit.committed_len > len {
@@ -236,13 +224,7 @@ impl<S: Storage> IndexWriter<S> {
     /// The committed state's names and deletions, read on first use.
     fn catalog(&mut self) -> Result<&Catalog> {
         if self.catalog.is_none() {
-            let mut page = vec![0u8; HEADER_USED_LEN];
-            self.storage
-                .read_exact_at(&mut page, 0)
-                .map_err(|e| Error::Storage {
-                    op: "read header",
-                    source: e,
-                })?;
+            let page = read_head(&self.storage, HEADER_USED_LEN)?;
             let view = self
                 .storage
                 .committed_view(self.commit.committed_len)
@@ -543,6 +525,18 @@ impl<S: Storage> IndexWriter<S> {
             bytes_written: commit.committed_len - before.committed_len,
         })
     }
+}
+
+/// The first `len` bytes of `storage` (the header page is read this way, never through a map).
+fn read_head<S: Storage>(storage: &S, len: usize) -> Result<Vec<u8>> {
+    let mut head = vec![0u8; len];
+    storage
+        .read_exact_at(&mut head, 0)
+        .map_err(|e| Error::Storage {
+            op: "read header",
+            source: e,
+        })?;
+    Ok(head)
 }
 
 impl<S: Storage> std::fmt::Debug for IndexWriter<S> {
