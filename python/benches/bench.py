@@ -87,27 +87,40 @@ def cli_search_us(tool: Path, path: Path, Q: np.ndarray, tmp: Path, runs: int = 
     return statistics.median(times)
 
 
+def med(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
 def bench_search(tmp: Path, rng, quick: bool, tool: Path) -> list:
+    """Rust and Python alternate, round after round, so that both see the same machine (a
+    shared 2-core machine swings by a third between minutes); medians over the rounds."""
     example = TARGET / "release" / "examples" / "search_latency"
     cargo("build", "--release", "-p", "probelog-python", "--example", "search_latency")
     rows = []
     sizes = [(256, 1, 5_000), (256, 4, 15_000)]
+    rounds, repeats = (2, 2) if quick else (7, 3)
     for probes, segments, per in sizes[:1] if quick else sizes:
         path = tmp / f"bench-{probes}-{segments * per}.plog"
         make_index(path, probes, segments, per, rng)
         Q = rng.normal(size=(64, probes)).astype(np.float32)
         Q.tofile(tmp / "q.f32")
-        repeats = 3 if quick else 10
-        rust = json.loads(subprocess.run([str(example), str(path), str(tmp / "q.f32"), str(repeats)],
-                                         check=True, capture_output=True, text=True).stdout)
-        py = py_latency(probelog.Index(str(path)), Q, repeats)
+        idx = probelog.Index(str(path))
+        rust, py = [], []
+        for _ in range(rounds):
+            rust.append(json.loads(subprocess.run(
+                [str(example), str(path), str(tmp / "q.f32"), str(repeats)],
+                check=True, capture_output=True, text=True).stdout))
+            py.append(py_latency(idx, Q, repeats))
+        r = {k: med(rust, k) for k in ("entry_us", "vector_us", "sequential_batch_us_per_query")}
+        p = {k: med(py, k) for k in ("entry_us", "vector_us", "search_batch_us_per_query")}
         rows.append({
-            "entries": len(probelog.Index(str(path))), "probes": probes, "queries": len(Q),
-            "rust": rust, "python": py,
-            "ratio_entry": py["entry_us"] / rust["entry_us"],
-            "ratio_vector": py["vector_us"] / rust["vector_us"],
-            "batch_vs_rust_sequential_scan": py["search_batch_us_per_query"]
-            / rust["sequential_batch_us_per_query"],
+            "entries": len(idx), "probes": probes, "queries": len(Q), "rounds": rounds,
+            "rust": r, "python": p,
+            "ratio_entry": p["entry_us"] / r["entry_us"],
+            "ratio_vector": p["vector_us"] / r["vector_us"],
+            "ratio_entry_per_round": [round(b["entry_us"] / a["entry_us"], 3) for a, b in zip(rust, py)],
+            "batch_vs_rust_sequential_scan": p["search_batch_us_per_query"]
+            / r["sequential_batch_us_per_query"],
             "cli_process_us_per_search": cli_search_us(tool, path, Q, tmp),
         })
     return rows
@@ -126,8 +139,10 @@ def bench_probe(tmp: Path, tool: Path, quick: bool) -> dict:
     model = timm.create_model("resnet18", pretrained=False, num_classes=100).eval()
     torch.jit.trace(model, torch.rand(2, 3, size, size)).save(str(tmp / "m.pt"))
     mean, std = "0.485,0.456,0.406", "0.229,0.224,0.225"
+    scripted = torch.jit.load(str(tmp / "m.pt"))
     cli_rates = []
-    for i in range(3):
+    rates = {"torchscript": [], "eager": []}
+    for i in range(3):  # CLI and Python alternate
         path = tmp / f"cli{i}.plog"
         subprocess.run([str(tool), "create", str(path), "--probes", str(tmp / "p.pset")], check=True,
                        stdout=subprocess.DEVNULL)
@@ -137,16 +152,12 @@ def bench_probe(tmp: Path, tool: Path, quick: bool) -> dict:
                            check=True, capture_output=True, text=True)
         m = re.search(r"\(([\d.]+) images/s\)", r.stderr)
         cli_rates.append(float(m.group(1)))
-    scripted = torch.jit.load(str(tmp / "m.pt"))
-    rates = {}
-    for name, mod in (("torchscript", scripted), ("eager", model)):
-        r = []
-        for _ in range(3):
+        for name, mod in (("torchscript", scripted), ("eager", model)):
             t = time.perf_counter()
             probelog.probe(mod, pset, batch_size=64, mean=(0.485, 0.456, 0.406),
                            std=(0.229, 0.224, 0.225), progress=False)
-            r.append(probes / (time.perf_counter() - t))
-        rates[name] = statistics.median(r)
+            rates[name].append(probes / (time.perf_counter() - t))
+    rates = {k: statistics.median(v) for k, v in rates.items()}
     cli = statistics.median(cli_rates)
     return {
         "model": "timm resnet18 (random weights), 100 logits", "probes": probes, "size": size,
