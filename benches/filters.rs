@@ -118,14 +118,18 @@ fn search_bench() {
     };
     let idx = Index::open(&path).unwrap();
     let n = idx.entry_count();
-    let filters: Vec<(&str, ModelFilter)> = [("100%", "all=yes"), ("10%", "tenth=yes"), ("1%", "hundredth=yes")]
-        .into_iter()
-        .map(|(name, cond)| {
-            let mut f = ModelFilter::default();
-            f.add_where(cond).unwrap();
-            (name, f)
-        })
-        .collect();
+    let filters: Vec<(&str, ModelFilter)> = [
+        ("100%", "all=yes"),
+        ("10%", "tenth=yes"),
+        ("1%", "hundredth=yes"),
+    ]
+    .into_iter()
+    .map(|(name, cond)| {
+        let mut f = ModelFilter::default();
+        f.add_where(cond).unwrap();
+        (name, f)
+    })
+    .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
     println!(
@@ -133,7 +137,11 @@ fn search_bench() {
         idx.graph_count()
     );
     for (label, metric, mode) in [
-        ("exact, blend (the default)", Metric::Blend, SearchMode::Exact),
+        (
+            "exact, blend (the default)",
+            Metric::Blend,
+            SearchMode::Exact,
+        ),
         ("exact, topk", Metric::TopK, SearchMode::Exact),
         ("hnsw, topk", Metric::TopK, SearchMode::Hnsw),
     ] {
@@ -206,7 +214,13 @@ fn deletes_bench() {
     for entries in sizes {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deletes.plog");
-        build(&path, probes, entries, entries / 4 + 1, AnnOptions::disabled());
+        build(
+            &path,
+            probes,
+            entries,
+            entries / 4 + 1,
+            AnnOptions::disabled(),
+        );
         let bytes_before = std::fs::metadata(&path).unwrap().len();
         let t = Instant::now();
         let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();

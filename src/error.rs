@@ -127,7 +127,9 @@ pub enum Error {
     Deleted { entry: u64, model: u64 },
 
     /// A path names a FIFO, a device or a directory where a regular file is needed.
-    #[error("{path} is not a regular file (a FIFO, device or directory); probelog reads and writes regular files only")]
+    #[error(
+        "{path} is not a regular file (a FIFO, device or directory); probelog reads and writes regular files only"
+    )]
     NotRegularFile { path: PathBuf },
 
     /// The target of `create` exists already.

@@ -7,9 +7,10 @@
 //! allowed hits whenever N exist.
 
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::reader::{ModelInfo, RawIndex};
+use crate::reader::{ModelInfo, ModelRef, RawIndex};
 
 /// One condition of a [`ModelFilter`] on a model's metadata or name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,13 +23,24 @@ pub enum Condition {
     NameGlob(String),
 }
 
-impl Condition {
-    fn matches(&self, model: &ModelInfo) -> bool {
-        let value_of = |key: &str| model.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+/// A [`Condition`] ready to test many models (its pattern compiled once).
+enum Compiled<'f> {
+    Meta {
+        key: &'f str,
+        value: &'f str,
+        equal: bool,
+    },
+    Name(wildmatch::WildMatch),
+}
+
+impl Compiled<'_> {
+    fn matches(&self, name: &str, meta: &[(&str, &str)]) -> bool {
         match self {
-            Condition::MetaEquals { key, value } => value_of(key) == Some(value),
-            Condition::MetaNotEquals { key, value } => value_of(key) != Some(value),
-            Condition::NameGlob(pattern) => wildmatch::WildMatch::new(pattern).matches(&model.name),
+            Compiled::Meta { key, value, equal } => {
+                let found = meta.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+                (found == Some(value)) == *equal
+            }
+            Compiled::Name(pattern) => pattern.matches(name),
         }
     }
 }
@@ -76,7 +88,8 @@ impl ModelFilter {
 
     /// Adds a condition on the model name (`*` and `?` wildcards).
     pub fn add_name_glob(&mut self, pattern: &str) {
-        self.conditions.push(Condition::NameGlob(pattern.to_string()));
+        self.conditions
+            .push(Condition::NameGlob(pattern.to_string()));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,7 +97,115 @@ impl ModelFilter {
     }
 
     pub fn matches(&self, model: &ModelInfo) -> bool {
-        self.conditions.iter().all(|c| c.matches(model))
+        let meta: Vec<(&str, &str)> = model.meta.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let compiled = self.compile();
+        compiled.iter().all(|c| c.matches(&model.name, &meta))
+    }
+
+    fn compile(&self) -> Vec<Compiled<'_>> {
+        self.conditions
+            .iter()
+            .map(|c| match c {
+                Condition::MetaEquals { key, value } => Compiled::Meta {
+                    key,
+                    value,
+                    equal: true,
+                },
+                Condition::MetaNotEquals { key, value } => Compiled::Meta {
+                    key,
+                    value,
+                    equal: false,
+                },
+                Condition::NameGlob(pattern) => Compiled::Name(wildmatch::WildMatch::new(pattern)),
+            })
+            .collect()
+    }
+}
+
+/// The masks of the last few filters an index was searched with (and of its deletions alone,
+/// under `None`). An index snapshot never changes, so a mask stays right for its life.
+#[derive(Debug, Default)]
+pub(crate) struct MaskCache(Mutex<Vec<(Option<ModelFilter>, Arc<EntryMask>)>>);
+
+/// How many filters' masks an index keeps.
+const CACHED_MASKS: usize = 8;
+
+impl MaskCache {
+    fn get_or_build(
+        &self,
+        key: Option<&ModelFilter>,
+        build: impl FnOnce() -> Result<EntryMask>,
+    ) -> Result<Arc<EntryMask>> {
+        // A poisoned lock only means another search panicked mid-insert: the list is still whole.
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, m)) = lock().iter().find(|(k, _)| k.as_ref() == key) {
+            return Ok(m.clone());
+        }
+        let mask = Arc::new(build()?);
+        let mut cache = lock();
+        if cache.len() >= CACHED_MASKS {
+            cache.remove(0);
+        }
+        cache.push((key.cloned(), mask.clone()));
+        Ok(mask)
+    }
+}
+
+/// The entries a search may return: a mask (`None`: every entry) less one model's entries.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    mask: Option<Arc<EntryMask>>,
+    excluded: Range<u64>,
+}
+
+impl Allowed {
+    /// Every entry: the search checks nothing.
+    pub fn all() -> Self {
+        Allowed {
+            mask: None,
+            excluded: 0..0,
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.mask.is_none() && self.excluded.is_empty()
+    }
+
+    #[inline]
+    pub fn contains(&self, id: u64) -> bool {
+        !self.excluded.contains(&id) && self.mask.as_ref().is_none_or(|m| m.contains(id))
+    }
+
+    /// How many entries of `r` are allowed.
+    pub fn count_in(&self, r: Range<u64>) -> u64 {
+        let total = match &self.mask {
+            Some(m) => m.count_in(r.clone()),
+            None => r.end - r.start,
+        };
+        let (a, b) = (
+            r.start.max(self.excluded.start),
+            r.end.min(self.excluded.end),
+        );
+        let excluded = if a < b {
+            match &self.mask {
+                Some(m) => m.count_in(a..b),
+                None => b - a,
+            }
+        } else {
+            0
+        };
+        total - excluded
+    }
+
+    /// The allowed entries of `r`, ascending.
+    pub fn ids_in(&self, r: Range<u64>) -> Vec<u64> {
+        let ids = match &self.mask {
+            Some(m) => m.ids_in(r),
+            None => r.collect(),
+        };
+        ids.into_iter()
+            .filter(|id| !self.excluded.contains(id))
+            .collect()
     }
 }
 
@@ -117,7 +238,11 @@ impl EntryMask {
         while a < b {
             let (w, bit) = ((a / 64) as usize, a % 64);
             let n = (64 - bit).min(b - a);
-            let bits = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            let bits = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
             if on {
                 self.words[w] |= bits;
             } else {
@@ -139,7 +264,11 @@ impl EntryMask {
         while a < b {
             let (w, bit) = ((a / 64) as usize, a % 64);
             let n = (64 - bit).min(b - a);
-            let bits = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            let bits = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
             count += u64::from((self.words[w] & bits).count_ones());
             a += n;
         }
@@ -208,33 +337,76 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
 
     /// The live models that `filter` keeps, ascending.
     pub fn matching_models(&self, filter: &ModelFilter) -> Result<Vec<u64>> {
+        let compiled = filter.compile();
         let mut out = Vec::new();
         for id in 0..self.model_count() {
-            if !self.is_model_deleted(id) && filter.matches(&self.model(id)?) {
+            if self.is_model_deleted(id) {
+                continue;
+            }
+            let m: ModelRef<'_> = self.model_ref(id)?;
+            if compiled.iter().all(|c| c.matches(m.name, &m.meta)) {
                 out.push(id);
             }
         }
         Ok(out)
     }
 
-    /// The entries a search may return: live, kept by `filter`, not of `exclude_model`. `None`
-    /// when that is every entry (the search then checks nothing).
+    /// The entries a search may return: live, kept by `filter`, not of `exclude_model`. The
+    /// mask of a filter is built once per index snapshot and kept for the next searches.
+    pub fn allowed(
+        &self,
+        filter: Option<&ModelFilter>,
+        exclude_model: Option<u64>,
+    ) -> Result<Allowed> {
+        let filter = filter.filter(|f| !f.is_empty());
+        let mask = if filter.is_none() && self.deleted.is_empty() {
+            None
+        } else {
+            Some(
+                self.masks
+                    .get_or_build(filter, || self.build_mask(filter))?,
+            )
+        };
+        let excluded = match exclude_model {
+            Some(m) => self.model(m)?.entry_range(),
+            None => 0..0,
+        };
+        Ok(Allowed { mask, excluded })
+    }
+
+    /// [`RawIndex::allowed`] as one bitset; `None` when that is every entry.
     pub fn entry_mask(
         &self,
         filter: Option<&ModelFilter>,
         exclude_model: Option<u64>,
     ) -> Result<Option<EntryMask>> {
-        let filter = filter.filter(|f| !f.is_empty());
-        if filter.is_none() && exclude_model.is_none() && self.deleted.is_empty() {
+        let allowed = self.allowed(filter, exclude_model)?;
+        if allowed.is_all() {
             return Ok(None);
         }
+        let mut mask = match &allowed.mask {
+            Some(m) => EntryMask::clone(m),
+            None => EntryMask::all(self.entry_count()),
+        };
+        mask.set_range(allowed.excluded, false);
+        Ok(Some(mask))
+    }
+
+    /// The live entries `filter` keeps (all live entries without one).
+    fn build_mask(&self, filter: Option<&ModelFilter>) -> Result<EntryMask> {
         let n = self.entry_count();
-        let mut mask = match filter {
+        Ok(match filter {
             Some(f) => {
                 let mut mask = EntryMask::none(n);
-                for id in self.matching_models(f)? {
-                    let info = self.model(id)?;
-                    mask.set_range(info.entry_range(), true);
+                let compiled = f.compile();
+                for id in 0..self.model_count() {
+                    if self.is_model_deleted(id) {
+                        continue;
+                    }
+                    let m = self.model_ref(id)?;
+                    if compiled.iter().all(|c| c.matches(m.name, &m.meta)) {
+                        mask.set_range(m.entries, true);
+                    }
                 }
                 mask
             }
@@ -245,11 +417,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 }
                 mask
             }
-        };
-        if let Some(m) = exclude_model {
-            mask.set_range(self.model(m)?.entry_range(), false);
-        }
-        Ok(Some(mask))
+        })
     }
 }
 
@@ -284,12 +452,18 @@ mod tests {
             id: 0,
             name: name.into(),
             source: String::new(),
-            meta: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            meta: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             first_entry: 0,
             logit_count: 1,
         };
         assert!(f.matches(&model("resnet-18", &[("task", "pets"), ("note", "a=b")])));
-        assert!(!f.matches(&model("resnet-18", &[("task", "pets"), ("license", "gpl"), ("note", "a=b")])));
+        assert!(!f.matches(&model(
+            "resnet-18",
+            &[("task", "pets"), ("license", "gpl"), ("note", "a=b")]
+        )));
         assert!(!f.matches(&model("vit", &[("task", "pets"), ("note", "a=b")])));
         assert!(!f.matches(&model("resnet-18", &[("note", "a=b")])));
     }

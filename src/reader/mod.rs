@@ -11,15 +11,16 @@
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+pub use crate::format::descriptors::{DescriptorRows, RowData};
 use crate::format::directory::{self, Extent, SectionEntry, SegmentDirectory};
 use crate::format::*;
 use crate::format::{deleted, descriptors};
-pub use crate::format::descriptors::{DescriptorRows, RowData};
 
 mod index;
 mod models;
 
 pub use index::{Index, OpenOptions};
+pub(crate) use models::ModelRef;
 pub use models::{EntryInfo, ModelInfo};
 
 /// A validated view of one segment.
@@ -57,6 +58,9 @@ pub struct RawIndex<D> {
     probe_factors: Option<usize>,
     /// Ids of the deleted models, ascending (the tombstones of every segment).
     pub(crate) deleted: Vec<u64>,
+    /// The entries that recent filters keep, so that repeated searches with one filter do not
+    /// read every model's metadata again.
+    pub(crate) masks: crate::selection::MaskCache,
 }
 
 impl<D: AsRef<[u8]>> RawIndex<D> {
@@ -99,6 +103,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             probe_embeddings: None,
             probe_factors: None,
             deleted: Vec::new(),
+            masks: Default::default(),
         };
         raw.load_segments()?;
         Ok(raw)
@@ -197,7 +202,12 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let mut deleted: Vec<u64> = Vec::new();
         for (i, seg) in self.segments.iter().enumerate() {
             let Some(sec) = &seg.deleted else { continue };
-            deleted::merge(self.section_bytes(sec), i, seg.dir.first_model, &mut deleted)?;
+            deleted::merge(
+                self.section_bytes(sec),
+                i,
+                seg.dir.first_model,
+                &mut deleted,
+            )?;
         }
         Ok(deleted)
     }
@@ -491,7 +501,6 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         (0..self.num_probes()).for_each(|p| rows.prefetch(p, e));
         Ok((0..self.num_probes()).map(|p| rows.value(p, e)).collect())
     }
-
 }
 
 /// One ANN graph of a segment: the graph over the segment's entries `first..first + nodes`

@@ -21,6 +21,14 @@ pub struct ModelInfo {
     pub logit_count: u32,
 }
 
+/// A model's name, metadata and entries, borrowed from the index.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelRef<'a> {
+    pub name: &'a str,
+    pub meta: Vec<(&'a str, &'a str)>,
+    pub entries: Range<u64>,
+}
+
 impl ModelInfo {
     /// The global ids of the model's entries.
     pub fn entry_range(&self) -> Range<u64> {
@@ -65,12 +73,17 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
 
     /// The string `r` of segment `s` names; `what` names it in errors.
     fn string(&self, s: usize, r: StrRef, what: &str) -> Result<Option<String>> {
+        Ok(self.str_at(s, r, what)?.map(str::to_string))
+    }
+
+    /// [`RawIndex::string`], borrowed from the index.
+    fn str_at(&self, s: usize, r: StrRef, what: &str) -> Result<Option<&str>> {
         let strings = self.segments[s]
             .strings
             .map(|x| self.section_bytes(&x))
             .unwrap_or_default();
         match r.resolve(strings) {
-            Ok(text) => Ok(text.map(str::to_string)),
+            Ok(text) => Ok(text),
             Err(StrError::OutOfBounds) => Err(Error::corrupt(format!(
                 "segment {s}: {what} refers outside the strings section"
             ))),
@@ -92,6 +105,32 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             .partition_point(|g| g.dir.first_model <= model)
             - 1;
         Ok((s, (model - self.segments[s].dir.first_model) as usize))
+    }
+
+    /// Model `id`'s name, metadata and entries, borrowed from the index: what a filter reads of
+    /// every model, without copying strings.
+    pub(crate) fn model_ref(&self, id: u64) -> Result<ModelRef<'_>> {
+        let (s, m) = self.segment_of_model(id)?;
+        let r = self.model_table(s)?.get(m);
+        let seg = &self.segments[s];
+        let name = self.str_at(s, r.name, "model name")?.unwrap_or_default();
+        let mut meta = Vec::new();
+        if let Some(sec) = &seg.meta {
+            let recs = self.section_bytes(sec);
+            let first = r.meta_first as usize;
+            for i in first..first + r.meta_count as usize {
+                let (k, v) = models::meta_record(recs, i);
+                let k = self.str_at(s, k, "metadata key")?.unwrap_or_default();
+                let v = self.str_at(s, v, "metadata value")?.unwrap_or_default();
+                meta.push((k, v));
+            }
+        }
+        let first = seg.dir.first_entry + r.first_entry;
+        Ok(ModelRef {
+            name,
+            meta,
+            entries: first..first + u64::from(r.logit_count),
+        })
     }
 
     /// Metadata of model `id` (0-based, in append order).

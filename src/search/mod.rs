@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use crate::descriptor::normalize_query;
 use crate::error::{Error, Result};
 use crate::reader::{DescriptorRows, RawIndex};
-use crate::selection::EntryMask;
+use crate::selection::Allowed;
 
 pub mod explain;
 pub mod params;
@@ -57,7 +57,6 @@ pub enum Query<'a> {
     /// A text embedding, compared with the stored probe image embeddings.
     TextEmbedding(&'a [f32]),
 }
-
 
 /// [`normalize_query`] for a search: a constant query is refused with a message for searches
 /// (the library's message for constant logits is about appending them with `keep_constant`).
@@ -267,13 +266,13 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         let resolved = self.resolve_search(params, query)?;
         let mask = |model: Option<u64>| {
             let exclude = model.filter(|_| resolved.exclude_same_model);
-            self.entry_mask(params.filter, exclude)
+            self.allowed(params.filter, exclude)
         };
         let scored = match self.entry_plan_from_graph(query, &resolved)? {
-            Some((plan, model)) => self.search_plan(&plan, mask(Some(model))?.as_ref(), &resolved)?,
+            Some((plan, model)) => self.search_plan(&plan, &mask(Some(model))?, &resolved)?,
             None => {
                 let q = self.prepare_query(query)?;
-                self.search_masked(&q.descriptor, mask(q.model)?.as_ref(), &resolved)?
+                self.search_masked(&q.descriptor, &mask(q.model)?, &resolved)?
             }
         };
         let hits = scored
@@ -375,15 +374,15 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         params: &SearchParams,
     ) -> Result<Vec<Scored>> {
         let resolved = self.resolve_params(params)?;
-        let mask = self.entry_mask(params.filter, exclude_model)?;
-        self.search_masked(q, mask.as_ref(), &resolved)
+        let allowed = self.allowed(params.filter, exclude_model)?;
+        self.search_masked(q, &allowed, &resolved)
     }
 
     /// Ranks the entries (or models) that `mask` holds (all, without one) against `q`.
     fn search_masked(
         &self,
         q: &[f32],
-        mask: Option<&EntryMask>,
+        allowed: &Allowed,
         params: &ResolvedSearch,
     ) -> Result<Vec<Scored>> {
         let p = self.num_probes();
@@ -395,7 +394,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             });
         }
         let Some(metric) = params.metric else {
-            return self.rank_models(q, mask, params.top);
+            return self.rank_models(q, allowed, params.top);
         };
         let plan = ScanPlan::with_blend_weight(
             q,
@@ -403,7 +402,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             metric,
             params.blend_weight.unwrap_or(0.0),
         );
-        self.search_plan(&plan, mask, params)
+        self.search_plan(&plan, allowed, params)
     }
 
     /// Ranks the entries `mask` holds against a [`ScanPlan`], as [`RawIndex::search_masked`]
@@ -411,15 +410,15 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     fn search_plan(
         &self,
         plan: &ScanPlan,
-        mask: Option<&EntryMask>,
+        allowed: &Allowed,
         params: &ResolvedSearch,
     ) -> Result<Vec<Scored>> {
         if let Some(c) = params.candidates {
-            self.rank_hnsw(plan, mask, params, c)
+            self.rank_hnsw(plan, allowed, params, c)
         } else if params.grouping == Grouping::PerModel {
-            self.rank_per_model(plan, mask, params.top)
+            self.rank_per_model(plan, allowed, params.top)
         } else {
-            self.rank_entries(plan, mask, params.top)
+            self.rank_entries(plan, allowed, params.top)
         }
     }
 
@@ -486,14 +485,8 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         Ok(tasks)
     }
 
-    fn rank_entries(
-        &self,
-        plan: &ScanPlan,
-        mask: Option<&EntryMask>,
-        top: usize,
-    ) -> Result<Vec<Scored>> {
+    fn rank_entries(&self, plan: &ScanPlan, allowed: &Allowed, top: usize) -> Result<Vec<Scored>> {
         let tasks = self.blocks()?;
-        let allowed = |id: u64| mask.is_none_or(|m| m.contains(id));
         Ok(tasks
             .par_iter()
             .fold(
@@ -503,7 +496,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     plan.score_into(rows, r.clone(), scores);
                     for (i, &score) in scores.iter().enumerate() {
                         let id = first + (r.start + i) as u64;
-                        if allowed(id) {
+                        if allowed.contains(id) {
                             best.push(Scored { id, score });
                         }
                     }
@@ -518,7 +511,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     fn rank_per_model(
         &self,
         plan: &ScanPlan,
-        mask: Option<&EntryMask>,
+        allowed: &Allowed,
         top: usize,
     ) -> Result<Vec<Scored>> {
         let mut best = TopN::new(top);
@@ -539,7 +532,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             for (m, range) in self.model_ranges(s)?.into_iter().enumerate() {
                 let model = seg.first_model + m as u64;
                 // A mask holds whole models: their first entry says.
-                if mask.is_some_and(|k| !k.contains(seg.first_entry + range.start as u64)) {
+                if !allowed.contains(seg.first_entry + range.start as u64) {
                     continue;
                 }
                 let winner = range
@@ -564,11 +557,10 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     fn rank_hnsw(
         &self,
         plan: &ScanPlan,
-        mask: Option<&EntryMask>,
+        allowed: &Allowed,
         params: &ResolvedSearch,
         c: usize,
     ) -> Result<Vec<Scored>> {
-        let allowed = |id: u64| mask.is_none_or(|m| m.contains(id));
         // The work: each segment without a graph is scanned, each graph of the others walked.
         let mut units: Vec<(usize, Option<crate::reader::GraphPart<'_>>)> = Vec::new();
         for s in 0..self.segments.len() {
@@ -597,7 +589,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                     plan.score_into(&rows, r.clone(), dst);
                     let ids = r.map(|e| first + e as u64);
                     for (id, &score) in ids.zip(dst.iter()) {
-                        if allowed(id) {
+                        if allowed.contains(id) {
                             out.push(Scored { id, score });
                         }
                     }
@@ -611,32 +603,37 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             let covered = start..start + nodes_n as u64;
             let take = c.max(params.top);
             let ef = walk_breadth(c).max(params.top);
-            let nodes = match mask {
-                None => graph.view.search_query(&lq, ef, take)?,
-                Some(m) => {
-                    let kept = m.count_in(covered.clone()) as usize;
-                    if kept <= filter_scan_limit(nodes_n, take) {
-                        // Few entries pass: score them all, exactly.
-                        let local: Vec<usize> =
-                            m.ids_in(covered).into_iter().map(|id| (id - first) as usize).collect();
-                        let mut out = Vec::with_capacity(local.len());
-                        let mut scores = vec![0f32; BLOCK.min(local.len())];
-                        for chunk in local.chunks(BLOCK) {
-                            let dst = &mut scores[..chunk.len()];
-                            plan.score_entries(&rows, chunk, dst);
-                            for (&e, &score) in chunk.iter().zip(dst.iter()) {
-                                out.push(Scored { id: first + e as u64, score });
-                            }
+            let nodes = if allowed.is_all() {
+                graph.view.search_query(&lq, ef, take)?
+            } else {
+                let kept = allowed.count_in(covered.clone()) as usize;
+                if kept <= filter_scan_limit(nodes_n, take) {
+                    // Few entries pass: score them all, exactly.
+                    let local: Vec<usize> = allowed
+                        .ids_in(covered)
+                        .into_iter()
+                        .map(|id| (id - first) as usize)
+                        .collect();
+                    let mut out = Vec::with_capacity(local.len());
+                    let mut scores = vec![0f32; BLOCK.min(local.len())];
+                    for chunk in local.chunks(BLOCK) {
+                        let dst = &mut scores[..chunk.len()];
+                        plan.score_entries(&rows, chunk, dst);
+                        for (&e, &score) in chunk.iter().zip(dst.iter()) {
+                            out.push(Scored {
+                                id: first + e as u64,
+                                score,
+                            });
                         }
-                        return Ok(keep_best(out, params));
                     }
-                    graph.view.search_query_filtered(
-                        &lq,
-                        |v| m.contains(start + u64::from(v)),
-                        ef,
-                        take,
-                    )?
+                    return Ok(keep_best(out, params));
                 }
+                graph.view.search_query_filtered(
+                    &lq,
+                    |v| allowed.contains(start + u64::from(v)),
+                    ef,
+                    take,
+                )?
             };
             let candidates: Vec<usize> = nodes
                 .iter()
@@ -690,12 +687,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     }
 
     /// Baseline: Euclidean distance between `q` and each model's mean descriptor.
-    fn rank_models(
-        &self,
-        q: &[f32],
-        mask: Option<&EntryMask>,
-        top: usize,
-    ) -> Result<Vec<Scored>> {
+    fn rank_models(&self, q: &[f32], allowed: &Allowed, top: usize) -> Result<Vec<Scored>> {
         const ROWS: usize = 64;
         let p = self.num_probes();
         let mut best = TopN::new(top);
@@ -732,7 +724,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
             for (m, d) in dist.into_iter().enumerate() {
                 let id = seg.first_model + m as u64;
                 // A mask holds whole models: their first entry says.
-                if mask.is_none_or(|k| k.contains(seg.first_entry + ranges[m].start as u64)) {
+                if allowed.contains(seg.first_entry + ranges[m].start as u64) {
                     best.push(Scored {
                         id,
                         score: d.sqrt() as f32,
