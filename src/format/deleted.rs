@@ -55,3 +55,24 @@ pub fn required_len(s: &SectionEntry, c: &SegmentCounts) -> Result<Option<u64>, 
     }
     Ok(s.param.checked_mul(ID_LEN))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tombstones_are_sorted_once_and_merged_once() {
+        let (bytes, count) = encode(&[5, 1, 5, 3], 6).unwrap();
+        assert_eq!(count, 3);
+        assert!(encode(&[6], 6).is_err());
+        let mut deleted = vec![0];
+        merge(&bytes, 1, 6, &mut deleted).unwrap();
+        assert_eq!(deleted, [0, 1, 3, 5]);
+        assert!(merge(&bytes, 2, 9, &mut deleted).is_err(), "deleted twice");
+        let (later, _) = encode(&[7], 8).unwrap();
+        assert!(
+            merge(&later, 3, 7, &mut deleted).is_err(),
+            "not an earlier model"
+        );
+    }
+}

@@ -139,3 +139,27 @@ impl<'a> DescriptorRows<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_padded_to_the_stride_and_read_back_in_place() {
+        for dtype in [Dtype::F32, Dtype::F16] {
+            let s = stride(3) as usize;
+            assert_eq!(s, 32);
+            let (mut out, mut scratch) = (Vec::new(), Vec::new());
+            encode_row(&[1.0, -2.0, 0.5], s, dtype, &mut scratch, &mut out);
+            encode_row(&[3.0, 0.25, -1.0], s, dtype, &mut scratch, &mut out);
+            assert_eq!(out.len(), 2 * s * dtype.size() as usize);
+            // A 64-aligned copy, as sections are in a file.
+            let aligned = crate::reader::AlignedBytes::from_slice(&out);
+            let rows = view(aligned.as_ref(), dtype, s as u64, 3).unwrap();
+            assert_eq!(rows.value(1, 1), 0.25);
+            let mut row = [0f32; 3];
+            rows.read_row(0, 0..3, &mut row);
+            assert_eq!(row, [1.0, -2.0, 0.5]);
+        }
+    }
+}

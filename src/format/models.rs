@@ -177,5 +177,60 @@ pub fn required_len(c: &SegmentCounts) -> Option<u64> {
 
 /// The ModelMeta length rule: whole records.
 pub fn meta_required_len(s: &SectionEntry) -> Option<u64> {
-    s.len.is_multiple_of(META_RECORD_LEN as u64).then_some(s.len)
+    s.len
+        .is_multiple_of(META_RECORD_LEN as u64)
+        .then_some(s.len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(first_entry: u64, logit_count: u32, name: &str, meta: &[(&str, &str)]) -> ModelSpec {
+        ModelSpec {
+            first_entry,
+            logit_count,
+            name: name.into(),
+            source: String::new(),
+            meta: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_the_table_check_catches_gaps() {
+        let mut pool = StringPool::default();
+        let models = [
+            spec(0, 2, "a", &[("k", "v")]),
+            spec(2, 3, "b", &[("x", "1"), ("y", "2")]),
+        ];
+        let (table, meta) = encode(&models, &mut pool).unwrap();
+        assert_eq!(table.len(), 2 * MODEL_RECORD_LEN);
+        assert_eq!(meta.len(), 3 * META_RECORD_LEN);
+        let t = ModelTable(&table);
+        assert_eq!(t.len(), 2);
+        let b = t.get(1);
+        assert_eq!(
+            (b.first_entry, b.logit_count, b.meta_first, b.meta_count),
+            (2, 3, 1, 2)
+        );
+        assert_eq!(b.name.resolve(pool.bytes()).unwrap(), Some("b"));
+        assert_eq!(b.entries(), 2..5);
+        assert_eq!(t.first_entry(1), 2);
+        let (k, v) = meta_record(&meta, 2);
+        assert_eq!(k.resolve(pool.bytes()).unwrap(), Some("y"));
+        assert_eq!(v.resolve(pool.bytes()).unwrap(), Some("2"));
+        let strings = pool.bytes().len() as u64;
+        assert!(
+            t.check(0, strings, meta_records(meta.len() as u64), 5)
+                .is_ok()
+        );
+        assert!(t.check(0, strings, 3, 6).is_err());
+        assert!(t.check(0, strings, 2, 5).is_err());
+        assert!(t.check(0, 0, 3, 5).is_err());
+        let (gap, _) = encode(&[spec(0, 2, "a", &[]), spec(3, 1, "b", &[])], &mut pool).unwrap();
+        assert!(ModelTable(&gap).check(0, u64::MAX, 0, 4).is_err());
+    }
 }

@@ -57,3 +57,19 @@ pub fn required_len(s: &SectionEntry, c: &SegmentCounts) -> Result<Option<u64>, 
     }
     Ok(c.models.checked_mul(s.param))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmaps_round_trip_and_stray_bits_are_found() {
+        let (mut bytes, len) = encode(&[Some(vec![0, 3, 9]), None], 10);
+        assert_eq!(len, 2);
+        assert_eq!(decode(&bytes, 2, 0, 10), [0, 3, 9]);
+        assert_eq!(decode(&bytes, 2, 1, 10), (0..10).collect::<Vec<_>>());
+        assert_eq!(first_with_bits_past(&bytes, 2, 10), None);
+        bytes[3] |= 0x80;
+        assert_eq!(first_with_bits_past(&bytes, 2, 10), Some(1));
+    }
+}

@@ -123,3 +123,31 @@ impl StringPool {
 pub fn required_len(s: &SectionEntry) -> Option<u64> {
     Some(s.len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_strings_resolve_and_bad_references_do_not() {
+        let mut pool = StringPool::default();
+        let mut table = Vec::new();
+        pool.add_ref(Some("dog"), &mut table).unwrap();
+        pool.add_ref(None, &mut table).unwrap();
+        pool.add_ref(Some("cat"), &mut table).unwrap();
+        let refs: Vec<StrRef> = refs(&table).collect();
+        assert_eq!(refs[1], StrRef::NONE);
+        let text: Vec<_> = refs
+            .iter()
+            .map(|r| r.resolve(pool.bytes()).unwrap())
+            .collect();
+        assert_eq!(text, [Some("dog"), None, Some("cat")]);
+        assert_eq!(StrRef::at(&table, 2), refs[2]);
+        let past = StrRef { offset: 4, len: 3 };
+        assert_eq!(past.resolve(pool.bytes()), Err(StrError::OutOfBounds));
+        assert!(past.check(pool.bytes().len() as u64).is_err());
+        assert!(StrRef::NONE.check(0).is_ok());
+        let bad = StrRef { offset: 0, len: 2 };
+        assert_eq!(bad.resolve(&[0xff, 0xfe]), Err(StrError::NotUtf8));
+    }
+}
