@@ -282,12 +282,17 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         let k = match metric {
             Some(m) if m.uses_k() => Some(resolve_k(params.k, self.num_probes())?),
             _ if params.k.is_some() => {
-                return Err(SearchError::NotApplicable { param: "k", used_by });
+                return Err(SearchError::NotApplicable {
+                    param: "k",
+                    used_by,
+                });
             }
             _ => None,
         };
         let blend_weight = match (metric, params.blend_weight) {
-            (Some(Metric::Blend), w) => Some(check_blend_weight(w.unwrap_or(DEFAULT_BLEND_WEIGHT))?),
+            (Some(Metric::Blend), w) => {
+                Some(check_blend_weight(w.unwrap_or(DEFAULT_BLEND_WEIGHT))?)
+            }
             (_, Some(_)) => {
                 return Err(SearchError::NotApplicable {
                     param: "blend_weight",
@@ -301,7 +306,11 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             SearchMode::Exact => SearchMode::Exact,
             SearchMode::Hnsw if !topk => {
                 return Err(SearchError::HnswNeedsTopK {
-                    what: if model_mean { "the model-mean grouping" } else { used_by },
+                    what: if model_mean {
+                        "the model-mean grouping"
+                    } else {
+                        used_by
+                    },
                 });
             }
             SearchMode::Hnsw => SearchMode::Hnsw,

@@ -22,11 +22,11 @@ use std::sync::OnceLock;
 
 use crate::ann::AnnOptions;
 use crate::format::Dtype;
-use crate::testkit::layout::*;
 use crate::reader::{AlignedBytes, RawIndex};
 use crate::search::{Grouping, Metric, Query, SearchParams};
 use crate::storage::LockWait;
 use crate::testkit::FaultyStorage;
+use crate::testkit::layout::*;
 use crate::writer::{
     AppendOptions, CompactOptions, CreateOptions, IndexWriter, ModelInput, compact_with, create,
 };
@@ -281,8 +281,14 @@ fn check_delete(img: &[u8], before: Option<&Before>) {
         return;
     }
     let report = idx.verify();
-    assert!(report.is_ok(), "a clean index has problems after a delete: {:?}", report.problems);
-    let v: Vec<f32> = (0..idx.num_probes()).map(|i| ((i * 7) % 11) as f32).collect();
+    assert!(
+        report.is_ok(),
+        "a clean index has problems after a delete: {:?}",
+        report.problems
+    );
+    let v: Vec<f32> = (0..idx.num_probes())
+        .map(|i| ((i * 7) % 11) as f32)
+        .collect();
     let params = SearchParams {
         top: usize::MAX,
         ..SearchParams::default()

@@ -14,8 +14,8 @@ use crate::collab::{CollabOptions, Observations, ProbeFactors};
 use crate::descriptor::{LogitMatrix, normalize_logits};
 use crate::error::{Error, Result};
 use crate::format::directory::SectionEntry;
-use crate::format::*;
 use crate::format::probe_factors;
+use crate::format::*;
 use crate::reader::RawIndex;
 use crate::storage::{FileStorage, LockWait, Storage};
 
@@ -26,9 +26,9 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+use compact::remove_stale_compactions;
 pub use compact::{CompactOptions, CompactSummary, compact, compact_with};
 pub use create::{CreateOptions, create};
-use compact::remove_stale_compactions;
 use pending::Pending;
 use segment::{publish_commit, read_directory, write_segment};
 
@@ -154,10 +154,12 @@ impl<S: Storage> IndexWriter<S> {
         // A writer validates at least what a reader does: every directory of the chain, every
         // section's bounds and every count, not only the newest directory that the next segment
         // links to. Data appended after a state that readers refuse could never be read.
-        let bytes = storage.committed_view(commit.committed_len).map_err(|e| Error::Storage {
-            op: "map for validation",
-            source: e,
-        })?;
+        let bytes = storage
+            .committed_view(commit.committed_len)
+            .map_err(|e| Error::Storage {
+                op: "map for validation",
+                source: e,
+            })?;
         RawIndex::with_header_page(&page, bytes)?;
         Ok(IndexWriter {
             storage,
@@ -242,7 +244,11 @@ impl<S: Storage> IndexWriter<S> {
             };
             for id in 0..raw.model_count() {
                 if !raw.is_model_deleted(id) {
-                    catalog.names.entry(raw.model(id)?.name).or_default().push(id);
+                    catalog
+                        .names
+                        .entry(raw.model(id)?.name)
+                        .or_default()
+                        .push(id);
                 }
             }
             self.catalog = Some(catalog);
@@ -289,7 +295,8 @@ impl<S: Storage> IndexWriter<S> {
                 detail: format!("the index has {} committed models", self.commit.model_count),
             });
         }
-        if self.pending.meta.deleted.contains(&id) || self.catalog()?.deleted.binary_search(&id).is_ok()
+        if self.pending.meta.deleted.contains(&id)
+            || self.catalog()?.deleted.binary_search(&id).is_ok()
         {
             return Err(Error::UnknownModel {
                 model: format!("id {id}"),
@@ -423,7 +430,8 @@ impl<S: Storage> IndexWriter<S> {
                 got,
             });
         }
-        probe_factors::decode(&bytes, self.header.probe_set.num_probes as usize, sec.param).map(Some)
+        probe_factors::decode(&bytes, self.header.probe_set.num_probes as usize, sec.param)
+            .map(Some)
     }
 
     /// Completes staged partial models before a commit, fitting factors if the index has none.
@@ -548,4 +556,3 @@ impl<S: Storage> std::fmt::Debug for IndexWriter<S> {
             .finish_non_exhaustive()
     }
 }
-

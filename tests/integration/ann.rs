@@ -180,11 +180,17 @@ fn auto_mode_and_hnsw_limits() {
     assert!(index.graph_entries() > 0);
     // Below the auto threshold, auto is exact.
     assert_eq!(
-        index.resolve_params(&params(SearchMode::Auto)).unwrap().mode,
+        index
+            .resolve_params(&params(SearchMode::Auto))
+            .unwrap()
+            .mode,
         SearchMode::Exact
     );
     assert_eq!(
-        index.resolve_params(&params(SearchMode::Hnsw)).unwrap().mode,
+        index
+            .resolve_params(&params(SearchMode::Hnsw))
+            .unwrap()
+            .mode,
         SearchMode::Hnsw
     );
     let full = SearchParams {
@@ -201,7 +207,10 @@ fn auto_mode_and_hnsw_limits() {
         metric: Metric::Blend,
         ..params(SearchMode::Auto)
     };
-    assert_eq!(index.resolve_params(&blend).unwrap().mode, SearchMode::Exact);
+    assert_eq!(
+        index.resolve_params(&blend).unwrap().mode,
+        SearchMode::Exact
+    );
     assert_eq!(
         index.resolve_params(&SearchParams::default()).unwrap().mode,
         SearchMode::Exact

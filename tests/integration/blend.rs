@@ -209,10 +209,21 @@ fn the_blend_is_the_default_metric() {
     assert_eq!(found, index.search(&Query::Entry(4), &explicit).unwrap());
     // The search reports what it resolved: the defaults, and auto mode scanning for the blend.
     assert_eq!(
-        (found.params.metric, found.params.k, found.params.blend_weight),
-        (Some(Metric::Blend), Some(DEFAULT_K), Some(DEFAULT_BLEND_WEIGHT))
+        (
+            found.params.metric,
+            found.params.k,
+            found.params.blend_weight
+        ),
+        (
+            Some(Metric::Blend),
+            Some(DEFAULT_K),
+            Some(DEFAULT_BLEND_WEIGHT)
+        )
     );
-    assert_eq!((found.params.mode, found.params.candidates), (SearchMode::Exact, None));
+    assert_eq!(
+        (found.params.mode, found.params.candidates),
+        (SearchMode::Exact, None)
+    );
     let q = index.descriptor(4).unwrap();
     assert_eq!(
         index.score_all(&q, Metric::Blend, None).unwrap(),
@@ -225,7 +236,14 @@ fn bad_blend_weights_are_refused() {
     let dir = common::tempdir();
     let index = build(dir.path(), 37, Dtype::F32, 8);
     let q = index.descriptor(0).unwrap();
-    for w in [-1.0, -1e-30, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3e38] {
+    for w in [
+        -1.0,
+        -1e-30,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        3e38,
+    ] {
         let params = SearchParams {
             blend_weight: Some(w),
             ..SearchParams::default()
@@ -283,7 +301,10 @@ fn parameters_are_resolved_once_with_typed_errors() {
         ..base
     })
     .unwrap();
-    assert_eq!((models.metric, models.k, models.blend_weight), (None, None, None));
+    assert_eq!(
+        (models.metric, models.k, models.blend_weight),
+        (None, None, None)
+    );
     // Fewer probes than the default k: k is the probe count.
     assert_eq!(run(base).unwrap().k, Some(DEFAULT_K.min(12)));
 

@@ -4,9 +4,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use probelog::testkit::layout::*;
 use probelog::testkit::FaultyStorage;
 use probelog::testkit::fuzzing::{exercise, fix_checksums};
+use probelog::testkit::layout::*;
 use probelog::{
     CreateOptions, Dtype, Error, Index, IndexWriter, LockWait, Metric, Query, SearchParams,
 };

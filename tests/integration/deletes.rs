@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use probelog::testkit::FaultyStorage;
 use probelog::{
     AnnOptions, AppendOptions, CompactOptions, CreateOptions, Dtype, Error, ExistingName, Grouping,
-    Index,
-    IndexWriter, LockWait, LogitMatrix, Metric, ModelFilter, ModelInput, Query, SearchMode,
+    Index, IndexWriter, LockWait, LogitMatrix, Metric, ModelFilter, ModelInput, Query, SearchMode,
     SearchParams, compact_with,
 };
 
@@ -27,7 +26,9 @@ fn ten_models(dir: &Path, dtype: Dtype) -> (PathBuf, Vec<TestModel>) {
     let mut opts = CreateOptions::new(PROBES as u32);
     opts.dtype = dtype;
     opts.probe_embeddings = Some((
-        (0..PROBES * DIM).map(|i| ((i * 7) % 11) as f32 - 5.0).collect(),
+        (0..PROBES * DIM)
+            .map(|i| ((i * 7) % 11) as f32 - 5.0)
+            .collect(),
         DIM,
     ));
     probelog::create(&path, &opts).unwrap();
@@ -121,7 +122,10 @@ fn deleted_models_never_come_back_and_compaction_drops_them() {
         let summary = w.commit().unwrap();
         assert_eq!((summary.models_deleted, summary.models_added), (2, 0));
         let mut newer = common::labeled_model(&mut common::rng(99), "m5", PROBES, 3);
-        newer.meta = vec![("family".into(), "b".into()), ("version".into(), "2".into())];
+        newer.meta = vec![
+            ("family".into(), "b".into()),
+            ("version".into(), "2".into()),
+        ];
         let added = w
             .add_model(
                 input(&newer),
@@ -146,8 +150,14 @@ fn deleted_models_never_come_back_and_compaction_drops_them() {
             .collect();
         assert_eq!(models_found(&idx, None), live, "{dtype:?}");
         // Lookups of deleted entries are refused; the new m5 is the only m5.
-        assert!(matches!(idx.entry(12), Err(Error::Deleted { model: 3, .. })));
-        assert!(matches!(idx.descriptor(28), Err(Error::Deleted { model: 7, .. })));
+        assert!(matches!(
+            idx.entry(12),
+            Err(Error::Deleted { model: 3, .. })
+        ));
+        assert!(matches!(
+            idx.descriptor(28),
+            Err(Error::Deleted { model: 7, .. })
+        ));
         assert!(matches!(
             idx.search(&Query::Entry(12), &SearchParams::default()),
             Err(Error::Deleted { .. })
@@ -201,21 +211,36 @@ fn names_are_unique_unless_asked_and_bad_deletes_commit_nothing() {
     let sequence = Index::open(&path).unwrap().sequence();
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
     // A live name is refused, and nothing is staged.
-    let err = w.add_model(input(&models[2]), AppendOptions::default()).unwrap_err();
+    let err = w
+        .add_model(input(&models[2]), AppendOptions::default())
+        .unwrap_err();
     assert!(matches!(err, Error::DuplicateName { .. }), "{err}");
     assert!(!w.has_pending());
     // Unknown names and ids, and second deletions, are errors.
-    assert!(matches!(w.delete_models_named("nope"), Err(Error::UnknownModel { .. })));
-    assert!(matches!(w.delete_model(10), Err(Error::UnknownModel { .. })));
+    assert!(matches!(
+        w.delete_models_named("nope"),
+        Err(Error::UnknownModel { .. })
+    ));
+    assert!(matches!(
+        w.delete_model(10),
+        Err(Error::UnknownModel { .. })
+    ));
     w.delete_model(4).unwrap();
     assert!(matches!(w.delete_model(4), Err(Error::UnknownModel { .. })));
-    assert!(matches!(w.delete_models_named("m4"), Err(Error::UnknownModel { .. })));
+    assert!(matches!(
+        w.delete_models_named("m4"),
+        Err(Error::UnknownModel { .. })
+    ));
     // Two models of one name in one commit are refused; asked for, kept.
     let twin = common::labeled_model(&mut common::rng(1), "twin", PROBES, 2);
     w.add_model(input(&twin), AppendOptions::default()).unwrap();
     assert!(w.add_model(input(&twin), AppendOptions::default()).is_err());
     drop(w);
-    assert_eq!(Index::open(&path).unwrap().sequence(), sequence, "a dropped writer committed");
+    assert_eq!(
+        Index::open(&path).unwrap().sequence(),
+        sequence,
+        "a dropped writer committed"
+    );
 
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
     let keep = AppendOptions {
@@ -232,7 +257,13 @@ fn names_are_unique_unless_asked_and_bad_deletes_commit_nothing() {
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
     assert_eq!(w.delete_models_named("m2").unwrap(), vec![2, 10]);
     w.commit().unwrap();
-    assert!(Index::open(&path).unwrap().live_models_named("m2").unwrap().is_empty());
+    assert!(
+        Index::open(&path)
+            .unwrap()
+            .live_models_named("m2")
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -265,7 +296,10 @@ fn filters_run_inside_the_search_and_fill_top() {
         assert_eq!(models_found(&idx, Some(filter)), want, "{filter:?}");
         // A full top N whenever N matching logits exist, in exact and hnsw mode alike.
         let n = want.len() * 4;
-        for (metric, mode) in [(Metric::Blend, SearchMode::Exact), (Metric::TopK, SearchMode::Hnsw)] {
+        for (metric, mode) in [
+            (Metric::Blend, SearchMode::Exact),
+            (Metric::TopK, SearchMode::Hnsw),
+        ] {
             let params = SearchParams {
                 top: n,
                 metric,
@@ -332,7 +366,8 @@ fn a_delete_cut_at_every_storage_operation_leaves_old_or_new() {
     let (mut saw_old, mut saw_new) = (false, false);
     for n in 0.. {
         assert!(n < 200, "the delete never completes");
-        let mut w = IndexWriter::from_storage(FaultyStorage::new(base.clone()).fail_at_op(n)).unwrap();
+        let mut w =
+            IndexWriter::from_storage(FaultyStorage::new(base.clone()).fail_at_op(n)).unwrap();
         w.delete_models_named("m1").unwrap();
         w.delete_model(6).unwrap();
         let done = w.commit();
@@ -342,7 +377,10 @@ fn a_delete_cut_at_every_storage_operation_leaves_old_or_new() {
         for img in images {
             let idx = common::open_image(&img).unwrap();
             let deleted = idx.deleted_models().to_vec();
-            assert!(deleted.is_empty() || deleted == [1, 6], "op {n}: {deleted:?}");
+            assert!(
+                deleted.is_empty() || deleted == [1, 6],
+                "op {n}: {deleted:?}"
+            );
             saw_old |= deleted.is_empty();
             saw_new |= !deleted.is_empty();
             assert!(idx.verify().is_ok(), "op {n}: {:?}", idx.verify().problems);

@@ -156,7 +156,9 @@ fn reference(
             })
             .collect(),
         (_, metric) => {
-            let w = params.blend_weight.unwrap_or(probelog::DEFAULT_BLEND_WEIGHT);
+            let w = params
+                .blend_weight
+                .unwrap_or(probelog::DEFAULT_BLEND_WEIGHT);
             let score = |e: u64| match metric {
                 Metric::TopK => topk_discrepancy(q, &descs[e as usize], k),
                 Metric::Blend => blend_discrepancy(q, &descs[e as usize], k, w),
@@ -299,8 +301,7 @@ fn check_queries(idx: &Index, zoo: &Zoo, queries: &[QuerySpec]) {
         let hits = idx.search(&query, &params).unwrap();
         let want = reference(idx, zoo, &q, exclude, &params);
         assert_hits(zoo, &hits, &want, &params);
-        if params.metric.uses_k() && params.grouping == Grouping::Entries && exclude.is_none()
-        {
+        if params.metric.uses_k() && params.grouping == Grouping::Entries && exclude.is_none() {
             // The query's own entry is a perfect match (score 0) unless a tie with a lower id
             // precedes it.
             let own = hits.iter().find(|h| h.entry == Some(e));

@@ -9,9 +9,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use probelog::collab::CollabOptions;
-use probelog::testkit::layout::*;
 use probelog::testkit::FaultyStorage;
 use probelog::testkit::fuzzing::fix_checksums;
+use probelog::testkit::layout::*;
 use probelog::{
     AppendOptions, CompactOptions, CreateOptions, Dtype, Error, Index, IndexWriter, LockWait,
     LogitMatrix, ModelInput, Storage, compact, compact_with,

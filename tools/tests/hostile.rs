@@ -491,3 +491,26 @@ fn names_and_label_files_keep_line_oriented_output_intact() {
     let r = ok_json(&["append", f.idx(), "--manifest", s(&m)]);
     assert_eq!(r["models"][0]["name"], "outside");
 }
+
+/// Work sized by the header's probe count stays bounded: `export` of an empty index with the
+/// most probes an index may have (2^20) runs within 1 GiB of address space.
+#[test]
+fn the_largest_probe_count_needs_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("wide.plog");
+    let out = dir.path().join("wide.npy");
+    ok(&["create", s(&index), "--num-probes", "1048576"]);
+    let bin = option_env!("CARGO_BIN_EXE_probelog-tool").expect("built as a probelog-tool test");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 1048576 && exec '{bin}' export '{}' --out '{}'",
+            s(&index),
+            s(&out)
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "export of an empty wide index: {status}");
+    let info = ok_json(&["info", s(&index)]);
+    assert_eq!(info["num_probes"].as_u64(), Some(1 << 20));
+}

@@ -19,6 +19,8 @@ use crate::paths::refuse_outputs_over_inputs;
 
 /// Entries transposed at a time.
 const BLOCK: usize = 1024;
+/// Bytes of descriptor values one transposed block holds at most.
+const BLOCK_BYTES: usize = 16 << 20;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -148,15 +150,19 @@ fn write_descriptors(index: &Index, out: impl Write, bar: &ProgressBar) -> Resul
     let live = index.live_entry_count().at(path)?;
     let mask = index.entry_mask(None, None).at(path)?;
     let mut w = MatrixWriter::new(out, live as usize, p)?;
-    let mut row = vec![0f32; BLOCK];
-    let mut block = vec![0f32; BLOCK * p];
+    // Entries per transposed block: at most BLOCK, and at most BLOCK_BYTES of values whatever
+    // the probe count (up to 2^20), so memory stays bounded; nothing for an empty index.
+    let block_len = (BLOCK_BYTES / (4 * p)).clamp(1, BLOCK);
+    let buffered = if live == 0 { 0 } else { block_len };
+    let mut row = vec![0f32; buffered];
+    let mut block = vec![0f32; buffered * p];
     let starts = index.segment_entry_starts();
     for (s, &segment_start) in starts.iter().take(index.segment_count() as usize).enumerate() {
         let Some(rows) = index.segment_rows(s).at(path)? else {
             continue;
         };
-        for start in (0..rows.entries()).step_by(BLOCK) {
-            let n = BLOCK.min(rows.entries() - start);
+        for start in (0..rows.entries()).step_by(block_len) {
+            let n = block_len.min(rows.entries() - start);
             let first = segment_start + start as u64;
             // The block's live entries (all of them without deletions).
             let kept: Vec<usize> = (0..n)
