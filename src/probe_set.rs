@@ -303,7 +303,7 @@ pub fn fingerprint(size: u32, names: &[String], pixels: &[u8]) -> [u8; 32] {
 }
 
 /// Names must be non-empty single lines (an index stores them one per line) and unique.
-fn check_names(names: &[String]) -> Result<()> {
+pub fn check_names(names: &[String]) -> Result<()> {
     let mut seen = HashSet::with_capacity(names.len());
     for (i, n) in names.iter().enumerate() {
         ensure!(!n.is_empty(), "probe {i} has an empty name");

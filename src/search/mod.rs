@@ -738,8 +738,8 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
 
 /// Up to how many entries of a graph that a filter keeps are scored exactly instead of walked
 /// to: 5% of the graph's nodes, and at least four times the candidates (docs/benchmarks.md,
-/// "Filtered search"). Below it a walk that keeps only those entries visits most of the graph
-/// anyway.
+/// "Filtered search and deletes"). Below it a walk that keeps only those entries visits most of
+/// the graph anyway.
 fn filter_scan_limit(nodes: usize, take: usize) -> usize {
     (nodes / 20).max(take.saturating_mul(4))
 }

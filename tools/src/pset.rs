@@ -1,12 +1,8 @@
-//! Probe set files (`.pset`): the probe images of an index, decoded, resized and center-cropped
-//! once, stored as `uint8 [P, 3, S, S]` RGB with their names and a content fingerprint.
-//!
-//! The byte layout is specified in format-spec.md, appendix "Probe set files (.pset)"; the
-//! constants below mirror it. The fingerprint identifies the probe set in an index
-//! ([`ProbeSetId`]), so logits computed on other probes (or the same probes in another order or
-//! at another size) are refused by the index.
+//! Probe set files (`.pset`) from images: decoding, resizing and center-cropping probe images
+//! into a probe set, and what a model run needs of one (its pixels at another size), on top of
+//! the core's probe set codec ([`probelog::probe_set`], format-spec.md appendix "Probe set
+//! files"), which reads, checks and fingerprints the files.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,276 +10,39 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use image::imageops::{self, FilterType};
 use image::{ImageReader, RgbImage};
-use probelog::ProbeSetId;
+pub use probelog::probe_set::{MAX_SIZE, ProbeSet, fingerprint};
 use rayon::prelude::*;
 
 use crate::input;
 
-/// First 8 bytes of every probe set file.
-pub const MAGIC: [u8; 8] = *b"PLGPSET\0";
-/// The one version this code reads and writes.
-pub const VERSION: u32 = 1;
-/// Colour channels per pixel (RGB).
-pub const CHANNELS: u32 = 3;
-/// Bytes of the fixed header.
-pub const HEADER_LEN: usize = 64;
-/// Bytes of the trailing fingerprint.
-pub const TRAILER_LEN: usize = 32;
-/// Largest side length accepted (a sanity bound against hostile headers).
-pub const MAX_SIZE: u32 = 4096;
-/// Domain string that starts the fingerprint's hash input.
-pub const FINGERPRINT_DOMAIN: &[u8] = b"probelog probe set pixels v1\0";
 /// File extensions `build` picks up from a directory (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
-// Header offsets (format-spec.md, "Probe set files"): chained, each from the one before.
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = OFF_MAGIC + 8;
-const OFF_FLAGS: usize = OFF_VERSION + 4;
-const OFF_PROBES: usize = OFF_FLAGS + 4;
-const OFF_SIZE: usize = OFF_PROBES + 4;
-const OFF_CHANNELS: usize = OFF_SIZE + 4;
-const OFF_RESERVED0: usize = OFF_CHANNELS + 4;
-const OFF_NAMES_LEN: usize = OFF_RESERVED0 + 4;
-const OFF_PIXELS_LEN: usize = OFF_NAMES_LEN + 8;
-const OFF_RESERVED1: usize = OFF_PIXELS_LEN + 8;
-const _: () = assert!(OFF_RESERVED1 + 16 == HEADER_LEN);
-
-/// The probe images of an index, in their fixed order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeSet {
-    size: u32,
-    names: Vec<String>,
-    /// `[P, 3, S, S]`: probe, then channel (R, G, B), then row, then column.
-    pixels: Vec<u8>,
-    fingerprint: [u8; 32],
-}
-
-impl ProbeSet {
-    /// A probe set of `names.len()` square `size`x`size` RGB images, `pixels` laid out
-    /// `[P, 3, S, S]`.
-    pub fn new(size: u32, names: Vec<String>, pixels: Vec<u8>) -> Result<Self> {
-        ensure!(
-            (1..=MAX_SIZE).contains(&size),
-            "probe size {size} is out of range 1..={MAX_SIZE}"
-        );
-        ensure!(!names.is_empty(), "a probe set needs at least one probe");
-        ensure!(
-            u32::try_from(names.len()).is_ok(),
-            "{} probes are more than a probe set holds (at most {})",
-            names.len(),
-            u32::MAX
-        );
-        check_names(&names)?;
-        let expected = pixel_len(names.len(), size)?;
-        ensure!(
-            pixels.len() == expected,
-            "{} pixel bytes for {} probes of {size}x{size} RGB; expected {expected}",
-            pixels.len(),
-            names.len()
-        );
-        let fingerprint = fingerprint(size, &names, &pixels);
-        Ok(ProbeSet {
-            size,
-            names,
-            pixels,
-            fingerprint,
-        })
-    }
-
-    /// Number of probes, P.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// A probe set holds at least one probe once read; this is for clippy's sake (a public `len`).
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
-    /// Side length S of every (square) probe image.
-    pub fn size(&self) -> u32 {
-        self.size
-    }
-
-    /// Probe names, in probe order.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// All pixels, `[P, 3, S, S]`.
-    #[cfg(test)]
-    pub fn pixels(&self) -> &[u8] {
-        &self.pixels
-    }
-
-    /// The probes at `indices`, in that order, as a probe set of their own (for running a model
-    /// on part of the probes).
-    pub fn subset(&self, indices: &[u32]) -> Result<ProbeSet> {
-        let mut names = Vec::with_capacity(indices.len());
-        let mut pixels = Vec::with_capacity(indices.len() * self.probe(0).len());
-        for &i in indices {
-            ensure!(
-                (i as usize) < self.len(),
-                "probe {i} does not exist (the set has {})",
-                self.len()
-            );
-            names.push(self.names[i as usize].clone());
-            pixels.extend_from_slice(self.probe(i as usize));
-        }
-        ProbeSet::new(self.size, names, pixels)
-    }
-
-    /// Pixels of probe `i`, `[3, S, S]`.
-    pub fn probe(&self, i: usize) -> &[u8] {
-        let n = 3 * (self.size as usize).pow(2);
-        &self.pixels[i * n..(i + 1) * n]
-    }
-
-    /// The identity an index records for this probe set: P and the content fingerprint (see
-    /// [`fingerprint`]).
-    pub fn id(&self) -> ProbeSetId {
-        ProbeSetId {
-            num_probes: self.len() as u32,
-            fingerprint: self.fingerprint,
-        }
-    }
-
+/// What the command line does with a probe set beyond the core's codec.
+pub trait ProbeSetFiles {
     /// Pixels of probes `range`, `[n, 3, size, size]`, resized from the stored size when `size`
     /// differs (bilinear, as [`square_crop`] does). The identity stays the stored set's.
-    pub fn pixels_at(&self, range: std::ops::Range<usize>, size: u32) -> Vec<u8> {
-        if size == self.size {
-            let n = 3 * (self.size as usize).pow(2);
-            return self.pixels[range.start * n..range.end * n].to_vec();
+    fn pixels_at(&self, range: std::ops::Range<usize>, size: u32) -> Vec<u8>;
+    /// Writes the file to a temporary file beside `path`, syncs it and renames it into place:
+    /// `path` is either the complete new file or untouched.
+    fn write(&self, path: &Path) -> Result<()>;
+}
+
+impl ProbeSetFiles for ProbeSet {
+    fn pixels_at(&self, range: std::ops::Range<usize>, size: u32) -> Vec<u8> {
+        if size == self.size() {
+            let n = 3 * (self.size() as usize).pow(2);
+            return self.pixels()[range.start * n..range.end * n].to_vec();
         }
         range
             .flat_map(|i| {
-                let rgb = chw_to_image(self.probe(i), self.size);
+                let rgb = chw_to_image(self.probe(i), self.size());
                 image_to_chw(&imageops::resize(&rgb, size, size, FilterType::Triangle))
             })
             .collect()
     }
 
-    /// The file bytes (format-spec.md, "Probe set files").
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let names_len: usize = self.names.iter().map(|n| 4 + n.len()).sum();
-        let mut out = Vec::with_capacity(HEADER_LEN + names_len + self.pixels.len() + TRAILER_LEN);
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes()); // flags
-        out.extend_from_slice(&(self.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.size.to_le_bytes());
-        out.extend_from_slice(&CHANNELS.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes()); // reserved
-        out.extend_from_slice(&(names_len as u64).to_le_bytes());
-        out.extend_from_slice(&(self.pixels.len() as u64).to_le_bytes());
-        out.extend_from_slice(&[0u8; 16]); // reserved
-        debug_assert_eq!(out.len(), HEADER_LEN);
-        for name in &self.names {
-            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            out.extend_from_slice(name.as_bytes());
-        }
-        out.extend_from_slice(&self.pixels);
-        out.extend_from_slice(&self.fingerprint);
-        out
-    }
-
-    /// Parses and checks file bytes: every length against the file size, the names, and the
-    /// fingerprint against the content. Errors say what was wrong, never panic.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        ensure!(
-            bytes.len() >= HEADER_LEN + TRAILER_LEN,
-            "not a probe set file: {} bytes is shorter than the {}-byte header and trailer",
-            bytes.len(),
-            HEADER_LEN + TRAILER_LEN
-        );
-        ensure!(
-            bytes[OFF_MAGIC..OFF_MAGIC + 8] == MAGIC,
-            "not a probe set file (wrong magic bytes)"
-        );
-        let version = le_u32(bytes, OFF_VERSION);
-        ensure!(
-            version == VERSION,
-            "probe set file version {version} is not supported (this tool reads version {VERSION})"
-        );
-        ensure!(le_u32(bytes, OFF_FLAGS) == 0, "unknown probe set flags");
-        let probes = le_u32(bytes, OFF_PROBES);
-        let size = le_u32(bytes, OFF_SIZE);
-        let channels = le_u32(bytes, OFF_CHANNELS);
-        ensure!(
-            channels == CHANNELS,
-            "probe set has {channels} channels; only {CHANNELS} (RGB) is supported"
-        );
-        ensure!(
-            le_u32(bytes, OFF_RESERVED0) == 0
-                && bytes[OFF_RESERVED1..HEADER_LEN].iter().all(|&b| b == 0),
-            "probe set header has non-zero reserved bytes"
-        );
-        ensure!(
-            (1..=MAX_SIZE).contains(&size),
-            "probe size {size} is out of range 1..={MAX_SIZE}"
-        );
-        ensure!(probes > 0, "the probe set holds no probes");
-        let names_len = le_u64(bytes, OFF_NAMES_LEN);
-        let pixels_len = le_u64(bytes, OFF_PIXELS_LEN);
-        let expected_pixels = pixel_len(probes as usize, size)?;
-        ensure!(
-            pixels_len == expected_pixels as u64,
-            "pixel section of {pixels_len} bytes; {probes} probes of {size}x{size} RGB need {expected_pixels}"
-        );
-        let total = described_len(bytes)?;
-        ensure!(
-            total == bytes.len() as u64,
-            "probe set file is {} bytes but its header describes {total} (truncated or damaged)",
-            bytes.len()
-        );
-        let names_end = HEADER_LEN + names_len as usize;
-        let names = parse_names(&bytes[HEADER_LEN..names_end], probes)?;
-        let pixels = bytes[names_end..names_end + pixels_len as usize].to_vec();
-        let stored: [u8; 32] = bytes[bytes.len() - TRAILER_LEN..]
-            .try_into()
-            .expect("32-byte trailer");
-        let set = ProbeSet::new(size, names, pixels)?;
-        ensure!(
-            set.fingerprint == stored,
-            "probe set content does not match its fingerprint (the file is damaged)"
-        );
-        Ok(set)
-    }
-
-    /// Reads and checks a probe set file: a regular file, whose length must be the one its
-    /// header describes before the rest is read (memory is bounded by the file's size).
-    pub fn read(path: &Path) -> Result<Self> {
-        let mut file = input::open(path, "the probe set file")?;
-        let bytes =
-            Self::read_checked(&mut file, path).with_context(|| path.display().to_string())?;
-        Self::from_bytes(&bytes).with_context(|| path.display().to_string())
-    }
-
-    /// The bytes of an open probe set file, once its header's lengths match the file's.
-    fn read_checked(file: &mut input::InputFile, path: &Path) -> Result<Vec<u8>> {
-        let len = file.len;
-        if len < (HEADER_LEN + TRAILER_LEN) as u64 {
-            // Small: from_bytes says what is wrong.
-            return file.read_exact_vec(len, path);
-        }
-        let mut bytes = file.read_exact_vec(HEADER_LEN as u64, path)?;
-        ensure!(
-            bytes[OFF_MAGIC..OFF_MAGIC + 8] == MAGIC,
-            "not a probe set file (wrong magic bytes)"
-        );
-        let total = described_len(&bytes)?;
-        ensure!(
-            total == len,
-            "probe set file is {len} bytes but its header describes {total} (truncated or damaged)"
-        );
-        bytes.extend(file.read_exact_vec(len - HEADER_LEN as u64, path)?);
-        Ok(bytes)
-    }
-
-    /// Writes the file to a temporary file beside `path`, syncs it and renames it into place:
-    /// `path` is either the complete new file or untouched.
-    pub fn write(&self, path: &Path) -> Result<()> {
+    fn write(&self, path: &Path) -> Result<()> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -302,21 +61,6 @@ impl ProbeSet {
             .with_context(|| format!("cannot rename the new probe set to {}", path.display()))?;
         Ok(())
     }
-}
-
-/// The fingerprint: blake3 over [`FINGERPRINT_DOMAIN`], P and S (u64 LE), each name (u64 LE
-/// byte length, UTF-8 bytes), then the pixel bytes.
-pub fn fingerprint(size: u32, names: &[String], pixels: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(FINGERPRINT_DOMAIN);
-    h.update(&(names.len() as u64).to_le_bytes());
-    h.update(&u64::from(size).to_le_bytes());
-    for n in names {
-        h.update(&(n.len() as u64).to_le_bytes());
-        h.update(n.as_bytes());
-    }
-    h.update(pixels);
-    *h.finalize().as_bytes()
 }
 
 /// Decodes an image file (format from its content), converts it to RGB, and returns it as
@@ -423,7 +167,7 @@ pub fn build(
         (1..=MAX_SIZE).contains(&size),
         "--size {size} is out of range 1..={MAX_SIZE}"
     );
-    check_names(&names)?;
+    probelog::probe_set::check_names(&names)?;
     let decoded: Vec<Result<Vec<u8>, String>> = names
         .par_iter()
         .map(|name| {
@@ -458,69 +202,7 @@ pub fn build(
         .into_iter()
         .flat_map(|r| r.unwrap_or_default())
         .collect();
-    ProbeSet::new(size, names, pixels)
-}
-
-/// Names must be non-empty single lines (an index stores them one per line) and unique.
-fn check_names(names: &[String]) -> Result<()> {
-    let mut seen = HashSet::with_capacity(names.len());
-    for (i, n) in names.iter().enumerate() {
-        ensure!(!n.is_empty(), "probe {i} has an empty name");
-        ensure!(
-            !n.contains(['\n', '\r']),
-            "probe name {n:?} contains a line break"
-        );
-        ensure!(seen.insert(n.as_str()), "probe name {n:?} appears twice");
-    }
-    Ok(())
-}
-
-fn parse_names(mut table: &[u8], probes: u32) -> Result<Vec<String>> {
-    let mut names = Vec::with_capacity(probes.min(1 << 20) as usize);
-    for i in 0..probes {
-        ensure!(table.len() >= 4, "names table ends before probe {i}");
-        let len = le_u32(table, 0) as usize;
-        table = &table[4..];
-        ensure!(
-            table.len() >= len,
-            "name of probe {i} ({len} bytes) runs past the names table"
-        );
-        let name = std::str::from_utf8(&table[..len])
-            .with_context(|| format!("name of probe {i} is not UTF-8"))?;
-        names.push(name.to_string());
-        table = &table[len..];
-    }
-    ensure!(
-        table.is_empty(),
-        "names table has {} bytes after the last name",
-        table.len()
-    );
-    Ok(names)
-}
-
-/// The file length a header describes: header, names, pixels and trailer.
-fn described_len(header: &[u8]) -> Result<u64> {
-    (HEADER_LEN as u64)
-        .checked_add(le_u64(header, OFF_NAMES_LEN))
-        .and_then(|t| t.checked_add(le_u64(header, OFF_PIXELS_LEN)))
-        .and_then(|t| t.checked_add(TRAILER_LEN as u64))
-        .context("probe set section lengths overflow")
-}
-
-fn pixel_len(probes: usize, size: u32) -> Result<usize> {
-    (size as usize)
-        .checked_mul(size as usize)
-        .and_then(|n| n.checked_mul(CHANNELS as usize))
-        .and_then(|n| n.checked_mul(probes))
-        .with_context(|| format!("{probes} probes of {size}x{size} RGB overflow the address space"))
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    Ok(ProbeSet::new(size, names, pixels)?)
 }
 
 #[cfg(test)]
@@ -628,68 +310,6 @@ mod tests {
     }
 
     #[test]
-    fn bytes_round_trip() {
-        let set = sample_set();
-        let back = ProbeSet::from_bytes(&set.to_bytes()).unwrap();
-        assert_eq!(back, set);
-        assert_eq!(back.id().num_probes, 2);
-    }
-
-    #[test]
-    fn fingerprint_is_stable_and_covers_everything() {
-        let set = sample_set();
-        // Pinned: a change to the hash input would silently split probe sets.
-        assert_eq!(
-            set.id().fingerprint_hex(),
-            "35a9aed604e8e7af46b880d430de38a32311b41de3e708ae9d2752ae0fa4324d"
-        );
-        let again = sample_set();
-        assert_eq!(set.id().fingerprint, again.id().fingerprint);
-        let mut pixels = set.pixels().to_vec();
-        pixels[5] ^= 1;
-        let changed_pixel = ProbeSet::new(4, names(2), pixels).unwrap();
-        assert_ne!(changed_pixel.id().fingerprint, set.id().fingerprint);
-        let renamed = ProbeSet::new(
-            4,
-            vec!["p1.png".into(), "p0.png".into()],
-            set.pixels().to_vec(),
-        )
-        .unwrap();
-        assert_ne!(renamed.id().fingerprint, set.id().fingerprint);
-        let one = ProbeSet::new(4, names(1), set.probe(0).to_vec()).unwrap();
-        assert_ne!(one.id().fingerprint, set.id().fingerprint);
-        let resized = ProbeSet::new(2, names(2), set.pixels_at(0..2, 2)).unwrap();
-        assert_ne!(resized.id().fingerprint, set.id().fingerprint);
-    }
-
-    #[test]
-    fn damaged_files_are_refused() {
-        let bytes = sample_set().to_bytes();
-        let check = |b: &[u8], what: &str| {
-            let e = ProbeSet::from_bytes(b).unwrap_err().to_string();
-            assert!(e.contains(what), "{e:?} should mention {what:?}");
-        };
-        check(&bytes[..bytes.len() - 1], "truncated");
-        check(&bytes[..10], "shorter than");
-        let mut b = bytes.clone();
-        b[0] = b'X';
-        check(&b, "magic");
-        let mut b = bytes.clone();
-        b[OFF_VERSION] = 9;
-        check(&b, "version 9");
-        let mut b = bytes.clone();
-        let last_pixel = b.len() - TRAILER_LEN - 1;
-        b[last_pixel] ^= 0xff;
-        check(&b, "fingerprint");
-        let mut b = bytes.clone();
-        b[OFF_PROBES] = 0xff;
-        check(&b, "need");
-        let mut b = bytes;
-        b[OFF_NAMES_LEN..OFF_NAMES_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-        check(&b, "overflow");
-    }
-
-    #[test]
     fn pixels_at_resizes_each_probe() {
         let set = ProbeSet::new(4, names(2), {
             let mut p = vec![10u8; 3 * 16];
@@ -702,14 +322,6 @@ mod tests {
         assert_eq!(big.len(), 2 * 3 * 64);
         assert!(big[..192].iter().all(|&v| v == 10));
         assert!(big[192..].iter().all(|&v| v == 200));
-    }
-
-    #[test]
-    fn names_are_checked() {
-        let px = vec![0u8; 2 * 3];
-        assert!(ProbeSet::new(1, vec!["a".into(), "a".into()], px.clone()).is_err());
-        assert!(ProbeSet::new(1, vec!["a".into(), "b\nc".into()], px.clone()).is_err());
-        assert!(ProbeSet::new(1, vec!["a".into(), String::new()], px).is_err());
     }
 
     #[test]

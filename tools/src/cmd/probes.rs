@@ -13,7 +13,7 @@ use super::{LibResult, open_index, read_lines, with_writer_lock};
 use crate::input;
 use crate::output::{outln, print_json, progress};
 use crate::paths::{Role, refuse_outputs_over_inputs};
-use crate::pset::{self, ProbeSet};
+use crate::pset::{self, ProbeSet, ProbeSetFiles};
 use crate::torch::device::DeviceArg;
 use crate::torch::{DEFAULT_BATCH, InputSpec, Prober, parse_rgb};
 

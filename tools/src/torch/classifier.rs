@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::{InputSpec, Probed, torch_message};
-use crate::pset::ProbeSet;
+use crate::pset::{ProbeSet, ProbeSetFiles};
 
 /// What a model's `[N, K]` output is, for the error messages.
 #[derive(Debug, Clone, Copy)]
