@@ -408,8 +408,8 @@ def main():
     ap.add_argument("--probes", type=int, default=320)
     ap.add_argument("--per-concept", type=int, default=5, help="probes of each demo concept")
     ap.add_argument("--views", type=int, default=24, help="augmented views per training image")
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--text-steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--text-steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
@@ -434,7 +434,7 @@ def main():
         pset = os.path.join(out, "probes.pset")
         subprocess.run([args.tool, "probes", "build", "--images", pngs, "--out", pset,
                         "--size", str(SIZE)], check=True)
-        report["probes"] = {"count": len(os.listdir(pngs)), "size": SIZE}
+        report["probes"] = {"count": len(os.listdir(pngs)), "size": SIZE, "per_concept": args.per_concept}
     if args.only in (None, "models", "text"):
         t0 = time.time()
         train = render_views(emoji, concepts, TRAIN_ICONIFY + TRAIN_PNG, args.views, args.seed + 200)
