@@ -69,7 +69,18 @@ class Hit:
     logit: Optional[int]
     label: Optional[str]
     score: float
+    explain: Optional[List[ProbeShare]]
+    """With ``search(..., explain=N)``: the N probes with the largest shares of the score."""
     def to_dict(self) -> Dict[str, Any]: ...
+
+class ProbeShare:
+    """One probe's part in a hit's score; a hit's shares add up to its score."""
+
+    probe: int
+    name: Optional[str]
+    query: float
+    hit: float
+    share: float
 
 class Model:
     """A model of the index."""
@@ -126,6 +137,11 @@ class Index:
     @property
     def num_models(self) -> int: ...
     @property
+    def deleted_models(self) -> List[int]:
+        """Ids of the deleted models: no search returns them; ``compact`` drops them."""
+    @property
+    def live_model_count(self) -> int: ...
+    @property
     def dtype(self) -> Literal["f32", "f16"]: ...
     @property
     def probe_fingerprint(self) -> str: ...
@@ -157,14 +173,21 @@ class Index:
         blend_weight: Optional[float] = None,
         candidates: Optional[int] = None,
         text_embedding: Optional[npt.ArrayLike] = None,
+        filter: Union[None, Mapping[str, str], str, Sequence[str]] = None,
+        model_name: Optional[str] = None,
+        explain: Optional[int] = None,
     ) -> List[Hit]:
         """Searches by an entry id, a raw logit vector over the probes (1-D, z-normalized by the
         library) or ``text_embedding=``. ``metric``: "blend" (default: top-k discrepancy plus
         ``blend_weight`` times the all-probe RMS), "topk" (the paper's), "full", or "model"
         (whole models by their mean descriptor). ``per_model`` keeps each model's best logit.
         ``exclude_model``: True leaves out the query entry's model; a model id or name leaves
-        out that model. ``mode``: "exact", "hnsw" (metric="topk" only) or "auto". Lower scores
-        are closer."""
+        out that model. ``mode``: "exact", "hnsw" (metric="topk" only) or "auto". ``filter``
+        (``{key: value}``, or "KEY=VALUE" / "KEY!=VALUE" strings) and ``model_name`` (``*``/``?``
+        pattern) keep only matching models, inside the scan and the graph walk, so ``top`` is
+        filled whenever that many matching logits exist. ``explain=N`` adds each hit's N probes
+        with the largest shares of its score. Deleted models never come back. Lower scores are
+        closer."""
     def search_batch(
         self,
         queries: npt.ArrayLike,
@@ -209,8 +232,12 @@ class Writer:
         """Stages a model: ``logits`` ``[P probes, L logits]`` (float32; other dtypes converted;
         C or Fortran order). ``labels``/``probe_set`` default to those a :class:`Logits` from
         ``probe()`` carries. Returns model_id, first_entry, logits, constant_logits."""
+    def delete_model(self, model_id: int) -> None:
+        """Stages the deletion of a model: from the commit on no search returns it."""
+    def delete_models(self, name: str) -> List[int]:
+        """Stages the deletion of every live model named ``name``; returns their ids."""
     def commit(self) -> Dict[str, int]:
-        """Publishes the staged models atomically and closes the writer."""
+        """Publishes the staged models (and deletions) atomically and closes the writer."""
     def abort(self) -> None:
         """Discards the staged models and closes the writer."""
     @property

@@ -87,6 +87,8 @@ fn py_err(e: probelog::Error) -> PyErr {
         | E::InvalidParameter(_)
         | E::Search(_)
         | E::NonFinite { .. }
+        | E::UnknownModel { .. }
+        | E::Deleted { .. }
         | E::ConstantLogit { .. } => InvalidInputError::new_err(msg),
         E::DuplicateName { .. } => DuplicateNameError::new_err(msg),
         E::Locked { .. } => LockedError::new_err(msg),
@@ -327,6 +329,37 @@ struct Hit {
     label: Option<String>,
     /// Lower is closer.
     score: f32,
+    /// With `search(..., explain=N)`: the N probes with the largest shares of the score.
+    explain: Option<Vec<ProbeShare>>,
+}
+
+/// One probe's part in a hit's score (`search(..., explain=N)`).
+#[pyclass(frozen, get_all, module = "probelog")]
+#[derive(Clone)]
+struct ProbeShare {
+    probe: u32,
+    /// The probe's name; None when the index has no probe names.
+    name: Option<String>,
+    /// The query descriptor's value on the probe.
+    query: f32,
+    /// The hit's value on the probe.
+    hit: f32,
+    /// The probe's share of the score; a hit's shares add up to its score.
+    share: f32,
+}
+
+#[pymethods]
+impl ProbeShare {
+    fn __repr__(&self) -> String {
+        format!(
+            "ProbeShare(probe={}, name={}, query={:.4}, hit={:.4}, share={:.6})",
+            self.probe,
+            self.name.as_ref().map_or("None".into(), |n| format!("{n:?}")),
+            self.query,
+            self.hit,
+            self.share
+        )
+    }
 }
 
 #[pymethods]
@@ -366,8 +399,40 @@ impl From<probelog::Hit> for Hit {
             logit: h.logit,
             label: h.label,
             score: h.score,
+            explain: None,
         }
     }
+}
+
+/// `filter=` of a search: a dict `{key: value}` (each must equal), or KEY=VALUE / KEY!=VALUE
+/// strings (one, or a list), all of which must hold; `model_name=` a `*`/`?` pattern.
+fn model_filter(
+    filter: Option<&Bound<'_, PyAny>>,
+    model_name: Option<&str>,
+) -> PyResult<Option<probelog::ModelFilter>> {
+    let mut f = probelog::ModelFilter::default();
+    if let Some(obj) = filter.filter(|o| !o.is_none()) {
+        if let Ok(d) = obj.cast::<PyDict>() {
+            for (k, v) in d.iter() {
+                let (k, v): (String, String) = (k.extract()?, v.extract()?);
+                f.conditions.push(probelog::Condition::MetaEquals { key: k, value: v });
+            }
+        } else if let Ok(one) = obj.extract::<String>() {
+            f.add_where(&one).py()?;
+        } else if let Ok(many) = obj.extract::<Vec<String>>() {
+            for c in &many {
+                f.add_where(c).py()?;
+            }
+        } else {
+            return Err(PyTypeError::new_err(
+                "filter must be a dict {key: value}, or KEY=VALUE / KEY!=VALUE strings",
+            ));
+        }
+    }
+    if let Some(glob) = model_name {
+        f.add_name_glob(glob);
+    }
+    Ok((!f.is_empty()).then_some(f))
 }
 
 /// A model of the index.
@@ -569,6 +634,16 @@ impl Index {
     fn num_models(&self) -> u64 {
         self.get().model_count()
     }
+    /// Ids of the deleted models (no search returns them; `compact` drops them).
+    #[getter]
+    fn deleted_models(&self) -> Vec<u64> {
+        self.get().deleted_models().to_vec()
+    }
+    /// Models that are not deleted.
+    #[getter]
+    fn live_model_count(&self) -> u64 {
+        self.get().live_model_count()
+    }
     #[getter]
     fn dtype(&self) -> &'static str {
         self.get().dtype().name()
@@ -695,7 +770,7 @@ impl Index {
     /// embedding (`text_embedding=`). Returns the hits, best first.
     #[pyo3(signature = (query=None, *, top=10, k=None, metric=None, per_model=false,
                         exclude_model=None, mode=None, blend_weight=None, candidates=None,
-                        text_embedding=None))]
+                        text_embedding=None, filter=None, model_name=None, explain=None))]
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
@@ -710,8 +785,12 @@ impl Index {
         blend_weight: Option<f32>,
         candidates: Option<usize>,
         text_embedding: Option<PyArrayLike1<'_, f32, AllowTypeChange>>,
+        filter: Option<&Bound<'_, PyAny>>,
+        model_name: Option<&str>,
+        explain: Option<usize>,
     ) -> PyResult<Vec<Hit>> {
         let mut params = search_params!(top, k, metric, per_model, mode, blend_weight, candidates);
+        let filter = model_filter(filter, model_name)?;
         let index = self.get();
         // exclude_model: True leaves out the query entry's own model (the core's rule); a model
         // id (int) or name (str) leaves out that model.
@@ -765,30 +844,65 @@ impl Index {
                 }
             }
         };
-        let hits = py
-            .detach(move || -> probelog::Result<Vec<probelog::Hit>> {
+        type Explained = Vec<Vec<probelog::search::ProbeContribution>>;
+        let (hits, why, names) = py
+            .detach(move || -> probelog::Result<(Vec<probelog::Hit>, Option<Explained>, Option<Vec<String>>)> {
                 let query = match &q {
                     Q::Entry(e) => Query::Entry(*e),
                     Q::Vector(v) => Query::Vector(v),
                     Q::Text(t) => Query::TextEmbedding(t),
                 };
-                match exclude {
-                    None => index.search(&query, &params).map(|r| r.hits),
+                let params = SearchParams {
+                    filter: filter.as_ref(),
+                    ..params
+                };
+                let found = match exclude {
+                    None => index.search(&query, &params)?,
                     Some(model) => {
                         // The core's search excludes only the query's own model; this is its
                         // descriptor search with an explicit model, then the same metadata.
                         let prepared = index.prepare_query(&query)?;
                         let scored = index.search_descriptor(&prepared.descriptor, Some(model), &params)?;
-                        scored
+                        let hits = scored
                             .into_iter()
                             .enumerate()
                             .map(|(i, s)| hit_of(&index, i + 1, s, params.grouping))
-                            .collect()
+                            .collect::<probelog::Result<_>>()?;
+                        probelog::SearchResults {
+                            params: index.resolve_params(&params)?,
+                            hits,
+                        }
                     }
-                }
+                };
+                let why = match explain {
+                    Some(n) => Some(index.explain(&query, &found, n)?),
+                    None => None,
+                };
+                let names = match explain {
+                    Some(_) => index.probe_names()?,
+                    None => None,
+                };
+                Ok((found.hits, why, names))
             })
             .py()?;
-        Ok(hits.into_iter().map(Hit::from).collect())
+        let mut out: Vec<Hit> = hits.into_iter().map(Hit::from).collect();
+        if let Some(why) = why {
+            for (hit, shares) in out.iter_mut().zip(why) {
+                hit.explain = Some(
+                    shares
+                        .into_iter()
+                        .map(|c| ProbeShare {
+                            probe: c.probe,
+                            name: names.as_ref().map(|n| n[c.probe as usize].clone()),
+                            query: c.query,
+                            hit: c.hit,
+                            share: c.share,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Searches every row of a 2-D array of raw logit vectors `[n, P]` (queries in parallel,
@@ -1136,6 +1250,18 @@ impl Writer {
         })
     }
 
+    /// Stages the deletion of model `model_id`: from the commit on, no search or lookup returns
+    /// its entries, and compaction drops them. An unknown or deleted id raises `InvalidInputError`.
+    fn delete_model(&self, model_id: u64) -> PyResult<()> {
+        self.with(|w| w.delete_model(model_id).py())
+    }
+
+    /// Stages the deletion of every live model named `name`; returns their ids. No live model of
+    /// that name raises `InvalidInputError`, and nothing is staged.
+    fn delete_models(&self, name: &str) -> PyResult<Vec<u64>> {
+        self.with(|w| w.delete_models_named(name).py())
+    }
+
     /// Publishes the staged models in one atomic commit and closes the writer (releasing the
     /// lock). Returns a dict: sequence, entries_added, models_added, entry_count, model_count.
     fn commit<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -1150,6 +1276,7 @@ impl Writer {
         d.set_item("sequence", s.sequence)?;
         d.set_item("entries_added", s.entries_added)?;
         d.set_item("models_added", s.models_added)?;
+        d.set_item("models_deleted", s.models_deleted)?;
         d.set_item("entry_count", s.entry_count)?;
         d.set_item("model_count", s.model_count)?;
         Ok(d)
@@ -1296,6 +1423,7 @@ fn _probelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Index>()?;
     m.add_class::<Writer>()?;
     m.add_class::<Hit>()?;
+    m.add_class::<ProbeShare>()?;
     m.add_class::<Model>()?;
     m.add_class::<Entry>()?;
     m.add_class::<VerifyReport>()?;
