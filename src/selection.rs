@@ -1,10 +1,11 @@
 //! Which entries a search may return: the live models (deleted ones never come back), those whose
 //! metadata and name match a [`ModelFilter`], less the query's own model when it is excluded.
 //!
-//! A search turns these into one [`EntryMask`], a bitset over the entry ids, before it scores
-//! anything: the exact scan skips what the mask leaves out, and the HNSW walk keeps only allowed
-//! nodes as candidates (it still steps through the others), so a search for the top N returns N
-//! allowed hits whenever N exist.
+//! A search turns these into [`Allowed`] before it scores anything: an [`EntryMask`] (a bitset
+//! over the entry ids, built once per index snapshot and filter) less the excluded model's range.
+//! The exact scan skips what it leaves out, and the HNSW walk keeps only allowed nodes as
+//! candidates (it still steps through the others), so a search for the top N returns N allowed
+//! hits whenever N exist.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
