@@ -572,7 +572,10 @@ fn text_search_errors_are_one_clear_line() {
     let missing = f.p("missing.json");
     let a = args(&missing);
     let e = fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(e.contains("missing.json: no such file"), "{e}");
+    assert!(
+        e.contains("--tokenizer") && e.contains("missing.json") && e.contains("No such file"),
+        "{e}"
+    );
     fs::write(f.path("corrupt.json"), "{\"model\": [1, 2").unwrap();
     let a = args(&f.p("corrupt.json"));
     let e = fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
@@ -595,7 +598,10 @@ fn text_search_errors_are_one_clear_line() {
     let e = f.search_fails("a dog", "corrupt.pt", &[]);
     assert!(e.contains("cannot load TorchScript module"), "{e}");
     let e = f.search_fails("a dog", "none.pt", &[]);
-    assert!(e.contains("none.pt: no such file"), "{e}");
+    assert!(
+        e.contains("none.pt") && e.to_lowercase().contains("no such file"),
+        "{e}"
+    );
 
     // --text without its encoder is a usage error.
     let out = run(&["search", &f.idx(), "--text", "a dog"]);
