@@ -308,6 +308,8 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         let Some(k) = params.k else {
             return Ok(None);
         };
+        // The descriptor path refuses an entry of a deleted model (`descriptor`); so does this one.
+        let model = self.live_model_of_entry(entry)?;
         let (s, e) = self.segment_of_entry(entry)?;
         let Some(graph) = self.graph_of_entry(s, e)? else {
             return Ok(None);
@@ -336,7 +338,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         let (probes, values): (Vec<u32>, Vec<f32>) = items[..k].iter().copied().unzip();
         Ok(Some((
             ScanPlan::from_top(probes, values, self.num_probes()),
-            self.model_of_entry(entry)?,
+            model,
         )))
     }
 

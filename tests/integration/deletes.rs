@@ -158,10 +158,23 @@ fn deleted_models_never_come_back_and_compaction_drops_them() {
             idx.descriptor(28),
             Err(Error::Deleted { model: 7, .. })
         ));
-        assert!(matches!(
-            idx.search(&Query::Entry(12), &SearchParams::default()),
-            Err(Error::Deleted { .. })
-        ));
+        // Refused on every path, the graph's entry plan (top-k, f16) included.
+        for (metric, mode) in [
+            (Metric::Blend, SearchMode::Exact),
+            (Metric::TopK, SearchMode::Exact),
+            (Metric::TopK, SearchMode::Hnsw),
+        ] {
+            let params = SearchParams {
+                metric,
+                mode,
+                ..SearchParams::default()
+            };
+            let got = idx.search(&Query::Entry(12), &params);
+            assert!(
+                matches!(got, Err(Error::Deleted { .. })),
+                "{dtype:?} {metric:?} {mode:?}: {got:?}"
+            );
+        }
         assert_eq!(idx.live_models_named("m5").unwrap(), vec![added.model_id]);
         assert!(idx.verify().is_ok(), "{:?}", idx.verify().problems);
         let before: Vec<(String, Option<String>, u32)> = idx
