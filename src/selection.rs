@@ -179,23 +179,12 @@ impl Allowed {
 
     /// How many entries of `r` are allowed.
     pub fn count_in(&self, r: Range<u64>) -> u64 {
-        let total = match &self.mask {
-            Some(m) => m.count_in(r.clone()),
-            None => r.end - r.start,
+        let in_mask = |r: Range<u64>| match &self.mask {
+            Some(m) => m.count_in(r),
+            None => r.end.saturating_sub(r.start),
         };
-        let (a, b) = (
-            r.start.max(self.excluded.start),
-            r.end.min(self.excluded.end),
-        );
-        let excluded = if a < b {
-            match &self.mask {
-                Some(m) => m.count_in(a..b),
-                None => b - a,
-            }
-        } else {
-            0
-        };
-        total - excluded
+        let overlap = r.start.max(self.excluded.start)..r.end.min(self.excluded.end);
+        in_mask(r) - in_mask(overlap)
     }
 
     /// The allowed entries of `r`, ascending.
@@ -338,18 +327,26 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
 
     /// The live models that `filter` keeps, ascending.
     pub fn matching_models(&self, filter: &ModelFilter) -> Result<Vec<u64>> {
-        let compiled = filter.compile();
         let mut out = Vec::new();
-        for id in 0..self.model_count() {
-            if self.is_model_deleted(id) {
-                continue;
-            }
-            let m: ModelRef<'_> = self.model_ref(id)?;
+        self.for_each_match(filter, |id, _| out.push(id))?;
+        Ok(out)
+    }
+
+    /// Calls `visit` with every live model that `filter` keeps, ascending: its id and what the
+    /// filter read of it (the patterns compiled once, the strings borrowed).
+    fn for_each_match(
+        &self,
+        filter: &ModelFilter,
+        mut visit: impl FnMut(u64, &ModelRef<'_>),
+    ) -> Result<()> {
+        let compiled = filter.compile();
+        for id in (0..self.model_count()).filter(|&id| !self.is_model_deleted(id)) {
+            let m = self.model_ref(id)?;
             if compiled.iter().all(|c| c.matches(m.name, &m.meta)) {
-                out.push(id);
+                visit(id, &m);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The entries a search may return: live, kept by `filter`, not of `exclude_model`. The
@@ -399,16 +396,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         Ok(match filter {
             Some(f) => {
                 let mut mask = EntryMask::none(n);
-                let compiled = f.compile();
-                for id in 0..self.model_count() {
-                    if self.is_model_deleted(id) {
-                        continue;
-                    }
-                    let m = self.model_ref(id)?;
-                    if compiled.iter().all(|c| c.matches(m.name, &m.meta)) {
-                        mask.set_range(m.entries, true);
-                    }
-                }
+                self.for_each_match(f, |_, m| mask.set_range(m.entries.clone(), true))?;
                 mask
             }
             None => {
@@ -437,6 +425,27 @@ mod tests {
         assert_eq!(m.count_in(60..72), 4 + 2);
         assert_eq!(m.ids_in(60..72), vec![60, 61, 62, 63, 70, 71]);
         assert_eq!(EntryMask::all(65).count_in(0..1000), 65);
+    }
+
+    #[test]
+    fn allowed_is_the_mask_less_the_excluded_range() {
+        let mut m = EntryMask::none(100);
+        m.set_range(10..60, true);
+        let a = Allowed {
+            mask: Some(Arc::new(m)),
+            excluded: 20..30,
+        };
+        assert_eq!(a.count_in(0..100), 40);
+        assert_eq!(a.count_in(25..35), 5);
+        assert_eq!(a.ids_in(18..32), vec![18, 19, 30, 31]);
+        assert!(!a.contains(25) && a.contains(30) && !a.contains(60));
+        let b = Allowed {
+            mask: None,
+            excluded: 5..8,
+        };
+        assert_eq!(b.count_in(0..10), 7);
+        assert_eq!(b.count_in(6..7), 0);
+        assert!(Allowed::all().is_all() && !b.is_all());
     }
 
     #[test]
