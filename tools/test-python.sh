@@ -12,16 +12,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./tools/setup-python.sh
-./tools/setup-libtorch.sh
-# PROBELOG_TOOL_PROFILE=debug reuses the debug build that tools/test.sh has already made.
-profile=${PROBELOG_TOOL_PROFILE:-release}
-if [[ $profile == release ]]; then
-    cargo build --release -p probelog-tool --features torch --locked
-else
-    cargo build -p probelog-tool --features torch --locked
-fi
-target=${CARGO_TARGET_DIR:-target}
-[[ $target = /* ]] || target=$PWD/$target
-export PROBELOG_TOOL=$target/$profile/probelog-tool
+source tools/python-tool-env.sh
 exec .venv-py/bin/python tools/export/test_export.py "$@"
