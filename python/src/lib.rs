@@ -858,21 +858,7 @@ impl Index {
                 };
                 let found = match exclude {
                     None => index.search(&query, &params)?,
-                    Some(model) => {
-                        // The core's search excludes only the query's own model; this is its
-                        // descriptor search with an explicit model, then the same metadata.
-                        let prepared = index.prepare_query(&query)?;
-                        let scored = index.search_descriptor(&prepared.descriptor, Some(model), &params)?;
-                        let hits = scored
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, s)| hit_of(&index, i + 1, s, params.grouping))
-                            .collect::<probelog::Result<_>>()?;
-                        probelog::SearchResults {
-                            params: index.resolve_params(&params)?,
-                            hits,
-                        }
-                    }
+                    Some(model) => index.search_excluding(&query, &params, model)?,
                 };
                 let why = match explain {
                     Some(n) => Some(index.explain(&query, &found, n)?),
@@ -988,37 +974,6 @@ fn model_by_name(index: &probelog::Index, name: &str) -> PyResult<u64> {
     Err(InvalidInputError::new_err(format!(
         "no model named {name:?} in this index"
     )))
-}
-
-/// A result with its metadata, as the core's `search` attaches it.
-fn hit_of(
-    index: &probelog::Index,
-    rank: usize,
-    s: probelog::Scored,
-    grouping: Grouping,
-) -> probelog::Result<probelog::Hit> {
-    if grouping == Grouping::ModelMean {
-        let m = index.model(s.id)?;
-        return Ok(probelog::Hit {
-            rank,
-            entry: None,
-            model_id: s.id,
-            model: m.name,
-            logit: None,
-            label: None,
-            score: s.score,
-        });
-    }
-    let e = index.entry(s.id)?;
-    Ok(probelog::Hit {
-        rank,
-        entry: Some(s.id),
-        model_id: e.model_id,
-        model: e.model,
-        logit: Some(e.logit),
-        label: e.label,
-        score: s.score,
-    })
 }
 
 /// Entries `a..b` as a read-only `[b - a, P]` view of the map, when they lie in one segment of an

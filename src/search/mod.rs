@@ -263,9 +263,36 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
     /// Resolves `params` ([`RawIndex::resolve_search`]), searches, and attaches metadata to the
     /// results.
     pub fn search(&self, query: &Query<'_>, params: &SearchParams) -> Result<SearchResults> {
+        self.search_leaving_out(query, params, None)
+    }
+
+    /// [`RawIndex::search`] that leaves out the entries of `model`, any model of the index (where
+    /// `exclude_same_model` leaves out the query entry's own). The two do not combine.
+    pub fn search_excluding(
+        &self,
+        query: &Query<'_>,
+        params: &SearchParams,
+        model: u64,
+    ) -> Result<SearchResults> {
+        if params.exclude_same_model {
+            return Err(Error::InvalidParameter(
+                "search_excluding takes the model to leave out; exclude_same_model must be false"
+                    .into(),
+            ));
+        }
+        self.model(model)?;
+        self.search_leaving_out(query, params, Some(model))
+    }
+
+    fn search_leaving_out(
+        &self,
+        query: &Query<'_>,
+        params: &SearchParams,
+        excluded: Option<u64>,
+    ) -> Result<SearchResults> {
         let resolved = self.resolve_search(params, query)?;
-        let mask = |model: Option<u64>| {
-            let exclude = model.filter(|_| resolved.exclude_same_model);
+        let mask = |query_model: Option<u64>| {
+            let exclude = excluded.or(query_model.filter(|_| resolved.exclude_same_model));
             self.allowed(params.filter, exclude)
         };
         let scored = match self.entry_plan_from_graph(query, &resolved)? {

@@ -334,6 +334,27 @@ fn filters_run_inside_the_search_and_fill_top() {
     let hits = idx.search(&Query::Entry(0), &params).unwrap();
     assert_eq!(hits.len(), 8);
     assert!(hits.iter().all(|h| h.model != "m0"));
+    // Any model can be left out, in exact and hnsw mode, with the filter still filling top.
+    for (metric, mode) in [
+        (Metric::Blend, SearchMode::Exact),
+        (Metric::TopK, SearchMode::Hnsw),
+    ] {
+        let params = SearchParams {
+            top: 12,
+            metric,
+            mode,
+            filter: Some(&family_a),
+            ..SearchParams::default()
+        };
+        let hits = idx.search_excluding(&Query::Entry(0), &params, 2).unwrap();
+        assert_eq!(hits.len(), 12);
+        assert!(hits.iter().all(|h| h.model != "m2" && h.model != "m8"));
+    }
+    let both = SearchParams {
+        exclude_same_model: true,
+        ..SearchParams::default()
+    };
+    assert!(idx.search_excluding(&Query::Entry(0), &both, 2).is_err());
 }
 
 #[test]
