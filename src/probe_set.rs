@@ -287,6 +287,40 @@ impl ProbeSet {
     }
 }
 
+/// The identity a probe set file's bytes state, read from its header (P) and trailer (the
+/// fingerprint) without parsing the names or hashing the pixels: O(1). Checks the magic, the
+/// version and that the header describes exactly `bytes.len()` bytes; [`ProbeSet::from_bytes`]
+/// checks the rest, the fingerprint against the content included.
+pub fn stated_id(bytes: &[u8]) -> Result<ProbeSetId> {
+    ensure!(
+        bytes.len() >= HEADER_LEN + TRAILER_LEN,
+        "not a probe set file: {} bytes is shorter than the {}-byte header and trailer",
+        bytes.len(),
+        HEADER_LEN + TRAILER_LEN
+    );
+    ensure!(
+        bytes[OFF_MAGIC..OFF_MAGIC + 8] == MAGIC,
+        "not a probe set file (wrong magic bytes)"
+    );
+    let version = le_u32(bytes, OFF_VERSION);
+    ensure!(
+        version == VERSION,
+        "probe set file version {version} is not supported (this build reads version {VERSION})"
+    );
+    let total = described_len(bytes)?;
+    ensure!(
+        total == bytes.len() as u64,
+        "probe set file is {} bytes but its header describes {total} (truncated or damaged)",
+        bytes.len()
+    );
+    Ok(ProbeSetId {
+        num_probes: le_u32(bytes, OFF_PROBES),
+        fingerprint: bytes[bytes.len() - TRAILER_LEN..]
+            .try_into()
+            .expect("32-byte trailer"),
+    })
+}
+
 /// The fingerprint: blake3 over [`FINGERPRINT_DOMAIN`], P and S (u64 LE), each name (u64 LE
 /// byte length, UTF-8 bytes), then the pixel bytes.
 pub fn fingerprint(size: u32, names: &[String], pixels: &[u8]) -> [u8; 32] {
@@ -438,6 +472,18 @@ mod tests {
         let mut b = bytes;
         b[OFF_NAMES_LEN..OFF_NAMES_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         check(&b, "overflow");
+    }
+
+    #[test]
+    fn stated_id_reads_header_and_trailer_only() {
+        let set = sample_set();
+        let bytes = set.to_bytes();
+        assert_eq!(stated_id(&bytes).unwrap(), set.id());
+        let mut b = bytes.clone();
+        b[HEADER_LEN] ^= 1; // a name byte: only the full parse sees it
+        assert_eq!(stated_id(&b).unwrap(), set.id());
+        assert!(stated_id(&bytes[..bytes.len() - 1]).is_err());
+        assert!(stated_id(&bytes[..40]).is_err());
     }
 
     #[test]

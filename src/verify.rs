@@ -147,6 +147,11 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         if let Err(e) = self.probe_factors() {
             problem("probe factors", e.to_string());
         }
+        if let Some(s) = self.embedded_probe_set_segment()
+            && let Err(e) = self.embedded_probe_set()
+        {
+            problem(&format!("segment {s} embedded probe set"), e.to_string());
+        }
         if let Some(msg) = self.check_observed_bitmaps() {
             problem("observed probes", msg);
         }

@@ -14,6 +14,7 @@ pub(crate) mod bytes;
 pub(crate) mod deleted;
 pub(crate) mod descriptors;
 pub(crate) mod directory;
+pub(crate) mod embedded_probes;
 pub(crate) mod header;
 pub(crate) mod labels;
 pub(crate) mod models;
@@ -74,6 +75,9 @@ pub enum SectionKind {
     /// below the segment's `first_model` and live until this segment. `param` is their count.
     /// Required (not optional): a reader that skipped it would return deleted models.
     DeletedModels = 12,
+    /// The index's probe set file (`.pset`), byte for byte; its identity is the header's. At
+    /// most one per file. Optional: a reader that does not know it searches all the same.
+    EmbeddedProbeSet = 12 | OPTIONAL_KIND_BIT,
 }
 
 impl SectionKind {
@@ -91,6 +95,7 @@ impl SectionKind {
             12 => SectionKind::DeletedModels,
             x if x == SectionKind::AnnGraph as u32 => SectionKind::AnnGraph,
             x if x == SectionKind::AnnGraphPart as u32 => SectionKind::AnnGraphPart,
+            x if x == SectionKind::EmbeddedProbeSet as u32 => SectionKind::EmbeddedProbeSet,
             _ => return None,
         })
     }
@@ -109,6 +114,7 @@ impl SectionKind {
             SectionKind::AnnGraph => "ANN graph",
             SectionKind::AnnGraphPart => "ANN graph part",
             SectionKind::DeletedModels => "deleted models",
+            SectionKind::EmbeddedProbeSet => "embedded probe set",
         }
     }
 }
@@ -266,6 +272,7 @@ pub(crate) fn required_len(
         SectionKind::ObservedProbes => observed::required_len(s, c),
         SectionKind::AnnGraph | SectionKind::AnnGraphPart => Ok(crate::ann::graph::required_len(s)),
         SectionKind::DeletedModels => deleted::required_len(s, c),
+        SectionKind::EmbeddedProbeSet => embedded_probes::required_len(s),
     }
 }
 

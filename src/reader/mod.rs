@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 pub use crate::format::descriptors::{DescriptorRows, RowData};
 use crate::format::directory::{self, Extent, SectionEntry, SegmentDirectory};
 use crate::format::*;
-use crate::format::{deleted, descriptors};
+use crate::format::{deleted, descriptors, embedded_probes};
 
+mod embedded;
 mod index;
 mod models;
 
@@ -38,6 +39,7 @@ pub(crate) struct Segment {
     pub probe_factors: Option<SectionEntry>,
     pub observed: Option<SectionEntry>,
     pub deleted: Option<SectionEntry>,
+    pub embedded_probes: Option<SectionEntry>,
     /// The segment's ANN graphs in entry order: one AnnGraph section, or the AnnGraphPart
     /// sections whose ranges tile the segment (checked at open).
     pub ann_graphs: Vec<SectionEntry>,
@@ -56,6 +58,8 @@ pub struct RawIndex<D> {
     probe_names: Option<usize>,
     probe_embeddings: Option<usize>,
     probe_factors: Option<usize>,
+    /// The segment that holds the embedded probe set (at most one does).
+    embedded_probes: Option<usize>,
     /// Ids of the deleted models, ascending (the tombstones of every segment).
     pub(crate) deleted: Vec<u64>,
     /// The entries that recent filters keep, so that repeated searches with one filter do not
@@ -102,6 +106,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             probe_names: None,
             probe_embeddings: None,
             probe_factors: None,
+            embedded_probes: None,
             deleted: Vec::new(),
             masks: Default::default(),
         };
@@ -183,6 +188,16 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             if seg.probe_factors.is_some() {
                 self.probe_factors = Some(i);
             }
+            if let Some(sec) = &seg.embedded_probes {
+                if let Some(first) = self.embedded_probes {
+                    return Err(Error::corrupt(format!(
+                        "segment {i}: a second embedded probe set (segment {first} holds one)"
+                    )));
+                }
+                embedded_probes::check_stated(self.section_bytes(sec), self.header.probe_set)
+                    .map_err(|what| Error::corrupt(format!("segment {i}: {what}")))?;
+                self.embedded_probes = Some(i);
+            }
             self.segments.push(seg);
         }
         if entries != c.entry_count || models != c.model_count {
@@ -251,6 +266,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             probe_factors: None,
             observed: None,
             deleted: None,
+            embedded_probes: None,
             ann_graphs: Vec::new(),
             models_checked: OnceLock::new(),
         };
@@ -303,6 +319,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
                 SectionKind::ProbeFactors => &mut seg.probe_factors,
                 SectionKind::ObservedProbes => &mut seg.observed,
                 SectionKind::DeletedModels => &mut seg.deleted,
+                SectionKind::EmbeddedProbeSet => &mut seg.embedded_probes,
                 SectionKind::AnnGraph | SectionKind::AnnGraphPart => {
                     seg.ann_graphs.push(s);
                     continue;

@@ -56,16 +56,7 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
     let raw = snapshot.raw();
     let dir = parent_dir(path);
     remove_stale_compactions(path);
-    // Compaction rewrites every section under fresh checksums: damage it copied would no longer
-    // be found. So it checks everything it is about to copy first, as `verify` does.
-    let report = raw.verify();
-    if let Some(first) = report.problems.first() {
-        return Err(Error::Damaged {
-            path: path.to_path_buf(),
-            first: first.to_string(),
-            problems: report.problems.len(),
-        });
-    }
+    check_intact(raw, path)?;
     // The new file takes the old one's permissions, so compaction changes nobody's access.
     let permissions = locked
         .file()
@@ -78,18 +69,7 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
         Some(collab) => refactorize(raw, &mut meta, collab)?,
         None => Vec::new(),
     };
-    // Deleted models are left out: the live ones are renumbered from 0, in order.
-    let kept: Vec<Range<usize>> = meta
-        .models
-        .iter()
-        .map(|m| m.first_entry as usize..(m.first_entry + u64::from(m.logit_count)) as usize)
-        .collect();
-    let mut next = 0u64;
-    for m in &mut meta.models {
-        m.first_entry = next;
-        next += u64::from(m.logit_count);
-    }
-    let live_entries = next;
+    let (kept, live_entries) = renumber(&mut meta, 0);
     let header = StaticHeader {
         probe_set: raw.probe_set(),
         dtype: raw.dtype(),
@@ -117,6 +97,37 @@ pub fn compact_with(path: &Path, wait: LockWait, opts: CompactOptions) -> Result
         entry_count: commit.entry_count,
         model_count: commit.model_count,
     })
+}
+
+/// Checks everything a rewrite is about to copy, as `verify` does. A rewrite (compaction, merge)
+/// puts every section under fresh checksums, so damage it copied would no longer be found.
+pub(super) fn check_intact<D: AsRef<[u8]>>(raw: &RawIndex<D>, path: &Path) -> Result<()> {
+    let report = raw.verify();
+    match report.problems.first() {
+        Some(first) => Err(Error::Damaged {
+            path: path.to_path_buf(),
+            first: first.to_string(),
+            problems: report.problems.len(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Renumbers the live models of `meta` (from [`snapshot_meta`]) from entry `first` on, in order,
+/// as deleted models are left out. Returns the snapshot's entry ranges that they keep and the
+/// number of their entries.
+pub(super) fn renumber(meta: &mut SegmentMeta, first: u64) -> (Vec<Range<usize>>, u64) {
+    let kept: Vec<Range<usize>> = meta
+        .models
+        .iter()
+        .map(|m| m.first_entry as usize..(m.first_entry + u64::from(m.logit_count)) as usize)
+        .collect();
+    let mut next = first;
+    for m in &mut meta.models {
+        m.first_entry = next;
+        next += u64::from(m.logit_count);
+    }
+    (kept, next - first)
 }
 
 /// The descriptor rows of a snapshot, with some models' columns replaced, and only the columns
@@ -175,6 +186,39 @@ pub(super) fn refactorize<D: AsRef<[u8]>>(
 ) -> Result<Vec<(u64, usize, Vec<f32>)>> {
     let p = raw.num_probes();
     let mut observations = Vec::with_capacity(meta.models.len());
+    let partial = observe(raw, meta, &mut observations)?;
+    let factors = ProbeFactors::fit(p, &observations, collab)?;
+    let completed = complete(&factors, collab.lambda, &partial, &observations)?;
+    meta.probe_factors = Some((factors, collab.lambda));
+    Ok(completed)
+}
+
+/// Completes the partially probed models `partial` ((first entry, index into `observations`))
+/// with `factors`: their new columns, as [`SnapshotRows::replaced`] takes them.
+pub(super) fn complete(
+    factors: &ProbeFactors,
+    lambda: f32,
+    partial: &[(u64, usize)],
+    observations: &[Observations],
+) -> Result<Vec<(u64, usize, Vec<f32>)>> {
+    partial
+        .iter()
+        .map(|&(first, i)| {
+            let obs = &observations[i];
+            Ok((first, obs.logits, factors.impute(obs, lambda)?))
+        })
+        .collect()
+}
+
+/// Appends to `observations` what `raw` observed of the live models of `meta` (every probe of a
+/// fully probed model, the observed probes of the others). Returns the partially probed models
+/// as (first entry in the snapshot, index into `observations`).
+pub(super) fn observe<D: AsRef<[u8]>>(
+    raw: &RawIndex<D>,
+    meta: &SegmentMeta,
+    observations: &mut Vec<Observations>,
+) -> Result<Vec<(u64, usize)>> {
+    let p = raw.num_probes();
     let mut partial = Vec::new();
     for (model, observed) in meta.models.iter().zip(&meta.observed) {
         let (first, l) = (model.first_entry, model.logit_count as usize);
@@ -203,16 +247,7 @@ pub(super) fn refactorize<D: AsRef<[u8]>>(
             }
         }
     }
-    let factors = ProbeFactors::fit(p, &observations, collab)?;
-    let completed = partial
-        .into_iter()
-        .map(|(first, i)| {
-            let obs = &observations[i];
-            Ok((first, obs.logits, factors.impute(obs, collab.lambda)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    meta.probe_factors = Some((factors, collab.lambda));
-    Ok(completed)
+    Ok(partial)
 }
 
 /// The metadata of a snapshot's live models, for compaction (their `first_entry` still the
@@ -222,6 +257,7 @@ pub(super) fn snapshot_meta<D: AsRef<[u8]>>(raw: &RawIndex<D>) -> Result<Segment
         probe_names: raw.probe_names()?,
         probe_embeddings: raw.probe_embeddings()?.map(|(e, d)| (e.to_vec(), d)),
         probe_factors: raw.probe_factors()?,
+        embedded_probes: raw.embedded_probe_set_bytes().map(<[u8]>::to_vec),
         ..SegmentMeta::default()
     };
     for m in (0..raw.model_count()).filter(|&m| !raw.is_model_deleted(m)) {

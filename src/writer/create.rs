@@ -23,6 +23,9 @@ pub struct CreateOptions {
     pub probe_names: Option<Vec<String>>,
     /// Row-major `[num_probes, dim]` image embeddings of the probes (for text queries).
     pub probe_embeddings: Option<(Vec<f32>, usize)>,
+    /// A probe set file's bytes (`.pset`) to store in the index verbatim, so that the index
+    /// alone is enough to probe models; its identity must be `probe_set`.
+    pub embedded_probe_set: Option<Vec<u8>>,
 }
 
 impl CreateOptions {
@@ -33,6 +36,19 @@ impl CreateOptions {
             dtype: Dtype::F32,
             probe_names: None,
             probe_embeddings: None,
+            embedded_probe_set: None,
+        }
+    }
+
+    /// An f32 index over `set`: its identity and probe names, and with `embed` the set itself
+    /// stored in the index.
+    pub fn for_probe_set(set: &crate::probe_set::ProbeSet, embed: bool) -> Self {
+        CreateOptions {
+            probe_set: set.id(),
+            dtype: Dtype::F32,
+            probe_names: Some(set.names().to_vec()),
+            probe_embeddings: None,
+            embedded_probe_set: embed.then(|| set.to_bytes()),
         }
     }
 }
@@ -52,6 +68,9 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     }
     if let Some((emb, dim)) = &opts.probe_embeddings {
         pending.set_probe_embeddings(emb, *dim)?;
+    }
+    if let Some(bytes) = &opts.embedded_probe_set {
+        pending.set_embedded_probe_set(bytes.clone(), opts.probe_set)?;
     }
     let header = StaticHeader {
         probe_set: opts.probe_set,

@@ -21,6 +21,7 @@ use crate::storage::{FileStorage, LockWait, Storage};
 
 mod compact;
 mod create;
+mod merge;
 mod pending;
 mod segment;
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod tests;
 use compact::remove_stale_compactions;
 pub use compact::{CompactOptions, CompactSummary, compact, compact_with};
 pub use create::{CreateOptions, create};
+pub use merge::{MergeOptions, MergeSummary, MergedFactors, merge, merge_into_storage};
 use pending::Pending;
 use segment::{publish_commit, read_directory, write_segment};
 
@@ -459,6 +461,22 @@ impl<S: Storage> IndexWriter<S> {
     /// length. They replace earlier ones at the next commit.
     pub fn set_probe_embeddings(&mut self, embeddings: &[f32], dim: usize) -> Result<()> {
         self.pending.set_probe_embeddings(embeddings, dim)
+    }
+
+    /// Stages a probe set file's bytes (`.pset`) to be stored in the index verbatim at the next
+    /// commit, so that the index alone is enough to probe models. Refused unless they are a
+    /// valid probe set file whose identity is the index's, and when the index holds an embedded
+    /// probe set already (it holds at most one, and any other valid one would be the same file).
+    pub fn embed_probe_set(&mut self, bytes: Vec<u8>) -> Result<()> {
+        if self.pending.meta.embedded_probes.is_some()
+            || self.stored_section(SectionKind::EmbeddedProbeSet)?.is_some()
+        {
+            return Err(Error::InvalidInput(
+                "the index holds an embedded probe set already".into(),
+            ));
+        }
+        self.pending
+            .set_embedded_probe_set(bytes, self.header.probe_set)
     }
 
     /// True when something is staged.

@@ -36,6 +36,7 @@ impl Pending {
             && m.probe_names.is_none()
             && m.probe_embeddings.is_none()
             && m.probe_factors.is_none()
+            && m.embedded_probes.is_none()
     }
 
     /// Stages a partially observed model: its columns are reserved now (so entry ids are fixed)
@@ -156,6 +157,18 @@ impl Pending {
                 .for_each(|x| *x = (f64::from(*x) / norm) as f32);
         }
         self.meta.probe_embeddings = Some((out, dim));
+        Ok(())
+    }
+
+    /// Stages a probe set file's bytes to embed, after checking them completely against the
+    /// index's identity `index`.
+    pub(super) fn set_embedded_probe_set(
+        &mut self,
+        bytes: Vec<u8>,
+        index: crate::format::ProbeSetId,
+    ) -> Result<()> {
+        crate::format::embedded_probes::check_for_index(&bytes, index)?;
+        self.meta.embedded_probes = Some(bytes);
         Ok(())
     }
 

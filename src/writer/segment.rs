@@ -40,6 +40,8 @@ pub(super) struct SegmentMeta {
     pub(super) probe_factors: Option<(ProbeFactors, f32)>,
     /// Committed models this segment deletes (tombstones).
     pub(super) deleted: Vec<u64>,
+    /// A probe set file's bytes to embed (checked against the index's identity when staged).
+    pub(super) embedded_probes: Option<Vec<u8>>,
 }
 
 impl SegmentMeta {
@@ -154,6 +156,9 @@ pub(super) fn write_segment<S: Storage>(
             &probe_factors::encode(factors, *lambda),
             factors.rank as u64,
         )?;
+    }
+    if let Some(bytes) = &meta.embedded_probes {
+        w.section(SectionKind::EmbeddedProbeSet, bytes, 0)?;
     }
     if !meta.deleted.is_empty() {
         let (bytes, count) = deleted::encode(&meta.deleted, prev.model_count)?;
