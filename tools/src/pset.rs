@@ -205,6 +205,41 @@ pub fn build(
     Ok(ProbeSet::new(size, names, pixels)?)
 }
 
+/// Where a command's probe set comes from: the `--probes` file when one is given, else the probe
+/// set embedded in `index` (`create --embed-probes`, `probes attach`) when the command `needs`
+/// one. Returns it with a phrase naming where it came from, or `None` when there is none. When
+/// the index holds a probe set and `--probes` names another, the command is refused: an index
+/// embeds only its own probe set, so the file cannot be the index's.
+pub fn resolve(index: &Path, given: Option<&Path>, needs: bool) -> Result<Option<(String, ProbeSet)>> {
+    if let Some(path) = given {
+        let set = ProbeSet::read(path)?;
+        // An index that cannot be opened is reported by the command's own open.
+        if let Ok(opened) = probelog::Index::open(index)
+            && let Some(bytes) = opened.embedded_probe_set_bytes()
+        {
+            let embedded = probelog::probe_set::stated_id(bytes)?;
+            ensure!(
+                set.id() == embedded,
+                "--probes {}: this probe set ({}) is not the one embedded in {} ({embedded});                  leave --probes out to use the embedded one",
+                path.display(),
+                set.id(),
+                index.display()
+            );
+        }
+        return Ok(Some((path.display().to_string(), set)));
+    }
+    if !needs {
+        return Ok(None);
+    }
+    input::require_regular(index, "the index")?;
+    let opened = probelog::Index::open(index)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", index.display()))?;
+    let set = opened
+        .embedded_probe_set()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", index.display()))?;
+    Ok(set.map(|set| (format!("the probe set embedded in {}", index.display()), set)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,20 +229,17 @@ pub fn run(args: Args) -> Result<()> {
         check_printable(&specs[0].name, "--name")?;
     }
     refuse_inputs_that_are_the_index(&args, &specs)?;
-    let pset = args
-        .probes
-        .as_deref()
-        .map(|path| ProbeSet::read(path).map(|set| (path, set)))
-        .transpose()?;
     let probes_models = specs
         .iter()
         .any(|s| matches!(s.input, ModelSource::TorchScript(..)));
+    // --probes, else the probe set embedded in the index (refused when the two differ).
+    let pset = crate::pset::resolve(&args.index, args.probes.as_deref(), probes_models)?;
     let prober = match pset {
         Some((_, set)) if probes_models => Some(Prober::new(set, args.device)?),
         Some(_) => None,
         None if probes_models => bail!(
             "running a TorchScript model needs the probe set: add --probes FILE.pset (the one \
-             given to `create --probes`)"
+             given to `create --probes`), or store it in the index with `probes attach`"
         ),
         None => None,
     };

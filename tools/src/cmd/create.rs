@@ -9,7 +9,7 @@ use probelog::{CreateOptions, Dtype, ProbeSetId};
 
 use super::{LibResult, parse_fingerprint, read_lines};
 use crate::npy;
-use crate::output::{excerpt, outln};
+use crate::output::{excerpt, human_bytes, outln};
 use crate::paths::{Role, refuse_outputs_over_inputs};
 use crate::pset::ProbeSet;
 
@@ -26,6 +26,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE.pset",
           conflicts_with_all = ["num_probes", "probe_names", "probe_fingerprint"])]
     pub probes: Option<PathBuf>,
+    /// Store the --probes file in the index too, byte for byte, so that the index alone is
+    /// enough to probe models (`append --model` and `probes embed` then need no --probes, and
+    /// `probes extract` gives the file back).
+    #[arg(long, requires = "probes")]
+    pub embed_probes: bool,
     /// Text file with one probe name per line, in probe order (P lines; one final newline is
     /// allowed, blank lines and control characters are not). Without --probe-fingerprint the
     /// probe set is identified by these names.
@@ -158,6 +163,12 @@ pub fn run(args: Args) -> Result<()> {
         dtype: args.dtype.into(),
         probe_names: names,
         probe_embeddings: embeddings,
+        // `ProbeSet::read` accepts one encoding of each probe set only, so its bytes are the
+        // file's bytes.
+        embedded_probe_set: pset
+            .as_ref()
+            .filter(|_| args.embed_probes)
+            .map(ProbeSet::to_bytes),
     };
     probelog::create(&args.index, &opts).at(&args.index)?;
 
@@ -167,6 +178,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(d) = embedding_dim {
         extras.push(format!("probe embeddings (dim {d})"));
+    }
+    if let Some(bytes) = &opts.embedded_probe_set {
+        extras.push(format!("the probe set embedded ({})", human_bytes(bytes.len() as u64)));
     }
     outln!(
         "created {}: {p} probes, dtype {}, fingerprint {}{}",

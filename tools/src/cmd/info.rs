@@ -40,6 +40,9 @@ struct Info {
     probe_names: bool,
     /// Dimension of the probe embeddings, if the index has them.
     probe_embedding_dim: Option<usize>,
+    /// Size in bytes of the probe set file embedded in the index (`create --embed-probes`,
+    /// `probes attach`), if it holds one.
+    embedded_probe_set_bytes: Option<u64>,
     /// Collaborative probing's stored probe factors, if any.
     probe_factors: Option<FactorsRow>,
     /// Entries covered by ANN graphs (searched by `search --mode hnsw`), and in how many graphs.
@@ -125,6 +128,7 @@ fn collect(index: &Index, listed: u64) -> Result<Info> {
         committed_len: index.commit().committed_len,
         probe_names: index.probe_names().at(path)?.is_some(),
         probe_embedding_dim: index.probe_embeddings().at(path)?.map(|(_, dim)| dim),
+        embedded_probe_set_bytes: index.embedded_probe_set_bytes().map(|b| b.len() as u64),
         probe_factors: index
             .probe_factors()
             .at(path)?
@@ -176,6 +180,13 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
             "probe embeddings",
             info.probe_embedding_dim
                 .map_or("no".to_string(), |d| format!("yes (dim {d})")),
+        ),
+        (
+            "probe set",
+            info.embedded_probe_set_bytes
+                .map_or("not embedded".to_string(), |n| {
+                    format!("embedded ({}; `probes extract` writes it out)", human_bytes(n))
+                }),
         ),
         (
             "probe factors",

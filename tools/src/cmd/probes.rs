@@ -1,5 +1,6 @@
-//! `probes`: build a probe set file (`.pset`) from a directory of images, describe one, or
-//! store an image encoder's embeddings of the probes in an index (for text queries).
+//! `probes`: build a probe set file (`.pset`) from a directory of images, describe one, store
+//! an image encoder's embeddings of the probes in an index (for text queries), or store the
+//! probe set itself in an index and get it back (`attach`, `extract`, in `embedded`).
 
 use std::path::PathBuf;
 
@@ -10,6 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{LibResult, open_index, read_lines, with_writer_lock};
+
+mod embedded;
 use crate::input;
 use crate::output::{outln, print_json, progress};
 use crate::paths::{Role, refuse_outputs_over_inputs};
@@ -32,6 +35,10 @@ pub enum Command {
     /// Run a TorchScript image encoder (CLIP's image tower) on the probes and store the
     /// embeddings in an index, for `search --text` (needs libtorch: the `torch` feature).
     Embed(EmbedArgs),
+    /// Store the index's probe set file in the index, so that the index ships on its own.
+    Attach(embedded::AttachArgs),
+    /// Write the probe set embedded in an index out as a .pset file, byte for byte.
+    Extract(embedded::ExtractArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,9 +91,9 @@ pub struct EmbedArgs {
     /// [N, d] embeddings.
     #[arg(long, value_name = "FILE.pt")]
     pub clip_image: PathBuf,
-    /// The index's probe set file.
+    /// The index's probe set file [default: the one embedded in the index].
     #[arg(long, value_name = "FILE.pset")]
-    pub probes: PathBuf,
+    pub probes: Option<PathBuf>,
     /// Side of the encoder's input; the probes are resized to it [default: the probe set's].
     #[arg(long, value_name = "S",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(pset::MAX_SIZE)))]
@@ -117,6 +124,8 @@ pub fn run(args: Args) -> Result<()> {
         Command::Build(a) => build(a),
         Command::Info(a) => info(a),
         Command::Embed(a) => embed(a),
+        Command::Attach(a) => embedded::attach(a),
+        Command::Extract(a) => embedded::extract(a),
     }
 }
 
@@ -230,15 +239,21 @@ struct EmbedSummary {
 }
 
 fn embed(args: EmbedArgs) -> Result<()> {
-    refuse_outputs_over_inputs(
-        &[("the index", &args.index)],
-        &[
-            ("--clip-image", &args.clip_image),
-            ("--probes", &args.probes),
-        ],
-    )?;
+    let mut inputs: Vec<Role<'_>> = vec![("--clip-image", &args.clip_image)];
+    if let Some(probes) = &args.probes {
+        inputs.push(("--probes", probes));
+    }
+    refuse_outputs_over_inputs(&[("the index", &args.index)], &inputs)?;
     input::require_regular(&args.clip_image, "--clip-image")?;
-    let set = ProbeSet::read(&args.probes)?;
+    let (origin, set) = pset::resolve(&args.index, args.probes.as_deref(), true)?.ok_or_else(
+        || {
+            anyhow::anyhow!(
+                "{} holds no probe set: give --probes FILE.pset (the one given to `create \
+                 --probes`), or store it in the index with `probes attach`",
+                args.index.display()
+            )
+        },
+    )?;
     let prober = Prober::new(set, args.device)?;
     let spec = InputSpec {
         size: args.input_size,
@@ -253,9 +268,8 @@ fn embed(args: EmbedArgs) -> Result<()> {
     let id = prober.set().id();
     ensure!(
         id == index_set,
-        "{}: this probe set ({id}) is not the one {} was created with ({index_set}); the \
+        "{origin}: this probe set ({id}) is not the one {} was created with ({index_set}); the \
          embeddings must be of the index's own probes",
-        args.probes.display(),
         args.index.display()
     );
     let replaced = open_index(&args.index)?
