@@ -95,6 +95,10 @@ pub fn run(args: Args) -> Result<()> {
     .filter_map(|(what, path)| path.as_deref().map(|p| (what, p)))
     .collect();
     refuse_outputs_over_inputs(&[("the new index", &args.index)], &inputs)?;
+    ensure!(
+        !args.embed_probes || args.probes.is_some(),
+        "--embed-probes stores the probe set file in the index: give it with --probes FILE.pset"
+    );
     let pset = args.probes.as_deref().map(ProbeSet::read).transpose()?;
     let num_probes = match (&pset, args.num_probes) {
         (Some(set), _) => set.id().num_probes,
