@@ -1371,6 +1371,8 @@ impl ProbeSet {
     }
 }
 
+mod multi;
+
 #[pymodule]
 fn _probelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -1397,5 +1399,6 @@ fn _probelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FileError", py.get_type::<FileError>())?;
     m.add("DEFAULT_K", probelog::DEFAULT_K)?;
     m.add("DEFAULT_BLEND_WEIGHT", probelog::DEFAULT_BLEND_WEIGHT)?;
+    multi::register(m)?;
     Ok(())
 }

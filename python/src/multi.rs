@@ -1,0 +1,182 @@
+//! Searches over several index files: the pieces that `probelog.distributed.ShardedIndex` runs in
+//! its Ray actors.
+//!
+//! `_search_prepared(index, descriptor, ...)` ranks one file's entries against a z-normalized
+//! query descriptor that another file prepared (an entry query's stored descriptor, read with
+//! `Index.descriptors(entry)`), with the parameters of `Index.search`. Searching every shard
+//! with the same descriptor and merging the results by (score, global id) gives the ranking of
+//! the file that `probelog-tool merge` makes of the shards: the scores are the same scan over the
+//! same stored values, and ties go to the lower id in both.
+
+use numpy::{AllowTypeChange, PyArrayLike1};
+use probelog::search::SearchResults;
+use probelog::{Grouping, Query, SearchParams};
+use pyo3::prelude::*;
+
+use crate::{Hit, Index, OrPy, ProbeShare, model_filter, parse_metric, parse_mode};
+
+/// Registers this module's functions in `probelog._probelog`.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_search_prepared, m)?)?;
+    m.add_function(wrap_pyfunction!(_make_hit, m)?)?;
+    Ok(())
+}
+
+/// Ranks `index`'s entries (or models, metric="model") against `descriptor`, a z-normalized
+/// query descriptor over its probes, used as it is. `exclude_model` is a model id of this file
+/// whose entries are left out. The other keywords are `Index.search`'s; `explain=N` splits each
+/// hit's score over the probes.
+#[pyfunction]
+#[pyo3(signature = (index, descriptor, *, top=10, k=None, metric=None, per_model=false,
+                    exclude_model=None, mode=None, blend_weight=None, candidates=None,
+                    filter=None, model_name=None, explain=None))]
+#[allow(clippy::too_many_arguments)]
+fn _search_prepared(
+    py: Python<'_>,
+    index: &Index,
+    descriptor: PyArrayLike1<'_, f32, AllowTypeChange>,
+    top: usize,
+    k: Option<usize>,
+    metric: Option<&str>,
+    per_model: bool,
+    exclude_model: Option<u64>,
+    mode: Option<&str>,
+    blend_weight: Option<f32>,
+    candidates: Option<usize>,
+    filter: Option<&Bound<'_, PyAny>>,
+    model_name: Option<&str>,
+    explain: Option<usize>,
+) -> PyResult<Vec<Hit>> {
+    let (metric, grouping) = parse_metric(metric, per_model)?;
+    let mode = parse_mode(mode)?;
+    let filter = model_filter(filter, model_name)?;
+    let q: Vec<f32> = descriptor.as_array().iter().copied().collect();
+    let index = index.get();
+    let names_of = index.clone();
+    if let Some(m) = exclude_model {
+        index.model(m).py()?;
+    }
+    type Found = (
+        SearchResults,
+        Option<Vec<Vec<probelog::search::ProbeContribution>>>,
+    );
+    let (found, why) = py
+        .detach(move || -> probelog::Result<Found> {
+            let params = SearchParams {
+                top,
+                k,
+                grouping,
+                metric,
+                mode,
+                candidates,
+                blend_weight,
+                filter: filter.as_ref(),
+                ..SearchParams::default()
+            };
+            let resolved = index.resolve_params(&params)?;
+            let scored = index.search_descriptor(&q, exclude_model, &params)?;
+            let hits = scored
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| -> probelog::Result<probelog::Hit> {
+                    if grouping == Grouping::ModelMean {
+                        let m = index.model(s.id)?;
+                        return Ok(probelog::Hit {
+                            rank: i + 1,
+                            entry: None,
+                            model_id: s.id,
+                            model: m.name,
+                            logit: None,
+                            label: None,
+                            score: s.score,
+                        });
+                    }
+                    let e = index.entry(s.id)?;
+                    Ok(probelog::Hit {
+                        rank: i + 1,
+                        entry: Some(s.id),
+                        model_id: e.model_id,
+                        model: e.model,
+                        logit: Some(e.logit),
+                        label: e.label,
+                        score: s.score,
+                    })
+                })
+                .collect::<probelog::Result<Vec<_>>>()?;
+            let found = SearchResults {
+                params: resolved,
+                hits,
+            };
+            // The shares against the descriptor as a query vector: z-normalizing a stored
+            // descriptor again changes its values by float rounding only.
+            let why = match explain {
+                Some(n) => Some(index.explain(&Query::Vector(&q), &found, n)?),
+                None => None,
+            };
+            Ok((found, why))
+        })
+        .py()?;
+    let names = match why {
+        Some(_) => names_of.probe_names().py()?,
+        None => None,
+    };
+    let mut out: Vec<Hit> = found.hits.into_iter().map(Hit::from).collect();
+    if let Some(why) = why {
+        for (hit, shares) in out.iter_mut().zip(why) {
+            hit.explain = Some(
+                shares
+                    .into_iter()
+                    .map(|c| ProbeShare {
+                        probe: c.probe,
+                        name: names.as_ref().map(|n| n[c.probe as usize].clone()),
+                        query: c.query,
+                        hit: c.hit,
+                        share: c.share,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// One probe's share of a hit's score as a tuple: `(probe, name, query, hit, share)`.
+type ShareTuple = (u32, Option<String>, f32, f32, f32);
+
+/// A `Hit` from its fields, for results assembled in Python from several files (hits travel
+/// between processes as tuples). `explain` is a list of `(probe, name, query, hit, share)`.
+#[pyfunction]
+#[pyo3(signature = (rank, entry, model, model_id, logit, label, score, explain=None))]
+#[allow(clippy::too_many_arguments)]
+fn _make_hit(
+    rank: usize,
+    entry: Option<u64>,
+    model: String,
+    model_id: u64,
+    logit: Option<u32>,
+    label: Option<String>,
+    score: f32,
+    explain: Option<Vec<ShareTuple>>,
+) -> Hit {
+    Hit {
+        rank,
+        entry,
+        model,
+        model_id,
+        logit,
+        label,
+        score,
+        explain: explain.map(|shares| {
+            shares
+                .into_iter()
+                .map(|(probe, name, query, hit, share)| ProbeShare {
+                    probe,
+                    name,
+                    query,
+                    hit,
+                    share,
+                })
+                .collect()
+        }),
+    }
+}
