@@ -135,6 +135,15 @@ pub enum Error {
     /// The target of `create` exists already.
     #[error("{path} exists already; remove it first or pick another path")]
     AlreadyExists { path: PathBuf },
+
+    /// One of several index files that an operation joins (merge, a search over several files)
+    /// cannot take part: `source` says why.
+    #[error("{path}: {source}")]
+    InputFile {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// What holds a name already: a live model, or one staged in the same commit.

@@ -76,5 +76,6 @@ use testkit::synth;
 pub use verify::{Problem, VerifyReport};
 pub use writer::{
     AppendOptions, CommitSummary, CompactOptions, CompactSummary, CreateOptions, ExistingName,
-    IndexWriter, ModelAdded, ModelInput, compact, compact_with, create,
+    IndexWriter, MergeOptions, MergeSummary, MergedFactors, ModelAdded, ModelInput, compact,
+    compact_with, create, merge,
 };

@@ -35,6 +35,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Rewrite an index as a single segment.
     Compact(cmd::compact::Args),
+    /// Join index files of one probe set into a new index file.
+    Merge(cmd::merge::Args),
     /// Write the z-normalized descriptors as an [entries, probes] float32 .npy plus a JSON sidecar.
     Export(cmd::export::Args),
     /// Build or describe a probe set file (.pset): the probe images, decoded once.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd::info::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Compact(args) => cmd::compact::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
         Command::Export(args) => cmd::export::run(args),
         Command::Probes(args) => cmd::probes::run(args),
         Command::Demo(args) => cmd::demo::run(args),

@@ -16,6 +16,7 @@ pub mod delete;
 pub mod demo;
 pub mod export;
 pub mod info;
+pub mod merge;
 pub mod probes;
 pub mod search;
 pub mod verify;

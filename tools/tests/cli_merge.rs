@@ -1,0 +1,282 @@
+//! End-to-end tests of `probelog-tool merge` (real processes, real files): the merged file
+//! searches as an index built in one pass, refusals name the input and leave no output, a merge
+//! killed at any moment leaves no output or a verifying one, and `--json`.
+
+mod common;
+use common::fixture::*;
+use common::*;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Nine models `m0`..`m8`: concepts vary with the position.
+fn model_files(f: &Fixture) -> Vec<(PathBuf, PathBuf)> {
+    (0..9)
+        .map(|i| {
+            let concepts = [i % 10, (i + 3) % 10, (i + 7) % 10];
+            let (npy, labels, _) = f.model_files(&format!("m{i}"), &concepts, i as u64 + 1);
+            (npy, labels)
+        })
+        .collect()
+}
+
+fn new_index(f: &Fixture, name: &str, models: &[(PathBuf, PathBuf)], first: usize) -> PathBuf {
+    let path = f.path(name);
+    ok(&["create", s(&path), "--num-probes", &P.to_string()]);
+    for (i, (npy, labels)) in models.iter().enumerate() {
+        let name = format!("m{}", first + i);
+        ok(&[
+            "append",
+            s(&path),
+            "--logits",
+            s(npy),
+            "--labels",
+            s(labels),
+            "--name",
+            &name,
+        ]);
+    }
+    path
+}
+
+/// The results of a `--json` search.
+fn results(args: &[&str]) -> serde_json::Value {
+    ok_json(args)["results"].clone()
+}
+
+fn hidden_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn merged_shards_search_as_one_index_built_in_one_pass() {
+    let f = Fixture::new();
+    let files = model_files(&f);
+    let single = new_index(&f, "single.plog", &files, 0);
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|s| new_index(&f, &format!("s{s}.plog"), &files[s * 3..s * 3 + 3], s * 3))
+        .collect();
+    // A deleted model in a shard is left out.
+    let (npy, labels) = &files[0];
+    ok(&[
+        "append",
+        s(&shards[1]),
+        "--logits",
+        s(npy),
+        "--labels",
+        s(labels),
+        "--name",
+        "gone",
+    ]);
+    ok(&["delete", s(&shards[1]), "--model", "gone"]);
+    let out = f.path("merged.plog");
+    let summary = ok_json(
+        &[
+            &["merge", s(&out)][..],
+            &shards.iter().map(|p| s(p)).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    );
+    assert_eq!(summary["model_count"], 9);
+    assert_eq!(summary["entry_count"], 27);
+    assert_eq!(summary["models_dropped"], 1);
+    assert_eq!(summary["factors"], "none");
+    assert_eq!(summary["inputs"].as_array().unwrap().len(), 3);
+    assert!(summary["bytes_written"].as_u64().unwrap() > 0);
+    assert!(ok(&["verify", s(&out)]).contains(": OK"));
+    for e in ["0", "4", "13", "26"] {
+        for extra in [
+            &[][..],
+            &["--per-model"],
+            &["--metric", "topk", "--exclude-same-model"],
+        ] {
+            let a = results(&[&["search", s(&single), "--entry", e][..], extra].concat());
+            let b = results(&[&["search", s(&out), "--entry", e][..], extra].concat());
+            assert_eq!(a, b, "entry {e} {extra:?}");
+            assert!(!a.as_array().unwrap().is_empty());
+        }
+    }
+    let text = ok(&[
+        "merge",
+        s(&f.path("again.plog")),
+        s(&shards[0]),
+        s(&shards[2]),
+    ]);
+    assert!(text.starts_with("merged 2 indexes"), "{text}");
+}
+
+#[test]
+fn refusals_name_the_input_and_leave_no_output() {
+    let f = Fixture::new();
+    let files = model_files(&f);
+    let a = new_index(&f, "a.plog", &files[..2], 0);
+    let b = new_index(&f, "b.plog", &files[2..4], 2);
+    let out = f.path("out.plog");
+    let refused = |args: &[&str], words: &[&str]| {
+        let line = fails(args);
+        for w in words {
+            assert!(line.contains(w), "{args:?}: {line}");
+        }
+        assert!(!out.exists(), "{args:?}: the output exists");
+        assert!(
+            hidden_files(f.dir.path()).is_empty(),
+            "{:?}",
+            hidden_files(f.dir.path())
+        );
+    };
+    let wide = f.path("wide.plog");
+    ok(&["create", s(&wide), "--num-probes", &(P + 1).to_string()]);
+    refused(&["merge", s(&out), s(&a), s(&wide)], &[s(&wide), "probes"]);
+    let half = f.path("half.plog");
+    ok(&[
+        "create",
+        s(&half),
+        "--num-probes",
+        &P.to_string(),
+        "--dtype",
+        "f16",
+    ]);
+    refused(&["merge", s(&out), s(&a), s(&half)], &[s(&half), "f16"]);
+    let other = f.path("other.plog");
+    let fp = "ab".repeat(32);
+    ok(&[
+        "create",
+        s(&other),
+        "--num-probes",
+        &P.to_string(),
+        "--probe-fingerprint",
+        &fp,
+    ]);
+    refused(
+        &["merge", s(&out), s(&a), s(&other)],
+        &[s(&other), "fingerprint"],
+    );
+    let twin = new_index(&f, "twin.plog", &files[..1], 0);
+    refused(
+        &["merge", s(&out), s(&a), s(&twin)],
+        &[s(&twin), "\"m0\"", "--keep-duplicate-names"],
+    );
+    // A damaged input, by the section that is damaged.
+    let bad = f.path("bad.plog");
+    fs::copy(&b, &bad).unwrap();
+    let (name, offset, len) = probelog::Index::open(&bad)
+        .unwrap()
+        .section_extents()
+        .into_iter()
+        .find(|(n, _, _)| n.ends_with("descriptors"))
+        .unwrap();
+    let mut img = fs::read(&bad).unwrap();
+    img[(offset + len / 2) as usize] ^= 0x40;
+    fs::write(&bad, &img).unwrap();
+    refused(
+        &["merge", s(&out), s(&a), s(&bad)],
+        &[s(&bad), &name, "damaged"],
+    );
+    // An output that exists, or names an input.
+    ok(&["merge", s(&out), s(&a), s(&twin), "--keep-duplicate-names"]);
+    let before = fs::read(&out).unwrap();
+    let line = fails(&["merge", s(&out), s(&a), s(&b)]);
+    assert!(line.contains("exists"), "{line}");
+    let line = fails(&["merge", s(&out), s(&out), s(&b), "--force"]);
+    assert!(line.contains("names the same file as"), "{line}");
+    assert_eq!(fs::read(&out).unwrap(), before);
+    let r = ok_json(&["merge", s(&out), s(&a), s(&b), "--force"]);
+    assert_eq!(r["model_count"], 4);
+    assert!(ok(&["verify", s(&out)]).contains(": OK"));
+}
+
+/// Inputs large enough that a merge takes a while: `n` entries of 500 probes each.
+fn large_input(path: &Path, seed: u64, n: usize) {
+    let p = 500;
+    let mut opts = probelog::CreateOptions::new(p as u32);
+    opts.probe_set = probelog::ProbeSetId::anonymous(p as u32);
+    probelog::create(path, &opts).unwrap();
+    let mut w = probelog::IndexWriter::open(path, probelog::LockWait::Fail).unwrap();
+    let mut noise = Noise(seed);
+    for m in 0..n / 50 {
+        let logits: Vec<f32> = (0..p * 50).map(|_| noise.next()).collect();
+        w.add_model(
+            probelog::ModelInput {
+                name: format!("s{seed}-m{m}"),
+                source: String::new(),
+                meta: vec![],
+                labels: None,
+                logits: probelog::LogitMatrix::new(&logits, p, 50).unwrap(),
+            },
+            probelog::AppendOptions::default(),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+}
+
+#[test]
+fn a_killed_merge_leaves_no_output_or_a_verifying_one() {
+    let f = Fixture::new();
+    let inputs: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let p = f.path(&format!("big{i}.plog"));
+            large_input(&p, i + 1, 3000);
+            p
+        })
+        .collect();
+    let out = f.path("out.plog");
+    let mut args = vec![
+        "merge".to_string(),
+        s(&out).to_string(),
+        "--no-graph".to_string(),
+    ];
+    args.extend(inputs.iter().map(|p| s(p).to_string()));
+    // How long one merge takes here, so that the kills spread over all of it.
+    let start = std::time::Instant::now();
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let full = start.elapsed().as_millis() as u64 + 1;
+    fs::remove_file(&out).unwrap();
+    let (mut completed, mut interrupted_with_temp) = (0, 0);
+    for round in 0..24u64 {
+        let mut child = tool()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = full * round / 12;
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().unwrap();
+        if out.exists() {
+            let v = run(&["verify", s(&out)]);
+            assert!(
+                v.status.success(),
+                "round {round} (killed after {delay} ms): {}",
+                stderr(&v)
+            );
+            completed += 1;
+            fs::remove_file(&out).unwrap();
+        } else {
+            interrupted_with_temp += usize::from(!hidden_files(f.dir.path()).is_empty());
+        }
+    }
+    println!(
+        "{completed} of 24 completed ({full} ms each), {interrupted_with_temp} killed left a file"
+    );
+    assert!(
+        interrupted_with_temp > 0,
+        "no merge was killed while writing its file"
+    );
+    assert!(completed < 24, "no merge was killed before it completed");
+    // The next merge removes what killed ones left, and completes.
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok(&["verify", s(&out)]).contains(": OK"));
+    assert!(
+        hidden_files(f.dir.path()).is_empty(),
+        "{:?} ({completed} completed)",
+        hidden_files(f.dir.path())
+    );
+}
