@@ -85,6 +85,12 @@ pub struct Args {
     /// index), commit the others, name the failures and exit with status 1.
     #[arg(long, requires = "manifest")]
     pub skip_failed: bool,
+    /// Append only slice I (from 0) of N of the manifest: its models
+    /// [floor(I*len/N), floor((I+1)*len/N)) in manifest order, so that N jobs (a job array) each
+    /// fill an index of their own and `merge` of those indexes in shard order holds the models in
+    /// the order of one sequential append. An empty slice (N over the model count) appends nothing.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     /// Store logits that are constant over the probes as all-zero descriptors instead of refusing
     /// the model.
     #[arg(long)]
@@ -118,7 +124,8 @@ pub struct Args {
         requires = "probe_fraction"
     )]
     pub adaptive_share: f64,
-    /// Seed of the probe subsets: model i of this commit (from 0) uses seed + i.
+    /// Seed of the probe subsets: model i of the manifest (from 0) uses seed + i; with --shard, i
+    /// is still the model's position in the whole manifest.
     #[arg(
         long,
         value_name = "S",
@@ -225,6 +232,26 @@ pub fn run(args: Args) -> Result<()> {
     for spec in &specs {
         check_meta_keys(spec)?;
     }
+    // The manifest's length, and the position in it of the first model appended here.
+    let (total, offset) = (
+        specs.len(),
+        args.shard.map_or(0, |x| x.range(specs.len()).start),
+    );
+    let specs = match args.shard {
+        Some(shard) => {
+            let manifest = args.manifest.as_deref().with_context(|| {
+                format!(
+                    "--shard {shard} slices a manifest: give the models with --manifest FILE.toml"
+                )
+            })?;
+            let range = shard.range(total);
+            if range.is_empty() {
+                return report_empty_shard(&args.index, manifest, shard, total, args.json);
+            }
+            specs[range].to_vec()
+        }
+        None => specs,
+    };
     if args.manifest.is_none() {
         check_printable(&specs[0].name, "--name")?;
     }
@@ -314,15 +341,15 @@ pub fn run(args: Args) -> Result<()> {
                 skipped.push(Skipped {
                     name: spec.name.clone(),
                     error: format!("{e:#}"),
-                    entry: i + 1,
+                    entry: offset + i + 1,
                 });
                 Ok(())
             }
             Some(manifest) => Err(e.context(format!(
                 "model {:?} ({} of {} in {}) was refused, nothing was committed",
                 spec.name,
-                i + 1,
-                specs.len(),
+                offset + i + 1,
+                total,
                 manifest.display()
             ))),
             None => Err(e),
@@ -340,7 +367,8 @@ pub fn run(args: Args) -> Result<()> {
             let mut first = Vec::with_capacity(specs.len());
             for (i, spec) in specs.iter().enumerate() {
                 bar.set_message(spec.name.clone());
-                let observed = sample_probe_count(p, partial.random, partial.seed + i as u64);
+                let observed =
+                    sample_probe_count(p, partial.random, partial.seed + (offset + i) as u64);
                 let run = read_rows(
                     spec,
                     p,
@@ -418,7 +446,8 @@ pub fn run(args: Args) -> Result<()> {
                 bar.set_message(spec.name.clone());
                 // With collaborative probing, the probes this model is run on (or whose rows are
                 // kept): a random subset of the whole budget.
-                let observed = partial.map(|x| sample_probe_count(p, x.random, x.seed + i as u64));
+                let observed =
+                    partial.map(|x| sample_probe_count(p, x.random, x.seed + (offset + i) as u64));
                 let staged = read_rows(
                     spec,
                     p,
@@ -471,6 +500,7 @@ pub fn run(args: Args) -> Result<()> {
             })
             .collect(),
         skipped,
+        shard: args.shard.map(|shard| ShardReport::new(shard, total)),
     };
     if args.json {
         print_json(&summary)?;
@@ -928,6 +958,139 @@ struct Summary {
     models: Vec<AddedModel>,
     /// Models left out by --skip-failed.
     skipped: Vec<Skipped>,
+    /// With --shard: the slice of the manifest appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardReport>,
+}
+
+/// `--shard I/N`: slice `index` (from 0) of `count` contiguous slices of a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u64,
+    count: u64,
+}
+
+impl Shard {
+    /// The models of this slice among `len`: `[floor(index*len/count), floor((index+1)*len/count))`.
+    /// The slices of `0..count` are disjoint, in order, and cover `0..len`.
+    fn range(self, len: usize) -> std::ops::Range<usize> {
+        let at = |i: u64| (u128::from(i) * len as u128 / u128::from(self.count)) as usize;
+        at(self.index)..at(self.index + 1)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Parses `--shard I/N`: `0 <= I < N`.
+fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected I/N (slice I, from 0, of N), as 0/4; got {s:?}"))?;
+    let number = |v: &str, what: &str| {
+        v.trim().parse::<u64>().map_err(|_| {
+            format!(
+                "expected I/N (slice I, from 0, of N), as 0/4; {what} {v:?} is not a whole number"
+            )
+        })
+    };
+    let (index, count) = (number(i, "I")?, number(n, "N")?);
+    if count == 0 {
+        return Err(format!("{s}: the shard count N must be at least 1"));
+    }
+    if index >= count {
+        return Err(format!(
+            "{s}: the shard index I must be below N (0 to {})",
+            count - 1
+        ));
+    }
+    Ok(Shard { index, count })
+}
+
+/// The `shard` object of the summary: which slice, and its models' positions in the manifest
+/// (from 0, `end_model` excluded).
+#[derive(Debug, Serialize)]
+struct ShardReport {
+    index: u64,
+    count: u64,
+    first_model: usize,
+    end_model: usize,
+    manifest_models: usize,
+}
+
+impl ShardReport {
+    fn new(shard: Shard, total: usize) -> Self {
+        let range = shard.range(total);
+        ShardReport {
+            index: shard.index,
+            count: shard.count,
+            first_model: range.start,
+            end_model: range.end,
+            manifest_models: total,
+        }
+    }
+
+    /// `shard 1/4: models 3 to 5 of 12`, or `shard 5/8: no models of 4`.
+    fn line(&self) -> String {
+        if self.first_model == self.end_model {
+            format!(
+                "shard {}/{}: no models of {} (more shards than models)",
+                self.index, self.count, self.manifest_models
+            )
+        } else {
+            format!(
+                "shard {}/{}: models {} to {} of {}, from 0",
+                self.index,
+                self.count,
+                self.first_model,
+                self.end_model - 1,
+                self.manifest_models
+            )
+        }
+    }
+}
+
+/// `--shard` whose slice holds no model: nothing is appended (the index is only checked), which
+/// is not an error, so that every task of a job array may run the same command.
+fn report_empty_shard(
+    index: &Path,
+    manifest: &Path,
+    shard: Shard,
+    total: usize,
+    json: bool,
+) -> Result<()> {
+    let opened = super::open_index(index)?;
+    let summary = Summary {
+        index: index.display().to_string(),
+        sequence: opened.sequence(),
+        models_added: 0,
+        entries_added: 0,
+        model_count: opened.model_count(),
+        entry_count: opened.entry_count(),
+        bytes_written: 0,
+        models: Vec::new(),
+        skipped: Vec::new(),
+        shard: Some(ShardReport::new(shard, total)),
+    };
+    if json {
+        print_json(&summary)
+    } else {
+        outln!(
+            "appended nothing to {}: {} in {}; it holds {} models",
+            summary.index,
+            summary
+                .shard
+                .as_ref()
+                .map(ShardReport::line)
+                .unwrap_or_default(),
+            manifest.display(),
+            summary.model_count
+        )?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -947,8 +1110,12 @@ impl Summary {
         } else {
             String::new()
         };
+        let shard = self
+            .shard
+            .as_ref()
+            .map_or(String::new(), |x| format!(" ({})", x.line()));
         format!(
-            "appended {} {} ({} entries) to {} at commit {}; it now holds {} models, {} entries{note}",
+            "appended {} {} ({} entries) to {} at commit {}{shard}; it now holds {} models, {} entries{note}",
             self.models_added,
             if self.models_added == 1 {
                 "model"
