@@ -253,3 +253,44 @@ fn an_attach_cut_at_any_operation_leaves_the_old_or_the_new_state() {
     }
     assert!(saw_old && saw_new);
 }
+
+#[test]
+fn written_out_byte_for_byte_never_over_the_index() {
+    let dir = common::tempdir();
+    let set = probe_set(0);
+    let path = create(dir.path(), "a.plog", &set, true);
+    let index = Index::open(&path).unwrap();
+    let out = dir.path().join("out.pset");
+    assert_eq!(index.write_embedded_probe_set(&out, false).unwrap(), set);
+    assert_eq!(std::fs::read(&out).unwrap(), set.to_bytes());
+    std::fs::write(&out, b"kept").unwrap();
+    assert!(matches!(
+        index.write_embedded_probe_set(&out, false),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), b"kept");
+    index.write_embedded_probe_set(&out, true).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), set.to_bytes());
+    let before = std::fs::read(&path).unwrap();
+    let link = dir.path().join("link.plog");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    for target in [&path, &link] {
+        let e = index.write_embedded_probe_set(target, true).unwrap_err();
+        assert!(e.to_string().contains("the index file itself"), "{e}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let plain = create(dir.path(), "b.plog", &set, false);
+    let e = Index::open(&plain)
+        .unwrap()
+        .write_embedded_probe_set(&dir.path().join("none.pset"), false)
+        .unwrap_err();
+    assert!(e.to_string().contains("holds no embedded probe set"), "{e}");
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let e = e.as_ref().unwrap();
+            e.file_name().to_string_lossy().starts_with(".pset-")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}

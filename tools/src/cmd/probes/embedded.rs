@@ -1,10 +1,9 @@
 //! `probes attach` and `probes extract`: the probe set file stored in the index itself
 //! (format-spec.md, "EmbeddedProbeSet"), so that an index ships without side files.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use probelog::IndexWriter;
 use serde::Serialize;
 
@@ -133,58 +132,25 @@ pub fn extract(args: ExtractArgs) -> Result<()> {
         );
     }
     let index = open_index(&args.index)?;
-    let Some(bytes) = index.embedded_probe_set_bytes() else {
+    let Some(len) = index.embedded_probe_set_bytes().map(<[u8]>::len) else {
         bail!(
             "{} holds no probe set: `create --embed-probes` or `probes attach` stores one",
             args.index.display()
         );
     };
-    // The whole check (the fingerprint over the pixels), so that a damaged copy is never
-    // written out as a probe set file.
-    let set = index
-        .embedded_probe_set()
-        .at(&args.index)?
-        .expect("the index holds one");
-    write_new(&args.out, bytes, args.force)?;
-    let summary = Summary::new(&args.index, &args.out, &set, bytes.len());
+    // Checked completely first (the fingerprint over the pixels): a damaged copy is never
+    // written out; then written beside --out, synced and renamed into place.
+    let set = match index.write_embedded_probe_set(&args.out, args.force) {
+        Err(probelog::Error::AlreadyExists { .. }) => bail!(
+            "--out {} exists; pass --force to replace it",
+            args.out.display()
+        ),
+        other => other.at(&args.index)?,
+    };
+    let summary = Summary::new(&args.index, &args.out, &set, len);
     if args.json {
         return print_json(&summary);
     }
     outln!("wrote {} ({})", summary.pset, summary.what())?;
-    Ok(())
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it into place (over an
-/// existing file only with `replace`; without, a file that appeared meanwhile is kept), then
-/// syncs the directory.
-fn write_new(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".pset-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    let persisted = if replace {
-        tmp.persist(path).map(drop)
-    } else {
-        tmp.persist_noclobber(path).map(drop)
-    };
-    persisted.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!("--out {} exists; pass --force to replace it", path.display())
-        } else {
-            anyhow::Error::from(e.error)
-                .context(format!("cannot rename the probe set to {}", path.display()))
-        }
-    })?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync directory {}", dir.display()))?;
     Ok(())
 }
