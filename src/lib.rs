@@ -65,8 +65,9 @@ pub use error::{Error, Result};
 pub use format::{Dtype, ProbeSetId};
 pub use reader::{AlignedBytes, EntryInfo, GraphPart, Index, ModelInfo, OpenOptions, RawIndex};
 pub use search::{
-    AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit,
-    Metric, Query, ResolvedSearch, Scored, SearchError, SearchMode, SearchParams, SearchResults,
+    AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, FileHit, Grouping,
+    Hit, Metric, MultiQuery, MultiResults, Query, ResolvedSearch, Scored, SearchError, SearchMode,
+    SearchParams, SearchResults, search_many,
 };
 pub use selection::{Condition, EntryMask, ModelFilter};
 pub use storage::{FileStorage, LockWait, Storage};

@@ -29,10 +29,12 @@ use crate::reader::{DescriptorRows, RawIndex};
 use crate::selection::Allowed;
 
 pub mod explain;
+pub mod multi;
 pub mod params;
 pub mod scan;
 
 pub use explain::ProbeContribution;
+pub use multi::{FileHit, MultiQuery, MultiResults, search_many};
 
 pub use params::{
     AUTO_HNSW_MIN_ENTRIES, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping,

@@ -18,6 +18,7 @@ mod deletes;
 mod embedded_probes;
 mod fuzz_regressions;
 mod merge;
+mod multi_search;
 mod search_props;
 mod storage_precision;
 mod writer_safety;

@@ -280,3 +280,111 @@ fn a_killed_merge_leaves_no_output_or_a_verifying_one() {
         hidden_files(f.dir.path())
     );
 }
+
+/// (model, logit, label, score) of each hit of a `--json` search.
+fn hits(args: &[&str]) -> Vec<(String, u64, String, f64)> {
+    results(args)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().to_string(),
+                r["logit"].as_u64().unwrap(),
+                r["label"].as_str().unwrap().to_string(),
+                r["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn search_over_several_files_equals_search_over_their_merge() {
+    let f = Fixture::new();
+    let files = model_files(&f);
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|s| new_index(&f, &format!("s{s}.plog"), &files[s * 3..s * 3 + 3], s * 3))
+        .collect();
+    let out = f.path("merged.plog");
+    ok(&[
+        "merge",
+        s(&out),
+        s(&shards[0]),
+        s(&shards[1]),
+        s(&shards[2]),
+    ]);
+    let many: Vec<&str> = shards.iter().map(|p| s(p)).collect();
+    // Each shard holds 9 entries: entry e of shard i is entry 9 i + e of the merge.
+    for (i, shard) in shards.iter().enumerate() {
+        for e in [0, 4, 8] {
+            let entry = e.to_string();
+            let merged_entry = (9 * i + e).to_string();
+            for extra in [
+                &[][..],
+                &["--per-model"],
+                &["--exclude-same-model", "--top", "30"],
+            ] {
+                let a = hits(
+                    &[
+                        &["search"][..],
+                        &many,
+                        &["--entry", &entry, "--entry-file", s(shard)],
+                        extra,
+                    ]
+                    .concat(),
+                );
+                let b = hits(&[&["search", s(&out), "--entry", &merged_entry][..], extra].concat());
+                assert_eq!(a, b, "shard {i} entry {e} {extra:?}");
+            }
+        }
+    }
+    let report = ok_json(
+        &[
+            &["search"][..],
+            &many,
+            &[
+                "--entry",
+                "2",
+                "--entry-file",
+                s(&shards[1]),
+                "--metric",
+                "topk",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(report["query_file"], s(&shards[1]));
+    assert_eq!(report["files"].as_array().unwrap().len(), 3);
+    assert_eq!(report["files"][0]["mode"], "exact");
+    for r in report["results"].as_array().unwrap() {
+        let file = r["file"].as_str().unwrap();
+        assert!(many.contains(&file), "{file}");
+    }
+    // A single file keeps its output: no file fields.
+    let single = ok_json(&["search", s(&shards[0]), "--entry", "0"]);
+    assert!(single.get("files").is_none() && single["results"][0].get("file").is_none());
+    let table = ok(&[&["search"][..], &many, &["--entry", "0"]].concat());
+    assert!(
+        table.contains("3 indexes searched as one") && table.contains("file"),
+        "{table}"
+    );
+    // Files of another probe set are refused by name; so is an --entry-file not searched.
+    let other = f.path("other.plog");
+    ok(&["create", s(&other), "--num-probes", &(P + 1).to_string()]);
+    let line = fails(&["search", s(&shards[0]), s(&other), "--entry", "0"]);
+    assert!(
+        line.contains(s(&other)) && line.contains("probe set"),
+        "{line}"
+    );
+    let line = fails(
+        &[
+            &["search"][..],
+            &many,
+            &["--entry", "0", "--entry-file", s(&out)],
+        ]
+        .concat(),
+    );
+    assert!(line.contains("not one of the indexes"), "{line}");
+    let line = fails(&[&["search"][..], &many, &["--entry", "0", "--explain", "3"]].concat());
+    assert!(line.contains("--explain takes one index"), "{line}");
+}

@@ -71,6 +71,7 @@ impl<T> LibResult<T> for probelog::Result<T> {
 fn render(e: &Error) -> String {
     match e {
         Error::Search(search) => self::search::render_error(search),
+        Error::InputFile { path, source } => format!("{}: {}", path.display(), render(source)),
         Error::DuplicateName { name, live_model } => format!(
             "model name {name:?} is taken by {}: pass --replace to make this model its new \
              version, or --keep-duplicate-names to keep both",

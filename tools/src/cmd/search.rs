@@ -1,5 +1,6 @@
 //! `search`: rank the entries (or models) of an index against an entry, a raw logit vector, a
-//! text embedding, or a text run through a CLIP text encoder.
+//! text embedding, or a text run through a CLIP text encoder. Several index files of one probe
+//! set are searched as one (`probelog::search_many`), each hit naming its file.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use clap::ValueEnum;
 use probelog::search::{MAX_BLEND_WEIGHT, ParamName, check_blend_weight};
 use probelog::{
     Condition, DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Grouping, Hit, Index, Metric,
-    ModelFilter, Query, ResolvedSearch, SearchError, SearchMode, SearchParams,
+    ModelFilter, MultiQuery, Query, ResolvedSearch, SearchError, SearchMode, SearchParams,
 };
 use serde::Serialize;
 
@@ -22,8 +23,14 @@ use crate::torch::{DEFAULT_CONTEXT_LENGTH, MaskArg, TextSpec, embed_text};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The index to search.
-    pub index: PathBuf,
+    /// The index to search. Several index files of one probe set are searched as one: the hits
+    /// of all of them ranked together, each naming its file.
+    #[arg(value_name = "INDEX", required = true, num_args = 1..)]
+    pub indexes: Vec<PathBuf>,
+    /// With several indexes: the one that holds the --entry query (default: the first). The
+    /// entry's descriptor is the query in the other files.
+    #[arg(long, value_name = "INDEX", requires = "entry")]
+    pub entry_file: Option<PathBuf>,
     #[command(flatten)]
     pub query: QueryArgs,
     #[command(flatten)]
@@ -202,7 +209,10 @@ pub fn render_error(e: &SearchError) -> String {
                 "blend_weight" => "--metric blend",
                 _ => "other searches",
             };
-            format!("{} only applies to {applies}, not to {used_by}", flag(param))
+            format!(
+                "{} only applies to {applies}, not to {used_by}",
+                flag(param)
+            )
         }
         SearchError::HnswNeedsTopK { what } => format!(
             "hnsw mode ranks by the topk metric only, not {}: search with --metric topk to use \
@@ -236,7 +246,14 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(glob) = &args.model_name {
         filter.add_name_glob(glob);
     }
-    let index = open_index(&args.index)?;
+    if args.indexes.len() > 1 {
+        return run_many(&args, &filter, metric, grouping);
+    }
+    let path = &args.indexes[0];
+    if let Some(file) = &args.entry_file {
+        entry_file_position(file, &args.indexes)?;
+    }
+    let index = open_index(path)?;
     let params = SearchParams {
         // There are never more results than entries; a larger --top must not cost memory.
         top: (args.top as usize).min(index.entry_count().max(1) as usize),
@@ -296,6 +313,13 @@ pub fn search_text(
     params: &SearchParams,
     explain: Option<usize>,
 ) -> Result<Report> {
+    let (values, desc) = embed_text_query(index, text, args)?;
+    search(index, &Query::TextEmbedding(&values), desc, params, explain)
+}
+
+/// A text embedded by the text encoder of `args`, checked against the probe embeddings of
+/// `index`, and its description for the report.
+fn embed_text_query(index: &Index, text: &str, args: &TextArgs) -> Result<(Vec<f32>, QueryDesc)> {
     let path = index.path();
     // Checked before anything is loaded: the cheapest failures first.
     let Some((_, dim)) = index.probe_embeddings().at(path)? else {
@@ -334,7 +358,136 @@ pub fn search_text(
         attention_mask: emb.with_mask,
         device: emb.device.clone(),
     };
-    search(index, &Query::TextEmbedding(&emb.values), desc, params, explain)
+    Ok((emb.values, desc))
+}
+
+/// The position in `indexes` of the file `file` names (by device and inode, so any spelling of
+/// the path or a link to it will do).
+fn entry_file_position(file: &Path, indexes: &[PathBuf]) -> Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let wanted = id(file);
+    indexes
+        .iter()
+        .position(|p| wanted.is_some() && id(p) == wanted)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--entry-file {} is not one of the indexes searched",
+                file.display()
+            )
+        })
+}
+
+/// `search A.plog B.plog ...`: the files searched as one.
+fn run_many(args: &Args, filter: &ModelFilter, metric: Metric, grouping: Grouping) -> Result<()> {
+    ensure!(
+        args.explain.is_none(),
+        "--explain takes one index: search the file of a hit alone to explain it"
+    );
+    let indexes = args
+        .indexes
+        .iter()
+        .map(|p| open_index(p))
+        .collect::<Result<Vec<_>>>()?;
+    let entries: u64 = indexes.iter().map(|ix| ix.entry_count()).sum();
+    let params = SearchParams {
+        top: (args.top as usize).min(entries.max(1) as usize),
+        k: args.k.map(|k| k as usize),
+        exclude_same_model: args.exclude_same_model,
+        grouping,
+        metric,
+        mode: args.mode.into(),
+        candidates: args.candidates.map(|c| c as usize),
+        blend_weight: args.blend_weight,
+        filter: (!filter.is_empty()).then_some(filter),
+    };
+    let q = &args.query;
+    let text_values;
+    let vector;
+    let (query, desc, query_file) = match (q.entry, &q.query_logits, &q.text_embedding, &q.text) {
+        (Some(entry), _, _, _) => {
+            let file = match &args.entry_file {
+                Some(f) => entry_file_position(f, &args.indexes)?,
+                None => 0,
+            };
+            let ix = &indexes[file];
+            let info = ix.entry(entry).at(ix.path())?;
+            let desc = QueryDesc::Entry {
+                entry,
+                model_id: info.model_id,
+                model: info.model,
+                logit: info.logit,
+                label: info.label,
+            };
+            (MultiQuery::Entry { file, entry }, desc, Some(file))
+        }
+        (_, Some(file), _, _) => {
+            vector = npy::read_vector(file, "the query logits")?;
+            let desc = QueryDesc::Logits {
+                file: file.display().to_string(),
+                probes: vector.len(),
+            };
+            (MultiQuery::Vector(&vector), desc, None)
+        }
+        (_, _, Some(file), _) => {
+            vector = npy::read_vector(file, "the text embedding")?;
+            let desc = QueryDesc::TextEmbedding {
+                file: file.display().to_string(),
+                dim: vector.len(),
+            };
+            (MultiQuery::TextEmbedding(&vector), desc, None)
+        }
+        (_, _, _, Some(text)) => {
+            let (values, desc) = embed_text_query(&indexes[0], text, &args.text)?;
+            text_values = values;
+            (MultiQuery::TextEmbedding(&text_values), desc, None)
+        }
+        _ => anyhow::bail!("give one query: --entry, --query-logits, --text-embedding or --text"),
+    };
+    let refs: Vec<&Index> = indexes.iter().collect();
+    let found = probelog::search_many(&refs, &query, &params).plain()?;
+    let names: Vec<String> = args
+        .indexes
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let first = found.params[query_file.unwrap_or(0)];
+    let mut report = Report::new(desc, &first, Vec::new());
+    if found.params.iter().any(|p| p.mode != first.mode) {
+        report.mode = "mixed";
+    }
+    report.filter = params
+        .filter
+        .map(|f| f.conditions.iter().map(describe_condition).collect());
+    report.query_file = query_file.map(|f| names[f].clone());
+    report.files = Some(
+        found
+            .params
+            .iter()
+            .zip(&names)
+            .zip(&indexes)
+            .map(|((p, name), ix)| FileReport {
+                path: name.clone(),
+                entry_count: ix.entry_count(),
+                mode: p.mode.name(),
+                candidates: p.candidates,
+            })
+            .collect(),
+    );
+    report.results = found
+        .hits
+        .into_iter()
+        .map(|h| ResultRow {
+            file: Some(names[h.file].clone()),
+            ..ResultRow::from(h.hit)
+        })
+        .collect();
+    if args.json {
+        print_json(&report)
+    } else {
+        report.write_human(&mut io::stdout().lock())?;
+        Ok(())
+    }
 }
 
 /// Searches with an entry of the index as the query.
@@ -475,12 +628,32 @@ pub struct Report {
     pub exclude_same_model: bool,
     /// The `--where` and `--model-name` conditions; null without a filter.
     pub filter: Option<Vec<String>>,
+    /// With several indexes: each file searched and how (its own mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileReport>>,
+    /// With several indexes and an `--entry` query: the file that holds the entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_file: Option<String>,
     pub results: Vec<ResultRow>,
+}
+
+/// One of several files searched together.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub entry_count: u64,
+    /// The mode that ran on this file: exact or hnsw.
+    pub mode: &'static str,
+    /// Candidates per graph reranked in hnsw mode; null in exact mode.
+    pub candidates: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ResultRow {
     pub rank: usize,
+    /// With several indexes: the file of the hit (its entry and model ids are that file's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub entry: Option<u64>,
     pub model_id: u64,
     pub model: String,
@@ -496,6 +669,7 @@ impl From<Hit> for ResultRow {
     fn from(h: Hit) -> Self {
         ResultRow {
             rank: h.rank,
+            file: None,
             entry: h.entry,
             model_id: h.model_id,
             model: h.model,
@@ -521,6 +695,8 @@ impl Report {
             per_model: params.grouping == Grouping::PerModel,
             exclude_same_model: params.exclude_same_model,
             filter: None,
+            files: None,
+            query_file: None,
             results: hits.into_iter().map(ResultRow::from).collect(),
         }
     }
@@ -548,7 +724,13 @@ impl Report {
                 text, dim, tokens, ..
             } => format!("text {text:?} ({tokens} tokens, dim {dim})"),
         };
-        writeln!(out, "query: {query}")?;
+        match &self.query_file {
+            Some(file) => writeln!(out, "query: {query} of {file}")?,
+            None => writeln!(out, "query: {query}")?,
+        }
+        if let Some(files) = &self.files {
+            writeln!(out, "{} indexes searched as one", files.len())?;
+        }
         let mut how = vec![match (self.k, self.blend_weight) {
             (Some(k), Some(w)) => format!("metric {} (k = {k}, weight {w})", self.metric),
             (Some(k), None) => format!("metric {} (k = {k})", self.metric),
@@ -570,29 +752,42 @@ impl Report {
         if self.results.is_empty() {
             return writeln!(out, "no results");
         }
-        let mut table = Table::new(&[
-            ("rank", Align::Right),
+        let many = self.files.is_some();
+        let mut columns = vec![("rank", Align::Right)];
+        if many {
+            columns.push(("file", Align::Left));
+        }
+        columns.extend([
             ("entry", Align::Right),
             ("model", Align::Left),
             ("logit", Align::Right),
             ("label", Align::Left),
             ("score", Align::Right),
         ]);
+        let mut table = Table::new(&columns);
         let or_dash = |x: Option<String>| x.unwrap_or_else(|| "-".into());
         for r in &self.results {
-            table.row(vec![
-                r.rank.to_string(),
+            let mut row = vec![r.rank.to_string()];
+            if many {
+                row.push(or_dash(r.file.clone()));
+            }
+            row.extend([
                 or_dash(r.entry.map(|e| e.to_string())),
                 r.model.clone(),
                 or_dash(r.logit.map(|l| l.to_string())),
                 or_dash(r.label.clone()),
                 format!("{:.4}", r.score),
             ]);
+            table.row(row);
         }
         table.write(out)?;
         for r in &self.results {
             let Some(probes) = &r.explain else { continue };
-            writeln!(out, "rank {} ({}): the probes that decided its score", r.rank, r.model)?;
+            writeln!(
+                out,
+                "rank {} ({}): the probes that decided its score",
+                r.rank, r.model
+            )?;
             let mut why = Table::new(&[
                 ("probe", Align::Left),
                 ("query", Align::Right),
