@@ -31,8 +31,17 @@
 // `probelog_results_explain_len` / `_get`); `ProbelogModel` gained `existing_name`
 // (PROBELOG_NAME_*), `ProbelogCommitInfo` `models_deleted`, `ProbelogIndexInfo` the live and
 // deleted counts; `probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
-// PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; all within version 1.
+// PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; so were
+// `probelog_create_from_probe_set`, `probelog_index_probe_set` and
+// `probelog_index_write_probe_set` (the embedded probe set); all within version 1.
 #define PROBELOG_ABI_VERSION 1
+
+// Flag of `probelog_create_from_probe_set`: store the probe set file in the new index too, byte
+// for byte.
+#define PROBELOG_EMBED_PROBES 1
+
+// Flag of `probelog_index_write_probe_set`: replace `out_path` if it exists.
+#define PROBELOG_REPLACE_FILE 1
 
 // Metric: ProbeLog's asymmetric top-k discrepancy, as in the paper.
 #define PROBELOG_METRIC_TOPK 0
@@ -389,6 +398,44 @@ ProbelogStatus probelog_index_descriptor(const struct ProbelogIndex *index,
                                          uint64_t entry,
                                          float *out,
                                          size_t len);
+
+// Creates a new, empty index file at `path` for the probe set file `pset_path` (from
+// `probelog-tool probes build`): the index takes its probe count, names and fingerprint, f32
+// storage. With `flags` = PROBELOG_EMBED_PROBES the file is stored in the index as well, so
+// that the index alone is enough to probe models. An existing `path` is never overwritten:
+// PROBELOG_ERR_EXISTS.
+//
+// # Safety
+// `path` and `pset_path` are NULL or NUL-terminated strings.
+ProbelogStatus probelog_create_from_probe_set(const char *path,
+                                              const char *pset_path,
+                                              uint32_t flags);
+
+// The probe set file stored in the index (`probelog-tool create --embed-probes`, `probes
+// attach`), byte for byte. `*len` receives its size in bytes, 0 when the index holds none.
+// With `buf` NULL only the size is given; otherwise the bytes are checked completely (their
+// fingerprint recomputed: PROBELOG_ERR_CORRUPT when damaged) and copied into `buf`, which must
+// hold `cap >= *len` bytes (else PROBELOG_ERR_WRONG_LENGTH, nothing copied).
+//
+// # Safety
+// `index` is NULL or a live handle; `buf` is NULL or valid for writing `cap` bytes; `len` is
+// NULL or valid for writing a `size_t`.
+ProbelogStatus probelog_index_probe_set(const struct ProbelogIndex *index,
+                                        uint8_t *buf,
+                                        size_t cap,
+                                        size_t *len);
+
+// Writes the probe set file stored in the index to `out_path`, byte for byte, after checking it
+// completely (a damaged copy is never written: PROBELOG_ERR_CORRUPT). The file is written
+// beside `out_path`, synced and renamed into place. An existing `out_path` is refused
+// (PROBELOG_ERR_EXISTS) unless `flags` = PROBELOG_REPLACE_FILE; the index file itself, by any
+// path, always is. An index that holds no probe set: PROBELOG_ERR_INVALID_INPUT.
+//
+// # Safety
+// `index` is NULL or a live handle; `out_path` is NULL or a NUL-terminated string.
+ProbelogStatus probelog_index_write_probe_set(const struct ProbelogIndex *index,
+                                              const char *out_path,
+                                              uint32_t flags);
 
 // The default parameters: top 10, k = 0 (the library's default k), PROBELOG_METRIC_BLEND with
 // blend_weight = 0 (the library's default weight), no exclusion, every logit,

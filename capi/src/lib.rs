@@ -27,11 +27,13 @@
 mod args;
 mod error;
 mod index;
+mod probes;
 mod search;
 mod writer;
 
 pub use error::*;
 pub use index::*;
+pub use probes::*;
 pub use search::*;
 pub use writer::*;
 
@@ -43,7 +45,9 @@ pub use writer::*;
 /// `probelog_results_explain_len` / `_get`); `ProbelogModel` gained `existing_name`
 /// (PROBELOG_NAME_*), `ProbelogCommitInfo` `models_deleted`, `ProbelogIndexInfo` the live and
 /// deleted counts; `probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
-/// PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; all within version 1.
+/// PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; so were
+/// `probelog_create_from_probe_set`, `probelog_index_probe_set` and
+/// `probelog_index_write_probe_set` (the embedded probe set); all within version 1.
 pub const PROBELOG_ABI_VERSION: u32 = 1;
 
 /// The ABI version of the loaded library; equal to `PROBELOG_ABI_VERSION` of the header it was
