@@ -7,6 +7,9 @@
 //! segment. The output has one segment, whose graphs are built per [`AnnOptions`] (an input's
 //! graphs cover its own segments and are not copied).
 //!
+//! Probe-level sections (probe names, probe embeddings, the embedded probe set) are the first
+//! input's, each taken from the first input that has it.
+//!
 //! Collaborative probing: when some input stores probe factors, the merged file stores factors
 //! refitted over everything the merged models observed (with the rank and lambda of the first
 //! input that has factors), and every stored descriptor is kept as it is; later appends of
@@ -250,6 +253,9 @@ impl<'a> MergePlan<'a> {
                     }
                     if base.probe_embeddings.is_none() {
                         base.probe_embeddings = m.probe_embeddings.take();
+                    }
+                    if base.embedded_probes.is_none() {
+                        base.embedded_probes = m.embedded_probes.take();
                     }
                 }
             }

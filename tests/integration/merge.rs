@@ -459,3 +459,32 @@ fn merged_factors_search_as_well_as_a_single_pass() {
         rate(agree_refit)
     );
 }
+
+/// Probe-level sections come from the first input that has each: here the second input's
+/// embedded probe set, with the probe names both share.
+#[test]
+fn probe_level_sections_come_from_the_first_input_that_has_them() {
+    let dir = common::tempdir();
+    let d = dir.path();
+    let names: Vec<String> = (0..PROBES).map(|i| format!("img{i}.png")).collect();
+    let pixels = (0..PROBES * 27)
+        .map(|i| (i as u8).wrapping_mul(31))
+        .collect();
+    let set = probelog::probe_set::ProbeSet::new(3, names.clone(), pixels).unwrap();
+    let (a, b) = (d.join("a.plog"), d.join("b.plog"));
+    create(&a, &CreateOptions::for_probe_set(&set, false)).unwrap();
+    create(&b, &CreateOptions::for_probe_set(&set, true)).unwrap();
+    common::append(&a, &models(21, "a", 2));
+    common::append(&b, &models(22, "b", 2));
+    let out = d.join("out.plog");
+    merge(&out, &[&a, &b], &MergeOptions::default()).unwrap();
+    let merged = Index::open(&out).unwrap();
+    let b = Index::open(&b).unwrap();
+    assert_eq!(merged.probe_names().unwrap(), Some(names));
+    assert_eq!(
+        merged.embedded_probe_set_bytes(),
+        b.embedded_probe_set_bytes()
+    );
+    assert!(merged.embedded_probe_set_bytes().is_some());
+    assert!(merged.verify().is_ok());
+}
