@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 use pca::{FitOptions, Projection};
 use probelog::search::ScanPlan;
-use probelog::testkit::synth::{SynthConfig, SynthGenerator};
+use probelog::testkit::synth::{SynthConfig, SynthGenerator, append_synthetic};
 use probelog::{
-    AnnOptions, CreateOptions, DEFAULT_K, Dtype, Index, IndexWriter, LockWait, LogitMatrix, Metric,
-    ModelInput, SearchMode, SearchParams, create,
+    AnnOptions, CreateOptions, DEFAULT_K, Dtype, Index, IndexWriter, LockWait, Metric, SearchMode,
+    SearchParams, create,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -132,38 +132,7 @@ fn build(
     let mut g = SynthGenerator::new(synth_config(probes, entries));
     let mut w = IndexWriter::open(path, LockWait::Fail).unwrap();
     w.set_ann_options(ann).unwrap();
-    let mut done = 0usize;
-    let mut staged = 0usize;
-    let mut commits = Vec::new();
-    let mut t = Instant::now();
-    while done < entries {
-        let m = g.next_model();
-        let l = m.concepts.len().min(entries - done);
-        let logits: Vec<f32> = (0..probes)
-            .flat_map(|p| m.logits[p * m.concepts.len()..p * m.concepts.len() + l].to_vec())
-            .collect();
-        w.add_model(
-            ModelInput {
-                name: m.name.clone(),
-                source: String::new(),
-                meta: vec![],
-                labels: Some(m.concepts[..l].iter().map(|c| c.to_string()).collect()),
-                logits: LogitMatrix::new(&logits, probes, l).unwrap(),
-            },
-            Default::default(),
-        )
-        .unwrap();
-        done += l;
-        staged += l;
-        if staged >= chunk || done == entries {
-            w.commit().unwrap();
-            commits.push(t.elapsed());
-            eprintln!("  committed {done} entries ({:.1?})", t.elapsed());
-            staged = 0;
-            t = Instant::now();
-        }
-    }
-    commits
+    append_synthetic(&mut w, &mut g, entries, chunk, |_, _| {}).unwrap()
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -15,10 +15,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use probelog::testkit::synth::{SynthConfig, SynthGenerator};
+use probelog::testkit::synth::{SynthConfig, SynthGenerator, append_synthetic};
 use probelog::{
-    AnnOptions, CompactOptions, CreateOptions, Dtype, Index, IndexWriter, LockWait, LogitMatrix,
-    Metric, ModelFilter, ModelInput, Query, SearchMode, SearchParams, compact_with, create,
+    AnnOptions, CompactOptions, CreateOptions, Dtype, Index, IndexWriter, LockWait, Metric,
+    ModelFilter, Query, SearchMode, SearchParams, compact_with, create,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,41 +54,18 @@ fn build(path: &Path, probes: usize, entries: usize, chunk: usize, ann: AnnOptio
     });
     let mut w = IndexWriter::open(path, LockWait::Fail).unwrap();
     w.set_ann_options(ann).unwrap();
-    let (mut done, mut staged, mut i) = (0usize, 0usize, 0usize);
-    while done < entries {
-        let m = g.next_model();
-        let l = m.concepts.len().min(entries - done);
-        let logits: Vec<f32> = (0..probes)
-            .flat_map(|p| m.logits[p * m.concepts.len()..p * m.concepts.len() + l].to_vec())
-            .collect();
-        let mut meta = vec![("all".to_string(), "yes".to_string())];
+    append_synthetic(&mut w, &mut g, entries, chunk, |i, input| {
+        input.name = format!("model-{i}");
+        input.labels = None;
+        input.meta.push(("all".into(), "yes".into()));
         if i % 10 == 0 {
-            meta.push(("tenth".into(), "yes".into()));
+            input.meta.push(("tenth".into(), "yes".into()));
         }
         if i % 100 == 0 {
-            meta.push(("hundredth".into(), "yes".into()));
+            input.meta.push(("hundredth".into(), "yes".into()));
         }
-        w.add_model(
-            ModelInput {
-                name: format!("model-{i}"),
-                source: String::new(),
-                meta,
-                labels: None,
-                logits: LogitMatrix::new(&logits, probes, l).unwrap(),
-            },
-            Default::default(),
-        )
-        .unwrap();
-        done += l;
-        staged += l;
-        i += 1;
-        if staged >= chunk || done == entries {
-            let t = Instant::now();
-            w.commit().unwrap();
-            eprintln!("  committed {done} entries ({:.1?})", t.elapsed());
-            staged = 0;
-        }
-    }
+    })
+    .unwrap();
 }
 
 fn p50(v: &mut [Duration]) -> f64 {

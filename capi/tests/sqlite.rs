@@ -750,22 +750,7 @@ fn the_sqlite3_command_line_loads_the_extension() {
             String::from_utf8_lossy(&out.stderr)
         );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sqlite3 -json");
-        let got: Vec<Row> = json
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["rank"].as_u64().unwrap(),
-                    r["entry"].as_i64().unwrap_or(-1),
-                    r["model_id"].as_u64().unwrap(),
-                    r["model"].as_str().unwrap().to_string(),
-                    r["logit"].as_i64().unwrap_or(-1),
-                    r["label"].as_str().map(str::to_string),
-                    r["score"].as_f64().unwrap() as f32,
-                )
-            })
-            .collect();
+        let got = json_rows(json.as_array().unwrap());
         assert_eq!(got, want, "{function} in {cli}");
     }
     // Bad arguments: an error message and exit status 1, not a crash.

@@ -135,30 +135,22 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
 
     /// Metadata of model `id` (0-based, in append order).
     pub fn model(&self, id: u64) -> Result<ModelInfo> {
+        let borrowed = self.model_ref(id)?;
         let (s, m) = self.segment_of_model(id)?;
         let r = self.model_table(s)?.get(m);
-        let seg = &self.segments[s];
-        let name = self.string(s, r.name, "model name")?.unwrap_or_default();
         let source = self
             .string(s, r.source, "model source")?
             .unwrap_or_default();
-        let mut meta = Vec::new();
-        if let Some(sec) = &seg.meta {
-            let recs = self.section_bytes(sec);
-            let first = r.meta_first as usize;
-            for i in first..first + r.meta_count as usize {
-                let (k, v) = models::meta_record(recs, i);
-                let k = self.string(s, k, "metadata key")?.unwrap_or_default();
-                let v = self.string(s, v, "metadata value")?.unwrap_or_default();
-                meta.push((k, v));
-            }
-        }
         Ok(ModelInfo {
             id,
-            name,
+            name: borrowed.name.to_string(),
             source,
-            meta,
-            first_entry: seg.dir.first_entry + r.first_entry,
+            meta: borrowed
+                .meta
+                .iter()
+                .map(|&(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            first_entry: borrowed.entries.start,
             logit_count: r.logit_count,
         })
     }

@@ -197,3 +197,61 @@ mod tests {
         }
     }
 }
+
+impl SynthModel {
+    /// The model's first `logits` logits (all of them when it has fewer): raw logits
+    /// `[probes, n]` and the concepts they detect.
+    pub fn first_logits(&self, logits: usize) -> SynthModel {
+        let all = self.concepts.len();
+        let n = logits.min(all);
+        SynthModel {
+            name: self.name.clone(),
+            concepts: self.concepts[..n].to_vec(),
+            logits: self
+                .logits
+                .chunks_exact(all)
+                .flat_map(|row| row[..n].to_vec())
+                .collect(),
+        }
+    }
+}
+
+/// Appends models of `generator` through `writer` until `entries` logits were added (the last
+/// model cut to fit), committing whenever `chunk` entries are staged and at the end. Each model
+/// goes in under its own name with its concepts as labels, after `adjust(i, &mut input)` for the
+/// `i`-th model (from 0). Returns each commit's time since the previous one (staging, graph
+/// builds and the commit).
+pub fn append_synthetic(
+    writer: &mut crate::IndexWriter,
+    generator: &mut SynthGenerator,
+    entries: usize,
+    chunk: usize,
+    mut adjust: impl FnMut(usize, &mut crate::ModelInput<'_>),
+) -> crate::Result<Vec<std::time::Duration>> {
+    let probes = generator.config.probes;
+    let (mut done, mut staged, mut commits) = (0usize, 0usize, Vec::new());
+    let mut since = std::time::Instant::now();
+    let mut i = 0;
+    while done < entries {
+        let model = generator.next_model().first_logits(entries - done);
+        let n = model.concepts.len();
+        let mut input = crate::ModelInput {
+            name: model.name,
+            source: String::new(),
+            meta: Vec::new(),
+            labels: Some(model.concepts.iter().map(usize::to_string).collect()),
+            logits: crate::LogitMatrix::new(&model.logits, probes, n)?,
+        };
+        adjust(i, &mut input);
+        writer.add_model(input, Default::default())?;
+        (done, staged, i) = (done + n, staged + n, i + 1);
+        if staged >= chunk || done >= entries {
+            writer.commit()?;
+            commits.push(since.elapsed());
+            eprintln!("  committed {done} entries ({:.1?})", since.elapsed());
+            staged = 0;
+            since = std::time::Instant::now();
+        }
+    }
+    Ok(commits)
+}

@@ -150,6 +150,12 @@ pub fn role() -> Option<String> {
     std::env::var(ROLE_VAR).ok()
 }
 
+/// The index path (`PLOG_PATH`) when this process is a child started in `role`; `None` in a
+/// plain test run, where the child test does nothing.
+pub fn child_index(role: &str) -> Option<std::path::PathBuf> {
+    (self::role().as_deref() == Some(role)).then(|| env("PLOG_PATH").into())
+}
+
 pub fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| panic!("child needs {key}"))
 }

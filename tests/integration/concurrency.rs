@@ -44,10 +44,9 @@ const ENTRIES_PER_COMMIT: u64 = (MODELS_PER_COMMIT * LOGITS_PER_MODEL) as u64;
 #[test]
 #[ignore = "child process of readers_and_writer_in_separate_processes"]
 fn child_append_commits() {
-    if common::role().as_deref() != Some("writer") {
+    let Some(path) = common::child_index("writer") else {
         return;
-    }
-    let path = PathBuf::from(common::env("PLOG_PATH"));
+    };
     // Start appending only once every reader has its first snapshot.
     let ready = PathBuf::from(common::env("PLOG_READY"));
     for i in 0..READERS {
@@ -67,10 +66,9 @@ fn child_append_commits() {
 #[test]
 #[ignore = "child process of readers_and_writer_in_separate_processes"]
 fn child_search_loop() {
-    if common::role().as_deref() != Some("reader") {
+    let Some(path) = common::child_index("reader") else {
         return;
-    }
-    let path = PathBuf::from(common::env("PLOG_PATH"));
+    };
     let done = PathBuf::from(common::env("PLOG_DONE"));
     let initial: u64 = common::env("PLOG_INITIAL").parse().unwrap();
     let final_count: u64 = common::env("PLOG_FINAL").parse().unwrap();
@@ -224,10 +222,9 @@ fn readers_and_writer_in_separate_processes() {
 #[test]
 #[ignore = "child process of the lock tests"]
 fn child_hold_lock() {
-    if common::role().as_deref() != Some("holder") {
+    let Some(path) = common::child_index("holder") else {
         return;
-    }
-    let path = PathBuf::from(common::env("PLOG_PATH"));
+    };
     let locked = PathBuf::from(common::env("PLOG_LOCKED"));
     let release = PathBuf::from(common::env("PLOG_RELEASE"));
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
@@ -276,18 +273,28 @@ fn start_holder(dir: &Path, path: &Path, compact_under_lock: bool) -> Holder {
     Holder { child, release }
 }
 
-/// Runs `f` on a thread and reports whether it is still blocked after a while.
-fn blocked_thread<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> (std::thread::JoinHandle<T>, Arc<AtomicBool>) {
+/// Appends the model "waiter" from a thread that waits for the writer lock, which `holder`
+/// holds: checks that the thread is still blocked after a while, then lets the holder go and
+/// returns the waiter's commit.
+fn wait_behind(holder: Holder, path: &Path) -> probelog::CommitSummary {
     let finished = Arc::new(AtomicBool::new(false));
-    let flag = finished.clone();
-    let h = std::thread::spawn(move || {
-        let r = f();
+    let (flag, p) = (finished.clone(), path.to_path_buf());
+    let waiter = std::thread::spawn(move || {
+        // Opens the file now (the inode the path names at this moment), then blocks on its lock.
+        let mut w = IndexWriter::open(&p, LockWait::Wait).unwrap();
+        common::add_models(&mut w, &[waiter_model("waiter")]);
+        let summary = w.commit().unwrap();
         flag.store(true, Ordering::SeqCst);
-        r
+        summary
     });
-    (h, finished)
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "a waiting writer got the lock while it was held"
+    );
+    common::touch(&holder.release);
+    common::expect_success(holder.child, "lock holder");
+    waiter.join().unwrap()
 }
 
 /// While another process holds the writer lock, `LockWait::Fail` gets `Error::Locked` (for
@@ -313,20 +320,7 @@ fn second_writer_is_locked_out_or_waits() {
         LOGITS_PER_MODEL as u64
     );
 
-    let p = path.clone();
-    let (waiter, finished) = blocked_thread(move || {
-        let mut w = IndexWriter::open(&p, LockWait::Wait).unwrap();
-        common::add_models(&mut w, &[waiter_model("waiter")]);
-        w.commit().unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !finished.load(Ordering::SeqCst),
-        "a waiting writer got the lock while it was held"
-    );
-    common::touch(&holder.release);
-    common::expect_success(holder.child, "lock holder");
-    let summary = waiter.join().unwrap();
+    let summary = wait_behind(holder, &path);
     assert_eq!(summary.entry_count, 3 * LOGITS_PER_MODEL as u64);
 
     let idx = Index::open(&path).unwrap();
@@ -347,18 +341,8 @@ fn writer_waiting_across_compaction_appends_to_new_file() {
     std::fs::hard_link(&path, &old).unwrap();
 
     let holder = start_holder(dir.path(), &path, true);
-    let p = path.clone();
-    let (waiter, finished) = blocked_thread(move || {
-        // Opens the file (the old inode) now, then blocks on its lock.
-        let mut w = IndexWriter::open(&p, LockWait::Wait).unwrap();
-        common::add_models(&mut w, &[waiter_model("waiter")]);
-        w.commit().unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!finished.load(Ordering::SeqCst));
-    common::touch(&holder.release);
-    common::expect_success(holder.child, "lock holder");
-    let summary = waiter.join().unwrap();
+    // The waiter opens the file (the old inode) before the holder compacts it.
+    let summary = wait_behind(holder, &path);
     assert_eq!(summary.entry_count, 4 * LOGITS_PER_MODEL as u64);
 
     let idx = Index::open(&path).unwrap();
@@ -384,13 +368,13 @@ fn compaction_racing_a_waiting_writer_loses_nothing() {
         common::append(&path, &[planted()]);
         let holder = start_holder(dir.path(), &path, false);
         let p = path.clone();
-        let (writer, _) = blocked_thread(move || {
+        let writer = std::thread::spawn(move || {
             let mut w = IndexWriter::open(&p, LockWait::Wait).unwrap();
             common::add_models(&mut w, &[waiter_model("waiter")]);
             w.commit().unwrap()
         });
         let p = path.clone();
-        let (compactor, _) = blocked_thread(move || compact(&p, LockWait::Wait).unwrap());
+        let compactor = std::thread::spawn(move || compact(&p, LockWait::Wait).unwrap());
         std::thread::sleep(Duration::from_millis(100));
         common::touch(&holder.release);
         common::expect_success(holder.child, "lock holder");

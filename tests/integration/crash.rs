@@ -257,10 +257,9 @@ const CHILD_LOGITS: usize = 3;
 #[test]
 #[ignore = "child process of appending_process_killed_repeatedly"]
 fn child_append_until_killed() {
-    if common::role().as_deref() != Some("appender") {
+    let Some(path) = common::child_index("appender") else {
         return;
-    }
-    let path = PathBuf::from(common::env("PLOG_PATH"));
+    };
     let round = common::env("PLOG_ROUND");
     let mut rng = common::rng(round.parse().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);

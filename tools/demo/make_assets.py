@@ -223,16 +223,6 @@ def select(views, classes):
     return xs, torch.tensor([classes.index(names[i]) for i in keep])
 
 
-def flip_shift(x, gen):
-    """Random horizontal flips and shifts of up to 3 px (reflect padding)."""
-    n = x.shape[0]
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
-    pad = F.pad(x, (3, 3, 3, 3), mode="reflect")
-    dx, dy = (int(v) for v in torch.randint(0, 7, (2,), generator=gen))
-    return pad[:, :, dy : dy + SIZE, dx : dx + SIZE]
-
-
 @torch.no_grad()
 def accuracy(model, x, y):
     model.eval()
@@ -254,7 +244,7 @@ def train_classifier(train, held, name, spec, classes, args, out):
     model.train()
     for _ in range(args.steps):
         idx = torch.randint(0, len(x), (args.batch,), generator=gen)
-        xb = flip_shift(x[idx], gen)
+        xb = common.flip_shift(x[idx], gen)
         loss = F.cross_entropy(model((xb - mean) / std), y[idx], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -350,7 +340,7 @@ def train_text(train, held, concepts, args, out):
     image.train()
     for _ in range(args.text_steps):
         idx = torch.randint(0, len(x), (args.batch,), generator=gen)
-        xb = flip_shift(x[idx], gen)
+        xb = common.flip_shift(x[idx], gen)
         words = F.normalize(text.embed.weight[first:], dim=-1)
         logits = scale.exp().clamp(max=100) * image(xb) @ words.T
         loss = F.cross_entropy(logits, y[idx])

@@ -113,6 +113,16 @@ def jitter(x, gen, strength=1.0):
     return x.clamp(0, 1)
 
 
+def flip_shift(x, gen):
+    """Random horizontal flips and shifts of up to 3 px (reflect padding), same size out."""
+    n, size = x.shape[0], x.shape[-1]
+    flip = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    pad = F.pad(x, (3, 3, 3, 3), mode="reflect")
+    dx, dy = (int(v) for v in torch.randint(0, 7, (2,), generator=gen))
+    return pad[:, :, dy : dy + size, dx : dx + size]
+
+
 def compose(src, size, gen, **warp_args):
     """Augmented RGB images [N, 3, size, size] from premultiplied RGBA sources."""
     fg = warp(src, size, gen, **warp_args)

@@ -123,16 +123,6 @@ def model_views(v, key, concepts, lengths=None):
     return as_float(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 
-def flip_shift(x, gen):
-    """Random horizontal flips and shifts of up to 3 px (reflect padding)."""
-    n = x.shape[0]
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
-    pad = F.pad(x, (3, 3, 3, 3), mode="reflect")
-    dx, dy = (int(v) for v in torch.randint(0, 7, (2,), generator=gen))
-    return pad[:, :, dy : dy + SIZE, dx : dx + SIZE]
-
-
 @torch.no_grad()
 def accuracy(model, x, y, mean, std):
     model.eval()
@@ -160,7 +150,7 @@ def train_one(m, v, hub_index, out_dir):
     model.train()
     for step in range(m["steps"]):
         idx = torch.randint(0, len(x), (m["batch"],), generator=gen)
-        xb = flip_shift(x[idx], gen)
+        xb = common.flip_shift(x[idx], gen)
         loss = F.cross_entropy(model((xb - mean) / std), y[idx], label_smoothing=m["label_smoothing"])
         opt.zero_grad(set_to_none=True)
         loss.backward()

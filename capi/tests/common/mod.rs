@@ -644,9 +644,12 @@ pub type Row = (u64, i64, u64, String, i64, Option<String>, f32);
 
 /// The results of a CLI `--json` report as rows.
 pub fn cli_rows(report: &Value) -> Vec<Row> {
-    report["results"]
-        .as_array()
-        .expect("results")
+    json_rows(report["results"].as_array().expect("results"))
+}
+
+/// Result objects (the CLI's `--json` results, `sqlite3 -json` rows) as rows.
+pub fn json_rows(objects: &[Value]) -> Vec<Row> {
+    objects
         .iter()
         .map(|r| {
             (
