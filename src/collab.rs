@@ -9,6 +9,17 @@
 //! alternating least squares over everything observed so far and stored in the index, so a later
 //! append folds a new model in without refitting.
 
+//!
+//! The `rounds` submodule holds the policy that chooses each model's probes in two rounds and
+//! calls the caller's [`Prober`] to run them: `probelog-tool append --probe-fraction`, the C ABI
+//! and the Python package all go through [`probe_batch`] or [`probe_model`].
+
+mod rounds;
+
+pub use rounds::{
+    ModelDetails, ProbePlan, ProbeRows, Prober, Round, Staged, probe_batch, probe_model,
+};
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use clap::ArgGroup;
 use probelog::collab::{
-    CollabOptions, DEFAULT_ADAPTIVE_SHARE, Observations, ProbeFactors, adaptive_probes,
-    adaptive_split, sample_probe_count,
+    self, CollabOptions, DEFAULT_ADAPTIVE_SHARE, ModelDetails, ProbePlan, ProbeRows, Round,
+    probe_batch,
 };
 use probelog::writer::ExistingName;
 use probelog::{AppendOptions, IndexWriter, LogitMatrix, ModelAdded, ModelInput, ProbeSetId};
@@ -308,27 +308,27 @@ pub fn run(args: Args) -> Result<()> {
                 fingerprint,
             })),
     };
-    let partial = match args.probe_fraction {
-        Some(fraction) => {
-            // Checks the fraction and the share before anything is staged.
-            let (random, adaptive) =
-                adaptive_split(index_set.num_probes as usize, fraction, args.adaptive_share)
-                    .plain()?;
-            Some(Partial {
-                random,
-                adaptive,
-                seed: args.seed,
-                options: CollabOptions {
+    let plan = match args.probe_fraction {
+        // Checks the fraction and the share before anything is staged. Model i of the manifest
+        // (with --shard too) draws its random subset with seed + i.
+        Some(fraction) => Some(
+            ProbePlan::new(
+                index_set.num_probes as usize,
+                fraction,
+                args.adaptive_share,
+                args.seed + offset as u64,
+                CollabOptions {
                     rank: args.rank,
                     lambda: args.lambda,
                     seed: args.seed,
                     ..CollabOptions::default()
                 },
-            })
-        }
+            )
+            .plain()?,
+        ),
         None => None,
     };
-    let bar = progress_for(&specs, prober.as_ref(), partial, args.manifest.is_some());
+    let bar = progress_for(&specs, prober.as_ref(), plan, args.manifest.is_some());
     let mut probing = Throughput::default();
     let mut added = Vec::with_capacity(specs.len());
     let mut skipped = Vec::new();
@@ -361,106 +361,33 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let p = index_set.num_probes as usize;
-    match partial {
-        Some(partial) if partial.adaptive > 0 => {
-            // Round 1: every model on its own random subset.
-            let mut first = Vec::with_capacity(specs.len());
-            for (i, spec) in specs.iter().enumerate() {
-                bar.set_message(spec.name.clone());
-                let observed =
-                    sample_probe_count(p, partial.random, partial.seed + (offset + i) as u64);
-                let run = read_rows(
-                    spec,
-                    p,
-                    prober.as_ref(),
-                    Some(&observed),
-                    &bar,
-                    &mut probing,
-                    false,
-                )
-                .and_then(|rows| {
-                    let logits = LogitMatrix::new(&rows.data, rows.rows, rows.cols).plain()?;
-                    let (obs, _) = Observations::from_logits(
-                        &spec.name,
-                        &logits,
-                        &observed,
-                        p,
-                        opts.keep_constant,
-                    )
-                    .plain()?;
-                    Ok((rows, obs))
-                });
-                match run {
-                    Ok((rows, obs)) => first.push((i, observed, rows, obs)),
-                    Err(e) => {
-                        refuse(i, spec, e, &mut skipped)?;
-                        tick(spec);
-                    }
-                }
-            }
-            // Round 2 (when any model is left): each on the probes where its completion is highest.
-            if !first.is_empty() {
-                // The factors that choose round 2's probes: the index's, else fitted on round 1.
-                let (factors, lambda) = match writer.stored_factors().at(&args.index)? {
-                    Some(stored) => stored,
-                    None => {
-                        let observations: Vec<Observations> =
-                            first.iter().map(|f| f.3.clone()).collect();
-                        let fitted =
-                            ProbeFactors::fit(p, &observations, &partial.options).plain()?;
-                        (fitted, partial.options.lambda)
-                    }
-                };
-                for (i, observed, rows, obs) in first {
-                    let spec = &specs[i];
-                    bar.set_message(spec.name.clone());
-                    let staged = factors
-                        .impute(&obs, lambda)
-                        .and_then(|predicted| {
-                            adaptive_probes(&predicted, obs.logits, p, &observed, partial.adaptive)
-                        })
-                        .plain()
-                        .and_then(|extra| {
-                            let more = read_rows(
-                                spec,
-                                p,
-                                prober.as_ref(),
-                                Some(&extra),
-                                &bar,
-                                &mut probing,
-                                true,
-                            )?;
-                            let (union, merged) = merge_rows(&observed, rows, &extra, more)?;
-                            stage_rows(&mut writer, spec, opts, merged, Some((&union, partial)))
-                        });
-                    match staged {
-                        Ok(a) => added.push((spec.name.clone(), a)),
-                        Err(e) => refuse(i, spec, e, &mut skipped)?,
-                    }
-                    tick(spec);
-                }
-            }
+    match plan {
+        // Collaborative probing: the library's policy picks each round's probes.
+        Some(plan) => {
+            let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+            let mut refuse_model = |i: usize, e| refuse(i, &specs[i], e, &mut skipped);
+            let mut collab = CliProber {
+                specs: &specs,
+                p,
+                prober: prober.as_ref(),
+                bar: &bar,
+                probing: &mut probing,
+                refuse: &mut refuse_model,
+                tick: &tick,
+            };
+            let staged =
+                probe_batch(&mut writer, &names, opts, &plan, &mut collab).map_err(|e| e.0)?;
+            added.extend(
+                staged
+                    .into_iter()
+                    .map(|s| (specs[s.model].name.clone(), s.added)),
+            );
         }
-        _ => {
+        None => {
             for (i, spec) in specs.iter().enumerate() {
                 bar.set_message(spec.name.clone());
-                // With collaborative probing, the probes this model is run on (or whose rows are
-                // kept): a random subset of the whole budget.
-                let observed =
-                    partial.map(|x| sample_probe_count(p, x.random, x.seed + (offset + i) as u64));
-                let staged = read_rows(
-                    spec,
-                    p,
-                    prober.as_ref(),
-                    observed.as_deref(),
-                    &bar,
-                    &mut probing,
-                    false,
-                )
-                .and_then(|rows| {
-                    let partial = observed.as_deref().zip(partial);
-                    stage_rows(&mut writer, spec, opts, rows, partial)
-                });
+                let staged = read_rows(spec, p, prober.as_ref(), None, &bar, &mut probing, false)
+                    .and_then(|rows| stage_rows(&mut writer, spec, opts, rows));
                 match staged {
                     Ok(a) => added.push((spec.name.clone(), a)),
                     Err(e) => refuse(i, spec, e, &mut skipped)?,
@@ -519,7 +446,7 @@ pub fn run(args: Args) -> Result<()> {
 fn progress_for(
     specs: &[ModelSpec],
     prober: Option<&Prober>,
-    partial: Option<Partial>,
+    plan: Option<ProbePlan>,
     manifest: bool,
 ) -> Progress {
     let batches: u64 = specs
@@ -528,7 +455,7 @@ fn progress_for(
             (ModelSource::TorchScript(_, spec), Some(p)) => {
                 // Each round runs in batches of its own.
                 let batches = |n: usize| n.div_ceil(spec.batch) as u64;
-                partial.map_or(batches(p.set().len()), |x| {
+                plan.map_or(batches(p.set().len()), |x| {
                     batches(x.random) + batches(x.adaptive)
                 })
             }
@@ -590,24 +517,6 @@ impl Throughput {
     }
 }
 
-/// Collaborative probing settings of `append --probe-fraction`: per model, `random` probes of a
-/// seeded subset (seed + the model's position in the commit), then `adaptive` more chosen from its
-/// completion.
-#[derive(Debug, Clone, Copy)]
-struct Partial {
-    random: usize,
-    adaptive: usize,
-    seed: u64,
-    options: CollabOptions,
-}
-
-/// A model's logits on some probes, row-major `[rows, cols]`.
-struct Rows {
-    data: Vec<f32>,
-    rows: usize,
-    cols: usize,
-}
-
 /// Loads (or computes) one model's logits on the probes `observed` (all `p` when `None`), row
 /// `i` for probe `observed[i]`. A second round of the same model passes `again` (its images count
 /// in `probing`, the model does not).
@@ -619,7 +528,7 @@ fn read_rows(
     bar: &Progress,
     probing: &mut Throughput,
     again: bool,
-) -> Result<Rows> {
+) -> Result<ProbeRows> {
     match &spec.input {
         ModelSource::Logits(path) => {
             let m = npy::read_matrix(path, "[probes, logits]")?;
@@ -633,10 +542,10 @@ fn read_rows(
                 );
             }
             match observed {
-                None => Ok(Rows {
+                None => Ok(ProbeRows {
                     data: m.data,
                     rows: m.rows,
-                    cols: m.cols,
+                    logits: m.cols,
                 }),
                 Some(observed) => {
                     ensure!(
@@ -650,10 +559,10 @@ fn read_rows(
                         .flat_map(|&q| &m.data[q as usize * m.cols..(q as usize + 1) * m.cols])
                         .copied()
                         .collect();
-                    Ok(Rows {
+                    Ok(ProbeRows {
                         data,
                         rows: observed.len(),
-                        cols: m.cols,
+                        logits: m.cols,
                     })
                 }
             }
@@ -667,77 +576,105 @@ fn read_rows(
             probing.models += usize::from(!again);
             probing.images += out.probes;
             probing.elapsed += out.elapsed;
-            Ok(Rows {
+            Ok(ProbeRows {
                 data: out.logits,
                 rows: out.probes,
-                cols: out.num_logits,
+                logits: out.num_logits,
             })
         }
     }
 }
 
-/// Merges two rounds of a model's logits: rows of the sorted probe lists `a` and `b` (disjoint)
-/// into the rows of their sorted union. Returns the union and its rows.
-fn merge_rows(a: &[u32], ra: Rows, b: &[u32], rb: Rows) -> Result<(Vec<u32>, Rows)> {
-    ensure!(
-        ra.cols == rb.cols,
-        "the model gave {} logits in the first round and {} in the second",
-        ra.cols,
-        rb.cols
-    );
-    let cols = ra.cols;
-    let (mut union, mut data) = (Vec::with_capacity(a.len() + b.len()), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let from_a = j == b.len() || (i < a.len() && a[i] < b[j]);
-        let (q, row) = if from_a {
-            i += 1;
-            (a[i - 1], &ra.data[(i - 1) * cols..i * cols])
-        } else {
-            j += 1;
-            (b[j - 1], &rb.data[(j - 1) * cols..j * cols])
-        };
-        union.push(q);
-        data.extend_from_slice(row);
-    }
-    let rows = union.len();
-    Ok((union, Rows { data, rows, cols }))
-}
-
-/// Stages one model's logits; with `partial` (its observed probes and the settings), as a
-/// partially probed model whose other entries are completed at commit.
-fn stage_rows(
-    writer: &mut IndexWriter,
-    spec: &ModelSpec,
-    opts: AppendOptions,
-    rows: Rows,
-    partial: Option<(&[u32], Partial)>,
-) -> Result<ModelAdded> {
+/// A model's source, metadata and labels (read from its labels file), as the writer stores them.
+fn details(spec: &ModelSpec) -> Result<ModelDetails> {
     let labels = spec
         .labels
         .as_deref()
         .map(|path| read_lines(path, &format!("the labels of model {:?}", spec.name)))
         .transpose()?;
-    let input = ModelInput {
-        name: spec.name.clone(),
+    Ok(ModelDetails {
         source: spec.source.clone(),
         meta: spec.meta.clone(),
         labels,
-        logits: LogitMatrix::new(&rows.data, rows.rows, rows.cols).plain()?,
+        existing_name: spec.replace.then_some(ExistingName::Replace),
+    })
+}
+
+/// Stages one model probed on every probe.
+fn stage_rows(
+    writer: &mut IndexWriter,
+    spec: &ModelSpec,
+    opts: AppendOptions,
+    rows: ProbeRows,
+) -> Result<ModelAdded> {
+    let details = details(spec)?;
+    let input = ModelInput {
+        name: spec.name.clone(),
+        source: details.source,
+        meta: details.meta,
+        labels: details.labels,
+        logits: LogitMatrix::new(&rows.data, rows.rows, rows.logits).plain()?,
     };
     let opts = AppendOptions {
-        existing_name: if spec.replace {
-            ExistingName::Replace
-        } else {
-            opts.existing_name
-        },
+        existing_name: details.existing_name.unwrap_or(opts.existing_name),
         ..opts
     };
-    match partial {
-        Some((observed, partial)) => writer
-            .add_partial_model(input, observed, opts, partial.options)
-            .plain(),
-        None => writer.add_model(input, opts).plain(),
+    writer.add_model(input, opts).plain()
+}
+
+/// An error of the command in the library's collaborative-probing policy: library errors are
+/// rendered as the command renders them elsewhere.
+struct CliError(anyhow::Error);
+
+impl From<probelog::Error> for CliError {
+    fn from(e: probelog::Error) -> Self {
+        CliError(Err::<(), _>(e).plain().unwrap_err())
+    }
+}
+
+/// The command's side of `--probe-fraction`: loads or runs each model on the probes the policy
+/// asks for, reads its labels when it is staged, leaves refused models out under --skip-failed
+/// and moves the bar.
+struct CliProber<'a> {
+    specs: &'a [ModelSpec],
+    p: usize,
+    prober: Option<&'a Prober>,
+    bar: &'a Progress,
+    probing: &'a mut Throughput,
+    refuse: &'a mut dyn FnMut(usize, anyhow::Error) -> Result<()>,
+    tick: &'a dyn Fn(&ModelSpec),
+}
+
+impl collab::Prober for CliProber<'_> {
+    type Error = CliError;
+
+    fn run(&mut self, model: usize, round: Round, probes: &[u32]) -> Result<ProbeRows, CliError> {
+        read_rows(
+            &self.specs[model],
+            self.p,
+            self.prober,
+            Some(probes),
+            self.bar,
+            self.probing,
+            round == Round::Adaptive,
+        )
+        .map_err(CliError)
+    }
+
+    fn details(&mut self, model: usize) -> Result<ModelDetails, CliError> {
+        details(&self.specs[model]).map_err(CliError)
+    }
+
+    fn refused(&mut self, model: usize, error: CliError) -> Result<(), CliError> {
+        (self.refuse)(model, error.0).map_err(CliError)
+    }
+
+    fn started(&mut self, model: usize, _: Round) {
+        self.bar.set_message(self.specs[model].name.clone());
+    }
+
+    fn finished(&mut self, model: usize) {
+        (self.tick)(&self.specs[model]);
     }
 }
 
