@@ -56,6 +56,8 @@ pub enum MergedFactors {
     Refitted { rank: usize },
     /// Factors of this rank refitted, and the partially probed models completed again.
     Refactorized { rank: usize },
+    /// The first input's factors of this rank, kept: too few live logits were left to refit.
+    Kept { rank: usize },
 }
 
 /// Summary of [`merge`].
@@ -271,18 +273,31 @@ impl<'a> MergePlan<'a> {
         let factors = match fit {
             None => MergedFactors::None,
             Some((collab, refactorize)) => {
-                let fitted = ProbeFactors::fit(first.num_probes(), &observations, &collab)?;
-                let rank = fitted.rank;
-                if refactorize {
-                    for (i, part) in partial.iter().enumerate() {
-                        replaced[i] = complete(&fitted, collab.lambda, part, &observations)?;
+                match ProbeFactors::fit(first.num_probes(), &observations, &collab) {
+                    Ok(fitted) => {
+                        let rank = fitted.rank;
+                        if refactorize {
+                            for (i, part) in partial.iter().enumerate() {
+                                replaced[i] =
+                                    complete(&fitted, collab.lambda, part, &observations)?;
+                            }
+                        }
+                        meta.probe_factors = Some((fitted, collab.lambda));
+                        if refactorize {
+                            MergedFactors::Refactorized { rank }
+                        } else {
+                            MergedFactors::Refitted { rank }
+                        }
                     }
-                }
-                meta.probe_factors = Some((fitted, collab.lambda));
-                if refactorize {
-                    MergedFactors::Refactorized { rank }
-                } else {
-                    MergedFactors::Refitted { rank }
+                    // Too few live logits are left to refit (the models that fitted the stored
+                    // factors were deleted): the first stored factors are kept as they are.
+                    Err(_) if !refactorize => {
+                        let (f, lambda) = stored_factors.expect("a refit has stored factors");
+                        let rank = f.rank;
+                        meta.probe_factors = Some((f, lambda));
+                        MergedFactors::Kept { rank }
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         };

@@ -488,3 +488,53 @@ fn probe_level_sections_come_from_the_first_input_that_has_them() {
     assert!(merged.embedded_probe_set_bytes().is_some());
     assert!(merged.verify().is_ok());
 }
+
+/// When the live models are too few to refit the factors (the models that fitted them were
+/// deleted), the first input's stored factors are kept.
+#[test]
+fn stored_factors_are_kept_when_too_few_live_logits_remain_to_refit() {
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), "p.plog", PROBES, Dtype::F32);
+    let full = models(23, "full", 3);
+    let partial = &models(24, "partial", 1)[0];
+    let observed: Vec<u32> = (0..PROBES as u32).step_by(2).collect();
+    let rows: Vec<f32> = observed
+        .iter()
+        .flat_map(|&p| {
+            partial.logits[p as usize * partial.n..(p as usize + 1) * partial.n].to_vec()
+        })
+        .collect();
+    let collab = CollabOptions {
+        rank: 8,
+        ..Default::default()
+    };
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    common::add_models(&mut w, &full);
+    let input = ModelInput {
+        name: partial.name.clone(),
+        source: String::new(),
+        meta: vec![],
+        labels: None,
+        logits: LogitMatrix::new(&rows, observed.len(), partial.n).unwrap(),
+    };
+    w.add_partial_model(input, &observed, AppendOptions::default(), collab)
+        .unwrap();
+    w.commit().unwrap();
+    for m in &full {
+        w.delete_models_named(&m.name).unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    let stored = Index::open(&path)
+        .unwrap()
+        .probe_factors()
+        .unwrap()
+        .unwrap();
+    let out = dir.path().join("out.plog");
+    let done = merge(&out, &[&path], &MergeOptions::default()).unwrap();
+    assert_eq!(done.factors, MergedFactors::Kept { rank: 8 });
+    assert_eq!(
+        Index::open(&out).unwrap().probe_factors().unwrap().unwrap(),
+        stored
+    );
+}

@@ -53,7 +53,7 @@ struct Summary {
     entry_count: u64,
     /// Deleted models of the inputs, left out.
     models_dropped: u64,
-    /// none, refitted or refactorized.
+    /// none, refitted, refactorized or kept (too few live logits to refit).
     factors: &'static str,
     /// Rank of the merged file's probe factors; null without factors.
     factor_rank: Option<usize>,
@@ -87,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
         MergedFactors::None => ("none", None),
         MergedFactors::Refitted { rank } => ("refitted", Some(rank)),
         MergedFactors::Refactorized { rank } => ("refactorized", Some(rank)),
+        MergedFactors::Kept { rank } => ("kept", Some(rank)),
     };
     let summary = Summary {
         out: args.out.display().to_string(),
@@ -120,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
         outln!("left out {} deleted models", summary.models_dropped)?;
     }
     if let Some(rank) = summary.factor_rank {
-        outln!("probe factors {factors} over all observed values (rank {rank})")?;
+        outln!("probe factors {factors} (rank {rank})")?;
     }
     if summary.graphs > 0 {
         outln!("built {} ANN graphs", summary.graphs)?;
