@@ -14,6 +14,7 @@ use super::{
 };
 use crate::descriptor::LogitMatrix;
 use crate::error::{Error, Result};
+use crate::storage::Storage;
 use crate::writer::{AppendOptions, ExistingName, IndexWriter, ModelAdded, ModelInput};
 
 /// How each model's probe budget is spent: `random` probes of a seeded subset, then `adaptive`
@@ -137,8 +138,8 @@ pub trait Prober {
 ///
 /// Fails without staging more when the factors of round 2 cannot be read or fitted, or when
 /// `prober.refused` ends the batch; models staged before stay staged.
-pub fn probe_batch<P: Prober>(
-    writer: &mut IndexWriter,
+pub fn probe_batch<S: Storage, P: Prober>(
+    writer: &mut IndexWriter<S>,
     names: &[String],
     opts: AppendOptions,
     plan: &ProbePlan,
@@ -209,8 +210,8 @@ pub fn probe_batch<P: Prober>(
 /// One model of a batch of one, with a closure as its prober: the bindings' entry point. Without
 /// stored factors the second round's factors are fitted on this model's first round alone (it
 /// needs at least `plan.options.rank` logits then).
-pub fn probe_model(
-    writer: &mut IndexWriter,
+pub fn probe_model<S: Storage>(
+    writer: &mut IndexWriter<S>,
     name: &str,
     details: ModelDetails,
     opts: AppendOptions,
@@ -281,8 +282,8 @@ fn outcome<P: Prober>(
 
 /// Stages one model observed on `observed` (sorted) with its logits there.
 #[allow(clippy::too_many_arguments)]
-fn stage<P: Prober>(
-    writer: &mut IndexWriter,
+fn stage<S: Storage, P: Prober>(
+    writer: &mut IndexWriter<S>,
     prober: &mut P,
     name: &str,
     model: usize,

@@ -10,6 +10,7 @@
 mod ann;
 mod blend;
 mod collab;
+mod collab_rounds;
 mod common;
 mod concurrency;
 mod corruption;
