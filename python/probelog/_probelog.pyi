@@ -149,6 +149,9 @@ class Index:
     def sequence(self) -> int: ...
     @property
     def probe_names(self) -> Optional[List[str]]: ...
+    def probe_set(self) -> Optional[ProbeSet]:
+        """The probe set file stored in the index (``probelog-tool create --embed-probes``,
+        ``probes attach``), checked against its fingerprint, or None when it holds none."""
     @property
     def models(self) -> List[Model]:
         """Every model, in append order."""

@@ -1371,6 +1371,7 @@ impl ProbeSet {
     }
 }
 
+mod embedded;
 mod multi;
 
 #[pymodule]
@@ -1400,5 +1401,6 @@ fn _probelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_K", probelog::DEFAULT_K)?;
     m.add("DEFAULT_BLEND_WEIGHT", probelog::DEFAULT_BLEND_WEIGHT)?;
     multi::register(m)?;
+    embedded::register(m)?;
     Ok(())
 }

@@ -1,0 +1,55 @@
+"""An index that ships with its probe set (``probelog-tool create --embed-probes``, ``probes
+attach``): ``Index.probe_set()`` gives the stored set back as a ``ProbeSet``, byte for byte the
+file that was embedded, or None; a damaged copy raises ``CorruptIndexError``."""
+
+from __future__ import annotations
+
+import pytest
+
+import probelog
+from conftest import make_probe_set
+
+
+def test_embedded_at_create_comes_back_byte_for_byte(tmp_path, tool):
+    pset = tmp_path / "probes.pset"
+    original = make_probe_set(pset, probes=6, size=5)
+    index = tmp_path / "hub.plog"
+    tool.run("create", index, "--probes", pset, "--embed-probes")
+    idx = probelog.Index(str(index))
+    got = idx.probe_set()
+    assert isinstance(got, probelog.ProbeSet)
+    assert got.to_bytes() == pset.read_bytes()
+    assert got.fingerprint == original.fingerprint == idx.probe_fingerprint
+    assert got.names == original.names and len(got) == idx.num_probes
+
+
+def test_none_until_attached(tmp_path, tool):
+    pset = tmp_path / "probes.pset"
+    original = make_probe_set(pset, probes=6, size=5)
+    index = tmp_path / "hub.plog"
+    probelog.create(str(index), probes=original)
+    idx = probelog.Index(str(index))
+    assert idx.probe_set() is None
+    tool.run("probes", "attach", index, pset)
+    assert idx.probe_set() is None, "a snapshot keeps its commit"
+    assert idx.refresh()
+    assert idx.probe_set().to_bytes() == pset.read_bytes()
+
+
+def test_a_damaged_copy_raises(tmp_path, tool):
+    pset = tmp_path / "probes.pset"
+    make_probe_set(pset, probes=6, size=5)
+    original = pset.read_bytes()
+    index = tmp_path / "hub.plog"
+    tool.run("create", index, "--probes", pset, "--embed-probes")
+    data = bytearray(index.read_bytes())
+    at = bytes(data).find(original)
+    assert at > 0
+    data[at + len(original) - 40] ^= 0x3C  # a pixel
+    index.write_bytes(bytes(data))
+    idx = probelog.Index(str(index))
+    with pytest.raises(probelog.CorruptIndexError, match="fingerprint"):
+        idx.probe_set()
+    report = idx.verify()
+    assert not report.ok
+    assert any(section == "segment 0 embedded probe set" for section, _ in report.problems)
