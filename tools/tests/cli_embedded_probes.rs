@@ -270,3 +270,33 @@ fn demo_index_ships_without_side_files() {
     extract(&shipped, &out);
     assert_eq!(fs::read(&out).unwrap(), fs::read(&pset).unwrap());
 }
+
+#[test]
+fn merge_keeps_the_embedded_set() {
+    let dir = TempDir::new().unwrap();
+    let pset = build_pset(dir.path(), "probes", 0);
+    let (a, b, c) = (dir.path().join("a.plog"), dir.path().join("b.plog"), dir.path().join("c.plog"));
+    ok(&["create", s(&a), "--probes", s(&pset), "--embed-probes"]);
+    ok(&["create", s(&b), "--probes", s(&pset), "--embed-probes"]);
+    ok(&["create", s(&c), "--probes", s(&pset)]);
+    for (index, name) in [(&a, "ma"), (&b, "mb"), (&c, "mc")] {
+        append_logits(dir.path(), index, name, &[]);
+    }
+    let original = fs::read(&pset).unwrap();
+    // Every input embeds it, or only some do (first or not): the merge holds it.
+    for (name, inputs) in [("ab", [&a, &b]), ("ca", [&c, &a]), ("cb", [&c, &b])] {
+        let out = dir.path().join(format!("{name}.plog"));
+        ok(&["merge", s(&out), s(inputs[0]), s(inputs[1])]);
+        let back = dir.path().join(format!("{name}.pset"));
+        extract(&out, &back);
+        assert_eq!(fs::read(&back).unwrap(), original, "{name}");
+        ok(&["verify", s(&out)]);
+    }
+    // No input embeds it: neither does the merge.
+    let cc = dir.path().join("cc.plog");
+    let c2 = dir.path().join("c2.plog");
+    ok(&["create", s(&c2), "--probes", s(&pset)]);
+    append_logits(dir.path(), &c2, "mc2", &[]);
+    ok(&["merge", s(&cc), s(&c), s(&c2)]);
+    assert!(ok_json(&["info", s(&cc)])["embedded_probe_set_bytes"].is_null());
+}
