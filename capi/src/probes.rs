@@ -8,7 +8,9 @@ use probelog::CreateOptions;
 use probelog::probe_set::ProbeSet;
 
 use crate::args::{path_arg, write_out};
-use crate::error::{Failure, PROBELOG_ERR_INVALID_INPUT, PROBELOG_ERR_WRONG_LENGTH, ProbelogStatus, guard};
+use crate::error::{
+    Failure, PROBELOG_ERR_INVALID_INPUT, PROBELOG_ERR_WRONG_LENGTH, ProbelogStatus, guard,
+};
 use crate::index::{ProbelogIndex, index_arg};
 
 /// Flag of `probelog_create_from_probe_set`: store the probe set file in the new index too, byte
@@ -77,10 +79,7 @@ pub unsafe extern "C" fn probelog_index_probe_set(
         if cap < bytes.len() {
             return Err(Failure::new(
                 PROBELOG_ERR_WRONG_LENGTH,
-                format!(
-                    "the probe set is {} bytes; buf holds {cap}",
-                    bytes.len()
-                ),
+                format!("the probe set is {} bytes; buf holds {cap}", bytes.len()),
             ));
         }
         index.embedded_probe_set()?;

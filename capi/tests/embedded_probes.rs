@@ -40,7 +40,10 @@ impl Idx {
         let p = cstr(path);
         let mut h = ptr::null_mut();
         // SAFETY: a NUL-terminated path and a writable out pointer.
-        assert_eq!(unsafe { probelog_index_open(p.as_ptr(), &mut h) }, PROBELOG_OK);
+        assert_eq!(
+            unsafe { probelog_index_open(p.as_ptr(), &mut h) },
+            PROBELOG_OK
+        );
         Idx(h)
     }
 
@@ -48,7 +51,11 @@ impl Idx {
     fn probe_set(&self, cap: Option<usize>) -> (ProbelogStatus, usize, Vec<u8>) {
         let mut len = usize::MAX;
         let mut buf = vec![0u8; cap.unwrap_or(0)];
-        let ptr = if cap.is_some() { buf.as_mut_ptr() } else { ptr::null_mut() };
+        let ptr = if cap.is_some() {
+            buf.as_mut_ptr()
+        } else {
+            ptr::null_mut()
+        };
         // SAFETY: a live handle, `buf` holds `cap` bytes (or NULL), `len` is writable.
         let st = unsafe { probelog_index_probe_set(self.0, ptr, buf.len(), &mut len) };
         (st, len, buf)
@@ -81,14 +88,23 @@ fn embedded_probe_set_comes_back_byte_for_byte() {
     let original = write_pset(&pset);
     let index = dir.path().join("hub.plog");
     assert_eq!(create(&index, &pset, PROBELOG_EMBED_PROBES), PROBELOG_OK);
-    assert_eq!(create(&index, &pset, PROBELOG_EMBED_PROBES), PROBELOG_ERR_EXISTS);
-    assert_eq!(create(&dir.path().join("x.plog"), &pset, 2), PROBELOG_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        create(&index, &pset, PROBELOG_EMBED_PROBES),
+        PROBELOG_ERR_EXISTS
+    );
+    assert_eq!(
+        create(&dir.path().join("x.plog"), &pset, 2),
+        PROBELOG_ERR_INVALID_ARGUMENT
+    );
     assert!(last_error().contains("PROBELOG_EMBED_PROBES"));
 
     let idx = Idx::open(&index);
     let mut info = ProbelogIndexInfo::default();
     // SAFETY: a live handle and a writable struct.
-    assert_eq!(unsafe { probelog_index_info(idx.0, &mut info) }, PROBELOG_OK);
+    assert_eq!(
+        unsafe { probelog_index_info(idx.0, &mut info) },
+        PROBELOG_OK
+    );
     assert_eq!(info.num_probes, 5);
     let (st, len, _) = idx.probe_set(None);
     assert_eq!((st, len), (PROBELOG_OK, original.len()));
@@ -107,8 +123,15 @@ fn embedded_probe_set_comes_back_byte_for_byte() {
     assert_eq!(idx.write(&out, PROBELOG_REPLACE_FILE), PROBELOG_OK);
     assert_eq!(fs::read(&out).unwrap(), original);
     let before = fs::read(&index).unwrap();
-    assert_eq!(idx.write(&index, PROBELOG_REPLACE_FILE), PROBELOG_ERR_INVALID_INPUT);
-    assert!(last_error().contains("the index file itself"), "{}", last_error());
+    assert_eq!(
+        idx.write(&index, PROBELOG_REPLACE_FILE),
+        PROBELOG_ERR_INVALID_INPUT
+    );
+    assert!(
+        last_error().contains("the index file itself"),
+        "{}",
+        last_error()
+    );
     assert_eq!(fs::read(&index).unwrap(), before);
     assert_eq!(idx.write(&out, 4), PROBELOG_ERR_INVALID_ARGUMENT);
 

@@ -85,7 +85,11 @@ mod tests {
         assert_eq!(decode(&bytes, id).unwrap(), set);
         assert!(check_for_index(&bytes, id).is_ok());
         let other = ProbeSetId::anonymous(2);
-        assert!(check_stated(&bytes, other).unwrap_err().contains("not the index's"));
+        assert!(
+            check_stated(&bytes, other)
+                .unwrap_err()
+                .contains("not the index's")
+        );
         assert!(matches!(
             check_for_index(&bytes, other),
             Err(Error::ProbeSetMismatch { .. })

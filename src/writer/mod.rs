@@ -469,7 +469,9 @@ impl<S: Storage> IndexWriter<S> {
     /// probe set already (it holds at most one, and any other valid one would be the same file).
     pub fn embed_probe_set(&mut self, bytes: Vec<u8>) -> Result<()> {
         if self.pending.meta.embedded_probes.is_some()
-            || self.stored_section(SectionKind::EmbeddedProbeSet)?.is_some()
+            || self
+                .stored_section(SectionKind::EmbeddedProbeSet)?
+                .is_some()
         {
             return Err(Error::InvalidInput(
                 "the index holds an embedded probe set already".into(),

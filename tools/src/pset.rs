@@ -210,7 +210,11 @@ pub fn build(
 /// one. Returns it with a phrase naming where it came from, or `None` when there is none. When
 /// the index holds a probe set and `--probes` names another, the command is refused: an index
 /// embeds only its own probe set, so the file cannot be the index's.
-pub fn resolve(index: &Path, given: Option<&Path>, needs: bool) -> Result<Option<(String, ProbeSet)>> {
+pub fn resolve(
+    index: &Path,
+    given: Option<&Path>,
+    needs: bool,
+) -> Result<Option<(String, ProbeSet)>> {
     if let Some(path) = given {
         let set = ProbeSet::read(path)?;
         // An index that cannot be opened is reported by the command's own open.
@@ -232,12 +236,17 @@ pub fn resolve(index: &Path, given: Option<&Path>, needs: bool) -> Result<Option
         return Ok(None);
     }
     input::require_regular(index, "the index")?;
-    let opened = probelog::Index::open(index)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", index.display()))?;
+    let opened =
+        probelog::Index::open(index).map_err(|e| anyhow::anyhow!("{}: {e}", index.display()))?;
     let set = opened
         .embedded_probe_set()
         .map_err(|e| anyhow::anyhow!("{}: {e}", index.display()))?;
-    Ok(set.map(|set| (format!("the probe set embedded in {}", index.display()), set)))
+    Ok(set.map(|set| {
+        (
+            format!("the probe set embedded in {}", index.display()),
+            set,
+        )
+    }))
 }
 
 #[cfg(test)]

@@ -24,13 +24,22 @@ fn build_pset(dir: &Path, name: &str, shade: u8) -> PathBuf {
     fs::create_dir_all(&images).unwrap();
     for i in 0..P {
         let v = (i * 40) as u8;
-        RgbImage::from_fn(8, 8, |x, y| Rgb([v ^ shade, (x * 30) as u8, (y * 30) as u8]))
-            .save(images.join(format!("p{i}.png")))
-            .unwrap();
+        RgbImage::from_fn(8, 8, |x, y| {
+            Rgb([v ^ shade, (x * 30) as u8, (y * 30) as u8])
+        })
+        .save(images.join(format!("p{i}.png")))
+        .unwrap();
     }
     let out = dir.join(format!("{name}.pset"));
     ok(&[
-        "probes", "build", "--images", s(&images), "--out", s(&out), "--size", "8",
+        "probes",
+        "build",
+        "--images",
+        s(&images),
+        "--out",
+        s(&out),
+        "--size",
+        "8",
     ]);
     out
 }
@@ -51,7 +60,8 @@ fn append_logits(dir: &Path, index: &Path, name: &str, extra: &[&str]) -> String
 fn info_line(index: &Path, key: &str) -> String {
     let text = ok(&["info", s(index)]);
     let line = text.lines().find(|l| l.starts_with(key));
-    line.unwrap_or_else(|| panic!("no {key:?} in {text}")).to_string()
+    line.unwrap_or_else(|| panic!("no {key:?} in {text}"))
+        .to_string()
 }
 
 fn extract(index: &Path, out: &Path) -> String {
@@ -63,9 +73,7 @@ fn create_embeds_and_extract_gives_the_file_back() {
     let dir = TempDir::new().unwrap();
     let pset = build_pset(dir.path(), "probes", 0);
     let index = dir.path().join("hub.plog");
-    let created = ok(&[
-        "create", s(&index), "--probes", s(&pset), "--embed-probes",
-    ]);
+    let created = ok(&["create", s(&index), "--probes", s(&pset), "--embed-probes"]);
     assert!(created.contains("the probe set embedded"), "{created}");
     let original = fs::read(&pset).unwrap();
     let info = ok_json(&["info", s(&index)]);
@@ -86,7 +94,14 @@ fn create_embeds_and_extract_gives_the_file_back() {
     ok(&["probes", "extract", s(&index), "--out", s(&out), "--force"]);
     assert_eq!(fs::read(&out).unwrap(), original);
     let before = fs::read(&index).unwrap();
-    let e = fails(&["probes", "extract", s(&index), "--out", s(&index), "--force"]);
+    let e = fails(&[
+        "probes",
+        "extract",
+        s(&index),
+        "--out",
+        s(&index),
+        "--force",
+    ]);
     assert!(e.contains("would destroy"), "{e}");
     let link = dir.path().join("link.plog");
     std::os::unix::fs::symlink(&index, &link).unwrap();
@@ -119,13 +134,25 @@ fn attach_stores_the_index_own_probe_set_once() {
     let info = ok_json(&["info", s(&index)]);
     assert!(info["embedded_probe_set_bytes"].is_null());
     assert!(info_line(&index, "probe set:").ends_with(" not embedded"));
-    let e = fails(&["probes", "extract", s(&index), "--out", s(&dir.path().join("x.pset"))]);
+    let e = fails(&[
+        "probes",
+        "extract",
+        s(&index),
+        "--out",
+        s(&dir.path().join("x.pset")),
+    ]);
     assert!(e.contains("holds no probe set"), "{e}");
 
     let e = fails(&["probes", "attach", s(&index), s(&other)]);
-    assert!(e.contains("is not the one") && e.contains("other.pset"), "{e}");
+    assert!(
+        e.contains("is not the one") && e.contains("other.pset"),
+        "{e}"
+    );
     let e = fails(&["probes", "attach", s(&index), s(&index)]);
-    assert!(e.contains("would destroy") || e.contains("not a probe set"), "{e}");
+    assert!(
+        e.contains("would destroy") || e.contains("not a probe set"),
+        "{e}"
+    );
     let v = ok_json(&["probes", "attach", s(&index), s(&pset)]);
     assert_eq!(v["sequence"], 3);
     let e = fails(&["probes", "attach", s(&index), s(&pset)]);
@@ -153,7 +180,14 @@ fn append_and_embed_take_the_embedded_set_and_refuse_another() {
     append_logits(dir.path(), &index, "m0", &["--probes", s(&pset)]);
     let npy = dir.path().join("m0.npy");
     let e = fails(&[
-        "append", s(&index), "--logits", s(&npy), "--name", "m1", "--probes", s(&other),
+        "append",
+        s(&index),
+        "--logits",
+        s(&npy),
+        "--name",
+        "m1",
+        "--probes",
+        s(&other),
     ]);
     assert!(
         e.contains("not the one embedded in") && e.contains("leave --probes out"),
@@ -165,9 +199,18 @@ fn append_and_embed_take_the_embedded_set_and_refuse_another() {
     let encoder = dir.path().join("encoder.pt");
     fs::write(&encoder, b"not read").unwrap();
     let e = fails(&["probes", "embed", s(&plain), "--clip-image", s(&encoder)]);
-    assert!(e.contains("holds no probe set") && e.contains("probes attach"), "{e}");
+    assert!(
+        e.contains("holds no probe set") && e.contains("probes attach"),
+        "{e}"
+    );
     let e = fails(&[
-        "probes", "embed", s(&index), "--clip-image", s(&encoder), "--probes", s(&other),
+        "probes",
+        "embed",
+        s(&index),
+        "--clip-image",
+        s(&encoder),
+        "--probes",
+        s(&other),
     ]);
     assert!(e.contains("not the one embedded in"), "{e}");
 }
@@ -197,7 +240,13 @@ fn verify_names_a_damaged_copy_and_extract_refuses_it() {
     assert!(!out.status.success());
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(text.contains("segment 0 embedded probe set"), "{text}");
-    let e = fails(&["probes", "extract", s(&index), "--out", s(&dir.path().join("x.pset"))]);
+    let e = fails(&[
+        "probes",
+        "extract",
+        s(&index),
+        "--out",
+        s(&dir.path().join("x.pset")),
+    ]);
     assert!(e.contains("fingerprint"), "{e}");
     assert!(!dir.path().join("x.pset").exists());
 }
@@ -239,21 +288,37 @@ fn demo_index_ships_without_side_files() {
     fs::copy(&index, &shipped).unwrap();
     for name in ["pets-cnn", "zoo-dwnet"] {
         let v = ok_json(&[
-            "append", s(&shipped),
-            "--model", s(&demo.join("models").join(format!("{name}.pt"))),
-            "--labels", s(&demo.join("models").join(format!("{name}.txt"))),
-            "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
-            "--device", "cpu",
+            "append",
+            s(&shipped),
+            "--model",
+            s(&demo.join("models").join(format!("{name}.pt"))),
+            "--labels",
+            s(&demo.join("models").join(format!("{name}.txt"))),
+            "--mean",
+            "0.485,0.456,0.406",
+            "--std",
+            "0.229,0.224,0.225",
+            "--device",
+            "cpu",
         ]);
         assert!(v.is_object(), "{v}");
     }
     // The same model appended with the probe set file beside it gives the same descriptors.
     ok(&[
-        "append", s(&index),
-        "--model", s(&demo.join("models/pets-cnn.pt")),
-        "--labels", s(&demo.join("models/pets-cnn.txt")),
-        "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
-        "--device", "cpu", "--probes", s(&pset),
+        "append",
+        s(&index),
+        "--model",
+        s(&demo.join("models/pets-cnn.pt")),
+        "--labels",
+        s(&demo.join("models/pets-cnn.txt")),
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
+        "--device",
+        "cpu",
+        "--probes",
+        s(&pset),
     ]);
     let (a, b) = (Index::open(&shipped).unwrap(), Index::open(&index).unwrap());
     assert_eq!(a.model_count(), 2);
@@ -275,7 +340,11 @@ fn demo_index_ships_without_side_files() {
 fn merge_keeps_the_embedded_set() {
     let dir = TempDir::new().unwrap();
     let pset = build_pset(dir.path(), "probes", 0);
-    let (a, b, c) = (dir.path().join("a.plog"), dir.path().join("b.plog"), dir.path().join("c.plog"));
+    let (a, b, c) = (
+        dir.path().join("a.plog"),
+        dir.path().join("b.plog"),
+        dir.path().join("c.plog"),
+    );
     ok(&["create", s(&a), "--probes", s(&pset), "--embed-probes"]);
     ok(&["create", s(&b), "--probes", s(&pset), "--embed-probes"]);
     ok(&["create", s(&c), "--probes", s(&pset)]);

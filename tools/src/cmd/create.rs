@@ -184,7 +184,10 @@ pub fn run(args: Args) -> Result<()> {
         extras.push(format!("probe embeddings (dim {d})"));
     }
     if let Some(bytes) = &opts.embedded_probe_set {
-        extras.push(format!("the probe set embedded ({})", human_bytes(bytes.len() as u64)));
+        extras.push(format!(
+            "the probe set embedded ({})",
+            human_bytes(bytes.len() as u64)
+        ));
     }
     outln!(
         "created {}: {p} probes, dtype {}, fingerprint {}{}",

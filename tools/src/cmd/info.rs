@@ -185,7 +185,10 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
             "probe set",
             info.embedded_probe_set_bytes
                 .map_or("not embedded".to_string(), |n| {
-                    format!("embedded ({}; `probes extract` writes it out)", human_bytes(n))
+                    format!(
+                        "embedded ({}; `probes extract` writes it out)",
+                        human_bytes(n)
+                    )
                 }),
         ),
         (

@@ -245,15 +245,14 @@ fn embed(args: EmbedArgs) -> Result<()> {
     }
     refuse_outputs_over_inputs(&[("the index", &args.index)], &inputs)?;
     input::require_regular(&args.clip_image, "--clip-image")?;
-    let (origin, set) = pset::resolve(&args.index, args.probes.as_deref(), true)?.ok_or_else(
-        || {
+    let (origin, set) =
+        pset::resolve(&args.index, args.probes.as_deref(), true)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "{} holds no probe set: give --probes FILE.pset (the one given to `create \
                  --probes`), or store it in the index with `probes attach`",
                 args.index.display()
             )
-        },
-    )?;
+        })?;
     let prober = Prober::new(set, args.device)?;
     let spec = InputSpec {
         size: args.input_size,

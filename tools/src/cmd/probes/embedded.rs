@@ -82,7 +82,10 @@ impl Summary {
 }
 
 pub fn attach(args: AttachArgs) -> Result<()> {
-    refuse_outputs_over_inputs(&[("the index", &args.index)], &[("the probe set", &args.pset)])?;
+    refuse_outputs_over_inputs(
+        &[("the index", &args.index)],
+        &[("the probe set", &args.pset)],
+    )?;
     let set = ProbeSet::read(&args.pset)?;
     let mut writer = with_writer_lock(&args.index, args.no_wait, |wait| {
         IndexWriter::open(&args.index, wait)
@@ -96,7 +99,10 @@ pub fn attach(args: AttachArgs) -> Result<()> {
         set.id(),
         args.index.display()
     );
-    if open_index(&args.index)?.embedded_probe_set_bytes().is_some() {
+    if open_index(&args.index)?
+        .embedded_probe_set_bytes()
+        .is_some()
+    {
         bail!(
             "{} holds its probe set already (`probes extract` writes it out)",
             args.index.display()
