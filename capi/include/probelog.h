@@ -33,7 +33,9 @@
 // deleted counts; `probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
 // PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; so were
 // `probelog_create_from_probe_set`, `probelog_index_probe_set` and
-// `probelog_index_write_probe_set` (the embedded probe set); all within version 1.
+// `probelog_index_write_probe_set` (the embedded probe set), and
+// `probelog_writer_add_model_collab` with `ProbelogCollabParams` and `ProbelogProbeFn`
+// (collaborative probing); all within version 1.
 #define PROBELOG_ABI_VERSION 1
 
 // Flag of `probelog_create_from_probe_set`: store the probe set file in the new index too, byte
@@ -85,6 +87,10 @@
 // `ProbelogModel.existing_name`: keep both, two models of one name
 // (`append --keep-duplicate-names`).
 #define PROBELOG_NAME_KEEP 2
+
+// `ProbelogCollabParams.adaptive_share` of `probelog-tool append --probe-fraction`: the share of
+// each model's probe budget chosen from the completion of its random first round.
+#define PROBELOG_DEFAULT_ADAPTIVE_SHARE 0.5
 
 // An index opened read-only (a memory map of one committed snapshot). Opaque. May be shared
 // between threads: searches run concurrently, `probelog_index_refresh` waits for them.
@@ -280,6 +286,34 @@ typedef struct ProbelogCommitInfo {
   // `model_count` still count them; `ProbelogIndexInfo` has the live counts.
   uint64_t models_deleted;
 } ProbelogCommitInfo;
+
+// Settings of `probelog_writer_add_model_collab` (`append --probe-fraction`).
+typedef struct ProbelogCollabParams {
+  // Fraction of the probes the model runs on, in (0, 1] (at least 2 probes).
+  double probe_fraction;
+  // Share of that budget chosen adaptively, in [0, 1): PROBELOG_DEFAULT_ADAPTIVE_SHARE, or 0
+  // for a purely random subset.
+  double adaptive_share;
+  // Seed of the random subset.
+  uint64_t seed;
+  // Rank of the probe factors when the index has none yet and they are fitted for this model;
+  // 0 for the default (32).
+  uint32_t rank;
+  // Ridge regularization of those factors, finite and > 0; 0 for the default (1).
+  float lambda;
+} ProbelogCollabParams;
+
+// Runs the model on `num_probes` probes: `probes` holds their indices in the index's probe set
+// (sorted, distinct); the function writes the model's `num_logits` outputs for each of them to
+// `out_logits`, row-major `[num_probes][num_logits]` (row i for `probes[i]`). Returns 0 on
+// success; any other value refuses the model (the call fails with
+// PROBELOG_ERR_INVALID_INPUT, naming the value). `ctx` is the caller's pointer, passed through.
+// It must not call functions on the writer it runs for.
+typedef int (*ProbelogProbeFn)(void *ctx,
+                               const uint32_t *probes,
+                               size_t num_probes,
+                               float *out_logits,
+                               size_t num_logits);
 
 // Success.
 #define PROBELOG_OK 0
@@ -623,6 +657,30 @@ ProbelogStatus probelog_writer_delete_models_named(struct ProbelogWriter *writer
 // # Safety
 // `writer` is NULL or a live writer that no other thread is using and that is not used again.
 void probelog_writer_close(struct ProbelogWriter *writer);
+
+// Stages one model probed on part of the probe set (collaborative probing): `run` is called
+// once with a seeded random subset of the probes and, with `adaptive_share > 0`, once more with
+// the probes where the completion from the first answers is highest. The model is stored with
+// its answers on those probes; the commit completes the others from the index's probe factors,
+// or from factors fitted on the commit's partially probed models when the index has none (the
+// second round's probes are then chosen with factors fitted on this model's first round, which
+// needs at least `rank` logits).
+//
+// `model` describes the model as for `probelog_writer_add_model`, except that its logits come
+// from `run`: `model->logits` must be NULL and `model->num_probes` 0; `model->num_logits` is
+// the width of each row `run` writes. Refusals are `probelog_writer_add_model`'s; a refused
+// model leaves the writer as it was. `out` may be NULL.
+//
+// # Safety
+// `writer` is NULL or a live writer; `model` is NULL or a valid `ProbelogModel` (strings and
+// arrays as documented there); `params` is NULL or valid; `run` is safe to call with `ctx` as
+// documented at `ProbelogProbeFn`; `out` is NULL or valid for writing a `ProbelogModelAdded`.
+ProbelogStatus probelog_writer_add_model_collab(struct ProbelogWriter *writer,
+                                                const struct ProbelogModel *model,
+                                                const struct ProbelogCollabParams *params,
+                                                ProbelogProbeFn run,
+                                                void *ctx,
+                                                struct ProbelogModelAdded *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -30,12 +30,15 @@ mod index;
 mod probes;
 mod search;
 mod writer;
+// After `writer`, so that the header declares its types after the ones it uses.
+mod collab;
 
 pub use error::*;
 pub use index::*;
 pub use probes::*;
 pub use search::*;
 pub use writer::*;
+pub use collab::*;
 
 /// The version of this ABI. From the first release on, it changes whenever a function, a struct
 /// layout or a constant of `probelog.h` changes incompatibly; compare it with
@@ -47,7 +50,9 @@ pub use writer::*;
 /// deleted counts; `probelog_writer_delete_model`, `probelog_writer_delete_models_named`,
 /// PROBELOG_ERR_DUPLICATE_NAME and PROBELOG_ERR_DELETED were added; so were
 /// `probelog_create_from_probe_set`, `probelog_index_probe_set` and
-/// `probelog_index_write_probe_set` (the embedded probe set); all within version 1.
+/// `probelog_index_write_probe_set` (the embedded probe set), and
+/// `probelog_writer_add_model_collab` with `ProbelogCollabParams` and `ProbelogProbeFn`
+/// (collaborative probing); all within version 1.
 pub const PROBELOG_ABI_VERSION: u32 = 1;
 
 /// The ABI version of the loaded library; equal to `PROBELOG_ABI_VERSION` of the header it was

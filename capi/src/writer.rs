@@ -170,7 +170,7 @@ pub unsafe extern "C" fn probelog_writer_open(
 ///
 /// # Safety
 /// `p` is NULL or points to `n` pointers, each NULL or NUL-terminated.
-unsafe fn strings_arg(
+pub(crate) unsafe fn strings_arg(
     p: *const *const c_char,
     n: usize,
     what: &str,
@@ -193,7 +193,7 @@ unsafe fn strings_arg(
 ///
 /// # Safety
 /// `p` is NULL or a live writer handle.
-unsafe fn lock_writer<'a>(
+pub(crate) unsafe fn lock_writer<'a>(
     p: *const ProbelogWriter,
 ) -> CallResult<std::sync::MutexGuard<'a, IndexWriter>> {
     // SAFETY: the caller promises a live handle or NULL.
