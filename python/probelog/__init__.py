@@ -40,6 +40,7 @@ from ._probelog import (
     VerifyReport,
     Writer,
     create,
+    search_many,
 )
 from ._probing import Logits, labels_of, probe
 
@@ -66,4 +67,5 @@ __all__ = [
     "create",
     "labels_of",
     "probe",
+    "search_many",
 ]

@@ -232,16 +232,14 @@ class _Progress:
     def update(self, done: int, retries: int) -> None:
         if done == self.done and not retries:
             return
+        step, self.done = done - self.done, done
         if self.bar is not None:
-            self.bar.update(done - self.done)
-            self.bar.set_postfix_str(f"{self.rate() if done else 0:.1f} images/s"
+            self.bar.update(step)
+            self.bar.set_postfix_str(f"{self.rate():.1f} images/s"
                                      + (f", {retries} retried" if retries else ""), refresh=True)
-            self.done = done
-        elif self.enabled and done != self.done:
-            self.done = done
+        elif self.enabled and step:
             print(f"probelog.distributed: {done}/{self.total} models, {self.rate():.1f} images/s"
                   + (f", {retries} retried" if retries else ""), file=sys.stderr, flush=True)
-        self.done = done
 
     def close(self) -> None:
         if self.bar is not None:
@@ -252,8 +250,8 @@ def build_index(manifest: PathLike, probes: PathLike, out: PathLike, shards: int
                 address: Optional[str] = None, gpus_per_task: Optional[float] = None,
                 cpus_per_task: float = 1, tool: Optional[PathLike] = None, dtype: str = "f32",
                 max_retries: int = 2, models_per_commit: int = DEFAULT_MODELS_PER_COMMIT,
-                append_args: Sequence[str] = (), overwrite: bool = False,
-                progress: bool = True) -> Dict[str, Any]:
+                append_args: Sequence[str] = (), keep_duplicate_names: bool = False,
+                overwrite: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Probes every model of ``manifest`` on ``probes`` in ``shards`` Ray tasks and writes the
     merged index to ``out``. Returns the summary (the CLI's ``--json``).
 
@@ -262,6 +260,8 @@ def build_index(manifest: PathLike, probes: PathLike, out: PathLike, shards: int
     when the cluster has GPUs (default 1); without GPUs the tasks probe on the CPU, each asking
     for ``cpus_per_task`` CPUs. ``max_retries``: attempts after the first, per shard, for a task
     that raises or whose worker dies. ``append_args``: more ``append`` flags (``--batch 32``).
+    ``keep_duplicate_names``: models may share a name (``--keep-duplicate-names`` of append and
+    merge); without it a name that repeats is refused, as one sequential append refuses it.
     """
     t_start = time.perf_counter()
     if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
@@ -311,11 +311,12 @@ def build_index(manifest: PathLike, probes: PathLike, out: PathLike, shards: int
             "tool": str(tool_path), "manifest": str(manifest), "probes": str(probes),
             "work": str(work), "shards": shards, "dtype": dtype, "device": device,
             "commits": max(1, math.ceil(total / shards / models_per_commit)),
-            "append_args": list(append_args),
+            "append_args": list(append_args) + ["--keep-duplicate-names"] * keep_duplicate_names,
             "crash_shard": int(crash) if crash not in (None, "") else None,
         }
         tracker = ray.remote(num_cpus=0)(_Tracker).remote(shards)
         task = ray.remote(max_retries=max_retries, retry_exceptions=True, **per_task)(_shard_task)
+        t_probe = time.perf_counter()
         pending = [task.remote(job, i, tracker) for i in range(shards)]
         refs = list(pending)
         bar = _Progress(total, num_probes, progress)
@@ -331,11 +332,12 @@ def build_index(manifest: PathLike, probes: PathLike, out: PathLike, shards: int
             attempts, _ = ray.get(tracker.state.remote())
         finally:
             bar.close()
-        probe_seconds = time.perf_counter() - t_start
+        probe_seconds = time.perf_counter() - t_probe
         t_merge = time.perf_counter()
         merged = work / "merged.plog"
         inputs = [str(work / f"shard-{i:05d}.plog") for i in range(shards)]
-        _run_tool(str(tool_path), "merge", str(merged), *inputs)
+        _run_tool(str(tool_path), "merge", str(merged), *inputs,
+                  *["--keep-duplicate-names"] * keep_duplicate_names)
         os.replace(merged, out)
         _fsync_dir(out.parent)
         merge_seconds = time.perf_counter() - t_merge
@@ -358,6 +360,7 @@ def build_index(manifest: PathLike, probes: PathLike, out: PathLike, shards: int
         "device": "gpu" if device != "cpu" else "cpu",
         "retries": sum(a - 1 for a in attempts),
         "seconds": seconds,
+        "startup_seconds": t_probe - t_start,
         "probe_seconds": probe_seconds,
         "merge_seconds": merge_seconds,
         "images_per_s": idx.num_models and total * num_probes / probe_seconds,
@@ -622,27 +625,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--max-retries", type=int, default=2, help="retries per shard (default 2)")
     ap.add_argument("--models-per-commit", type=int, default=DEFAULT_MODELS_PER_COMMIT,
                     help=f"models per append commit in a shard (default {DEFAULT_MODELS_PER_COMMIT})")
+    ap.add_argument("--keep-duplicate-names", action="store_true",
+                    help="models may share a name (append's and merge's flag)")
     ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ap.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = ap.parse_args(argv)
+    # Ray prints its own notices (a worker that died) on stdout, from its threads and as late as
+    # its shutdown: stdout is the summary's, so file descriptor 1 points at stderr from here on
+    # and the summary goes to the original stdout.
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     try:
         summary = build_index(
             args.manifest, args.probes, args.out, args.shards, address=args.address,
-            gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, tool=args.tool,
-            dtype=args.dtype, max_retries=args.max_retries,
-            models_per_commit=args.models_per_commit, overwrite=args.overwrite,
+            gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+            tool=args.tool, dtype=args.dtype, max_retries=args.max_retries,
+            models_per_commit=args.models_per_commit,
+            keep_duplicate_names=args.keep_duplicate_names, overwrite=args.overwrite,
             progress=not args.no_progress)
     except DistributedError as e:
         print(f"probelog.distributed: error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2), file=out)
     else:
         retried = f", {summary['retries']} shard attempts retried" if summary["retries"] else ""
         print(f"wrote {summary['index']}: {summary['models']} models, {summary['entries']} entries "
               f"from {summary['shards']} shards on {summary['device']} in {summary['seconds']:.1f} s "
-              f"({summary['images_per_s']:.1f} images/s{retried})")
+              f"({summary['images_per_s']:.1f} images/s{retried})", file=out)
+    out.flush()
     return 0
 
 

@@ -1,5 +1,5 @@
-//! Searches over several index files: the pieces that `probelog.distributed.ShardedIndex` runs in
-//! its Ray actors.
+//! Searches over several index files: `search_many` (the core's, in one process), and the
+//! pieces that `probelog.distributed.ShardedIndex` runs in its Ray actors.
 //!
 //! `_search_prepared(index, descriptor, ...)` ranks one file's entries against a z-normalized
 //! query descriptor that another file prepared (an entry query's stored descriptor, read with
@@ -9,9 +9,11 @@
 //! same stored values, and ties go to the lower id in both.
 
 use numpy::{AllowTypeChange, PyArrayLike1};
-use probelog::search::SearchResults;
+use probelog::search::{MultiQuery, SearchResults};
 use probelog::{Grouping, Query, SearchParams};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyBool;
 
 use crate::{Hit, Index, OrPy, ProbeShare, model_filter, parse_metric, parse_mode};
 
@@ -19,6 +21,7 @@ use crate::{Hit, Index, OrPy, ProbeShare, model_filter, parse_metric, parse_mode
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_search_prepared, m)?)?;
     m.add_function(wrap_pyfunction!(_make_hit, m)?)?;
+    m.add_function(wrap_pyfunction!(search_many, m)?)?;
     Ok(())
 }
 
@@ -179,4 +182,117 @@ fn _make_hit(
                 .collect()
         }),
     }
+}
+
+/// Searches several index files of one probe set as one (the core's `search_many`): the search
+/// of the file that `merge` makes of them, in that order. Returns `(file, hit)` pairs, best
+/// first: `file` is the position of the hit's index in `indexes`, and the hit's entry and model
+/// ids are that file's own; ranks run over all files. An int `query` is an entry of
+/// `indexes[entry_file]`, read there and used as a descriptor on the others; `exclude_model=True`
+/// leaves out its model. The other keywords are `Index.search`'s.
+#[pyfunction]
+#[pyo3(signature = (indexes, query=None, *, entry_file=0, top=10, k=None, metric=None,
+                    per_model=false, exclude_model=None, mode=None, blend_weight=None,
+                    candidates=None, text_embedding=None, filter=None, model_name=None))]
+#[allow(clippy::too_many_arguments)]
+fn search_many(
+    py: Python<'_>,
+    indexes: Vec<PyRef<'_, Index>>,
+    query: Option<&Bound<'_, PyAny>>,
+    entry_file: usize,
+    top: usize,
+    k: Option<usize>,
+    metric: Option<&str>,
+    per_model: bool,
+    exclude_model: Option<&Bound<'_, PyAny>>,
+    mode: Option<&str>,
+    blend_weight: Option<f32>,
+    candidates: Option<usize>,
+    text_embedding: Option<PyArrayLike1<'_, f32, AllowTypeChange>>,
+    filter: Option<&Bound<'_, PyAny>>,
+    model_name: Option<&str>,
+) -> PyResult<Vec<(usize, Hit)>> {
+    let (metric, grouping) = parse_metric(metric, per_model)?;
+    let mode = parse_mode(mode)?;
+    let filter = model_filter(filter, model_name)?;
+    let exclude_same_model = match exclude_model.filter(|x| !x.is_none()) {
+        None => false,
+        Some(x) if x.is_instance_of::<PyBool>() => x.extract::<bool>()?,
+        Some(_) => {
+            return Err(PyTypeError::new_err(
+                "search_many takes exclude_model=True (the query entry's model) only; filter= \
+                 or model_name= leave out other models",
+            ));
+        }
+    };
+    enum Q {
+        Entry(u64),
+        Vector(Vec<f32>),
+        Text(Vec<f32>),
+    }
+    let q = match (query.filter(|q| !q.is_none()), text_embedding) {
+        (Some(_), Some(_)) => {
+            return Err(PyTypeError::new_err(
+                "give either a query or text_embedding=, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(PyTypeError::new_err(
+                "search_many needs a query: an entry id (of indexes[entry_file]), a logit \
+                 vector, or text_embedding=",
+            ));
+        }
+        (None, Some(t)) => Q::Text(t.as_array().iter().copied().collect()),
+        (Some(q), None) if q.is_instance_of::<PyBool>() => {
+            return Err(PyTypeError::new_err(
+                "a query is an int or an array, not bool",
+            ));
+        }
+        (Some(q), None) => match q.extract::<u64>() {
+            Ok(e) => Q::Entry(e),
+            Err(_) => Q::Vector(
+                q.extract::<PyArrayLike1<'_, f32, AllowTypeChange>>()
+                    .map_err(|_| {
+                        PyTypeError::new_err(
+                            "a query is an entry id (int) or a 1-D array of logits over the probes",
+                        )
+                    })?
+                    .as_array()
+                    .iter()
+                    .copied()
+                    .collect(),
+            ),
+        },
+    };
+    let held: Vec<_> = indexes.iter().map(|i| i.get()).collect();
+    let found = py
+        .detach(move || {
+            let files: Vec<&probelog::Index> = held.iter().map(|a| a.as_ref()).collect();
+            let query = match &q {
+                Q::Entry(entry) => MultiQuery::Entry {
+                    file: entry_file,
+                    entry: *entry,
+                },
+                Q::Vector(v) => MultiQuery::Vector(v),
+                Q::Text(t) => MultiQuery::TextEmbedding(t),
+            };
+            let params = SearchParams {
+                top,
+                k,
+                exclude_same_model,
+                grouping,
+                metric,
+                mode,
+                candidates,
+                blend_weight,
+                filter: filter.as_ref(),
+            };
+            probelog::search_many(&files, &query, &params)
+        })
+        .py()?;
+    Ok(found
+        .hits
+        .into_iter()
+        .map(|h| (h.file, Hit::from(h.hit)))
+        .collect())
 }
