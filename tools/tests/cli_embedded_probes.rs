@@ -334,6 +334,26 @@ fn demo_index_ships_without_side_files() {
     fs::remove_file(&out).unwrap();
     extract(&shipped, &out);
     assert_eq!(fs::read(&out).unwrap(), fs::read(&pset).unwrap());
+    // A damaged copy: verify names it, and neither append nor extract uses it.
+    let (off, len) = embedded_extent(&shipped);
+    let mut bytes = fs::read(&shipped).unwrap();
+    bytes[off + len / 2] ^= 0x01;
+    fs::write(&shipped, &bytes).unwrap();
+    let report = run(&["verify", s(&shipped)]);
+    assert!(!report.status.success());
+    let text = String::from_utf8_lossy(&report.stdout).into_owned() + &stderr(&report);
+    assert!(text.contains("segment 0 embedded probe set"), "{text}");
+    let e = fails(&[
+        "append",
+        s(&shipped),
+        "--model",
+        s(&demo.join("models/zoo-dwnet.pt")),
+        "--name",
+        "again",
+        "--device",
+        "cpu",
+    ]);
+    assert!(e.contains("fingerprint"), "{e}");
 }
 
 #[test]
