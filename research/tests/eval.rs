@@ -166,22 +166,15 @@ fn eval_measures_a_hub_whose_answers_are_known() {
 
     // The sweep, curve and variants hold what was asked, and the top-k variant differs from
     // itself by exactly zero.
-    let ks: Vec<f64> = r["k_sweep"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["setting"] == "logit->logit" && l["method"] == "top-k")
-        .map(|l| l["x"].as_f64().unwrap())
-        .collect();
-    assert_eq!(ks, [1.0, 8.0, 64.0]);
-    let counts: Vec<f64> = r["probe_curve"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["setting"] == "logit->logit" && l["method"] == "top-k")
-        .map(|l| l["x"].as_f64().unwrap())
-        .collect();
-    assert_eq!(counts, [60.0, 120.0, P as f64]);
+    let topk_xs = |curve: &Value| -> Vec<f64> {
+        let lines = curve.as_array().unwrap().iter();
+        lines
+            .filter(|l| l["setting"] == "logit->logit" && l["method"] == "top-k")
+            .map(|l| l["x"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(topk_xs(&r["k_sweep"]), [1.0, 8.0, 64.0]);
+    assert_eq!(topk_xs(&r["probe_curve"]), [60.0, 120.0, P as f64]);
     // The candidate is a line of the table and one of the variants.
     let c = find(&r["table"], "logit->logit", "candidate topk+all:1");
     assert!(c["top1"].as_f64().unwrap() >= 0.8, "{c}");

@@ -161,15 +161,7 @@ fn constant_logit_needs_keep_constant() {
         e.contains("flat") && e.contains("logit 1") && e.contains("--keep-constant"),
         "{e}"
     );
-    let r = ok_json(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&path),
-        "--name",
-        "flat",
-        "--keep-constant",
-    ]);
+    let r = ok_json(&f.append_logits(&path, "flat", &["--keep-constant"]));
     assert_eq!(r["entries_added"], 2);
     assert_eq!(r["models"][0]["constant_logits"], 1);
     let e = fails(&["search", f.idx(), "--entry", "1"]);
@@ -181,28 +173,10 @@ fn labels_must_match_the_logit_count() {
     let f = Fixture::new();
     let (npy, labels, _) = f.model_files("m", &[1, 2, 3], 1);
     fs::write(&labels, "a\nb\n").unwrap();
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m",
-        "--labels",
-        s(&labels),
-    ]);
+    let e = fails(&f.append_logits(&npy, "m", &["--labels", s(&labels)]));
     assert!(e.contains("3 logits") && e.contains("2 labels"), "{e}");
     let missing = f.path("nope.labels");
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m",
-        "--labels",
-        s(&missing),
-    ]);
+    let e = fails(&f.append_logits(&npy, "m", &["--labels", s(&missing)]));
     assert!(e.contains("nope.labels"), "{e}");
 }
 
@@ -261,28 +235,12 @@ fn no_wait_fails_while_another_writer_holds_the_lock() {
     let f = Fixture::new();
     let (npy, _, _) = f.model_files("m", &[1, 2], 1);
     let held = IndexWriter::open(&f.index, LockWait::Fail).unwrap();
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m",
-        "--no-wait",
-    ]);
+    let e = fails(&f.append_logits(&npy, "m", &["--no-wait"]));
     assert!(e.contains("locked"), "{e}");
     let e = fails(&["compact", f.idx(), "--no-wait"]);
     assert!(e.contains("locked"), "{e}");
     drop(held);
-    ok(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m",
-        "--no-wait",
-    ]);
+    ok(&f.append_logits(&npy, "m", &["--no-wait"]));
 }
 
 #[test]

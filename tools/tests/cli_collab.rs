@@ -47,20 +47,18 @@ fn probe_fraction_completes_models_from_stored_factors() {
     assert_eq!(r["results"][0]["label"], "concept-3");
     // A later append folds in with the stored factors (its --rank is not used).
     let (npy, labels, _) = f.model_files("late", &[1, 3], 9);
-    let r = ok_json(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
+    let r = ok_json(&f.append_logits(
+        &npy,
         "late",
-        "--labels",
-        s(&labels),
-        "--probe-fraction",
-        "0.4",
-        "--rank",
-        "2",
-    ]);
+        &[
+            "--labels",
+            s(&labels),
+            "--probe-fraction",
+            "0.4",
+            "--rank",
+            "2",
+        ],
+    ));
     assert_eq!(r["models_added"], 1);
     let info = model_info(f.idx());
     assert_eq!(info["probe_factors"]["rank"], 6);
@@ -73,16 +71,7 @@ fn probe_fraction_completes_models_from_stored_factors() {
     assert_eq!(info["probe_factors"]["rank"], 4);
     assert_eq!(info["models"][6]["observed_probes"], 20);
     ok(&["verify", f.idx()]);
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "x",
-        "--probe-fraction",
-        "0",
-    ]);
+    let e = fails(&f.append_logits(&npy, "x", &["--probe-fraction", "0"]));
     assert!(e.contains("fraction"), "{e}");
 }
 

@@ -62,27 +62,9 @@ fn create_with_probe_names_and_fingerprints() {
 
     let f = Fixture { dir, index };
     let (npy, _, _) = f.model_files("m", &[1, 2], 1);
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m",
-        "--probe-fingerprint",
-        &given,
-    ]);
+    let e = fails(&f.append_logits(&npy, "m", &["--probe-fingerprint", &given]));
     assert!(e.contains("probe set mismatch"), "{e}");
-    ok(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m",
-        "--probe-fingerprint",
-        &fingerprint,
-    ]);
+    ok(&f.append_logits(&npy, "m", &["--probe-fingerprint", &fingerprint]));
     // f16 indexes search too.
     ok(&["append", s(&other), "--logits", s(&npy), "--name", "m"]);
     let r = ok_json(&["search", s(&other), "--entry", "1", "--top", "1"]);

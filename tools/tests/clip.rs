@@ -31,36 +31,19 @@ const VOCAB: [&str; 10] = [
     "[PAD]", "[CLS]", "[SEP]", "[UNK]", "a", "photo", "of", "dog", "cat", "car",
 ];
 
-/// A WordLevel tokenizer.json over [`VOCAB`]: lower-cased, split on whitespace, `[CLS] ... [SEP]`,
-/// unknown words as `[UNK]`, no padding section (so the tool pads with id 0).
+/// A WordLevel tokenizer.json over [`VOCAB`] (tests/data/word-level-tokenizer.json, shared with
+/// the tool's unit tests): lower-cased, split on whitespace, `[CLS] ... [SEP]`, unknown words as
+/// `[UNK]`, no padding section (so the tool pads with id 0).
 fn tokenizer_json() -> String {
-    let vocab: Vec<String> = VOCAB
-        .iter()
-        .enumerate()
-        .map(|(i, w)| format!("\"{w}\": {i}"))
-        .collect();
-    format!(
-        r#"{{
-  "version": "1.0",
-  "truncation": null,
-  "padding": null,
-  "added_tokens": [],
-  "normalizer": {{"type": "Lowercase"}},
-  "pre_tokenizer": {{"type": "Whitespace"}},
-  "post_processor": {{
-    "type": "TemplateProcessing",
-    "single": [{{"SpecialToken": {{"id": "[CLS]", "type_id": 0}}}}, {{"Sequence": {{"id": "A", "type_id": 0}}}}, {{"SpecialToken": {{"id": "[SEP]", "type_id": 0}}}}],
-    "pair": [{{"Sequence": {{"id": "A", "type_id": 0}}}}, {{"Sequence": {{"id": "B", "type_id": 1}}}}],
-    "special_tokens": {{
-      "[CLS]": {{"id": "[CLS]", "ids": [1], "tokens": ["[CLS]"]}},
-      "[SEP]": {{"id": "[SEP]", "ids": [2], "tokens": ["[SEP]"]}}
-    }}
-  }},
-  "decoder": null,
-  "model": {{"type": "WordLevel", "vocab": {{{}}}, "unk_token": "[UNK]"}}
-}}"#,
-        vocab.join(", ")
-    )
+    let text = include_str!("data/word-level-tokenizer.json");
+    let doc: Value = serde_json::from_str(text).unwrap();
+    for (id, word) in VOCAB.iter().enumerate() {
+        assert_eq!(
+            doc["model"]["vocab"][word], id,
+            "the tokenizer file's vocabulary is VOCAB"
+        );
+    }
+    text.to_string()
 }
 
 /// The ids the tokenizer gives `text`, padded with 0 to T, and the mask.

@@ -27,11 +27,6 @@ fn logits(l: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
-fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) {
-    let a = Array2::from_shape_vec((rows, cols), data.to_vec()).unwrap();
-    a.write_npy(fs::File::create(path).unwrap()).unwrap();
-}
-
 /// A `.npy` file with the given header dictionary (version 2: a u32 header length) and data.
 fn raw_npy(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x02\x00".to_vec();
@@ -78,16 +73,7 @@ impl Fixture {
             before: Vec::new(),
         };
         let (npy, labels) = f.model_files("m0", 3, 0);
-        ok(&[
-            "append",
-            f.idx(),
-            "--logits",
-            s(&npy),
-            "--name",
-            "m0",
-            "--labels",
-            s(&labels),
-        ]);
+        ok(&f.append_logits(&npy, "m0", &["--labels", s(&labels)]));
         f.snapshot();
         f
     }
@@ -100,10 +86,14 @@ impl Fixture {
         s(&self.index)
     }
 
+    fn append_logits<'a>(&'a self, npy: &'a Path, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        fixture::append_logits(self.idx(), npy, name, extra)
+    }
+
     /// Writes `<name>.npy` (`l` logits) and `<name>.labels` (`c0`, `c1`, ...).
     fn model_files(&self, name: &str, l: usize, seed: usize) -> (PathBuf, PathBuf) {
         let npy = self.path(&format!("{name}.npy"));
-        write_npy(&npy, &logits(l, seed), P, l);
+        fixture::write_npy(&npy, &logits(l, seed), P, l);
         let labels = self.path(&format!("{name}.labels"));
         let text: String = (0..l).map(|j| format!("c{j}\n")).collect();
         fs::write(&labels, text).unwrap();
@@ -155,16 +145,7 @@ fn outputs_that_name_an_input_are_refused() {
 
     // An input that is the index being appended to.
     let (npy, _) = f.model_files("m1", 3, 1);
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m1",
-        "--labels",
-        f.idx(),
-    ]);
+    let e = fails(&f.append_logits(&npy, "m1", &["--labels", f.idx()]));
     assert!(e.contains("the labels"), "{e}");
     f.assert_unchanged();
 
@@ -328,7 +309,7 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
     let f = Fixture::new();
     // A constant query: the message is about searching, not about appending.
     let flat = f.path("flat.npy");
-    write_npy(&flat, &[3.0; P], P, 1);
+    fixture::write_npy(&flat, &[3.0; P], P, 1);
     let e = fails(&["search", f.idx(), "--query-logits", s(&flat)]);
     assert!(
         e.contains("constant") && !e.contains("keep-constant"),
@@ -379,7 +360,7 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
     // with or without --skip-failed.
     let mut bad = logits(2, 5);
     bad[7] = f32::NAN;
-    write_npy(&f.path("bad.npy"), &bad, P, 2);
+    fixture::write_npy(&f.path("bad.npy"), &bad, P, 2);
     f.model_files("fine", 2, 6);
     let m = f.path("skip.toml");
     fs::write(
@@ -454,18 +435,11 @@ fn names_and_label_files_keep_line_oriented_output_intact() {
     // Label files: a blank line is an error naming it; one final newline is fine.
     let append_with = |text: &str| {
         fs::write(&labels, text).unwrap();
-        run(&[
-            "append",
-            f.idx(),
-            "--logits",
-            s(&npy),
-            "--name",
+        run(&f.append_logits(
+            &npy,
             "m1",
-            "--labels",
-            s(&labels),
-            "--keep-duplicate-names",
-            "--json",
-        ])
+            &["--labels", s(&labels), "--keep-duplicate-names", "--json"],
+        ))
     };
     for (text, line) in [("a\nb\nc\n\n", "line 4"), ("a\n\nb\nc\n", "line 2")] {
         let out = append_with(text);

@@ -92,6 +92,9 @@ fn probe_image(i: usize) -> RgbImage {
 
 struct Fixture {
     dir: TempDir,
+    /// The index and the probe set, as command-line arguments.
+    idx: String,
+    pset: String,
 }
 
 impl Fixture {
@@ -105,42 +108,46 @@ impl Fixture {
                 .save(images.join(format!("img{i:02}.png")))
                 .unwrap();
         }
-        let f = Fixture { dir };
+        let idx = s(&dir.path().join("hub.plog")).to_string();
+        let pset = s(&dir.path().join("probes.pset")).to_string();
         ok(&[
             "probes",
             "build",
             "--images",
             s(&images),
             "--out",
-            s(&f.path("probes.pset")),
+            &pset,
             "--size",
             "8",
         ]);
-        ok(&[
-            "create",
-            s(&f.path("hub.plog")),
-            "--probes",
-            s(&f.path("probes.pset")),
-        ]);
-        f
+        ok(&["create", &idx, "--probes", &pset]);
+        Fixture { dir, idx, pset }
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn idx(&self) -> String {
-        s(&self.path("hub.plog")).to_string()
+    fn idx(&self) -> &str {
+        &self.idx
     }
 
-    fn pset(&self) -> String {
-        s(&self.path("probes.pset")).to_string()
+    fn pset(&self) -> &str {
+        &self.pset
     }
 
     fn model(&self, name: &str, net: Net, seed: i64, size: i64) -> String {
         let path = self.path(name);
         make_model(&path, net, seed, size);
         s(&path).to_string()
+    }
+
+    /// `append` into the fixture's index with its probe set, on the CPU, plus `args`.
+    fn append_cpu<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut argv = vec!["append", self.idx.as_str(), "--probes", self.pset.as_str()];
+        argv.extend(["--device", "cpu"]);
+        argv.extend_from_slice(args);
+        argv
     }
 
     fn info(&self) -> Value {
@@ -218,19 +225,7 @@ const NO_STD: [f32; 3] = [1.0; 3];
 fn stored_descriptors_match_an_independent_run() {
     let f = Fixture::new();
     let model = f.model("tiny-conv.pt", Net::Conv, 1, 8);
-    let out = run(&[
-        "append",
-        &f.idx(),
-        "--model",
-        &model,
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
-        "--batch",
-        "5",
-        "--json",
-    ]);
+    let out = run(&f.append_cpu(&["--model", &model, "--batch", "5", "--json"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["models"][0]["name"], "tiny-conv"); // the file stem
@@ -247,22 +242,16 @@ fn mean_std_and_input_size_are_applied() {
     let mean = [0.485f32, 0.456, 0.406];
     let std = [0.229f32, 0.224, 0.225];
     let conv = f.model("conv.pt", Net::Conv, 2, 8);
-    ok(&[
-        "append",
-        &f.idx(),
+    ok(&f.append_cpu(&[
         "--model",
         &conv,
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
         "--name",
         "normalized",
         "--mean",
         "0.485,0.456,0.406",
         "--std",
         "0.229,0.224,0.225",
-    ]);
+    ]));
     assert_stored(
         &f.idx(),
         0,
@@ -271,20 +260,7 @@ fn mean_std_and_input_size_are_applied() {
 
     // A model that only takes 12x12 inputs: the probes are resized to it.
     let flat = f.model("flat12.pt", Net::Flat, 3, 12);
-    ok(&[
-        "append",
-        &f.idx(),
-        "--model",
-        &flat,
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
-        "--input-size",
-        "12",
-        "--batch",
-        "4",
-    ]);
+    ok(&f.append_cpu(&["--model", &flat, "--input-size", "12", "--batch", "4"]));
     assert_stored(
         &f.idx(),
         1,
@@ -305,16 +281,7 @@ fn manifest_models_commit_together() {
     .unwrap();
     let before = f.info();
     let manifest = f.path("models.toml");
-    ok(&[
-        "append",
-        &f.idx(),
-        "--manifest",
-        s(&manifest),
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
-    ]);
+    ok(&f.append_cpu(&["--manifest", s(&manifest)]));
     let after = f.info();
     assert_eq!(
         after["sequence"].as_u64(),
@@ -341,16 +308,7 @@ fn manifest_models_commit_together() {
 fn bad_models_are_refused_and_the_index_is_unchanged() {
     let f = Fixture::new();
     let good = f.model("good.pt", Net::Conv, 6, 8);
-    ok(&[
-        "append",
-        &f.idx(),
-        "--model",
-        &good,
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
-    ]);
+    ok(&f.append_cpu(&["--model", &good]));
     let before = f.info();
     let (idx, pset) = (f.idx(), f.pset());
     let append = |model: &str, extra: &[&str]| {
@@ -445,34 +403,14 @@ fn a_manifest_is_all_or_nothing_unless_skip_failed() {
     )
     .unwrap();
     let before = f.info();
-    let e = fails(&[
-        "append",
-        &f.idx(),
-        "--manifest",
-        s(&manifest),
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
-    ]);
+    let e = fails(&f.append_cpu(&["--manifest", s(&manifest)]));
     assert!(
         e.contains("\"nan\"") && e.contains("nothing was committed"),
         "{e}"
     );
     f.unchanged(&before);
 
-    let out = run(&[
-        "append",
-        &f.idx(),
-        "--manifest",
-        s(&manifest),
-        "--probes",
-        &f.pset(),
-        "--device",
-        "cpu",
-        "--skip-failed",
-        "--json",
-    ]);
+    let out = run(&f.append_cpu(&["--manifest", s(&manifest), "--skip-failed", "--json"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["models_added"], 1);

@@ -222,33 +222,11 @@ fn first_line(s: &str) -> &str {
 mod tests {
     use super::*;
 
-    /// A WordLevel tokenizer with whitespace splitting, [UNK] and a [CLS] ... [SEP] template.
+    /// A WordLevel tokenizer with whitespace splitting, [UNK] and a [CLS] ... [SEP] template,
+    /// with `padding` as its padding section.
     fn tokenizer_json(padding: &str) -> String {
-        format!(
-            r#"{{
-  "version": "1.0",
-  "truncation": null,
-  "padding": {padding},
-  "added_tokens": [],
-  "normalizer": {{"type": "Lowercase"}},
-  "pre_tokenizer": {{"type": "Whitespace"}},
-  "post_processor": {{
-    "type": "TemplateProcessing",
-    "single": [{{"SpecialToken": {{"id": "[CLS]", "type_id": 0}}}}, {{"Sequence": {{"id": "A", "type_id": 0}}}}, {{"SpecialToken": {{"id": "[SEP]", "type_id": 0}}}}],
-    "pair": [{{"Sequence": {{"id": "A", "type_id": 0}}}}, {{"Sequence": {{"id": "B", "type_id": 1}}}}],
-    "special_tokens": {{
-      "[CLS]": {{"id": "[CLS]", "ids": [1], "tokens": ["[CLS]"]}},
-      "[SEP]": {{"id": "[SEP]", "ids": [2], "tokens": ["[SEP]"]}}
-    }}
-  }},
-  "decoder": null,
-  "model": {{
-    "type": "WordLevel",
-    "vocab": {{"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3, "a": 4, "photo": 5, "of": 6, "dog": 7}},
-    "unk_token": "[UNK]"
-  }}
-}}"#
-        )
+        include_str!("../../tests/data/word-level-tokenizer.json")
+            .replace("\"padding\": null", &format!("\"padding\": {padding}"))
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -266,7 +244,7 @@ mod tests {
         assert_eq!(t.ids, [1, 4, 5, 6, 4, 7, 2, 0]);
         assert_eq!(t.mask, [1, 1, 1, 1, 1, 1, 1, 0]);
         assert_eq!(t.unpadded(), 7);
-        let t = tokenize(&tok, "a cat").unwrap();
+        let t = tokenize(&tok, "a horse").unwrap();
         assert_eq!(t.ids, [1, 4, 3, 2, 0, 0, 0, 0]);
         // Truncated to T, the closing special token kept.
         let tok = load_tokenizer(&path, 4).unwrap();

@@ -137,23 +137,28 @@ impl Fixture {
         (path, raw)
     }
 
+    /// The arguments of `append` into the fixture's index: see [`append_logits`].
+    pub fn append_logits<'a>(
+        &'a self,
+        npy: &'a Path,
+        name: &'a str,
+        extra: &[&'a str],
+    ) -> Vec<&'a str> {
+        append_logits(self.idx(), npy, name, extra)
+    }
+
     /// Appends one model with labels; returns its raw logits.
     pub fn append(&self, name: &str, concepts: &[usize], seed: u64) -> Vec<f32> {
         let (npy, labels, logits) = self.model_files(name, concepts, seed);
-        ok(&[
-            "append",
-            self.idx(),
-            "--logits",
-            s(&npy),
-            "--name",
-            name,
+        let extra = [
             "--labels",
             s(&labels),
             "--source",
             "test",
             "--meta",
             "seed=1",
-        ]);
+        ];
+        ok(&self.append_logits(&npy, name, &extra));
         logits
     }
 
@@ -164,6 +169,18 @@ impl Fixture {
         self.append("gamma", &[6, 1, 7, 2, 8], 3);
         self
     }
+}
+
+/// The arguments of `append INDEX --logits NPY --name NAME`, then `extra`.
+pub fn append_logits<'a>(
+    index: &'a str,
+    npy: &'a Path,
+    name: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut argv = vec!["append", index, "--logits", s(npy), "--name", name];
+    argv.extend_from_slice(extra);
+    argv
 }
 
 pub fn model_info(index: &str) -> Value {
