@@ -267,3 +267,33 @@ class ProbeSet:
     def fingerprint(self) -> str: ...
     def pixels(self) -> npt.NDArray[np.uint8]:
         """All pixels ``[P, 3, S, S]``, a read-only view."""
+
+def search_many(
+    indexes: Sequence[Index],
+    query: Union[None, int, npt.ArrayLike] = None,
+    *,
+    entry_file: int = 0,
+    top: int = 10,
+    k: Optional[int] = None,
+    metric: Optional[_Metric] = None,
+    per_model: bool = False,
+    exclude_model: Optional[bool] = None,
+    mode: Optional[_Mode] = None,
+    blend_weight: Optional[float] = None,
+    candidates: Optional[int] = None,
+    text_embedding: Optional[npt.ArrayLike] = None,
+    filter: Union[None, Mapping[str, str], str, Sequence[str]] = None,
+    model_name: Optional[str] = None,
+) -> List[Tuple[int, Hit]]:
+    """Searches index files of one probe set as one: the search of the file that ``merge``
+    makes of them, in order. Returns ``(file, hit)`` pairs, best first; ``file`` is the position
+    in ``indexes`` and the hit's ids are that file's. An int ``query`` is an entry of
+    ``indexes[entry_file]``; ``exclude_model=True`` leaves out its model."""
+
+def _search_prepared(index: Index, descriptor: npt.ArrayLike, **kwargs: Any) -> List[Hit]:
+    """``Index.search`` by a z-normalized descriptor used as it is (``ShardedIndex``'s actors)."""
+
+def _make_hit(rank: int, entry: Optional[int], model: str, model_id: int, logit: Optional[int],
+              label: Optional[str], score: float,
+              explain: Optional[List[Tuple[int, Optional[str], float, float, float]]] = None
+              ) -> Hit: ...

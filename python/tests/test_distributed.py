@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 
 import probelog
-from conftest import REPO, Tool, tool_path, unavailable
+from conftest import REPO, REQUIRE_ALL, Tool, tool_path, unavailable
 
-ray = pytest.importorskip("ray") if os.environ.get("PROBELOG_PY_REQUIRE_ALL") != "1" else None
-if ray is None:
-    import ray  # noqa: F811  (CI: a missing ray is a failure, not a skip)
+try:
+    import ray
+except ImportError:
+    if REQUIRE_ALL:  # CI: a missing ray is a failure, not a skip
+        raise
+    pytest.skip('ray is not installed (pip install "./python[ray]")', allow_module_level=True)
 
 from probelog import distributed  # noqa: E402
 from probelog.distributed import DistributedError, ShardedIndex, build_index  # noqa: E402
