@@ -67,6 +67,7 @@ def probing(tool: Path, copies: int, rounds: int, work: Path) -> None:
     t_init = time.perf_counter() - t0
     names = ["probelog-tool append --manifest", "build_index, 1 Ray worker", "build_index, 2 Ray workers"]
     times: dict = {name: [] for name in names}
+    parts: dict = {"startup_seconds": [], "probe_seconds": [], "merge_seconds": []}
     try:
         for r in range(rounds):
             plain = work / f"plain{r}.plog"
@@ -79,8 +80,11 @@ def probing(tool: Path, copies: int, rounds: int, work: Path) -> None:
             for workers in (1, 2):
                 out = work / f"ray{workers}-{r}.plog"
                 t0 = time.perf_counter()
-                build_index(manifest, probes, out, workers, tool=tool, progress=False)
+                summary = build_index(manifest, probes, out, workers, tool=tool, progress=False)
                 times[names[workers]].append(time.perf_counter() - t0)
+                if workers == 1:
+                    for k in parts:
+                        parts[k].append(summary[k])
     finally:
         ray.shutdown()
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -94,6 +98,10 @@ def probing(tool: Path, copies: int, rounds: int, work: Path) -> None:
               + ", ".join(f"{x:.1f}" for x in times[name]) + " s)")
     print(f"  Ray's cost per model, (1 worker - plain) / {n} models: "
           f"{(med[names[1]] - base) / n * 1000:.0f} ms")
+    part = {k: statistics.median(v) for k, v in parts.items()}
+    print(f"  1 worker, its parts: checks and scheduling {part['startup_seconds']:.2f} s, "
+          f"shard task {part['probe_seconds']:.2f} s ({(part['probe_seconds'] - base) / n * 1000:.0f} "
+          f"ms per model over the plain append), merge {part['merge_seconds']:.2f} s")
 
 
 def search(entries_per_shard: int, probes: int, rounds: int, work: Path) -> None:

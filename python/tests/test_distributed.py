@@ -232,3 +232,15 @@ def test_sharded_index_refuses_mixed_probe_sets_and_missing_files(cluster, tmp_p
         ShardedIndex([str(tmp_path / "a.plog"), str(tmp_path / "c.plog")])
     with pytest.raises(DistributedError, match="non-empty list"):
         ShardedIndex([])
+    with pytest.raises(DistributedError, match="no live Ray node '10.9.9.9'"):
+        ShardedIndex([("10.9.9.9", str(tmp_path / "a.plog"))])
+    # A (node, path) pair pins the actor to that node: here the one node, by its address and
+    # by its id (Ray names a node started on 127.0.0.1 by this machine's own address).
+    with probelog.Writer(str(tmp_path / "a.plog")) as w:
+        w.add_model("m", np.random.default_rng(1).normal(size=(16, 3)))
+    node = ray.nodes()[0]
+    a = str(tmp_path / "a.plog")
+    with ShardedIndex([(node["NodeManagerAddress"], a), (node["NodeID"], a)]) as s:
+        assert len(s) == 6 and s.num_models == 2
+        # Entry 4 (file 1's entry 1) and its copy, entry 1 of file 0: equal scores, lower id first.
+        assert [(h.entry, h.model_id, h.score) for h in s.search(4, top=2)] == [(1, 0, 0.0), (4, 1, 0.0)]
