@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod graph;
+pub mod hnsw;
 pub mod lists;
 
 pub use build::{
