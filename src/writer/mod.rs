@@ -271,7 +271,7 @@ impl<S: Storage> IndexWriter<S> {
         if policy == ExistingName::Keep {
             return Ok(Vec::new());
         }
-        if self.pending.meta.models.iter().any(|m| m.name == name) {
+        if self.pending.has_model_named(name) {
             return Err(Error::DuplicateName {
                 name: name.to_string(),
                 live_model: None,

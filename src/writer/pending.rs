@@ -1,5 +1,7 @@
 //! What an [`IndexWriter`] has staged for its next commit.
 
+use std::collections::HashSet;
+
 use super::ModelInput;
 use super::segment::{RowSource, SegmentContent, SegmentMeta};
 use crate::collab::{Observations, ProbeFactors};
@@ -16,6 +18,9 @@ pub(super) struct Pending {
     /// Partially observed models: their first column and observations, completed at commit.
     pub(super) partials: Vec<(usize, Observations)>,
     pub(super) meta: SegmentMeta,
+    /// The names of `meta.models`, so that a name check costs one lookup, not a pass over every
+    /// staged model (a pass per model made a large append quadratic).
+    names: HashSet<String>,
 }
 
 impl Pending {
@@ -26,7 +31,13 @@ impl Pending {
             entries: 0,
             partials: Vec::new(),
             meta: SegmentMeta::default(),
+            names: HashSet::new(),
         }
+    }
+
+    /// Whether a staged model is named `name`.
+    pub(super) fn has_model_named(&self, name: &str) -> bool {
+        self.names.contains(name)
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -89,6 +100,7 @@ impl Pending {
         for (r, row) in self.rows.iter_mut().enumerate() {
             row.extend((0..l).map(|j| desc[j * p + r]));
         }
+        self.names.insert(input.name.clone());
         self.meta.models.push(ModelSpec {
             first_entry: self.entries as u64,
             logit_count: l as u32,
