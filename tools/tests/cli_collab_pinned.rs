@@ -118,8 +118,11 @@ fn reference(
     writer.commit().unwrap();
 }
 
-/// Every entry's descriptor bits, every model's observed probes and record, and the factors.
-fn dump(index: &Path) -> (Vec<Vec<u32>>, Vec<Option<Vec<u32>>>, serde_json::Value) {
+/// Descriptor bits per entry, observed probes per model, the models' records from `info`.
+type Dump = (Vec<Vec<u32>>, Vec<Option<Vec<u32>>>, serde_json::Value);
+
+/// What an index holds, for bit-for-bit comparisons.
+fn dump(index: &Path) -> Dump {
     let opened = Index::open(index).unwrap();
     let descriptors = (0..opened.entry_count())
         .map(|e| {
@@ -134,17 +137,7 @@ fn dump(index: &Path) -> (Vec<Vec<u32>>, Vec<Option<Vec<u32>>>, serde_json::Valu
     let observed = (0..opened.model_count())
         .map(|m| opened.observed_probes(m).unwrap())
         .collect();
-    let mut info = model_info(s(index));
-    for key in [
-        "index",
-        "file_bytes",
-        "bytes",
-        "size_bytes",
-        "path",
-        "created",
-    ] {
-        info.as_object_mut().unwrap().remove(key);
-    }
+    let info = model_info(s(index));
     (descriptors, observed, info["models"].clone())
 }
 

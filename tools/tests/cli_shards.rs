@@ -7,7 +7,7 @@ use common::fixture::*;
 use common::*;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A manifest of `len` models (`m0`, `m1`, ...; concepts and seeds vary with the position).
 fn manifest(f: &Fixture, len: usize) -> PathBuf {
@@ -28,7 +28,7 @@ fn manifest(f: &Fixture, len: usize) -> PathBuf {
 /// flags); returns the index and the `--json` summary.
 fn append_shard(
     f: &Fixture,
-    m: &PathBuf,
+    m: &Path,
     tag: &str,
     i: usize,
     n: usize,
@@ -47,7 +47,7 @@ fn append_shard(
 }
 
 /// Each entry's descriptor, with its model's name, in index order.
-fn contents(index: &PathBuf) -> Vec<(String, Vec<u32>)> {
+fn contents(index: &Path) -> Vec<(String, Vec<u32>)> {
     let opened = probelog::Index::open(index).unwrap();
     let info = model_info(s(index));
     let mut out = Vec::new();
