@@ -114,12 +114,10 @@ def _find_tool(tool: Optional[PathLike]) -> Path:
     path = Path(tool).resolve()
     if not path.is_file() or not os.access(path, os.X_OK):
         raise DistributedError(f"probelog-tool not found: {tool} ({where}) is not an executable file")
-    for cmd, flag in (("append", "--shard"), ("merge", "IN")):
+    for cmd, mark, what in (("append", "--shard", "append --shard"), ("merge", "<OUT>", "merge")):
         r = subprocess.run([str(path), cmd, "--help"], capture_output=True, text=True)
-        if r.returncode != 0 or flag not in r.stdout:
-            raise DistributedError(
-                f"{path} has no `{cmd} {flag if flag.startswith('-') else ''}`".rstrip() +
-                "`: build a newer probelog-tool")
+        if r.returncode != 0 or mark not in r.stdout:
+            raise DistributedError(f"{path} has no `{what}`: build a newer probelog-tool")
     return path
 
 
@@ -145,6 +143,26 @@ def _shard_task(job: Dict[str, Any], shard: int, tracker) -> Dict[str, Any]:
     work = Path(job["work"])
     final = work / f"shard-{shard:05d}.plog"
     part = work / f"shard-{shard:05d}.attempt-{attempt}-{uuid.uuid4().hex[:8]}.plog"
+    try:
+        models, entries = _append_slice(job, shard, attempt, part, tracker)
+    except BaseException:
+        part.unlink(missing_ok=True)  # a failed attempt leaves nothing; the retry starts afresh
+        raise
+    # Only a complete attempt becomes the shard's file (a rename in one directory).
+    os.replace(part, final)
+    return {
+        "shard": shard,
+        "models": models,
+        "entries": entries,
+        "attempt": attempt,
+        "seconds": time.perf_counter() - started,
+        "node": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+    }
+
+
+def _append_slice(job: Dict[str, Any], shard: int, attempt: int, part: Path, tracker):
+    """Creates ``part`` and appends shard ``shard``'s slice to it; (models, entries) added."""
     tool, n, k = job["tool"], job["shards"], job["commits"]
     _run_tool(tool, "create", str(part), "--probes", job["probes"], "--dtype", job["dtype"])
     models = entries = 0
@@ -165,17 +183,7 @@ def _shard_task(job: Dict[str, Any], shard: int, tracker) -> Dict[str, Any]:
         models += summary["models_added"]
         entries += summary["entries_added"]
         tracker.report.remote(shard, attempt, models)
-    # Only a complete attempt becomes the shard's file (a rename in one directory).
-    os.replace(part, final)
-    return {
-        "shard": shard,
-        "models": models,
-        "entries": entries,
-        "attempt": attempt,
-        "seconds": time.perf_counter() - started,
-        "node": ray.get_runtime_context().get_node_id(),
-        "pid": os.getpid(),
-    }
+    return models, entries
 
 
 class _Tracker:

@@ -124,6 +124,11 @@ def test_errors_are_one_clear_line(torch_tool, tmp_path):
             build_index(MANIFEST, PROBES, out, shards, tool=torch_tool.path)
     with pytest.raises(DistributedError, match="probelog-tool not found: .*nope"):
         build_index(MANIFEST, PROBES, out, 2, tool=tmp_path / "nope")
+    old = tmp_path / "old-tool"
+    old.write_text("#!/bin/sh\necho 'Usage: probelog-tool append [OPTIONS] <INDEX>'\n")
+    old.chmod(0o755)
+    with pytest.raises(DistributedError, match="has no `append --shard`: build a newer probelog-tool"):
+        build_index(MANIFEST, PROBES, out, 2, tool=old)
     with pytest.raises(DistributedError, match=r"probe set .*none.pset: no such file"):
         build_index(MANIFEST, tmp_path / "none.pset", out, 2, tool=torch_tool.path)
     out.write_bytes(b"")
@@ -244,3 +249,16 @@ def test_sharded_index_refuses_mixed_probe_sets_and_missing_files(cluster, tmp_p
         assert len(s) == 6 and s.num_models == 2
         # Entry 4 (file 1's entry 1) and its copy, entry 1 of file 0: equal scores, lower id first.
         assert [(h.entry, h.model_id, h.score) for h in s.search(4, top=2)] == [(1, 0, 0.0), (4, 1, 0.0)]
+
+
+def test_a_shard_that_keeps_failing_ends_the_run_and_writes_nothing(cluster, torch_tool, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a TorchScript file\n")
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(MANIFEST.read_text().replace('"models/', f'"{DEMO}/models/')
+                        .replace(f'model = "{DEMO}/models/farm-resnet.pt"', f'model = "{bad}"'))
+    out = tmp_path / "hub.plog"
+    with pytest.raises(DistributedError, match=r"a shard failed after 1 retries: .*shard 0/2: "
+                                               r"probelog-tool append: .*bad\.pt"):
+        build_index(manifest, PROBES, out, 2, tool=torch_tool.path, max_retries=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "m.toml"]
