@@ -228,6 +228,19 @@ def test_sharded_index_searches_as_the_single_file(cluster, shards):
             sharded.search(np.ones(5, dtype=np.float32))
 
 
+def test_sharded_index_equals_the_file_that_merge_makes(cluster, shards, tool, tmp_path):
+    paths, whole, models = shards
+    merged = tmp_path / "merged.plog"
+    tool.run("merge", merged, *paths, "--keep-duplicate-names")
+    single = probelog.Index(str(merged))
+    q = models[9][2][:, 1]
+    with ShardedIndex([str(p) for p in paths]) as sharded:
+        for query in (1, 7, 20, q):
+            for kw in (dict(top=12), dict(top=6, per_model=True, metric="topk"),
+                       dict(top=5, metric="model")):
+                assert hits_of(sharded.search(query, **kw)) == hits_of(single.search(query, **kw))
+
+
 def test_sharded_index_refuses_mixed_probe_sets_and_missing_files(cluster, tmp_path):
     probelog.create(str(tmp_path / "a.plog"), num_probes=16)
     probelog.create(str(tmp_path / "b.plog"), num_probes=17)
