@@ -21,6 +21,7 @@ Probing torch models (``pip install "./python[torch]"``): :func:`probe` runs any
 from __future__ import annotations
 
 from ._probelog import (
+    DEFAULT_ADAPTIVE_SHARE,
     DEFAULT_BLEND_WEIGHT,
     DEFAULT_K,
     CorruptIndexError,
@@ -45,6 +46,7 @@ from ._probelog import (
 from ._probing import Logits, labels_of, probe
 
 __all__ = [
+    "DEFAULT_ADAPTIVE_SHARE",
     "DEFAULT_BLEND_WEIGHT",
     "DEFAULT_K",
     "CorruptIndexError",

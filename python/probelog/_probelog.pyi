@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ _Entries = Union[None, int, slice, range, Sequence[int], npt.NDArray[np.integer]
 
 DEFAULT_K: int
 DEFAULT_BLEND_WEIGHT: float
+DEFAULT_ADAPTIVE_SHARE: float
 
 class Error(Exception):
     """Base class of every error probelog raises; the message is the core library's."""
@@ -235,6 +236,27 @@ class Writer:
         """Stages a model: ``logits`` ``[P probes, L logits]`` (float32; other dtypes converted;
         C or Fortran order). ``labels``/``probe_set`` default to those a :class:`Logits` from
         ``probe()`` carries. Returns model_id, first_entry, logits, constant_logits."""
+    def append_collab(
+        self,
+        name: str,
+        labels: Optional[Sequence[str]] = None,
+        *,
+        prober: Callable[[npt.NDArray[np.uint32]], npt.ArrayLike],
+        probe_fraction: float,
+        adaptive_share: float = ...,
+        seed: int = 0,
+        rank: Optional[int] = None,
+        lambda_: Optional[float] = None,
+        meta: Union[None, Mapping[str, str], Sequence[Tuple[str, str]]] = None,
+        source: Optional[str] = None,
+        keep_constant: bool = False,
+        existing_name: Literal["refuse", "replace", "keep"] = "refuse",
+    ) -> Dict[str, Any]:
+        """Collaborative probing: stages a model run on ``probe_fraction`` of the probes.
+        ``prober(probes)`` gets a sorted uint32 array of probe indices and returns the logits on
+        them, ``[len(probes), L]``; it is called for a seeded random subset, then (unless
+        ``adaptive_share`` is 0) for the probes the completion ranks highest. The commit
+        completes the rest. Returns model_id, first_entry, logits, constant_logits, observed."""
     def delete_model(self, model_id: int) -> None:
         """Stages the deletion of a model: from the commit on no search returns it."""
     def delete_models(self, name: str) -> List[int]:

@@ -1371,6 +1371,7 @@ impl ProbeSet {
     }
 }
 
+mod collab;
 mod embedded;
 mod multi;
 
@@ -1402,5 +1403,6 @@ fn _probelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_BLEND_WEIGHT", probelog::DEFAULT_BLEND_WEIGHT)?;
     multi::register(m)?;
     embedded::register(m)?;
+    collab::register(m)?;
     Ok(())
 }
