@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "tools" / "demo"
 
 
-def copied_manifest(dst: Path, copies: int) -> int:
-    """The demo manifest `copies` times over, with absolute paths and numbered names."""
+def copied_manifest(dst: Path, copies: int, input_size: int = 0) -> int:
+    """The demo manifest `copies` times over, with absolute paths and numbered names; with
+    `input_size`, the probes are resized to it (more work per model)."""
     import tomllib
 
     models = tomllib.loads((DEMO / "models.toml").read_text())["model"]
@@ -45,16 +46,18 @@ def copied_manifest(dst: Path, copies: int) -> int:
             out.append(f'labels = "{DEMO / m["labels"]}"')
             out.append(f'name = "{m["name"]}-{c}"')
             out.append(f"mean = {m['mean']}")
+            if input_size:
+                out.append(f"input_size = {input_size}")
             out.append(f"std = {m['std']}\n")
     dst.write_text("\n".join(out))
     return len(models) * copies
 
 
-def probing(tool: Path, copies: int, rounds: int, work: Path) -> None:
+def probing(tool: Path, copies: int, input_size: int, rounds: int, work: Path) -> None:
     import ray
 
     manifest = work / "m.toml"
-    n = copied_manifest(manifest, copies)
+    n = copied_manifest(manifest, copies, input_size)
     probes = DEMO / "probes.pset"
     p = len(probelog.ProbeSet(str(probes)))
     # One libtorch thread per prober process everywhere (Ray gives a task of 1 CPU
@@ -89,7 +92,8 @@ def probing(tool: Path, copies: int, rounds: int, work: Path) -> None:
         ray.shutdown()
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med[names[0]]
-    print(f"probing {n} models x {p} probes, CPU, one libtorch thread per prober, "
+    size = f" at {input_size} px" if input_size else ""
+    print(f"probing {n} models x {p} probes{size}, CPU, one libtorch thread per prober, "
           f"medians of {rounds} rounds (the three take turns); Ray cluster start {t_init:.1f} s")
     for name in names:
         t = med[name]
@@ -153,15 +157,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tool", required=True, help="probelog-tool built with --features torch")
     ap.add_argument("--copies", type=int, default=4, help="demo manifest repeats (7 models each)")
+    ap.add_argument("--input-size", type=int, default=0,
+                    help="resize the probes to S px for every model (more work per model)")
     ap.add_argument("--entries", type=int, default=20000, help="entries per search shard")
     ap.add_argument("--rounds", type=int, default=3, help="probing rounds")
     ap.add_argument("--queries", type=int, default=200, help="search queries")
     ap.add_argument("--skip-probing", action="store_true")
+    ap.add_argument("--skip-search", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         if not args.skip_probing:
-            probing(Path(args.tool).resolve(), args.copies, args.rounds, Path(d))
-        search(args.entries, 320, args.queries, Path(d))
+            probing(Path(args.tool).resolve(), args.copies, args.input_size, args.rounds,
+                    Path(d))
+        if not args.skip_search:
+            search(args.entries, 320, args.queries, Path(d))
     return 0
 
 
