@@ -299,9 +299,15 @@ def build_index(manifest: PathLike, probes: PathLike, out: PathLike, shards: int
         kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is not None:
             kwargs["address"] = address
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DistributedError(f"cannot start or join the Ray cluster ({address or 'local'}): "
+                                   f"{first}") from None
         started_ray = True
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
+    tracker = None
     try:
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpus > 0:
@@ -344,13 +350,18 @@ def build_index(manifest: PathLike, probes: PathLike, out: PathLike, shards: int
         t_merge = time.perf_counter()
         merged = work / "merged.plog"
         inputs = [str(work / f"shard-{i:05d}.plog") for i in range(shards)]
-        _run_tool(str(tool_path), "merge", str(merged), *inputs,
-                  *["--keep-duplicate-names"] * keep_duplicate_names)
+        try:
+            _run_tool(str(tool_path), "merge", str(merged), *inputs,
+                      *["--keep-duplicate-names"] * keep_duplicate_names)
+        except RuntimeError as e:
+            raise DistributedError(f"merging the shards: {e}") from None
         os.replace(merged, out)
         _fsync_dir(out.parent)
         merge_seconds = time.perf_counter() - t_merge
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if tracker is not None:
+            ray.kill(tracker)
         if started_ray:
             ray.shutdown()
     from ._probelog import Index
