@@ -238,13 +238,10 @@ fn link_lists(
     let keep = opts.keep_for(probes);
     let seeds_per_probe = opts.seeds.min(n);
     let build_k = opts.build_k.min(keep);
-    let packed: Vec<u64> = lists
-        .chunks_exact(keep)
-        .flat_map(|l| pack_for_distance(l, build_k))
-        .collect();
-    let dist = PackedLists {
-        packed: &packed,
+    let dist = super::build_dist::TopLists {
+        lists: &lists,
         keep,
+        build_k,
         probes,
     };
     let built = super::hnsw::build(
@@ -271,94 +268,6 @@ fn link_lists(
 
 /// Seed of the level draws of [`super::hnsw::build`].
 const BUILD_SEED: u64 = 397;
-
-/// The packed lists of a build, `keep` items per node, under [`ListDist`].
-struct PackedLists<'a> {
-    packed: &'a [u64],
-    keep: usize,
-    probes: usize,
-}
-
-/// A node prepared for distances from it: its list scattered over the probes.
-#[derive(Debug)]
-pub struct DenseList {
-    /// The node's value at each probe of its list, 0 elsewhere.
-    value: Vec<f32>,
-    /// 1 where the probe is one of the node's own top `build_k`, 0 elsewhere.
-    top: Vec<f32>,
-    /// The sum of `|value|` over the node's top probes.
-    base: f32,
-}
-
-impl PackedLists<'_> {
-    fn list(&self, v: u32) -> &[u64] {
-        let (v, k) = (v as usize, self.keep);
-        &self.packed[v * k..(v + 1) * k]
-    }
-}
-
-#[inline]
-fn split_packed(x: u64) -> (usize, f32, f32) {
-    (
-        (x >> 48) as usize,
-        f32::from_bits(x as u32),
-        ((x >> 32) & 1) as f32,
-    )
-}
-
-impl super::hnsw::BuildDistance for PackedLists<'_> {
-    type Prepared = DenseList;
-
-    fn scratch(&self) -> DenseList {
-        DenseList {
-            value: vec![0.0; self.probes],
-            top: vec![0.0; self.probes],
-            base: 0.0,
-        }
-    }
-
-    fn prepare(&self, v: u32, q: &mut DenseList) {
-        q.base = 0.0;
-        for &x in self.list(v) {
-            let (p, val, top) = split_packed(x);
-            q.value[p] = val;
-            q.top[p] = top;
-            q.base += top * val.abs();
-        }
-    }
-
-    fn release(&self, v: u32, q: &mut DenseList) {
-        for &x in self.list(v) {
-            let p = (x >> 48) as usize;
-            q.value[p] = 0.0;
-            q.top[p] = 0.0;
-        }
-    }
-
-    /// [`ListDist`] from the prepared node `v` to `u`, by `u`'s items alone: an item on a probe
-    /// of `v`'s list adds `|u - v|` weighted by how many of the two hold it in their top, less
-    /// `v`'s own top term there (which `base` counted as unmatched); any other item adds `|u|`
-    /// when it is one of `u`'s top.
-    #[inline]
-    fn from_prepared(&self, q: &DenseList, u: u32) -> f32 {
-        let mut s = q.base;
-        for &x in self.list(u) {
-            let (p, val, top) = split_packed(x);
-            let (d, w) = (q.value[p], q.top[p]);
-            s += (val - d).abs() * (top + w) - w * d.abs();
-        }
-        s
-    }
-
-    #[inline]
-    fn dist(&self, a: u32, b: u32) -> f32 {
-        let (a, b, k) = (a as usize, b as usize, self.keep);
-        ListDist.eval(
-            &self.packed[a * k..(a + 1) * k],
-            &self.packed[b * k..(b + 1) * k],
-        )
-    }
-}
 
 /// Levels, links per layer and the entry point of a built `hnsw_rs` graph over points `0..n`.
 #[allow(clippy::type_complexity)]
@@ -465,46 +374,6 @@ impl Distance<u64> for ListDist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ann::hnsw::BuildDistance;
-    use crate::ann::pack_item;
-    use rand::{Rng, SeedableRng};
-
-    #[test]
-    fn prepared_distance_is_list_dist() {
-        let (probes, keep, n) = (300usize, 32usize, 60usize);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let lists: Vec<u32> = (0..n)
-            .flat_map(|_| {
-                let picked = rand::seq::index::sample(&mut rng, probes, keep).into_vec();
-                let mut items: Vec<(u32, f32)> = picked
-                    .into_iter()
-                    .map(|p| (p as u32, rng.random_range(-3.0f32..6.0)))
-                    .collect();
-                items.sort_by(|a, b| b.1.total_cmp(&a.1));
-                items.into_iter().map(|(p, v)| pack_item(p, v)).collect::<Vec<_>>()
-            })
-            .collect();
-        let packed: Vec<u64> = lists
-            .chunks_exact(keep)
-            .flat_map(|l| pack_for_distance(l, 16))
-            .collect();
-        let d = PackedLists {
-            packed: &packed,
-            keep,
-            probes,
-        };
-        let mut q = d.scratch();
-        for a in 0..n as u32 {
-            d.prepare(a, &mut q);
-            for b in 0..n as u32 {
-                let (fast, slow) = (d.from_prepared(&q, b), d.dist(a, b));
-                assert!((fast - slow).abs() <= 1e-4 * slow.max(1.0), "{a} {b}: {fast} vs {slow}");
-            }
-            d.release(a, &mut q);
-            assert!(q.value.iter().chain(&q.top).all(|&x| x == 0.0));
-        }
-    }
-
     #[test]
     fn default_keep_is_one_probe_in_32_as_a_power_of_two() {
         assert_eq!(default_keep(10), 32);

@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use rand::{Rng, SeedableRng};
@@ -29,6 +30,8 @@ pub trait BuildDistance: Sync {
     fn from_prepared(&self, q: &Self::Prepared, u: u32) -> f32;
     /// The distance between `a` and `b`, neither prepared.
     fn dist(&self, a: u32, b: u32) -> f32;
+    /// Asks for `u`'s data to be brought into the cache (a hint; the default does nothing).
+    fn prefetch(&self, _u: u32) {}
 }
 
 /// An `f32` distance ordered totally, for the heaps.
@@ -49,7 +52,9 @@ impl Ord for D {
     }
 }
 
-/// A node's links per layer, each with its distance to the node, nearest first.
+/// A node's links on the layers above 0, each with its distance to the node, nearest first
+/// (`layers[0]` stays empty: layer 0 lives in [`Graph`]'s flat rows). Its lock also orders the
+/// writers of the node's layer-0 row.
 #[derive(Debug, Default)]
 struct Links {
     layers: Vec<Vec<(f32, u32)>>,
@@ -130,10 +135,13 @@ pub fn build<B: BuildDistance>(
             })
         })
         .collect();
+    let m0 = 2 * max_degree;
     let g = Graph {
         dist,
         levels: &levels,
         nodes,
+        zero_ids: (0..n * (m0 + 1)).map(|_| AtomicU32::new(0)).collect(),
+        zero_dists: (0..n * m0).map(|_| AtomicU32::new(0)).collect(),
         entry: RwLock::new((0, levels[0])),
         max_degree,
         ef: ef_construction.max(1),
@@ -142,16 +150,19 @@ pub fn build<B: BuildDistance>(
         || Scratch::new(n, dist.scratch(), dist.scratch()),
         |scratch, v| g.insert(v, scratch),
     );
-    let links: Vec<Vec<Vec<u32>>> = g
-        .nodes
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
+    let mut zero = Vec::new();
+    let links: Vec<Vec<Vec<u32>>> = (0..n as u32)
+        .map(|v| {
+            g.neighbours(v, 0, &mut zero);
+            let mut layers: Vec<Vec<u32>> = g.nodes[v as usize]
+                .lock()
                 .expect("a build thread panicked")
                 .layers
-                .into_iter()
-                .map(|l| l.into_iter().map(|(_, u)| u).collect())
-                .collect()
+                .iter()
+                .map(|l| l.iter().map(|&(_, u)| u).collect())
+                .collect();
+            layers[0].clone_from(&zero);
+            layers
         })
         .collect();
     let top = *levels.iter().max().expect("n > 0");
@@ -167,6 +178,12 @@ struct Graph<'a, B: BuildDistance> {
     dist: &'a B,
     levels: &'a [u8],
     nodes: Vec<Mutex<Links>>,
+    /// Layer 0, read without locks: per node a row of `2 * max_degree + 1` slots, the link count
+    /// then the links, nearest first. A reader racing a writer may see a row half rewritten (a
+    /// link twice or one missing), which only changes which nodes a search visits.
+    zero_ids: Vec<AtomicU32>,
+    /// The layer-0 links' distances (f32 bits), `2 * max_degree` per node.
+    zero_dists: Vec<AtomicU32>,
     /// The entry point and its level.
     entry: RwLock<(u32, u8)>,
     max_degree: usize,
@@ -182,9 +199,16 @@ impl<B: BuildDistance> Graph<'_, B> {
         }
     }
 
-    /// The ids of `v`'s links on `layer` (a copy, taken under its lock).
+    /// The ids of `v`'s links on `layer` (a copy; above layer 0 taken under its lock).
     fn neighbours(&self, v: u32, layer: usize, out: &mut Vec<u32>) {
         out.clear();
+        if layer == 0 {
+            let m0 = 2 * self.max_degree;
+            let row = &self.zero_ids[v as usize * (m0 + 1)..(v as usize + 1) * (m0 + 1)];
+            let len = (row[0].load(Ordering::Relaxed) as usize).min(m0);
+            out.extend(row[1..=len].iter().map(|x| x.load(Ordering::Relaxed)));
+            return;
+        }
         let node = self.nodes[v as usize].lock().expect("a build thread panicked");
         if let Some(l) = node.layers.get(layer) {
             out.extend(l.iter().map(|&(_, u)| u));
@@ -224,7 +248,11 @@ impl<B: BuildDistance> Graph<'_, B> {
             let chosen = self.select(&found, self.degree(layer), &mut scratch.other);
             {
                 let mut node = self.nodes[v as usize].lock().expect("a build thread panicked");
-                node.layers[layer].clone_from(&chosen);
+                if layer == 0 {
+                    self.write_zero(v, &chosen);
+                } else {
+                    node.layers[layer].clone_from(&chosen);
+                }
             }
             for &(d, u) in &chosen {
                 self.link_back(u, v, d, layer);
@@ -264,10 +292,13 @@ impl<B: BuildDistance> Graph<'_, B> {
                 break;
             }
             self.neighbours(c, layer, nb);
+            // The unvisited neighbours' data is requested before the first distance, so that
+            // the loads overlap.
+            nb.retain(|&u| scratch.visit(u));
             for &u in nb.iter() {
-                if !scratch.visit(u) {
-                    continue;
-                }
+                self.dist.prefetch(u);
+            }
+            for &u in nb.iter() {
                 let du = self.dist.from_prepared(&scratch.node, u);
                 if best.len() < self.ef || du < best.peek().expect("non-empty").0.0 {
                     candidates.push(Reverse((D(du), u)));
@@ -317,7 +348,13 @@ impl<B: BuildDistance> Graph<'_, B> {
     fn link_back(&self, u: u32, v: u32, d: f32, layer: usize) {
         let m = self.degree(layer);
         let mut node = self.nodes[u as usize].lock().expect("a build thread panicked");
-        let links = &mut node.layers[layer];
+        let mut row = Vec::new();
+        let links = if layer == 0 {
+            self.read_zero(u, &mut row);
+            &mut row
+        } else {
+            &mut node.layers[layer]
+        };
         if links.iter().any(|&(_, w)| w == v) {
             return;
         }
@@ -327,6 +364,37 @@ impl<B: BuildDistance> Graph<'_, B> {
         }
         links.insert(at, (d, v));
         links.truncate(m);
+        if layer == 0 {
+            self.write_zero(u, &row);
+        }
+    }
+
+    /// `v`'s layer-0 links with their distances (call with `v`'s lock held).
+    fn read_zero(&self, v: u32, out: &mut Vec<(f32, u32)>) {
+        let m0 = 2 * self.max_degree;
+        let ids = &self.zero_ids[v as usize * (m0 + 1)..(v as usize + 1) * (m0 + 1)];
+        let dists = &self.zero_dists[v as usize * m0..(v as usize + 1) * m0];
+        let len = (ids[0].load(Ordering::Relaxed) as usize).min(m0);
+        out.clear();
+        out.extend((0..len).map(|i| {
+            (
+                f32::from_bits(dists[i].load(Ordering::Relaxed)),
+                ids[i + 1].load(Ordering::Relaxed),
+            )
+        }));
+    }
+
+    /// Sets `v`'s layer-0 links (call with `v`'s lock held; at most `2 * max_degree`).
+    fn write_zero(&self, v: u32, links: &[(f32, u32)]) {
+        let m0 = 2 * self.max_degree;
+        let ids = &self.zero_ids[v as usize * (m0 + 1)..(v as usize + 1) * (m0 + 1)];
+        let dists = &self.zero_dists[v as usize * m0..(v as usize + 1) * m0];
+        let len = links.len().min(m0);
+        for (i, &(d, u)) in links[..len].iter().enumerate() {
+            dists[i].store(d.to_bits(), Ordering::Relaxed);
+            ids[i + 1].store(u, Ordering::Relaxed);
+        }
+        ids[0].store(len as u32, Ordering::Release);
     }
 }
 

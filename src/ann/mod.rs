@@ -3,6 +3,7 @@
 //! reranks.
 
 pub mod build;
+mod build_dist;
 pub mod graph;
 pub mod hnsw;
 pub mod lists;
