@@ -175,29 +175,6 @@ impl SynthGenerator {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zoo_is_reproducible_and_shaped() {
-        let cfg = SynthConfig {
-            probes: 50,
-            concepts: 30,
-            models: 4,
-            ..Default::default()
-        };
-        let a = SynthZoo::generate(cfg);
-        let b = SynthZoo::generate(cfg);
-        assert_eq!(a.models.len(), 4);
-        for (x, y) in a.models.iter().zip(&b.models) {
-            assert_eq!(x.logits, y.logits);
-            assert_eq!(x.logits.len(), 50 * x.concepts.len());
-            assert!(x.logits.iter().all(|v| v.is_finite()));
-        }
-    }
-}
-
 impl SynthModel {
     /// The model's first `logits` logits (all of them when it has fewer): raw logits
     /// `[probes, n]` and the concepts they detect.
@@ -254,4 +231,27 @@ pub fn append_synthetic(
         }
     }
     Ok(commits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zoo_is_reproducible_and_shaped() {
+        let cfg = SynthConfig {
+            probes: 50,
+            concepts: 30,
+            models: 4,
+            ..Default::default()
+        };
+        let a = SynthZoo::generate(cfg);
+        let b = SynthZoo::generate(cfg);
+        assert_eq!(a.models.len(), 4);
+        for (x, y) in a.models.iter().zip(&b.models) {
+            assert_eq!(x.logits, y.logits);
+            assert_eq!(x.logits.len(), 50 * x.concepts.len());
+            assert!(x.logits.iter().all(|v| v.is_finite()));
+        }
+    }
 }

@@ -2,7 +2,6 @@
 //! processes killed with SIGKILL must leave an index at exactly the old or the new commit, clean,
 //! and ready for the next append.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use probelog::testkit::FaultyStorage;
