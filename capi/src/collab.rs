@@ -12,7 +12,7 @@ use crate::args::{opt_str_arg, str_arg, write_out};
 use crate::error::{CallResult, Failure, ProbelogStatus, guard};
 use crate::writer::{
     PROBELOG_NAME_KEEP, PROBELOG_NAME_REFUSE, PROBELOG_NAME_REPLACE, ProbelogModel,
-    ProbelogModelAdded, ProbelogWriter, lock_writer, strings_arg,
+    ProbelogModelAdded, ProbelogWriter, lock_writer, meta_arg, strings_arg,
 };
 
 /// `ProbelogCollabParams.adaptive_share` of `probelog-tool append --probe-fraction`: the share of
@@ -100,17 +100,8 @@ pub unsafe extern "C" fn probelog_writer_add_model_collab(
         let logits = m.num_logits as usize;
         // SAFETY: the caller promises num_logits label pointers, or NULL.
         let labels = unsafe { strings_arg(m.labels, logits, "model->labels") }?;
-        let meta = if m.meta_count == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: the caller promises meta_count pointers in each array, or NULL.
-            let keys = unsafe { strings_arg(m.meta_keys, m.meta_count, "model->meta_keys") }?
-                .ok_or_else(|| Failure::null("model->meta_keys"))?;
-            // SAFETY: as above.
-            let vals = unsafe { strings_arg(m.meta_values, m.meta_count, "model->meta_values") }?
-                .ok_or_else(|| Failure::null("model->meta_values"))?;
-            keys.into_iter().zip(vals).collect()
-        };
+        // SAFETY: the caller promises meta_count pointers in each metadata array, or NULL.
+        let meta = unsafe { meta_arg(m) }?;
         let existing_name = existing_name(m.existing_name)?;
         let plan = plan(params, w.probe_set().num_probes as usize)?;
         let opts = AppendOptions {

@@ -188,6 +188,24 @@ pub(crate) unsafe fn strings_arg(
         .map(Some)
 }
 
+/// A model's metadata: `meta_count` keys and values (none when the count is 0).
+///
+/// # Safety
+/// `meta_keys` and `meta_values` are NULL or point to `meta_count` pointers each, every one NULL
+/// or NUL-terminated.
+pub(crate) unsafe fn meta_arg(m: &ProbelogModel) -> CallResult<Vec<(String, String)>> {
+    if m.meta_count == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the caller promises meta_count pointers in each array, or NULL.
+    let keys = unsafe { strings_arg(m.meta_keys, m.meta_count, "model->meta_keys") }?
+        .ok_or_else(|| Failure::null("model->meta_keys"))?;
+    // SAFETY: as above.
+    let vals = unsafe { strings_arg(m.meta_values, m.meta_count, "model->meta_values") }?
+        .ok_or_else(|| Failure::null("model->meta_values"))?;
+    Ok(keys.into_iter().zip(vals).collect())
+}
+
 /// The writer behind a pointer. A writer that panicked (poisoned) is refused: its staged state
 /// may be half-changed.
 ///
@@ -243,17 +261,8 @@ pub unsafe extern "C" fn probelog_writer_add_model(
         let values = unsafe { slice_arg(m.logits, n, "model->logits") }?;
         // SAFETY: the caller promises num_logits label pointers, or NULL.
         let labels = unsafe { strings_arg(m.labels, l, "model->labels") }?;
-        let meta = if m.meta_count == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: the caller promises meta_count pointers in each array, or NULL.
-            let keys = unsafe { strings_arg(m.meta_keys, m.meta_count, "model->meta_keys") }?
-                .ok_or_else(|| Failure::null("model->meta_keys"))?;
-            // SAFETY: as above.
-            let vals = unsafe { strings_arg(m.meta_values, m.meta_count, "model->meta_values") }?
-                .ok_or_else(|| Failure::null("model->meta_values"))?;
-            keys.into_iter().zip(vals).collect()
-        };
+        // SAFETY: the caller promises meta_count pointers in each metadata array, or NULL.
+        let meta = unsafe { meta_arg(m) }?;
         let input = ModelInput {
             name: name.to_owned(),
             source: source.to_owned(),

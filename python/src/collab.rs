@@ -4,14 +4,14 @@
 //! probe factors. The rules live in the core crate: this module converts arguments and results.
 
 use numpy::{AllowTypeChange, IntoPyArray, PyArrayLike2};
+use probelog::AppendOptions;
 use probelog::collab::{
     self, CollabOptions, DEFAULT_ADAPTIVE_SHARE, ModelDetails, ProbePlan, ProbeRows, Prober, Round,
 };
-use probelog::{AppendOptions, ExistingName};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::{InvalidInputError, Writer, py_err, string_pairs};
+use crate::{InvalidInputError, Writer, parse_existing_name, py_err, string_pairs};
 
 /// A failure inside the policy: the core's own, or the exception `prober` raised.
 enum CollabError {
@@ -110,16 +110,7 @@ fn _writer_append_collab<'py>(
             "prober must be a callable: prober(probes) -> logits [len(probes), L]",
         ));
     }
-    let existing_name = match existing_name {
-        "refuse" => ExistingName::Refuse,
-        "replace" => ExistingName::Replace,
-        "keep" => ExistingName::Keep,
-        other => {
-            return Err(InvalidInputError::new_err(format!(
-                "existing_name {other:?}: use \"refuse\" (the default), \"replace\" or \"keep\""
-            )));
-        }
-    };
+    let existing_name = parse_existing_name(existing_name)?;
     let defaults = CollabOptions::default();
     let lambda = lambda_.unwrap_or(defaults.lambda);
     if !(lambda.is_finite() && lambda > 0.0) {

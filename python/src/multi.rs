@@ -10,7 +10,7 @@
 
 use numpy::{AllowTypeChange, PyArrayLike1};
 use probelog::search::{MultiQuery, SearchResults};
-use probelog::{Grouping, Query, SearchParams};
+use probelog::{Query, SearchParams};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
@@ -76,40 +76,7 @@ fn _search_prepared(
                 filter: filter.as_ref(),
                 ..SearchParams::default()
             };
-            let resolved = index.resolve_params(&params)?;
-            let scored = index.search_descriptor(&q, exclude_model, &params)?;
-            let hits = scored
-                .into_iter()
-                .enumerate()
-                .map(|(i, s)| -> probelog::Result<probelog::Hit> {
-                    if grouping == Grouping::ModelMean {
-                        let m = index.model(s.id)?;
-                        return Ok(probelog::Hit {
-                            rank: i + 1,
-                            entry: None,
-                            model_id: s.id,
-                            model: m.name,
-                            logit: None,
-                            label: None,
-                            score: s.score,
-                        });
-                    }
-                    let e = index.entry(s.id)?;
-                    Ok(probelog::Hit {
-                        rank: i + 1,
-                        entry: Some(s.id),
-                        model_id: e.model_id,
-                        model: e.model,
-                        logit: Some(e.logit),
-                        label: e.label,
-                        score: s.score,
-                    })
-                })
-                .collect::<probelog::Result<Vec<_>>>()?;
-            let found = SearchResults {
-                params: resolved,
-                hits,
-            };
+            let found = index.search_descriptor_hits(&q, exclude_model, &params)?;
             // The shares against the descriptor as a query vector: z-normalizing a stored
             // descriptor again changes its values by float rounding only.
             let why = match explain {

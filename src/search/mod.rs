@@ -304,6 +304,11 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 self.search_masked(&q.descriptor, &mask(q.model)?, &resolved)?
             }
         };
+        self.results(scored, resolved)
+    }
+
+    /// The results of a ranking: each scored entry (or model) with its metadata, ranked from 1.
+    fn results(&self, scored: Vec<Scored>, resolved: ResolvedSearch) -> Result<SearchResults> {
         let hits = scored
             .into_iter()
             .enumerate()
@@ -407,6 +412,20 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
         let resolved = self.resolve_params(params)?;
         let allowed = self.allowed(params.filter, exclude_model)?;
         self.search_masked(q, &allowed, &resolved)
+    }
+
+    /// [`RawIndex::search_descriptor`] with the hits' metadata, as [`RawIndex::search`] returns
+    /// them.
+    pub fn search_descriptor_hits(
+        &self,
+        q: &[f32],
+        exclude_model: Option<u64>,
+        params: &SearchParams,
+    ) -> Result<SearchResults> {
+        let resolved = self.resolve_params(params)?;
+        let allowed = self.allowed(params.filter, exclude_model)?;
+        let scored = self.search_masked(q, &allowed, &resolved)?;
+        self.results(scored, resolved)
     }
 
     /// Ranks the entries (or models) that `mask` holds (all, without one) against `q`.

@@ -72,6 +72,36 @@ fn options() -> CollabOptions {
     }
 }
 
+/// Stages each of `models` (raw logits of `l` logits over every probe) probed on its own third of
+/// the probes, seeded from `seed`, as `partial-i`; returns the subsets.
+fn add_partials(w: &mut IndexWriter, models: &[Vec<f32>], l: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut subsets = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let observed = sample_probes(PROBES, 1.0 / 3.0, seed + i as u64).unwrap();
+        let rows = rows_of(m, l, &observed);
+        let input = input(&format!("partial-{i}"), &rows, observed.len(), l);
+        let added = w.add_partial_model(input, &observed, AppendOptions::default(), options());
+        assert_eq!(added.unwrap().logits as usize, l);
+        subsets.push(observed);
+    }
+    subsets
+}
+
+/// `ref.plog` in `dir`: `models` probed on every probe, as `r0`, `r1`, ...
+fn fully_probed(dir: &std::path::Path, models: &[Vec<f32>], l: usize) -> Index {
+    let path = common::create_index(dir, "ref.plog", PROBES, probelog::Dtype::F32);
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    for (i, m) in models.iter().enumerate() {
+        w.add_model(
+            input(&format!("r{i}"), m, PROBES, l),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    Index::open(&path).unwrap()
+}
+
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -97,21 +127,7 @@ fn partial_models_are_completed_and_later_appends_fold_in() {
         )
         .unwrap();
     }
-    let mut subsets = Vec::new();
-    for (i, m) in partial.iter().enumerate() {
-        let observed = sample_probes(PROBES, 1.0 / 3.0, seed + i as u64).unwrap();
-        let rows = rows_of(m, l, &observed);
-        let added = w
-            .add_partial_model(
-                input(&format!("partial-{i}"), &rows, observed.len(), l),
-                &observed,
-                AppendOptions::default(),
-                options(),
-            )
-            .unwrap();
-        assert_eq!(added.logits as usize, l);
-        subsets.push(observed);
-    }
+    let subsets = add_partials(&mut w, &partial, l, seed);
     w.commit().unwrap();
     drop(w);
 
@@ -125,20 +141,7 @@ fn partial_models_are_completed_and_later_appends_fold_in() {
         Some(&subsets[0])
     );
     // The completed descriptors of a partial model match what full probing would have given.
-    let reference = Index::open(&{
-        let p = common::create_index(dir.path(), "ref.plog", PROBES, probelog::Dtype::F32);
-        let mut w = IndexWriter::open(&p, LockWait::Fail).unwrap();
-        for (i, m) in partial.iter().enumerate() {
-            w.add_model(
-                input(&format!("r{i}"), m, PROBES, l),
-                AppendOptions::default(),
-            )
-            .unwrap();
-        }
-        w.commit().unwrap();
-        p
-    })
-    .unwrap();
+    let reference = fully_probed(dir.path(), &partial, l);
     for i in 0..2u64 {
         for j in 0..l as u64 {
             let got = index
@@ -308,19 +311,7 @@ fn refactorizing_compaction_completes_partial_models_better() {
     // Two partial models fit factors on their own 6 logits, a third of the probes each: poor.
     let partial: Vec<Vec<f32>> = (0..2).map(|_| zoo.model(l)).collect();
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    let mut subsets = Vec::new();
-    for (i, m) in partial.iter().enumerate() {
-        let observed = sample_probes(PROBES, 1.0 / 3.0, seed + i as u64).unwrap();
-        let rows = rows_of(m, l, &observed);
-        w.add_partial_model(
-            input(&format!("partial-{i}"), &rows, observed.len(), l),
-            &observed,
-            AppendOptions::default(),
-            options(),
-        )
-        .unwrap();
-        subsets.push(observed);
-    }
+    let subsets = add_partials(&mut w, &partial, l, seed);
     w.commit().unwrap();
     // Then fully probed models arrive, which the stored factors never saw.
     for i in 0..6 {
@@ -333,18 +324,7 @@ fn refactorizing_compaction_completes_partial_models_better() {
     }
     w.commit().unwrap();
     drop(w);
-    let reference_path = common::create_index(dir.path(), "ref.plog", PROBES, probelog::Dtype::F32);
-    let mut w = IndexWriter::open(&reference_path, LockWait::Fail).unwrap();
-    for (i, m) in partial.iter().enumerate() {
-        w.add_model(
-            input(&format!("r{i}"), m, PROBES, l),
-            AppendOptions::default(),
-        )
-        .unwrap();
-    }
-    w.commit().unwrap();
-    drop(w);
-    let reference = Index::open(&reference_path).unwrap();
+    let reference = fully_probed(dir.path(), &partial, l);
     let error = |index: &Index| -> f32 {
         (0..2 * l as u64)
             .map(|e| {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use probelog::CompactOptions;
-use probelog::collab::CollabOptions;
 use serde::Serialize;
 
 use super::{open_index, with_writer_lock};
@@ -14,21 +13,12 @@ use crate::output::{human_bytes, outln, print_json};
 pub struct Args {
     /// The index to compact (replaced in place; readers that have it open keep their snapshot).
     pub index: PathBuf,
-    /// Refit collaborative probing's probe factors on everything the index observed and complete
-    /// the partially probed models again with them.
-    #[arg(long)]
-    pub refactorize: bool,
-    /// Rank of the refitted factors.
-    #[arg(long, value_name = "R", default_value_t = CollabOptions::default().rank, requires = "refactorize")]
-    pub rank: usize,
-    /// Ridge regularization of the refitted factors (a finite number > 0).
-    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, value_parser = super::parse_lambda, requires = "refactorize")]
-    pub lambda: f32,
+    #[command(flatten)]
+    pub refit: super::RefitArgs,
     #[command(flatten)]
     pub graph: super::GraphArgs,
-    /// Fail at once if another writer holds the index instead of waiting for it.
-    #[arg(long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub lock: super::LockArgs,
     /// Print the summary as a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -49,14 +39,10 @@ struct Summary {
 pub fn run(args: Args) -> Result<()> {
     let path = &args.index;
     let opts = CompactOptions {
-        refactorize: args.refactorize.then(|| CollabOptions {
-            rank: args.rank,
-            lambda: args.lambda,
-            ..CollabOptions::default()
-        }),
+        refactorize: args.refit.options(),
         ann: args.graph.options(),
     };
-    let done = with_writer_lock(path, args.no_wait, |wait| {
+    let done = with_writer_lock(path, args.lock.no_wait, |wait| {
         probelog::compact_with(path, wait, opts)
     })?;
     let after = open_index(path)?;

@@ -20,9 +20,8 @@ pub struct Args {
     /// A model to delete, by id (from `info --models` or search results). Repeatable.
     #[arg(long = "model-id", value_name = "ID")]
     pub model_ids: Vec<u64>,
-    /// Fail at once if another writer holds the index instead of waiting for it.
-    #[arg(long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub lock: super::LockArgs,
     /// Print the summary as a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -43,7 +42,9 @@ pub fn run(args: Args) -> Result<()> {
         "name the models to delete: --model NAME or --model-id ID (repeatable)"
     );
     let path = &args.index;
-    let mut w = with_writer_lock(path, args.no_wait, |wait| IndexWriter::open(path, wait))?;
+    let mut w = with_writer_lock(path, args.lock.no_wait, |wait| {
+        IndexWriter::open(path, wait)
+    })?;
     // Everything is staged first: an unknown name or id leaves the index as it was.
     let mut deleted = Vec::new();
     for name in &args.models {

@@ -157,7 +157,11 @@ fn write_descriptors(index: &Index, out: impl Write, bar: &ProgressBar) -> Resul
     let mut row = vec![0f32; buffered];
     let mut block = vec![0f32; buffered * p];
     let starts = index.segment_entry_starts();
-    for (s, &segment_start) in starts.iter().take(index.segment_count() as usize).enumerate() {
+    for (s, &segment_start) in starts
+        .iter()
+        .take(index.segment_count() as usize)
+        .enumerate()
+    {
         let Some(rows) = index.segment_rows(s).at(path)? else {
             continue;
         };

@@ -170,8 +170,14 @@ fn write_human(info: &Info, out: &mut dyn Write) -> io::Result<()> {
         ("probes", info.num_probes.to_string()),
         ("fingerprint", info.fingerprint.clone()),
         ("dtype", info.dtype.to_string()),
-        ("entries", live_and_deleted(info.entry_count, info.deleted_entries)),
-        ("models", live_and_deleted(info.model_count, info.deleted_models)),
+        (
+            "entries",
+            live_and_deleted(info.entry_count, info.deleted_entries),
+        ),
+        (
+            "models",
+            live_and_deleted(info.model_count, info.deleted_models),
+        ),
         ("segments", info.segment_count.to_string()),
         ("commit", info.sequence.to_string()),
         ("size", size),

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use probelog::collab::CollabOptions;
 use probelog::{MergeOptions, MergedFactors};
 use serde::Serialize;
 
@@ -25,17 +24,8 @@ pub struct Args {
     /// Keep live models of different inputs that share a name (refused by default).
     #[arg(long)]
     pub keep_duplicate_names: bool,
-    /// Refit collaborative probing's probe factors on everything the inputs observed and
-    /// complete the partially probed models again with them (by default the factors are refitted
-    /// when an input has some, and every descriptor is kept).
-    #[arg(long)]
-    pub refactorize: bool,
-    /// Rank of the refitted factors.
-    #[arg(long, value_name = "R", default_value_t = CollabOptions::default().rank, requires = "refactorize")]
-    pub rank: usize,
-    /// Ridge regularization of the refitted factors (a finite number > 0).
-    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, value_parser = super::parse_lambda, requires = "refactorize")]
-    pub lambda: f32,
+    #[command(flatten)]
+    pub refit: super::RefitArgs,
     #[command(flatten)]
     pub graph: super::GraphArgs,
     /// Print the summary as a JSON object.
@@ -73,11 +63,7 @@ pub fn run(args: Args) -> Result<()> {
     let opts = MergeOptions {
         keep_duplicate_names: args.keep_duplicate_names,
         replace: args.force,
-        refactorize: args.refactorize.then(|| CollabOptions {
-            rank: args.rank,
-            lambda: args.lambda,
-            ..CollabOptions::default()
-        }),
+        refactorize: args.refit.options(),
         ann: args.graph.options(),
     };
     let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
+use probelog::collab::CollabOptions;
 use probelog::{Error, Index, LockWait, ProbeSetId};
 
 use crate::input;
@@ -65,8 +66,6 @@ impl<T> LibResult<T> for probelog::Result<T> {
     }
 }
 
-/// Opens an index read-only, once it is known to be a regular file (the library would block for
-/// ever opening a FIFO).
 /// A library error in this command line's words where the library's name its own API.
 fn render(e: &Error) -> String {
     match e {
@@ -81,9 +80,45 @@ fn render(e: &Error) -> String {
     }
 }
 
+/// Opens an index read-only, once it is known to be a regular file (the library would block for
+/// ever opening a FIFO).
 pub fn open_index(path: &Path) -> Result<Index> {
     input::require_regular(path, "the index")?;
     Index::open(path).at(path)
+}
+
+/// `--no-wait`, of every command that takes the writer lock.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct LockArgs {
+    /// Fail at once if another writer holds the index instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `--refactorize` and the factors it fits, of `compact` and `merge`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RefitArgs {
+    /// Refit collaborative probing's probe factors on everything the index (or the merged
+    /// inputs) observed and complete the partially probed models again with them.
+    #[arg(long)]
+    pub refactorize: bool,
+    /// Rank of the refitted factors.
+    #[arg(long, value_name = "R", default_value_t = CollabOptions::default().rank, requires = "refactorize")]
+    pub rank: usize,
+    /// Ridge regularization of the refitted factors (a finite number > 0).
+    #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, value_parser = parse_lambda, requires = "refactorize")]
+    pub lambda: f32,
+}
+
+impl RefitArgs {
+    /// The factors to refit with, when `--refactorize` was given.
+    pub fn options(&self) -> Option<CollabOptions> {
+        self.refactorize.then(|| CollabOptions {
+            rank: self.rank,
+            lambda: self.lambda,
+            ..CollabOptions::default()
+        })
+    }
 }
 
 /// Runs `open` (which takes the writer lock of `path`) without waiting first. If another writer

@@ -111,9 +111,8 @@ pub struct EmbedArgs {
     /// auto (CUDA device 0 when there is one, else the CPU), cpu, cuda or cuda:INDEX.
     #[arg(long, value_name = "DEVICE", default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// Fail instead of waiting when another writer holds the index's lock.
-    #[arg(long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub lock: crate::cmd::LockArgs,
     /// Print the summary as a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -260,7 +259,7 @@ fn embed(args: EmbedArgs) -> Result<()> {
         std: args.std,
         batch: args.batch as usize,
     };
-    let mut writer = with_writer_lock(&args.index, args.no_wait, |wait| {
+    let mut writer = with_writer_lock(&args.index, args.lock.no_wait, |wait| {
         IndexWriter::open(&args.index, wait)
     })?;
     let index_set = writer.probe_set();

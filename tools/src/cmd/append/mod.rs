@@ -149,9 +149,8 @@ pub struct Args {
     /// finite number > 0).
     #[arg(long, value_name = "L", default_value_t = CollabOptions::default().lambda, value_parser = super::parse_lambda, requires = "probe_fraction")]
     pub lambda: f32,
-    /// Fail at once if another writer holds the index instead of waiting for it.
-    #[arg(long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub lock: crate::cmd::LockArgs,
     /// Print the summary as a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -235,7 +234,7 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
 
-    let mut writer = with_writer_lock(&args.index, args.no_wait, |wait| {
+    let mut writer = with_writer_lock(&args.index, args.lock.no_wait, |wait| {
         IndexWriter::open(&args.index, wait)
     })?;
     writer

@@ -20,9 +20,8 @@ pub struct AttachArgs {
     /// The probe set file to store in it, byte for byte.
     #[arg(value_name = "FILE.pset")]
     pub pset: PathBuf,
-    /// Fail instead of waiting when another writer holds the index's lock.
-    #[arg(long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub lock: crate::cmd::LockArgs,
     /// Print the summary as a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -87,7 +86,7 @@ pub fn attach(args: AttachArgs) -> Result<()> {
         &[("the probe set", &args.pset)],
     )?;
     let set = ProbeSet::read(&args.pset)?;
-    let mut writer = with_writer_lock(&args.index, args.no_wait, |wait| {
+    let mut writer = with_writer_lock(&args.index, args.lock.no_wait, |wait| {
         IndexWriter::open(&args.index, wait)
     })?;
     let index_set = writer.probe_set();

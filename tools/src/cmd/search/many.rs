@@ -36,17 +36,7 @@ pub(super) fn run_many(
         .map(|p| open_index(p))
         .collect::<Result<Vec<_>>>()?;
     let entries: u64 = indexes.iter().map(|ix| ix.entry_count()).sum();
-    let params = SearchParams {
-        top: (args.top as usize).min(entries.max(1) as usize),
-        k: args.k.map(|k| k as usize),
-        exclude_same_model: args.exclude_same_model,
-        grouping,
-        metric,
-        mode: args.mode.into(),
-        candidates: args.candidates.map(|c| c as usize),
-        blend_weight: args.blend_weight,
-        filter: (!filter.is_empty()).then_some(filter),
-    };
+    let params = search_params(args, entries, metric, grouping, filter);
     let q = &args.query;
     let text_values;
     let vector;
@@ -128,10 +118,5 @@ pub(super) fn run_many(
             ..ResultRow::from(h.hit)
         })
         .collect();
-    if args.json {
-        print_json(&report)
-    } else {
-        report.write_human(&mut io::stdout().lock())?;
-        Ok(())
-    }
+    report.print(args.json)
 }

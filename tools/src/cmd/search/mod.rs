@@ -259,28 +259,12 @@ pub fn run(args: Args) -> Result<()> {
         entry_file_position(file, &args.indexes)?;
     }
     let index = open_index(path)?;
-    let params = SearchParams {
-        // There are never more results than entries; a larger --top must not cost memory.
-        top: (args.top as usize).min(index.entry_count().max(1) as usize),
-        k: args.k.map(|k| k as usize),
-        exclude_same_model: args.exclude_same_model,
-        grouping,
-        metric,
-        mode: args.mode.into(),
-        candidates: args.candidates.map(|c| c as usize),
-        blend_weight: args.blend_weight,
-        filter: (!filter.is_empty()).then_some(&filter),
-    };
+    let params = search_params(&args, index.entry_count(), metric, grouping, &filter);
     let explain = args.explain.map(|n| n as usize);
     let q = &args.query;
     if let Some(text) = &q.text {
         let report = search_text(&index, text, &args.text, &params, explain)?;
-        return if args.json {
-            print_json(&report)
-        } else {
-            report.write_human(&mut io::stdout().lock())?;
-            Ok(())
-        };
+        return report.print(args.json);
     }
     let report = match (q.entry, &q.query_logits, &q.text_embedding) {
         (Some(entry), _, _) => search_entry(&index, entry, &params, explain)?,
@@ -302,11 +286,28 @@ pub fn run(args: Args) -> Result<()> {
         }
         _ => anyhow::bail!("give one query: --entry, --query-logits, --text-embedding or --text"),
     };
-    if args.json {
-        print_json(&report)
-    } else {
-        report.write_human(&mut io::stdout().lock())?;
-        Ok(())
+    report.print(args.json)
+}
+
+/// The library's search parameters from the flags, over indexes of `entries` entries in all.
+fn search_params<'a>(
+    args: &Args,
+    entries: u64,
+    metric: Metric,
+    grouping: Grouping,
+    filter: &'a ModelFilter,
+) -> SearchParams<'a> {
+    SearchParams {
+        // There are never more results than entries; a larger --top must not cost memory.
+        top: (args.top as usize).min(entries.max(1) as usize),
+        k: args.k.map(|k| k as usize),
+        exclude_same_model: args.exclude_same_model,
+        grouping,
+        metric,
+        mode: args.mode.into(),
+        candidates: args.candidates.map(|c| c as usize),
+        blend_weight: args.blend_weight,
+        filter: (!filter.is_empty()).then_some(filter),
     }
 }
 

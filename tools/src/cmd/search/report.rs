@@ -147,6 +147,16 @@ impl Report {
     }
 
     /// The query, the parameters and a table of the results.
+    /// Prints the report on stdout: as one JSON object when `json`, else as text.
+    pub fn print(&self, json: bool) -> Result<()> {
+        if json {
+            print_json(self)
+        } else {
+            self.write_human(&mut io::stdout().lock())?;
+            Ok(())
+        }
+    }
+
     pub fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         let query = match &self.query {
             QueryDesc::Entry {
