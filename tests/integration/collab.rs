@@ -102,6 +102,13 @@ fn fully_probed(dir: &std::path::Path, models: &[Vec<f32>], l: usize) -> Index {
     Index::open(&path).unwrap()
 }
 
+/// A fresh f32 index named `name` in a new folder, and a low-rank zoo seeded with `seed`.
+fn new_index(name: &str, seed: u64) -> (tempfile::TempDir, std::path::PathBuf, LowRankZoo) {
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), name, PROBES, probelog::Dtype::F32);
+    (dir, path, LowRankZoo::new(seed))
+}
+
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -112,9 +119,7 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn partial_models_are_completed_and_later_appends_fold_in() {
     let seed = 21;
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "c.plog", PROBES, probelog::Dtype::F32);
-    let mut zoo = LowRankZoo::new(seed);
+    let (dir, path, mut zoo) = new_index("c.plog", seed);
     let l = 5;
     // First commit: 3 fully probed models and 2 probed on a third of the probes.
     let full: Vec<Vec<f32>> = (0..3).map(|_| zoo.model(l)).collect();
@@ -194,9 +199,7 @@ fn partial_models_are_completed_and_later_appends_fold_in() {
 
 #[test]
 fn too_few_logits_to_fit_factors_is_refused_and_nothing_is_written() {
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "few.plog", PROBES, probelog::Dtype::F32);
-    let mut zoo = LowRankZoo::new(3);
+    let (_dir, path, mut zoo) = new_index("few.plog", 3);
     let m = zoo.model(2);
     let observed = sample_probes(PROBES, 0.5, 1).unwrap();
     let rows = rows_of(&m, 2, &observed);
@@ -251,9 +254,7 @@ fn partial_inputs_are_checked() {
 
 #[test]
 fn damaged_stored_factors_are_refused_by_a_later_partial_append() {
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "dmg.plog", PROBES, probelog::Dtype::F32);
-    let mut zoo = LowRankZoo::new(8);
+    let (_dir, path, mut zoo) = new_index("dmg.plog", 8);
     let l = 5;
     let observed = sample_probes(PROBES, 0.5, 3).unwrap();
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
@@ -304,9 +305,7 @@ fn damaged_stored_factors_are_refused_by_a_later_partial_append() {
 #[test]
 fn refactorizing_compaction_completes_partial_models_better() {
     let seed = 31;
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "rf.plog", PROBES, probelog::Dtype::F32);
-    let mut zoo = LowRankZoo::new(seed);
+    let (dir, path, mut zoo) = new_index("rf.plog", seed);
     let l = 3;
     // Two partial models fit factors on their own 6 logits, a third of the probes each: poor.
     let partial: Vec<Vec<f32>> = (0..2).map(|_| zoo.model(l)).collect();

@@ -9,16 +9,7 @@ use common::*;
 fn probe_fraction_completes_models_from_stored_factors() {
     let f = Fixture::new();
     let m = f.six_model_manifest().0;
-    let args = [
-        "append",
-        f.idx(),
-        "--manifest",
-        s(&m),
-        "--probe-fraction",
-        "0.5",
-        "--seed",
-        "3",
-    ];
+    let args = fixture::half_probed(f.idx(), &m, &["--seed", "3"]);
     // The default rank (32) needs more logits than these 18 to fit factors.
     let e = fails(&args);
     assert!(e.contains("at least 32 logits"), "{e}");
@@ -85,20 +76,11 @@ fn adaptive_round_runs_the_probes_the_first_rounds_completion_ranks_highest() {
     let (m, raw) = f.six_model_manifest();
     let append = |index: &str, share: &str| {
         ok(&["create", index, "--num-probes", &P.to_string()]);
-        ok_json(&[
-            "append",
+        ok_json(&fixture::half_probed(
             index,
-            "--manifest",
-            s(&m),
-            "--probe-fraction",
-            "0.5",
-            "--seed",
-            "3",
-            "--rank",
-            "6",
-            "--adaptive-share",
-            share,
-        ])
+            &m,
+            &["--seed", "3", "--rank", "6", "--adaptive-share", share],
+        ))
     };
     // Round 1 as the command runs it: each model's random 6 of the 25 probes, factors fitted
     // on those; round 2 takes the 19 probes its completion ranks highest.
@@ -153,15 +135,11 @@ fn adaptive_round_runs_the_probes_the_first_rounds_completion_ranks_highest() {
         );
     }
     for bad in ["1", "-0.5", "nan"] {
-        let e = fails(&[
-            "append",
+        let e = fails(&fixture::half_probed(
             f.idx(),
-            "--manifest",
-            s(&m),
-            "--probe-fraction",
-            "0.5",
-            &format!("--adaptive-share={bad}"),
-        ]);
+            &m,
+            &[&format!("--adaptive-share={bad}")],
+        ));
         assert!(e.contains("adaptive share"), "{bad}: {e}");
     }
 }

@@ -166,20 +166,18 @@ fn collaborative_append_writes_the_reference_index_bit_for_bit() {
         let tag = format!("{share}-{seed}");
         let cli = f.path(&format!("cli-{tag}.plog"));
         ok(&["create", s(&cli), "--num-probes", &P.to_string()]);
-        let r = ok_json(&[
-            "append",
+        let r = ok_json(&fixture::half_probed(
             s(&cli),
-            "--manifest",
-            s(&m),
-            "--probe-fraction",
-            "0.5",
-            "--adaptive-share",
-            share,
-            "--seed",
-            &seed.to_string(),
-            "--rank",
-            &rank.to_string(),
-        ]);
+            &m,
+            &[
+                "--adaptive-share",
+                share,
+                "--seed",
+                &seed.to_string(),
+                "--rank",
+                &rank.to_string(),
+            ],
+        ));
         assert_eq!(r["models_added"], 6);
         let want = f.path(&format!("ref-{tag}.plog"));
         let all: Vec<Option<Model>> = models.iter().cloned().map(Some).collect();
@@ -202,20 +200,11 @@ fn models_refused_in_either_round_are_left_out_as_before() {
     fs::remove_file(f.path("m3.labels")).unwrap();
     let (cli, m) = (f.path("cli.plog"), f.path("m.toml"));
     ok(&["create", s(&cli), "--num-probes", &P.to_string()]);
-    let args = [
-        "append",
+    let args = fixture::half_probed(
         s(&cli),
-        "--manifest",
-        s(&m),
-        "--probe-fraction",
-        "0.5",
-        "--seed",
-        "3",
-        "--rank",
-        "6",
-        "--skip-failed",
-        "--json",
-    ];
+        &m,
+        &["--seed", "3", "--rank", "6", "--skip-failed", "--json"],
+    );
     let out = run(&args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -18,6 +18,19 @@ use tempfile::TempDir;
 /// Probes of the small sets built here.
 const P: usize = 6;
 
+/// Two probe sets in a new folder, `probes.pset` and `other.pset`, and `hub.plog` created with
+/// the first (stored in it when `embed`).
+fn two_sets_and_an_index(embed: bool) -> (TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let pset = build_pset(dir.path(), "probes", 0);
+    let other = build_pset(dir.path(), "other", 0x55);
+    let index = dir.path().join("hub.plog");
+    let mut create = vec!["create", s(&index), "--probes", s(&pset)];
+    create.extend(embed.then_some("--embed-probes"));
+    ok(&create);
+    (dir, pset, other, index)
+}
+
 /// A probe set of `P` 8x8 images built by `probes build`; `shade` changes every image.
 fn build_pset(dir: &Path, name: &str, shade: u8) -> PathBuf {
     let images = dir.join(format!("{name}-images"));
@@ -125,11 +138,7 @@ fn create_embeds_and_extract_gives_the_file_back() {
 
 #[test]
 fn attach_stores_the_index_own_probe_set_once() {
-    let dir = TempDir::new().unwrap();
-    let pset = build_pset(dir.path(), "probes", 0);
-    let other = build_pset(dir.path(), "other", 0x55);
-    let index = dir.path().join("hub.plog");
-    ok(&["create", s(&index), "--probes", s(&pset)]);
+    let (dir, pset, other, index) = two_sets_and_an_index(false);
     append_logits(dir.path(), &index, "m0", &[]);
     let info = ok_json(&["info", s(&index)]);
     assert!(info["embedded_probe_set_bytes"].is_null());
@@ -171,11 +180,7 @@ fn attach_stores_the_index_own_probe_set_once() {
 
 #[test]
 fn append_and_embed_take_the_embedded_set_and_refuse_another() {
-    let dir = TempDir::new().unwrap();
-    let pset = build_pset(dir.path(), "probes", 0);
-    let other = build_pset(dir.path(), "other", 0x55);
-    let index = dir.path().join("hub.plog");
-    ok(&["create", s(&index), "--probes", s(&pset), "--embed-probes"]);
+    let (dir, pset, other, index) = two_sets_and_an_index(true);
     // The same set given again is fine; another one is refused, naming both.
     append_logits(dir.path(), &index, "m0", &["--probes", s(&pset)]);
     let npy = dir.path().join("m0.npy");

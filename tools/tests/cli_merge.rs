@@ -239,61 +239,44 @@ fn a_killed_merge_leaves_no_output_or_a_verifying_one() {
     let full = start.elapsed().as_millis() as u64 + 1;
     fs::remove_file(&out).unwrap();
     let (mut completed, mut interrupted_with_temp) = (0, 0);
-    for round in 0..24u64 {
+    // Kills the merge `kill_when` says, then checks what it left: OUT verifies if it is there.
+    let mut kill_merge = |kill_when: &dyn Fn(&mut std::process::Child)| {
         let mut child = tool()
             .args(&args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let delay = full * round / 12;
-        std::thread::sleep(Duration::from_millis(delay));
+        kill_when(&mut child);
         let _ = child.kill();
         child.wait().unwrap();
         if out.exists() {
             let v = run(&["verify", s(&out)]);
-            assert!(
-                v.status.success(),
-                "round {round} (killed after {delay} ms): {}",
-                stderr(&v)
-            );
+            assert!(v.status.success(), "a killed merge left {}", stderr(&v));
             completed += 1;
             fs::remove_file(&out).unwrap();
         } else {
             interrupted_with_temp += usize::from(!hidden_files(f.dir.path()).is_empty());
         }
+    };
+    for round in 0..24u64 {
+        kill_merge(&|_| std::thread::sleep(Duration::from_millis(full * round / 12)));
     }
     // Kills timed by the clock may all miss the moment the temporary file exists on a loaded
     // machine: these wait for a new temporary file to appear, then kill at once.
     for _ in 0..10 {
-        if interrupted_with_temp > 0 {
-            break;
-        }
         let before = hidden_files(f.dir.path());
-        let mut child = tool()
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        while child.try_wait().unwrap().is_none()
-            && hidden_files(f.dir.path()).iter().all(|n| before.contains(n))
-        {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        let _ = child.kill();
-        child.wait().unwrap();
-        if out.exists() {
-            assert!(run(&["verify", s(&out)]).status.success());
-            completed += 1;
-            fs::remove_file(&out).unwrap();
-        } else {
-            interrupted_with_temp += usize::from(!hidden_files(f.dir.path()).is_empty());
-        }
+        kill_merge(&|child| {
+            while child.try_wait().unwrap().is_none()
+                && hidden_files(f.dir.path())
+                    .iter()
+                    .all(|n| before.contains(n))
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
     }
-    println!(
-        "{completed} completed ({full} ms each), {interrupted_with_temp} killed left a file"
-    );
+    println!("{completed} completed ({full} ms each), {interrupted_with_temp} killed left a file");
     assert!(
         interrupted_with_temp > 0,
         "no merge was killed while writing its file"

@@ -183,6 +183,21 @@ pub fn append_logits<'a>(
     argv
 }
 
+/// The arguments of `append INDEX --manifest MANIFEST --probe-fraction 0.5`, then `extra`: each
+/// model of a manifest probed on half of the probes, collaboratively.
+pub fn half_probed<'a>(index: &'a str, manifest: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec![
+        "append",
+        index,
+        "--manifest",
+        s(manifest),
+        "--probe-fraction",
+        "0.5",
+    ];
+    argv.extend_from_slice(extra);
+    argv
+}
+
 pub fn model_info(index: &str) -> Value {
     ok_json(&["info", index])
 }
