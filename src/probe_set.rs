@@ -406,14 +406,7 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
 
-    fn names(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("p{i}.png")).collect()
-    }
-
-    fn sample_set() -> ProbeSet {
-        let pixels = (0..2 * 3 * 4 * 4).map(|i| (i * 7 % 256) as u8).collect();
-        ProbeSet::new(4, names(2), pixels).unwrap()
-    }
+    use crate::testkit::probe_sets::{probe_names as names, tiny_probe_set as sample_set};
 
     #[test]
     fn bytes_round_trip() {

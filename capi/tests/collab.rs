@@ -176,15 +176,7 @@ fn the_c_callback_answers_the_policys_rounds_as_the_core_api_does() {
         &plan,
         |round, probes| {
             asked.push((round, probes.to_vec()));
-            Ok(ProbeRows {
-                data: probes
-                    .iter()
-                    .flat_map(|&q| &logits[q as usize * LOGITS..(q as usize + 1) * LOGITS])
-                    .copied()
-                    .collect(),
-                rows: probes.len(),
-                logits: LOGITS,
-            })
+            Ok(ProbeRows::select(&logits, LOGITS, probes))
         },
     )
     .unwrap();

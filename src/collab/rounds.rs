@@ -72,6 +72,23 @@ pub struct ProbeRows {
     pub logits: usize,
 }
 
+impl ProbeRows {
+    /// The rows of `probes` from a model's outputs on every probe (`all`, row-major, `logits`
+    /// values per probe): a prober over precomputed outputs, as in tests and replays.
+    pub fn select(all: &[f32], logits: usize, probes: &[u32]) -> ProbeRows {
+        let data = probes
+            .iter()
+            .flat_map(|&q| &all[q as usize * logits..(q as usize + 1) * logits])
+            .copied()
+            .collect();
+        ProbeRows {
+            data,
+            rows: probes.len(),
+            logits,
+        }
+    }
+}
+
 /// What is stored with a model besides its name and logits, asked for once its rounds are done.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelDetails {

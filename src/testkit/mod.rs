@@ -7,12 +7,14 @@
 //!   through.
 //! - [`layout`]: the field offsets of the header, commit slots and directories, for tests that
 //!   patch bytes.
+//! - [`probe_sets`]: small probe sets for unit tests.
 //! - [`synth`]: synthetic model zoos for tests, benchmarks, the demo and the choice of the default
 //!   `k`.
 
 mod faulty_storage;
 pub mod fuzzing;
 pub mod layout;
+pub mod probe_sets;
 pub mod synth;
 
 pub use faulty_storage::FaultyStorage;

@@ -43,15 +43,7 @@ fn zoo(n: usize, seed: u64) -> Vec<Vec<f32>> {
 }
 
 fn rows_of(logits: &[f32], probes: &[u32]) -> ProbeRows {
-    ProbeRows {
-        data: probes
-            .iter()
-            .flat_map(|&q| &logits[q as usize * LOGITS..(q as usize + 1) * LOGITS])
-            .copied()
-            .collect(),
-        rows: probes.len(),
-        logits: LOGITS,
-    }
+    ProbeRows::select(logits, LOGITS, probes)
 }
 
 /// A prober over in-memory logits that records every call.

@@ -254,14 +254,7 @@ mod tests {
     use super::*;
     use image::Rgb;
 
-    fn names(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("p{i}.png")).collect()
-    }
-
-    fn sample_set() -> ProbeSet {
-        let pixels = (0..2 * 3 * 4 * 4).map(|i| (i * 7 % 256) as u8).collect();
-        ProbeSet::new(4, names(2), pixels).unwrap()
-    }
+    use probelog::testkit::probe_sets::{probe_names as names, tiny_probe_set as sample_set};
 
     /// A `w`x`h` image of three vertical (wide) or horizontal (tall) bands: red, green, blue.
     fn bands(w: u32, h: u32) -> RgbImage {

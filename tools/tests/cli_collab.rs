@@ -92,11 +92,7 @@ fn adaptive_round_runs_the_probes_the_first_rounds_completion_ranks_highest() {
         .map(|(i, logits)| {
             let l = SIX_MODELS[i].len();
             let observed = sample_probe_count(P, random, 3 + i as u64);
-            let rows: Vec<f32> = observed
-                .iter()
-                .flat_map(|&q| &logits[q as usize * l..(q as usize + 1) * l])
-                .copied()
-                .collect();
+            let rows = probelog::collab::ProbeRows::select(logits, l, &observed).data;
             let matrix = probelog::LogitMatrix::new(&rows, observed.len(), l).unwrap();
             let obs = Observations::from_logits("m", &matrix, &observed, P, false)
                 .unwrap()

@@ -20,11 +20,7 @@ use probelog::{AppendOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelIn
 
 /// Rows `observed` of a `[P, l]` matrix.
 fn rows(logits: &[f32], l: usize, observed: &[u32]) -> Vec<f32> {
-    observed
-        .iter()
-        .flat_map(|&q| &logits[q as usize * l..(q as usize + 1) * l])
-        .copied()
-        .collect()
+    probelog::collab::ProbeRows::select(logits, l, observed).data
 }
 
 type Model = (String, Vec<String>, Vec<f32>);

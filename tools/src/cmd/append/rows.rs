@@ -66,16 +66,7 @@ pub(super) fn read_rows(
                         spec.name,
                         m.rows
                     );
-                    let data = observed
-                        .iter()
-                        .flat_map(|&q| &m.data[q as usize * m.cols..(q as usize + 1) * m.cols])
-                        .copied()
-                        .collect();
-                    Ok(ProbeRows {
-                        data,
-                        rows: observed.len(),
-                        logits: m.cols,
-                    })
+                    Ok(ProbeRows::select(&m.data, m.cols, observed))
                 }
             }
         }
