@@ -26,11 +26,11 @@
 //! matched p50 >= FAISS recall there, append >= 50% of the write bandwidth, probing ratio >= 1.0
 //! (a ratio that was not measured is a miss).
 
+#[path = "build_faiss.rs"]
+mod faiss;
 #[allow(dead_code)]
 #[path = "ann_pca.rs"]
 mod pca;
-#[path = "build_faiss.rs"]
-mod faiss;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -233,9 +233,7 @@ fn hnsw_sweep(index: &Index, qs: &[u64], truth: &[Vec<u64>]) -> Vec<HnswPoint> {
     let mut lat = vec![Vec::new(); modes.len()];
     let mut hits = vec![0f64; modes.len()];
     for &e in qs.iter().take(10) {
-        index
-            .search(&probelog::Query::Entry(e), &modes[2])
-            .unwrap();
+        index.search(&probelog::Query::Entry(e), &modes[2]).unwrap();
     }
     for (b, chunk) in qs.chunks(20).enumerate() {
         for m in 0..modes.len() {

@@ -59,8 +59,7 @@ fn write_npy(path: &Path, descr: &str, shape: &[usize], bytes: &[u8]) {
         .map(|d| format!("{d},"))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
     // Magic (6) + version (2) + header length (2) + header + newline, padded to 64 bytes.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');

@@ -97,7 +97,7 @@ impl BuildDistance for TopLists<'_> {
     /// `v`'s own top term there (which `base` counted as unmatched); any other item adds `|u|`
     /// when it is one of `u`'s top.
     #[inline]
-    fn from_prepared(&self, q: &DenseList, u: u32) -> f32 {
+    fn dist_prepared(&self, q: &DenseList, u: u32) -> f32 {
         let term = |x: u32, top: f32| {
             let (p, val) = item(x);
             let (d, w) = (q.value[p], q.top[p]);
@@ -154,7 +154,10 @@ mod tests {
                     .map(|p| (p as u32, rng.random_range(-3.0f32..6.0)))
                     .collect();
                 items.sort_by(|a, b| b.1.total_cmp(&a.1));
-                items.into_iter().map(|(p, v)| pack_item(p, v)).collect::<Vec<_>>()
+                items
+                    .into_iter()
+                    .map(|(p, v)| pack_item(p, v))
+                    .collect::<Vec<_>>()
             })
             .collect();
         let packed: Vec<Vec<u64>> = lists
@@ -173,7 +176,7 @@ mod tests {
             for b in 0..n as u32 {
                 let want = ListDist.eval(&packed[a as usize], &packed[b as usize]);
                 let tol = 1e-3 * want.max(1.0);
-                let fast = d.from_prepared(&q, b);
+                let fast = d.dist_prepared(&q, b);
                 assert!((fast - want).abs() <= tol, "{a} {b}: {fast} vs {want}");
                 let plain = d.dist(a, b);
                 assert!((plain - want).abs() <= tol, "{a} {b}: {plain} vs {want}");

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 /// A distance between two points of the build, with a fast path from one prepared point (the
 /// node being inserted, or the candidate the selection heuristic checks) to many others.
 pub trait BuildDistance: Sync {
-    /// A point made ready for [`BuildDistance::from_prepared`] (per-thread scratch).
+    /// A point made ready for [`BuildDistance::dist_prepared`] (per-thread scratch).
     type Prepared: Send;
     /// Empty scratch, reused for many points.
     fn scratch(&self) -> Self::Prepared;
@@ -27,7 +27,7 @@ pub trait BuildDistance: Sync {
     /// Undoes [`BuildDistance::prepare`] of `v`, leaving `q` empty again.
     fn release(&self, v: u32, q: &mut Self::Prepared);
     /// The distance from the prepared point to `u`.
-    fn from_prepared(&self, q: &Self::Prepared, u: u32) -> f32;
+    fn dist_prepared(&self, q: &Self::Prepared, u: u32) -> f32;
     /// The distance between `a` and `b`, neither prepared.
     fn dist(&self, a: u32, b: u32) -> f32;
     /// Asks for `u`'s data to be brought into the cache (a hint; the default does nothing).
@@ -209,7 +209,9 @@ impl<B: BuildDistance> Graph<'_, B> {
             out.extend(row[1..=len].iter().map(|x| x.load(Ordering::Relaxed)));
             return;
         }
-        let node = self.nodes[v as usize].lock().expect("a build thread panicked");
+        let node = self.nodes[v as usize]
+            .lock()
+            .expect("a build thread panicked");
         if let Some(l) = node.layers.get(layer) {
             out.extend(l.iter().map(|&(_, u)| u));
         }
@@ -224,7 +226,7 @@ impl<B: BuildDistance> Graph<'_, B> {
     fn insert_prepared(&self, v: u32, scratch: &mut Scratch<B::Prepared>) {
         let level = self.levels[v as usize];
         let (mut ep, top) = *self.entry.read().expect("entry lock");
-        let mut ep_d = self.dist.from_prepared(&scratch.node, ep);
+        let mut ep_d = self.dist.dist_prepared(&scratch.node, ep);
         let mut nb = Vec::new();
         // Greedy descent through the layers above the node's level.
         for layer in (level as usize + 1..=top as usize).rev() {
@@ -232,7 +234,7 @@ impl<B: BuildDistance> Graph<'_, B> {
                 let mut moved = false;
                 self.neighbours(ep, layer, &mut nb);
                 for &u in &nb {
-                    let d = self.dist.from_prepared(&scratch.node, u);
+                    let d = self.dist.dist_prepared(&scratch.node, u);
                     if d < ep_d {
                         (ep, ep_d, moved) = (u, d, true);
                     }
@@ -247,7 +249,9 @@ impl<B: BuildDistance> Graph<'_, B> {
             let found = self.search_layer(&entries, layer, scratch, &mut nb);
             let chosen = self.select(&found, self.degree(layer), &mut scratch.other);
             {
-                let mut node = self.nodes[v as usize].lock().expect("a build thread panicked");
+                let mut node = self.nodes[v as usize]
+                    .lock()
+                    .expect("a build thread panicked");
                 if layer == 0 {
                     self.write_zero(v, &chosen);
                 } else {
@@ -299,7 +303,7 @@ impl<B: BuildDistance> Graph<'_, B> {
                 self.dist.prefetch(u);
             }
             for &u in nb.iter() {
-                let du = self.dist.from_prepared(&scratch.node, u);
+                let du = self.dist.dist_prepared(&scratch.node, u);
                 if best.len() < self.ef || du < best.peek().expect("non-empty").0.0 {
                     candidates.push(Reverse((D(du), u)));
                     best.push((D(du), u));
@@ -330,9 +334,7 @@ impl<B: BuildDistance> Graph<'_, B> {
                 1 => self.dist.dist(u, out[0].1) > d,
                 _ => {
                     self.dist.prepare(u, q);
-                    let keep = out
-                        .iter()
-                        .all(|&(_, w)| self.dist.from_prepared(q, w) > d);
+                    let keep = out.iter().all(|&(_, w)| self.dist.dist_prepared(q, w) > d);
                     self.dist.release(u, q);
                     keep
                 }
@@ -347,7 +349,9 @@ impl<B: BuildDistance> Graph<'_, B> {
     /// Adds `v` (at `d`) to `u`'s links on `layer`, dropping the farthest link past the degree.
     fn link_back(&self, u: u32, v: u32, d: f32, layer: usize) {
         let m = self.degree(layer);
-        let mut node = self.nodes[u as usize].lock().expect("a build thread panicked");
+        let mut node = self.nodes[u as usize]
+            .lock()
+            .expect("a build thread panicked");
         let mut row = Vec::new();
         let links = if layer == 0 {
             self.read_zero(u, &mut row);
@@ -415,7 +419,7 @@ mod tests {
         fn release(&self, _: u32, q: &mut f32) {
             *q = f32::NAN;
         }
-        fn from_prepared(&self, q: &f32, u: u32) -> f32 {
+        fn dist_prepared(&self, q: &f32, u: u32) -> f32 {
             (q - self.0[u as usize]).abs()
         }
         fn dist(&self, a: u32, b: u32) -> f32 {
@@ -431,7 +435,10 @@ mod tests {
         let g = build(n, &pts, 8, 40, 6, 1);
         assert_eq!(g.levels.len(), n);
         assert_eq!(g.links.len(), n);
-        assert_eq!(g.levels[g.entry_point as usize], *g.levels.iter().max().unwrap());
+        assert_eq!(
+            g.levels[g.entry_point as usize],
+            *g.levels.iter().max().unwrap()
+        );
         let mut near = 0;
         for v in 0..n {
             assert_eq!(g.links[v].len(), g.levels[v] as usize + 1);
@@ -442,10 +449,16 @@ mod tests {
             // The nearest other point is among the layer-0 links of most nodes.
             let nearest = (0..n)
                 .filter(|&u| u != v)
-                .min_by(|&a, &b| pts.dist(v as u32, a as u32).total_cmp(&pts.dist(v as u32, b as u32)))
+                .min_by(|&a, &b| {
+                    pts.dist(v as u32, a as u32)
+                        .total_cmp(&pts.dist(v as u32, b as u32))
+                })
                 .unwrap();
             near += usize::from(g.links[v][0].contains(&(nearest as u32)));
         }
-        assert!(near > n * 9 / 10, "{near} of {n} nodes link their nearest point");
+        assert!(
+            near > n * 9 / 10,
+            "{near} of {n} nodes link their nearest point"
+        );
     }
 }
