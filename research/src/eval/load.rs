@@ -220,15 +220,14 @@ pub(super) fn text_setting(args: &Args, path: &Path, index: &Index, hub: &Hub) -
                 .tokenizer
                 .as_deref()
                 .context("--clip-text needs --tokenizer")?;
-            input::require_regular(encoder, "--clip-text")?;
-            input::require_regular(tokenizer, "--tokenizer")?;
-            let spec = TextSpec {
+            let context_length = args.context_length as usize;
+            let spec = TextSpec::from_flags(
                 encoder,
                 tokenizer,
-                context_length: args.context_length as usize,
-                mask: MaskArg::Auto,
-                device: args.device,
-            };
+                context_length,
+                MaskArg::Auto,
+                args.device,
+            )?;
             concepts
                 .iter()
                 .map(|c| {

@@ -22,17 +22,8 @@ pub mod probes;
 pub mod search;
 pub mod verify;
 
-/// Checks a manifest table's input settings as `append --manifest` does; `probelog-research eval
-/// --raw-manifest` reads the same tables.
-pub fn check_input_settings(
-    mean: Option<[f32; 3]>,
-    std: Option<[f32; 3]>,
-    input_size: Option<u32>,
-    batch: Option<u32>,
-    entry: &str,
-) -> Result<()> {
-    append::check_input_settings(mean, std, input_size, batch, entry)
-}
+// `probelog-research eval --raw-manifest` reads the manifest tables `append --manifest` reads.
+pub use append::check_input_settings;
 
 /// Converts library results to `anyhow` ones.
 ///

@@ -174,6 +174,27 @@ pub struct TextSpec<'a> {
     pub device: DeviceArg,
 }
 
+impl<'a> TextSpec<'a> {
+    /// A text encoder given by the flags `--clip-text` and `--tokenizer`, both regular files.
+    pub fn from_flags(
+        encoder: &'a Path,
+        tokenizer: &'a Path,
+        context_length: usize,
+        mask: MaskArg,
+        device: DeviceArg,
+    ) -> anyhow::Result<TextSpec<'a>> {
+        crate::input::require_regular(encoder, "--clip-text")?;
+        crate::input::require_regular(tokenizer, "--tokenizer")?;
+        Ok(TextSpec {
+            encoder,
+            tokenizer,
+            context_length,
+            mask,
+            device,
+        })
+    }
+}
+
 /// Default context length (CLIP's).
 pub const DEFAULT_CONTEXT_LENGTH: usize = 77;
 

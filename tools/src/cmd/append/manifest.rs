@@ -181,7 +181,7 @@ pub(super) fn read_manifest(path: &Path, cli_input: InputOverrides) -> Result<Ve
 /// Checks a manifest table's input settings (`entry` names the manifest file and the table):
 /// TOML reads `nan` and `inf` as numbers, which would only fail much later, naming the model alone.
 /// `eval --raw-manifest` reads the same tables.
-pub(crate) fn check_input_settings(
+pub fn check_input_settings(
     mean: Option<[f32; 3]>,
     std: Option<[f32; 3]>,
     input_size: Option<u32>,

@@ -28,7 +28,7 @@ mod manifest;
 mod rows;
 mod summary;
 
-pub(super) use manifest::check_input_settings;
+pub use manifest::check_input_settings;
 use manifest::*;
 use rows::*;
 use summary::*;

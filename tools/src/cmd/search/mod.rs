@@ -20,7 +20,6 @@ use super::{LibResult, open_index};
 
 mod many;
 mod report;
-use crate::input;
 use crate::npy;
 use crate::output::{Align, Table, excerpt, print_json};
 use crate::torch::device::DeviceArg;
@@ -339,15 +338,14 @@ fn embed_text_query(index: &Index, text: &str, args: &TextArgs) -> Result<(Vec<f
     let (Some(encoder), Some(tokenizer)) = (&args.clip_text, &args.tokenizer) else {
         anyhow::bail!("--text needs --clip-text FILE.pt and --tokenizer FILE.json");
     };
-    input::require_regular(encoder, "--clip-text")?;
-    input::require_regular(tokenizer, "--tokenizer")?;
-    let spec = TextSpec {
+    let context_length = args.context_length as usize;
+    let spec = TextSpec::from_flags(
         encoder,
         tokenizer,
-        context_length: args.context_length as usize,
-        mask: args.attention_mask,
-        device: args.device,
-    };
+        context_length,
+        args.attention_mask,
+        args.device,
+    )?;
     let emb = embed_text(text, &spec)?;
     ensure!(
         emb.values.len() == dim,
