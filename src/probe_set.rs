@@ -183,21 +183,7 @@ impl ProbeSet {
     /// fingerprint against the content. Errors ([`Error::InvalidInput`]) say what was wrong,
     /// never panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        ensure!(
-            bytes.len() >= HEADER_LEN + TRAILER_LEN,
-            "not a probe set file: {} bytes is shorter than the {}-byte header and trailer",
-            bytes.len(),
-            HEADER_LEN + TRAILER_LEN
-        );
-        ensure!(
-            bytes[OFF_MAGIC..OFF_MAGIC + 8] == MAGIC,
-            "not a probe set file (wrong magic bytes)"
-        );
-        let version = le_u32(bytes, OFF_VERSION);
-        ensure!(
-            version == VERSION,
-            "probe set file version {version} is not supported (this build reads version {VERSION})"
-        );
+        check_magic_and_version(bytes)?;
         ensure!(le_u32(bytes, OFF_FLAGS) == 0, "unknown probe set flags");
         let probes = le_u32(bytes, OFF_PROBES);
         let size = le_u32(bytes, OFF_SIZE);
@@ -292,21 +278,7 @@ impl ProbeSet {
 /// version and that the header describes exactly `bytes.len()` bytes; [`ProbeSet::from_bytes`]
 /// checks the rest, the fingerprint against the content included.
 pub fn stated_id(bytes: &[u8]) -> Result<ProbeSetId> {
-    ensure!(
-        bytes.len() >= HEADER_LEN + TRAILER_LEN,
-        "not a probe set file: {} bytes is shorter than the {}-byte header and trailer",
-        bytes.len(),
-        HEADER_LEN + TRAILER_LEN
-    );
-    ensure!(
-        bytes[OFF_MAGIC..OFF_MAGIC + 8] == MAGIC,
-        "not a probe set file (wrong magic bytes)"
-    );
-    let version = le_u32(bytes, OFF_VERSION);
-    ensure!(
-        version == VERSION,
-        "probe set file version {version} is not supported (this build reads version {VERSION})"
-    );
+    check_magic_and_version(bytes)?;
     let total = described_len(bytes)?;
     ensure!(
         total == bytes.len() as u64,
@@ -374,6 +346,27 @@ fn parse_names(mut table: &[u8], probes: u32) -> Result<Vec<String>> {
 }
 
 /// The file length a header describes: header, names, pixels and trailer.
+/// The checks every reading of a probe set file starts with: long enough for the header and the
+/// trailer, the magic bytes, a version this build reads.
+fn check_magic_and_version(bytes: &[u8]) -> Result<()> {
+    ensure!(
+        bytes.len() >= HEADER_LEN + TRAILER_LEN,
+        "not a probe set file: {} bytes is shorter than the {}-byte header and trailer",
+        bytes.len(),
+        HEADER_LEN + TRAILER_LEN
+    );
+    ensure!(
+        bytes[OFF_MAGIC..OFF_MAGIC + 8] == MAGIC,
+        "not a probe set file (wrong magic bytes)"
+    );
+    let version = le_u32(bytes, OFF_VERSION);
+    ensure!(
+        version == VERSION,
+        "probe set file version {version} is not supported (this build reads version {VERSION})"
+    );
+    Ok(())
+}
+
 fn described_len(header: &[u8]) -> Result<u64> {
     (HEADER_LEN as u64)
         .checked_add(le_u64(header, OFF_NAMES_LEN))

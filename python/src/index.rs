@@ -366,24 +366,7 @@ impl Index {
                 Ok((found.hits, why, names))
             })
             .py()?;
-        let mut out: Vec<Hit> = hits.into_iter().map(Hit::from).collect();
-        if let Some(why) = why {
-            for (hit, shares) in out.iter_mut().zip(why) {
-                hit.explain = Some(
-                    shares
-                        .into_iter()
-                        .map(|c| ProbeShare {
-                            probe: c.probe,
-                            name: names.as_ref().map(|n| n[c.probe as usize].clone()),
-                            query: c.query,
-                            hit: c.hit,
-                            share: c.share,
-                        })
-                        .collect(),
-                );
-            }
-        }
-        Ok(out)
+        Ok(explained_hits(hits, why, names))
     }
 
     /// Searches every row of a 2-D array of raw logit vectors `[n, P]` (queries in parallel,

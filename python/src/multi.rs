@@ -15,7 +15,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
-use crate::{Hit, Index, OrPy, ProbeShare, model_filter, parse_metric, parse_mode};
+use crate::{Hit, Index, OrPy, ProbeShare, explained_hits, model_filter, parse_metric, parse_mode};
 
 /// Registers this module's functions in `probelog._probelog`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -90,24 +90,7 @@ fn _search_prepared(
         Some(_) => names_of.probe_names().py()?,
         None => None,
     };
-    let mut out: Vec<Hit> = found.hits.into_iter().map(Hit::from).collect();
-    if let Some(why) = why {
-        for (hit, shares) in out.iter_mut().zip(why) {
-            hit.explain = Some(
-                shares
-                    .into_iter()
-                    .map(|c| ProbeShare {
-                        probe: c.probe,
-                        name: names.as_ref().map(|n| n[c.probe as usize].clone()),
-                        query: c.query,
-                        hit: c.hit,
-                        share: c.share,
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
+    Ok(explained_hits(found.hits, why, names))
 }
 
 /// One probe's share of a hit's score as a tuple: `(probe, name, query, hit, share)`.

@@ -219,3 +219,24 @@ impl VerifyReport {
         )
     }
 }
+
+/// Hits as Python objects, each with its explanation (the shares of the probes, named when the
+/// index has probe names) when the search was asked to explain.
+pub(crate) fn explained_hits(
+    hits: Vec<probelog::Hit>,
+    why: Option<Vec<Vec<probelog::search::ProbeContribution>>>,
+    names: Option<Vec<String>>,
+) -> Vec<Hit> {
+    let mut out: Vec<Hit> = hits.into_iter().map(Hit::from).collect();
+    for (hit, shares) in out.iter_mut().zip(why.into_iter().flatten()) {
+        let share = |c: probelog::search::ProbeContribution| ProbeShare {
+            probe: c.probe,
+            name: names.as_ref().map(|n| n[c.probe as usize].clone()),
+            query: c.query,
+            hit: c.hit,
+            share: c.share,
+        };
+        hit.explain = Some(shares.into_iter().map(share).collect());
+    }
+    out
+}

@@ -177,3 +177,33 @@ pub fn wait_for_file(path: &Path, timeout: Duration) {
 pub fn touch(path: &Path) {
     std::fs::write(path, b"").expect("write marker file");
 }
+
+/// Searches of `top` results under each metric and grouping (the blend, per model, top-k with
+/// `k`, full-query, model mean): what two ways of answering must agree on.
+pub fn param_variants(top: usize, k: usize) -> Vec<probelog::SearchParams<'static>> {
+    use probelog::{Grouping, Metric, SearchParams};
+    let base = SearchParams {
+        top,
+        ..Default::default()
+    };
+    vec![
+        base,
+        SearchParams {
+            grouping: Grouping::PerModel,
+            ..base
+        },
+        SearchParams {
+            metric: Metric::TopK,
+            k: Some(k),
+            ..base
+        },
+        SearchParams {
+            metric: Metric::Full,
+            ..base
+        },
+        SearchParams {
+            grouping: Grouping::ModelMean,
+            ..base
+        },
+    ]
+}

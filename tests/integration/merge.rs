@@ -10,8 +10,8 @@ use probelog::testkit::FaultyStorage;
 use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AppendOptions, CreateOptions, Dtype, Error, Grouping, Index, IndexWriter, LockWait,
-    LogitMatrix, MergeOptions, MergedFactors, Metric, ModelInput, ProbeSetId, Query, SearchParams,
-    create, merge,
+    LogitMatrix, MergeOptions, MergedFactors, ModelInput, ProbeSetId, Query, SearchParams, create,
+    merge,
 };
 
 use crate::common::{self, TestModel};
@@ -84,34 +84,6 @@ fn hidden_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The search parameters the merged file is compared under.
-fn param_sets() -> Vec<SearchParams<'static>> {
-    let base = SearchParams {
-        top: 15,
-        ..Default::default()
-    };
-    vec![
-        base,
-        SearchParams {
-            grouping: Grouping::PerModel,
-            ..base
-        },
-        SearchParams {
-            metric: Metric::TopK,
-            k: Some(8),
-            ..base
-        },
-        SearchParams {
-            metric: Metric::Full,
-            ..base
-        },
-        SearchParams {
-            grouping: Grouping::ModelMean,
-            ..base
-        },
-    ]
-}
-
 #[test]
 fn merged_file_searches_as_one_built_in_a_single_pass() {
     for dtype in [Dtype::F32, Dtype::F16] {
@@ -147,7 +119,7 @@ fn merged_file_searches_as_one_built_in_a_single_pass() {
             assert_eq!((x.name, x.source, x.meta), (y.name, y.source, y.meta));
         }
         let logits = all[5].column(1);
-        for params in param_sets() {
+        for params in common::param_variants(15, 8) {
             for e in (0..a.entry_count()).step_by(5) {
                 let q = Query::Entry(e);
                 assert_eq!(

@@ -100,23 +100,9 @@ fn search_over_files_equals_search_over_their_merge() {
             top: 12,
             ..Default::default()
         };
-        for params in [
-            base,
-            SearchParams {
-                grouping: Grouping::PerModel,
-                ..base
-            },
-            SearchParams {
-                metric: Metric::TopK,
-                k: Some(6),
-                ..base
-            },
-            SearchParams {
-                grouping: Grouping::ModelMean,
-                ..base
-            },
-            SearchParams { top: 200, ..base },
-        ] {
+        let mut variants = common::param_variants(12, 6);
+        variants.push(SearchParams { top: 200, ..base });
+        for params in variants {
             compare(&files, &merged, params, &vector, &format!("{dtype:?}"));
         }
         // One file alone is that file's search.
