@@ -4,7 +4,10 @@
 //! nearest), the same algorithm `hnsw_rs` runs, over flat arrays: node ids are `u32`, the visited
 //! set is an epoch-stamped array per thread, each node's links sit behind their own lock with
 //! their distances, and nothing is reference counted. Nodes are inserted in parallel (rayon) after
-//! the first; the graph differs from run to run only by the order the threads take.
+//! the first; the graph differs from run to run only by the order the threads take (with one
+//! thread it is the same every run). A node's links on every layer are chosen before any is
+//! written, and its reverse links are added after, so no other node links to it before its own
+//! rows are set.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -98,8 +101,8 @@ impl<Q> Scratch<Q> {
     }
 }
 
-/// The built graph: levels, links per node and layer, and the entry point (the first node of the
-/// highest level).
+/// The built graph: levels, links per node and layer, and the entry point (a node of the highest
+/// level).
 #[derive(Debug)]
 pub struct Built {
     pub levels: Vec<u8>,
@@ -150,6 +153,7 @@ pub fn build<B: BuildDistance>(
         || Scratch::new(n, dist.scratch(), dist.scratch()),
         |scratch, v| g.insert(v, scratch),
     );
+    g.connect_layer_0(&mut Scratch::new(n, dist.scratch(), dist.scratch()));
     let mut zero = Vec::new();
     let links: Vec<Vec<Vec<u32>>> = (0..n as u32)
         .map(|v| {
@@ -165,8 +169,9 @@ pub fn build<B: BuildDistance>(
             layers
         })
         .collect();
-    let top = *levels.iter().max().expect("n > 0");
-    let entry_point = levels.iter().position(|&l| l == top).expect("max exists") as u32;
+    // The entry the insertions descended from last (a node of the highest level; of two drawn
+    // above the graph's top at once, the other has no links above the old top).
+    let entry_point = g.entry.read().expect("entry lock").0;
     Built {
         levels,
         links,
@@ -205,7 +210,8 @@ impl<B: BuildDistance> Graph<'_, B> {
         if layer == 0 {
             let m0 = 2 * self.max_degree;
             let row = &self.zero_ids[v as usize * (m0 + 1)..(v as usize + 1) * (m0 + 1)];
-            let len = (row[0].load(Ordering::Relaxed) as usize).min(m0);
+            // Acquire: a node read here has its own rows written (see `insert_prepared`).
+            let len = (row[0].load(Ordering::Acquire) as usize).min(m0);
             out.extend(row[1..=len].iter().map(|x| x.load(Ordering::Relaxed)));
             return;
         }
@@ -225,15 +231,69 @@ impl<B: BuildDistance> Graph<'_, B> {
 
     fn insert_prepared(&self, v: u32, scratch: &mut Scratch<B::Prepared>) {
         let level = self.levels[v as usize];
+        let mut nb = Vec::new();
+        let (ep_d, ep, top) = self.descend(level, scratch, &mut nb);
+        // Every layer's links are chosen before any is written: `v` becomes reachable only by
+        // the reverse links, which come after all of its own rows are set. Written layer by
+        // layer instead, `v` would be reachable on a layer above while its rows below are still
+        // empty; another thread could then link back to `v` there, and `v`'s own write would
+        // overwrite that link, leaving the other node without the in-link it counted on (a node
+        // unreachable on layer 0).
+        let mut entries = vec![(ep_d, ep)];
+        let mut plan: Vec<Vec<(f32, u32)>> = Vec::with_capacity(level.min(top) as usize + 1);
+        for layer in (0..=level.min(top) as usize).rev() {
+            let found = self.search_layer(&entries, layer, scratch, &mut nb);
+            plan.push(self.select(&found, self.degree(layer), &mut scratch.other));
+            entries = found;
+        }
+        plan.reverse();
+        {
+            let mut node = self.nodes[v as usize]
+                .lock()
+                .expect("a build thread panicked");
+            for (layer, chosen) in plan.iter().enumerate() {
+                if layer == 0 {
+                    debug_assert!(
+                        self.zero_ids[v as usize * (2 * self.max_degree + 1)]
+                            .load(Ordering::Relaxed)
+                            == 0,
+                        "{v} linked before inserted"
+                    );
+                    self.write_zero(v, chosen);
+                } else {
+                    debug_assert!(node.layers[layer].is_empty(), "{v} linked before inserted");
+                    node.layers[layer].clone_from(chosen);
+                }
+            }
+        }
+        for (layer, chosen) in plan.iter().enumerate() {
+            for &(d, u) in chosen {
+                self.link_back(u, v, d, layer);
+            }
+        }
+        if level > top {
+            let mut entry = self.entry.write().expect("entry lock");
+            if level > entry.1 {
+                *entry = (v, level);
+            }
+        }
+    }
+
+    /// The greedy descent from the entry point to the prepared node through the layers above
+    /// `level`: the node reached, its distance, and the top layer at the start.
+    fn descend(
+        &self,
+        level: u8,
+        scratch: &Scratch<B::Prepared>,
+        nb: &mut Vec<u32>,
+    ) -> (f32, u32, u8) {
         let (mut ep, top) = *self.entry.read().expect("entry lock");
         let mut ep_d = self.dist.dist_prepared(&scratch.node, ep);
-        let mut nb = Vec::new();
-        // Greedy descent through the layers above the node's level.
         for layer in (level as usize + 1..=top as usize).rev() {
             loop {
                 let mut moved = false;
-                self.neighbours(ep, layer, &mut nb);
-                for &u in &nb {
+                self.neighbours(ep, layer, nb);
+                for &u in nb.iter() {
                     let d = self.dist.dist_prepared(&scratch.node, u);
                     if d < ep_d {
                         (ep, ep_d, moved) = (u, d, true);
@@ -244,31 +304,7 @@ impl<B: BuildDistance> Graph<'_, B> {
                 }
             }
         }
-        let mut entries = vec![(ep_d, ep)];
-        for layer in (0..=level.min(top) as usize).rev() {
-            let found = self.search_layer(&entries, layer, scratch, &mut nb);
-            let chosen = self.select(&found, self.degree(layer), &mut scratch.other);
-            {
-                let mut node = self.nodes[v as usize]
-                    .lock()
-                    .expect("a build thread panicked");
-                if layer == 0 {
-                    self.write_zero(v, &chosen);
-                } else {
-                    node.layers[layer].clone_from(&chosen);
-                }
-            }
-            for &(d, u) in &chosen {
-                self.link_back(u, v, d, layer);
-            }
-            entries = found;
-        }
-        if level > top {
-            let mut entry = self.entry.write().expect("entry lock");
-            if level > entry.1 {
-                *entry = (v, level);
-            }
-        }
+        (ep_d, ep, top)
     }
 
     /// The `ef` nearest nodes to `v` on `layer` reachable from `entries`, nearest first.
@@ -373,6 +409,85 @@ impl<B: BuildDistance> Graph<'_, B> {
         }
     }
 
+    /// Makes every node reachable on layer 0 from the entry point (run alone, after the
+    /// insertions). A reverse link past the degree drops the farthest, which can be a node's last
+    /// in-link (most often among points at equal distances). Each node the entry does not reach
+    /// gets an in-link from the nearest reached node a search for it finds, in place of that
+    /// node's farthest link outside the breadth-first tree of the reached nodes, so that no
+    /// reached node is lost.
+    fn connect_layer_0(&self, scratch: &mut Scratch<B::Prepared>) {
+        let n = self.levels.len();
+        let entry = self.entry.read().expect("entry lock").0;
+        // The node each reached node was first reached from (the entry's is itself).
+        let mut parent = vec![u32::MAX; n];
+        let mut order = Vec::with_capacity(n);
+        let (mut nb, mut row) = (Vec::new(), Vec::new());
+        parent[entry as usize] = entry;
+        self.reach(entry, &mut parent, &mut order, &mut nb);
+        for v in 0..n as u32 {
+            if order.len() == n {
+                break;
+            }
+            if parent[v as usize] != u32::MAX {
+                continue;
+            }
+            self.dist.prepare(v, &mut scratch.node);
+            let (ep_d, ep, _) = self.descend(0, scratch, &mut nb);
+            let found = self.search_layer(&[(ep_d, ep)], 0, scratch, &mut nb);
+            self.dist.release(v, &mut scratch.node);
+            let mut from = found
+                .into_iter()
+                .filter(|&(_, u)| parent[u as usize] != u32::MAX)
+                .find(|&(d, u)| self.attach(u, v, d, &parent, &mut row))
+                .map(|(_, u)| u);
+            if from.is_none() {
+                // Some reached node has a free slot or a link outside the tree: the tree's links
+                // are one fewer than the reached nodes, which have `2 * max_degree` slots each.
+                from = order
+                    .iter()
+                    .copied()
+                    .find(|&u| self.attach(u, v, self.dist.dist(u, v), &parent, &mut row));
+            }
+            let from = from.expect("a reached node has room for one more link");
+            parent[v as usize] = from;
+            self.reach(v, &mut parent, &mut order, &mut nb);
+        }
+    }
+
+    /// Adds `start` to the reached nodes and walks on from it breadth first.
+    fn reach(&self, start: u32, parent: &mut [u32], order: &mut Vec<u32>, nb: &mut Vec<u32>) {
+        let mut i = order.len();
+        order.push(start);
+        while let Some(&x) = order.get(i) {
+            i += 1;
+            self.neighbours(x, 0, nb);
+            for &u in nb.iter() {
+                if parent[u as usize] == u32::MAX {
+                    parent[u as usize] = x;
+                    order.push(u);
+                }
+            }
+        }
+    }
+
+    /// Links `u` to `v` (at `d`) on layer 0, if `u` has a free slot or a link that is not the
+    /// one its target was first reached by (which then goes, the farthest such).
+    fn attach(&self, u: u32, v: u32, d: f32, parent: &[u32], row: &mut Vec<(f32, u32)>) -> bool {
+        self.read_zero(u, row);
+        if row.len() >= 2 * self.max_degree {
+            match row.iter().rposition(|&(_, t)| parent[t as usize] != u) {
+                Some(i) => {
+                    row.remove(i);
+                }
+                None => return false,
+            }
+        }
+        let at = row.partition_point(|&(dw, w)| (dw, w) < (d, v));
+        row.insert(at, (d, v));
+        self.write_zero(u, row);
+        true
+    }
+
     /// `v`'s layer-0 links with their distances (call with `v`'s lock held).
     fn read_zero(&self, v: u32, out: &mut Vec<(f32, u32)>) {
         let m0 = 2 * self.max_degree;
@@ -425,6 +540,104 @@ mod tests {
         fn dist(&self, a: u32, b: u32) -> f32 {
             (self.0[a as usize] - self.0[b as usize]).abs()
         }
+    }
+
+    /// Points on a small integer grid under the L1 distance: many points share a place and many
+    /// distances tie, which the selection heuristic prunes hardest.
+    struct Grid(Vec<(i32, i32)>);
+
+    impl BuildDistance for Grid {
+        type Prepared = (i32, i32);
+        fn scratch(&self) -> (i32, i32) {
+            (i32::MIN, i32::MIN)
+        }
+        fn prepare(&self, v: u32, q: &mut (i32, i32)) {
+            *q = self.0[v as usize];
+        }
+        fn release(&self, _: u32, q: &mut (i32, i32)) {
+            *q = (i32::MIN, i32::MIN);
+        }
+        fn dist_prepared(&self, q: &(i32, i32), u: u32) -> f32 {
+            let p = self.0[u as usize];
+            ((q.0 - p.0).abs() + (q.1 - p.1).abs()) as f32
+        }
+        fn dist(&self, a: u32, b: u32) -> f32 {
+            self.dist_prepared(&self.0[a as usize], b)
+        }
+    }
+
+    /// The nodes reachable from the entry point by layer-0 links.
+    fn reached_on_layer_0(g: &Built) -> usize {
+        let mut seen = vec![false; g.links.len()];
+        let mut queue = vec![g.entry_point];
+        seen[g.entry_point as usize] = true;
+        let mut count = 1;
+        while let Some(v) = queue.pop() {
+            for &u in &g.links[v as usize][0] {
+                if !std::mem::replace(&mut seen[u as usize], true) {
+                    count += 1;
+                    queue.push(u);
+                }
+            }
+        }
+        count
+    }
+
+    fn build_on(threads: usize, f: impl FnOnce() -> Built + Send) -> Built {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    /// Built by several threads, every node is reachable on layer 0 from the entry point, run
+    /// after run (each run interleaves the insertions differently).
+    #[test]
+    fn parallel_builds_leave_every_node_reachable_on_layer_0() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let n = 3000;
+        let grid = Grid(
+            (0..n)
+                .map(|_| (rng.random_range(0..30), rng.random_range(0..30)))
+                .collect(),
+        );
+        let line = Line((0..n).map(|_| rng.random_range(0.0..1000.0)).collect());
+        for run in 0..6 {
+            let threads = 2 + run % 3;
+            let (m, ef) = if run % 2 == 0 { (4, 16) } else { (16, 100) };
+            let g = build_on(threads, || build(n, &grid, m, ef, 6, run as u64));
+            assert_eq!(
+                reached_on_layer_0(&g),
+                n,
+                "grid, run {run}, {threads} threads"
+            );
+            let g = build_on(threads, || build(n, &line, m, ef, 6, run as u64));
+            assert_eq!(
+                reached_on_layer_0(&g),
+                n,
+                "line, run {run}, {threads} threads"
+            );
+        }
+    }
+
+    /// One thread inserts in id order, so the graph is the same every run; several threads give
+    /// graphs that differ by the interleaving (not checked: it may happen to match).
+    #[test]
+    fn a_one_thread_build_is_deterministic() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let n = 2000;
+        let grid = Grid(
+            (0..n)
+                .map(|_| (rng.random_range(0..40), rng.random_range(0..40)))
+                .collect(),
+        );
+        let a = build_on(1, || build(n, &grid, 8, 40, 6, 5));
+        let b = build_on(1, || build(n, &grid, 8, 40, 6, 5));
+        assert_eq!(a.levels, b.levels);
+        assert_eq!(a.links, b.links);
+        assert_eq!(a.entry_point, b.entry_point);
+        assert_eq!(reached_on_layer_0(&a), n);
     }
 
     #[test]
