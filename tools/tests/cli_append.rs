@@ -73,12 +73,12 @@ fn manifest_with_one_bad_model_commits_nothing() {
     bad[5 * 2 + 1] = f32::NAN;
     write_npy(&f.path("bad.npy"), &bad, P, 2);
     let manifest = f.path("models.toml");
-    fs::write(
+    let e = append_manifest_fails(
+        f.idx(),
         &manifest,
         "[[model]]\nlogits = \"good.npy\"\n\n[[model]]\nlogits = \"bad.npy\"\nname = \"broken\"\n",
-    )
-    .unwrap();
-    let e = fails(&["append", f.idx(), "--manifest", s(&manifest)]);
+        &[],
+    );
     assert!(
         e.contains("\"broken\"") && e.contains("nothing was committed"),
         "{e}"
@@ -89,23 +89,22 @@ fn manifest_with_one_bad_model_commits_nothing() {
     assert_eq!(after["model_count"], 3);
     assert_eq!(after["entry_count"], before["entry_count"]);
 
-    fs::write(
-        &manifest,
-        "[[model]]\nlogits = \"good.npy\"\nmeta = { n = 3 }\n",
-    )
-    .unwrap();
-    let e = fails(&["append", f.idx(), "--manifest", s(&manifest)]);
-    assert!(e.contains("must be a string"), "{e}");
-    fs::write(
-        &manifest,
-        "[[model]]\nlogits = \"good.npy\"\ncolour = \"red\"\n",
-    )
-    .unwrap();
-    let e = fails(&["append", f.idx(), "--manifest", s(&manifest)]);
-    assert!(e.contains("line 3") && e.contains("colour"), "{e}");
-    fs::write(&manifest, "# nothing\n").unwrap();
-    let e = fails(&["append", f.idx(), "--manifest", s(&manifest)]);
-    assert!(e.contains("no models"), "{e}");
+    for (case, text, wants) in [
+        (
+            "a meta value that is not a string",
+            "[[model]]\nlogits = \"good.npy\"\nmeta = { n = 3 }\n",
+            &["must be a string"][..],
+        ),
+        (
+            "an unknown key",
+            "[[model]]\nlogits = \"good.npy\"\ncolour = \"red\"\n",
+            &["line 3", "colour"],
+        ),
+        ("no models", "# nothing\n", &["no models"]),
+    ] {
+        let e = append_manifest_fails(f.idx(), &manifest, text, &[]);
+        assert!(wants.iter().all(|w| e.contains(w)), "{case}: {e}");
+    }
 }
 
 #[test]
@@ -113,7 +112,7 @@ fn wrong_probe_count_names_both_counts() {
     let f = Fixture::new();
     let path = f.path("short.npy");
     write_npy(&path, &vec![1.0; 47 * 2], 47, 2);
-    let e = fails(&["append", f.idx(), "--logits", s(&path), "--name", "short"]);
+    let e = fails(&f.append_logits(&path, "short", &[]));
     assert!(
         e.contains("47") && e.contains("50") && e.contains("short"),
         "{e}"
@@ -128,7 +127,7 @@ fn wrong_probe_count_names_both_counts() {
         }
     }
     write_npy(&path, &transposed, 3, P);
-    let e = fails(&["append", f.idx(), "--logits", s(&path), "--name", "t"]);
+    let e = fails(&f.append_logits(&path, "t", &[]));
     assert!(e.contains("transposed") && e.contains("[3, 50]"), "{e}");
     assert_eq!(model_info(f.idx())["model_count"], 0);
 }
@@ -140,7 +139,7 @@ fn nan_logits_name_the_model_and_logit() {
     logits[4 * 3 + 2] = f32::NAN;
     let path = f.path("nan.npy");
     write_npy(&path, &logits, P, 3);
-    let e = fails(&["append", f.idx(), "--logits", s(&path), "--name", "nanny"]);
+    let e = fails(&f.append_logits(&path, "nanny", &[]));
     assert!(
         e.contains("nanny") && e.contains("logit 2") && e.contains("NaN"),
         "{e}"
@@ -156,7 +155,7 @@ fn constant_logit_needs_keep_constant() {
     }
     let path = f.path("flat.npy");
     write_npy(&path, &logits, P, 2);
-    let e = fails(&["append", f.idx(), "--logits", s(&path), "--name", "flat"]);
+    let e = fails(&f.append_logits(&path, "flat", &[]));
     assert!(
         e.contains("flat") && e.contains("logit 1") && e.contains("--keep-constant"),
         "{e}"
@@ -183,37 +182,30 @@ fn labels_must_match_the_logit_count() {
 #[test]
 fn bad_npy_inputs_are_clear_errors() {
     let f = Fixture::new();
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&f.path("missing.npy")),
-        "--name",
-        "m",
-    ]);
+    let e = fails(&f.append_logits(&f.path("missing.npy"), "m", &[]));
     assert!(
         e.contains("missing.npy") && e.contains("No such file"),
         "{e}"
     );
     let text = f.path("text.npy");
     fs::write(&text, "not numpy").unwrap();
-    let e = fails(&["append", f.idx(), "--logits", s(&text), "--name", "m"]);
+    let e = fails(&f.append_logits(&text, "m", &[]));
     assert!(e.contains("not a .npy file"), "{e}");
     let ints = f.path("ints.npy");
     Array2::<i64>::zeros((P, 2))
         .write_npy(fs::File::create(&ints).unwrap())
         .unwrap();
-    let e = fails(&["append", f.idx(), "--logits", s(&ints), "--name", "m"]);
+    let e = fails(&f.append_logits(&ints, "m", &[]));
     assert!(e.contains("<i8") && e.contains("float32"), "{e}");
     let cut = f.path("cut.npy");
     write_npy(&cut, &concept_logits(&[1, 2], 1), P, 2);
     let bytes = fs::read(&cut).unwrap();
     fs::write(&cut, &bytes[..bytes.len() - 9]).unwrap();
-    let e = fails(&["append", f.idx(), "--logits", s(&cut), "--name", "m"]);
+    let e = fails(&f.append_logits(&cut, "m", &[]));
     assert!(e.contains("truncated"), "{e}");
     let vec = f.path("vec.npy");
     write_npy_1d(&vec, &[1.0; P]);
-    let e = fails(&["append", f.idx(), "--logits", s(&vec), "--name", "m"]);
+    let e = fails(&f.append_logits(&vec, "m", &[]));
     assert!(e.contains("2-D") && e.contains("[50]"), "{e}");
 
     // float64 is converted.
@@ -226,7 +218,7 @@ fn bad_npy_inputs_are_clear_errors() {
         .unwrap()
         .write_npy(fs::File::create(&f64s).unwrap())
         .unwrap();
-    let r = ok_json(&["append", f.idx(), "--logits", s(&f64s), "--name", "double"]);
+    let r = ok_json(&f.append_logits(&f64s, "double", &[]));
     assert_eq!(r["entries_added"], 2);
 }
 

@@ -44,16 +44,7 @@ fn build_pset(dir: &Path, name: &str, shade: u8) -> PathBuf {
         .unwrap();
     }
     let out = dir.join(format!("{name}.pset"));
-    ok(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&out),
-        "--size",
-        "8",
-    ]);
+    ok(&probes_build(&images, &out, &["--size", "8"]));
     out
 }
 
@@ -64,9 +55,7 @@ fn append_logits(dir: &Path, index: &Path, name: &str, extra: &[&str]) -> String
         .collect();
     let npy = dir.join(format!("{name}.npy"));
     fixture::write_npy(&npy, &logits, P, 3);
-    let mut args = vec!["append", s(index), "--logits", s(&npy), "--name", name];
-    args.extend_from_slice(extra);
-    ok(&args)
+    ok(&fixture::append_logits(s(index), &npy, name, extra))
 }
 
 /// The line of `info` that starts with `key`.
@@ -77,8 +66,15 @@ fn info_line(index: &Path, key: &str) -> String {
         .to_string()
 }
 
+/// The arguments of `probes extract INDEX --out OUT`, then `extra`.
+fn extract_args<'a>(index: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec!["probes", "extract", s(index), "--out", s(out)];
+    argv.extend_from_slice(extra);
+    argv
+}
+
 fn extract(index: &Path, out: &Path) -> String {
-    ok(&["probes", "extract", s(index), "--out", s(out)])
+    ok(&extract_args(index, out, &[]))
 }
 
 #[test]
@@ -95,30 +91,23 @@ fn create_embeds_and_extract_gives_the_file_back() {
     append_logits(dir.path(), &index, "m0", &[]);
 
     let out = dir.path().join("back.pset");
-    let v = ok_json(&["probes", "extract", s(&index), "--out", s(&out)]);
+    let v = ok_json(&extract_args(&index, &out, &[]));
     assert_eq!(v["probes"], P);
     assert_eq!(fs::read(&out).unwrap(), original, "byte for byte");
 
     // An existing --out is kept unless --force; the index is never an --out.
     fs::write(&out, b"keep me").unwrap();
-    let e = fails(&["probes", "extract", s(&index), "--out", s(&out)]);
+    let e = fails(&extract_args(&index, &out, &[]));
     assert!(e.contains("exists; pass --force"), "{e}");
     assert_eq!(fs::read(&out).unwrap(), b"keep me");
-    ok(&["probes", "extract", s(&index), "--out", s(&out), "--force"]);
+    ok(&extract_args(&index, &out, &["--force"]));
     assert_eq!(fs::read(&out).unwrap(), original);
     let before = fs::read(&index).unwrap();
-    let e = fails(&[
-        "probes",
-        "extract",
-        s(&index),
-        "--out",
-        s(&index),
-        "--force",
-    ]);
+    let e = fails(&extract_args(&index, &index, &["--force"]));
     assert!(e.contains("would destroy"), "{e}");
     let link = dir.path().join("link.plog");
     std::os::unix::fs::symlink(&index, &link).unwrap();
-    let e = fails(&["probes", "extract", s(&index), "--out", s(&link), "--force"]);
+    let e = fails(&extract_args(&index, &link, &["--force"]));
     assert!(e.contains("is a symlink to"), "{e}");
     assert_eq!(fs::read(&index).unwrap(), before, "the index is untouched");
     ok(&["verify", s(&index)]);
@@ -143,13 +132,7 @@ fn attach_stores_the_index_own_probe_set_once() {
     let info = ok_json(&["info", s(&index)]);
     assert!(info["embedded_probe_set_bytes"].is_null());
     assert!(info_line(&index, "probe set:").ends_with(" not embedded"));
-    let e = fails(&[
-        "probes",
-        "extract",
-        s(&index),
-        "--out",
-        s(&dir.path().join("x.pset")),
-    ]);
+    let e = fails(&extract_args(&index, &dir.path().join("x.pset"), &[]));
     assert!(e.contains("holds no probe set"), "{e}");
 
     let e = fails(&["probes", "attach", s(&index), s(&other)]);
@@ -184,16 +167,12 @@ fn append_and_embed_take_the_embedded_set_and_refuse_another() {
     // The same set given again is fine; another one is refused, naming both.
     append_logits(dir.path(), &index, "m0", &["--probes", s(&pset)]);
     let npy = dir.path().join("m0.npy");
-    let e = fails(&[
-        "append",
+    let e = fails(&fixture::append_logits(
         s(&index),
-        "--logits",
-        s(&npy),
-        "--name",
+        &npy,
         "m1",
-        "--probes",
-        s(&other),
-    ]);
+        &["--probes", s(&other)],
+    ));
     assert!(
         e.contains("not the one embedded in") && e.contains("leave --probes out"),
         "{e}"
@@ -245,13 +224,7 @@ fn verify_names_a_damaged_copy_and_extract_refuses_it() {
     assert!(!out.status.success());
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(text.contains("segment 0 embedded probe set"), "{text}");
-    let e = fails(&[
-        "probes",
-        "extract",
-        s(&index),
-        "--out",
-        s(&dir.path().join("x.pset")),
-    ]);
+    let e = fails(&extract_args(&index, &dir.path().join("x.pset"), &[]));
     assert!(e.contains("fingerprint"), "{e}");
     assert!(!dir.path().join("x.pset").exists());
 }

@@ -12,33 +12,17 @@ use serde_json::Value;
 fn create_append_search_end_to_end() {
     let f = Fixture::new();
     let (npy, labels, _) = f.model_files("alpha", &[1, 2, 3], 1);
-    let summary = ok_json(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "alpha",
-        "--labels",
-        s(&labels),
-    ]);
+    let summary = ok_json(&f.append_logits(&npy, "alpha", &["--labels", s(&labels)]));
     assert_eq!(summary["models_added"], 1);
     assert_eq!(summary["entries_added"], 3);
     assert_eq!(summary["sequence"], 2);
-    let line = ok(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "alpha-again",
-    ]);
+    let line = ok(&f.append_logits(&npy, "alpha-again", &[]));
     assert!(
         line.contains("appended 1 model (3 entries)") && line.contains("commit 3"),
         "{line}"
     );
 
-    let r = ok_json(&["search", f.idx(), "--entry", "1", "--top", "4"]);
+    let r = ok_json(&f.search_entry("1", &["--top", "4"]));
     assert_eq!(r["query"]["kind"], "entry");
     assert_eq!(r["query"]["entry"], 1);
     assert_eq!(r["query"]["model"], "alpha");
@@ -70,30 +54,21 @@ fn create_append_search_end_to_end() {
         .collect();
     assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
 
-    let r = ok_json(&["search", f.idx(), "--entry", "1", "--top", "4000000000"]);
+    let r = ok_json(&f.search_entry("1", &["--top", "4000000000"]));
     assert_eq!(
         r["results"].as_array().unwrap().len(),
         6,
         "every entry, and no huge allocation"
     );
-    let r = ok_json(&["search", f.idx(), "--entry", "1", "--k", "7"]);
+    let r = ok_json(&f.search_entry("1", &["--k", "7"]));
     assert_eq!(r["k"], 7);
-    let r = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "1",
-        "--metric",
-        "topk",
-        "--k",
-        "7",
-    ]);
+    let r = ok_json(&f.search_entry("1", &["--metric", "topk", "--k", "7"]));
     assert_eq!(
         (&r["metric"], &r["k"]),
         (&Value::from("topk"), &Value::from(7))
     );
     assert!(r["blend_weight"].is_null());
-    let human = ok(&["search", f.idx(), "--entry", "1", "--top", "2"]);
+    let human = ok(&f.search_entry("1", &["--top", "2"]));
     let header = human.lines().find(|l| l.starts_with("rank")).unwrap();
     for col in ["rank", "entry", "model", "logit", "label", "score"] {
         assert!(header.contains(col), "{human}");
@@ -132,16 +107,7 @@ fn query_logits_accept_vector_shapes() {
 fn per_model_and_exclude_same_model() {
     let f = Fixture::new().with_models();
     // alpha's logit 0 detects concept 1, which beta and gamma detect too.
-    let r = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "0",
-        "--exclude-same-model",
-        "--per-model",
-        "--top",
-        "5",
-    ]);
+    let r = ok_json(&f.search_entry("0", &["--exclude-same-model", "--per-model", "--top", "5"]));
     let results = r["results"].as_array().unwrap();
     assert_eq!(results.len(), 2, "one hit per other model: {r}");
     let models: Vec<&str> = results
@@ -158,15 +124,7 @@ fn per_model_and_exclude_same_model() {
     assert_eq!(r["per_model"], true);
     assert_eq!(r["exclude_same_model"], true);
 
-    let r = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "0",
-        "--per-model",
-        "--top",
-        "10",
-    ]);
+    let r = ok_json(&f.search_entry("0", &["--per-model", "--top", "10"]));
     let ids: Vec<u64> = r["results"]
         .as_array()
         .unwrap()
@@ -196,22 +154,13 @@ fn per_model_and_exclude_same_model() {
 #[test]
 fn metrics_full_and_model() {
     let f = Fixture::new().with_models();
-    let r = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "0",
-        "--metric",
-        "full",
-        "--top",
-        "3",
-    ]);
+    let r = ok_json(&f.search_entry("0", &["--metric", "full", "--top", "3"]));
     assert_eq!(r["metric"], "full");
     assert!(r["k"].is_null());
     assert_eq!(r["results"][0]["entry"], 0);
     assert!(r["results"][1]["entry"].is_u64());
 
-    let r = ok_json(&["search", f.idx(), "--entry", "0", "--metric", "model"]);
+    let r = ok_json(&f.search_entry("0", &["--metric", "model"]));
     assert_eq!(r["metric"], "model");
     let results = r["results"].as_array().unwrap();
     assert_eq!(results.len(), 3, "one result per model");
@@ -219,47 +168,29 @@ fn metrics_full_and_model() {
         assert!(h["entry"].is_null() && h["logit"].is_null(), "{h}");
         assert!(h["model"].is_string());
     }
-    let human = ok(&["search", f.idx(), "--entry", "0", "--metric", "model"]);
+    let human = ok(&f.search_entry("0", &["--metric", "model"]));
     assert!(human.contains("metric model"), "{human}");
 
-    let e = fails(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "0",
-        "--metric",
-        "full",
-        "--k",
-        "5",
-    ]);
+    let e = fails(&f.search_entry("0", &["--metric", "full", "--k", "5"]));
     assert!(e.contains("--k"), "{e}");
-    let e = fails(&["search", f.idx(), "--entry", "0", "--k", "51"]);
+    let e = fails(&f.search_entry("0", &["--k", "51"]));
     assert!(e.contains("51") && e.contains("50"), "{e}");
     // Weight 0 ranks and scores as the paper's top-k; a weight shows in the output.
-    let zero = ok_json(&["search", f.idx(), "--entry", "0", "--blend-weight", "0"]);
-    let topk = ok_json(&["search", f.idx(), "--entry", "0", "--metric", "topk"]);
+    let zero = ok_json(&f.search_entry("0", &["--blend-weight", "0"]));
+    let topk = ok_json(&f.search_entry("0", &["--metric", "topk"]));
     assert_eq!(zero["results"], topk["results"]);
     assert_eq!(zero["blend_weight"].as_f64(), Some(0.0));
-    let human = ok(&["search", f.idx(), "--entry", "0", "--blend-weight", "0.5"]);
+    let human = ok(&f.search_entry("0", &["--blend-weight", "0.5"]));
     assert!(
         human.contains("metric blend (k = 16, weight 0.5)"),
         "{human}"
     );
-    let e = fails(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "0",
-        "--metric",
-        "topk",
-        "--blend-weight",
-        "1",
-    ]);
+    let e = fails(&f.search_entry("0", &["--metric", "topk", "--blend-weight", "1"]));
     assert!(
         e.contains("--blend-weight only applies to --metric blend"),
         "{e}"
     );
-    let e = fails(&["search", f.idx(), "--entry", "999"]);
+    let e = fails(&f.search_entry("999", &[]));
     assert!(e.contains("entry 999 does not exist"), "{e}");
 }
 
@@ -330,30 +261,10 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
     );
     // Exact below the auto threshold, and hnsw mode scans segments without a graph. The graphs
     // serve the paper's top-k discrepancy, so these searches name it.
-    let exact = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "6",
-        "--top",
-        "5",
-        "--metric",
-        "topk",
-    ]);
+    let exact = ok_json(&f.search_entry("6", &["--top", "5", "--metric", "topk"]));
     assert_eq!(exact["mode"], "exact");
     assert_eq!(exact["candidates"], Value::Null);
-    let hnsw = ok_json(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "6",
-        "--top",
-        "5",
-        "--mode",
-        "hnsw",
-        "--metric",
-        "topk",
-    ]);
+    let hnsw = ok_json(&f.search_entry("6", &["--top", "5", "--mode", "hnsw", "--metric", "topk"]));
     assert_eq!(hnsw["mode"], "hnsw");
     assert_eq!(hnsw["candidates"], probelog::DEFAULT_CANDIDATES);
     assert_eq!(hnsw["results"], exact["results"]);
@@ -367,33 +278,23 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
     ok(&["verify", f.idx()]);
     // hnsw mode with room for every entry: the exact top 5.
     let hnsw_all = || {
-        ok_json(&[
-            "search",
-            f.idx(),
-            "--entry",
+        ok_json(&f.search_entry(
             "6",
-            "--top",
-            "5",
-            "--mode",
-            "hnsw",
-            "--candidates",
-            "12",
-            "--metric",
-            "topk",
-        ])
+            &[
+                "--top",
+                "5",
+                "--mode",
+                "hnsw",
+                "--candidates",
+                "12",
+                "--metric",
+                "topk",
+            ],
+        ))
     };
     let hnsw = hnsw_all();
     assert_eq!(hnsw["results"], exact["results"]);
-    let human = ok(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "6",
-        "--mode",
-        "hnsw",
-        "--metric",
-        "topk",
-    ]);
+    let human = ok(&f.search_entry("6", &["--mode", "hnsw", "--metric", "topk"]));
     assert!(
         human.contains(&format!(
             "hnsw candidates {} per graph",
@@ -422,48 +323,30 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
     let err = fails(&["compact", f.idx(), "--graph-max-entries", "1"]);
     assert!(err.contains("at least 2 entries"), "{err}");
     // The default metric, the blend, never runs on the graphs: auto scans, hnsw says how.
-    let auto = ok_json(&["search", f.idx(), "--entry", "6", "--mode", "auto"]);
+    let auto = ok_json(&f.search_entry("6", &["--mode", "auto"]));
     assert_eq!(
         (&auto["metric"], &auto["mode"]),
         (&Value::from("blend"), &Value::from("exact"))
     );
-    let err = fails(&["search", f.idx(), "--entry", "6", "--mode", "hnsw"]);
+    let err = fails(&f.search_entry("6", &["--mode", "hnsw"]));
     assert!(
         err.contains("hnsw mode ranks by the topk metric only, not blend")
             && err.contains("--metric topk"),
         "{err}"
     );
 
-    let err = fails(&[
-        "search",
-        f.idx(),
-        "--entry",
-        "6",
-        "--mode",
-        "hnsw",
-        "--metric",
-        "full",
-    ]);
+    let err = fails(&f.search_entry("6", &["--mode", "hnsw", "--metric", "full"]));
     assert!(
         err.contains("hnsw mode ranks by the topk metric only"),
         "{err}"
     );
-    let out = run(&["search", f.idx(), "--entry", "6", "--candidates", "0"]);
+    let out = run(&f.search_entry("6", &["--candidates", "0"]));
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(stderr(&out).contains("--candidates"), "{}", stderr(&out));
 
     // An append with a graph of its own, then compaction without graphs.
     let (npy, _, _) = f.model_files("delta", &[1, 9, 2], 4);
-    ok(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "delta",
-        "--graph-min-entries",
-        "2",
-    ]);
+    ok(&f.append_logits(&npy, "delta", &["--graph-min-entries", "2"]));
     // The three parts of the compaction above, and the append's own graph.
     assert_eq!(model_info(f.idx())["graphs"], 4);
     ok(&["compact", f.idx(), "--no-graph"]);

@@ -175,16 +175,7 @@ fn bad_shards_are_refused_with_the_reason() {
         );
     }
     let (npy, _, _) = f.model_files("one", &[1], 1);
-    let e = fails(&[
-        "append",
-        f.idx(),
-        "--logits",
-        s(&npy),
-        "--name",
-        "one",
-        "--shard",
-        "0/2",
-    ]);
+    let e = fails(&f.append_logits(&npy, "one", &["--shard", "0/2"]));
     assert!(e.contains("--shard 0/2 slices a manifest"), "{e}");
     assert_eq!(model_info(f.idx())["model_count"], 0);
 }

@@ -86,7 +86,12 @@ impl Fixture {
         s(&self.index)
     }
 
-    fn append_logits<'a>(&'a self, npy: &'a Path, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    fn append_logits<'a>(
+        &'a self,
+        npy: &'a Path,
+        name: &'a str,
+        extra: &[&'a str],
+    ) -> Vec<&'a str> {
         fixture::append_logits(self.idx(), npy, name, extra)
     }
 
@@ -238,37 +243,42 @@ fn hostile_npy_headers_are_clean_errors() {
     let four = 1.0f32.to_le_bytes();
     let append =
         |path: &Path| fails_bounded(&["append", f.idx(), "--logits", s(path), "--name", "x"]);
-    // Nesting deep enough to overflow a recursive parser's stack, in a header under 64 KiB.
     let deep = format!(
         "{{'descr': '<f4', 'fortran_order': False, 'shape': {}1{}, }}\n",
         "(".repeat(30_000),
         ")".repeat(30_000)
     );
-    let path = f.path("deep.npy");
-    fs::write(&path, raw_npy(&deep, &four)).unwrap();
-    let e = append(&path);
-    assert!(e.contains("deeper than"), "{e}");
-    // A header over 64 KiB.
     let huge = format!(
         "{{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }}{}\n",
         " ".repeat(70_000)
     );
-    fs::write(&path, raw_npy(&huge, &four)).unwrap();
-    let e = append(&path);
-    assert!(e.contains("65536 bytes"), "{e}");
-    // A 40 KB value is quoted in part only.
     let long = format!(
         "{{'descr': '{}', 'fortran_order': False, 'shape': (1,), }}\n",
         "x".repeat(40_000)
     );
-    fs::write(&path, raw_npy(&long, &four)).unwrap();
-    let e = append(&path);
-    assert!(e.len() < 400 && e.contains('…'), "{e}");
-    // A shape announcing far more data than the file holds: refused before any allocation.
     let big = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000), }\n";
-    fs::write(&path, raw_npy(big, &four)).unwrap();
-    let e = append(&path);
-    assert!(e.contains("truncated"), "{e}");
+    let headers: [(&str, &str, fn(&str) -> bool); 4] = [
+        (
+            "nesting deep enough to overflow a recursive parser's stack, in a header under 64 KiB",
+            &deep,
+            |e| e.contains("deeper than"),
+        ),
+        ("a header over 64 KiB", &huge, |e| e.contains("65536 bytes")),
+        ("a 40 KB value is quoted in part only", &long, |e| {
+            e.len() < 400 && e.contains('…')
+        }),
+        (
+            "a shape announcing far more data than the file holds: refused before any allocation",
+            big,
+            |e| e.contains("truncated"),
+        ),
+    ];
+    let path = f.path("deep.npy");
+    for (case, header, expected) in headers {
+        fs::write(&path, raw_npy(header, &four)).unwrap();
+        let e = append(&path);
+        assert!(expected(&e), "{case}: {e}");
+    }
     // A float64 beyond the float32 range is named with its index, not stored as inf.
     let mut values = vec![0f64; P * 2];
     for (i, v) in values.iter_mut().enumerate() {
@@ -326,28 +336,18 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
         let lambda = format!("--lambda={l}");
         let e = usage_error(&["compact", f.idx(), "--refactorize", &lambda]);
         assert!(e.contains("finite number > 0"), "{e}");
-        let e = usage_error(&[
-            "append",
-            f.idx(),
-            "--logits",
-            s(&f.path("m0.npy")),
-            "--name",
-            "x",
-            "--probe-fraction",
-            "0.5",
-            &lambda,
-        ]);
+        let m0 = f.path("m0.npy");
+        let e = usage_error(&f.append_logits(&m0, "x", &["--probe-fraction", "0.5", &lambda]));
         assert!(e.contains("finite number > 0"), "{e}");
     }
 
     // A NaN in a manifest names the manifest file and the entry.
-    let m = f.path("nan.toml");
-    fs::write(
-        &m,
+    let e = fixture::append_manifest_fails(
+        f.idx(),
+        &f.path("nan.toml"),
         "[[model]]\nmodel = \"x.pt\"\nname = \"good\"\n\n[[model]]\nmodel = \"y.pt\"\nmean = [nan, 0.5, 0.5]\n",
-    )
-    .unwrap();
-    let e = fails(&["append", f.idx(), "--manifest", s(&m)]);
+        &[],
+    );
     assert!(
         e.contains("nan.toml")
             && e.contains("model 2")
@@ -363,18 +363,14 @@ fn out_of_range_parameters_are_refused_with_clear_messages() {
     fixture::write_npy(&f.path("bad.npy"), &bad, P, 2);
     f.model_files("fine", 2, 6);
     let m = f.path("skip.toml");
-    fs::write(
-        &m,
-        "[[model]]\nlogits = \"fine.npy\"\n\n[[model]]\nlogits = \"bad.npy\"\n",
-    )
-    .unwrap();
-    let e = fails(&["append", f.idx(), "--manifest", s(&m)]);
+    let fine_and_bad = "[[model]]\nlogits = \"fine.npy\"\n\n[[model]]\nlogits = \"bad.npy\"\n";
+    let e = fixture::append_manifest_fails(f.idx(), &m, fine_and_bad, &[]);
     assert!(
         e.contains("skip.toml") && e.contains("2 of 2") && e.contains("NaN"),
         "{e}"
     );
     f.assert_unchanged();
-    let e = fails(&["append", f.idx(), "--manifest", s(&m), "--skip-failed"]);
+    let e = fixture::append_manifest_fails(f.idx(), &m, fine_and_bad, &["--skip-failed"]);
     assert!(
         e.contains("skipped 1 of 2 models: \"bad\" (model 2 of ") && e.contains("skip.toml"),
         "{e}"
@@ -428,9 +424,12 @@ fn names_and_label_files_keep_line_oriented_output_intact() {
             "{e}"
         );
     }
-    let m = f.path("ctl.toml");
-    fs::write(&m, "[[model]]\nlogits = \"m1.npy\"\nname = \"a\\nb\"\n").unwrap();
-    let e = fails(&["append", f.idx(), "--manifest", s(&m)]);
+    let e = fixture::append_manifest_fails(
+        f.idx(),
+        &f.path("ctl.toml"),
+        "[[model]]\nlogits = \"m1.npy\"\nname = \"a\\nb\"\n",
+        &[],
+    );
     assert!(e.contains("ctl.toml") && e.contains("model 1"), "{e}");
     // Label files: a blank line is an error naming it; one final newline is fine.
     let append_with = |text: &str| {

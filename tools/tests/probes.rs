@@ -2,10 +2,11 @@
 //! binary. (Decoding, resizing and the byte format are unit-tested in `src/pset.rs`.)
 
 mod common;
+use common::fixture::append_logits;
 use common::*;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
 use probelog::Index;
@@ -33,6 +34,16 @@ fn names_of(pset: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `p.pset`, a probe set of 4x4 images built from `images`, and `hub.plog` created with it, both
+/// in `dir`; returns their paths and the JSON summary of `probes build`.
+fn probe_set_and_index(dir: &Path, images: &Path) -> (PathBuf, PathBuf, Value) {
+    let pset = dir.join("p.pset");
+    let built = ok_json(&probes_build(images, &pset, &["--size", "4"]));
+    let idx = dir.join("hub.plog");
+    ok(&["create", s(&idx), "--probes", s(&pset)]);
+    (pset, idx, built)
+}
+
 #[test]
 fn images_are_ordered_by_name_or_by_list() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,16 +51,7 @@ fn images_are_ordered_by_name_or_by_list() {
     write_images(&images, &["b.png", "a.jpg", "sub/c.webp", "d.JPEG"]);
     fs::write(images.join("notes.txt"), "not an image").unwrap();
     let out = dir.path().join("p.pset");
-    let v = ok_json(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&out),
-        "--size",
-        "6",
-    ]);
+    let v = ok_json(&probes_build(&images, &out, &["--size", "6"]));
     assert_eq!(v["probes"], 4);
     assert_eq!(v["size"], 6);
     assert_eq!(names_of(&out), ["a.jpg", "b.png", "d.JPEG", "sub/c.webp"]);
@@ -62,18 +64,11 @@ fn images_are_ordered_by_name_or_by_list() {
     let list = dir.path().join("order.txt");
     fs::write(&list, "sub/c.webp\nb.png\n").unwrap();
     let listed = dir.path().join("listed.pset");
-    ok(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&listed),
-        "--size",
-        "6",
-        "--list",
-        s(&list),
-    ]);
+    ok(&probes_build(
+        &images,
+        &listed,
+        &["--size", "6", "--list", s(&list)],
+    ));
     assert_eq!(names_of(&listed), ["sub/c.webp", "b.png"]);
 }
 
@@ -87,11 +82,7 @@ fn fingerprint_is_stable_and_follows_content() {
         &names.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let build = |out: &str, extra: &[&str]| {
-        let out = dir.path().join(out);
-        let mut args = vec!["probes", "build", "--images", s(&images), "--out", s(&out)];
-        args.extend_from_slice(extra);
-        args.push("--json");
-        let v: Value = serde_json::from_str(&ok(&args)).unwrap();
+        let v = ok_json(&probes_build(&images, &dir.path().join(out), extra));
         v["fingerprint"].as_str().unwrap().to_string()
     };
     let a = build("a.pset", &["--size", "8"]);
@@ -121,16 +112,11 @@ fn fingerprint_is_stable_and_follows_content() {
         .map(|seed| build("z.pset", &["--sample", "3", "--seed", &seed.to_string()]))
         .collect();
     assert!(seeds.iter().any(|f| *f != x), "the seed changes the sample");
-    let e = fails(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&dir.path().join("w.pset")),
-        "--sample",
-        "7",
-    ]);
+    let e = fails(&probes_build(
+        &images,
+        &dir.path().join("w.pset"),
+        &["--sample", "7"],
+    ));
     assert!(e.contains("--sample 7") && e.contains("6 images"), "{e}");
 }
 
@@ -142,7 +128,7 @@ fn unreadable_images_are_named_and_nothing_is_written() {
     fs::write(images.join("broken.png"), b"\x89PNG but not really").unwrap();
     fs::write(images.join("empty.jpg"), b"").unwrap();
     let out = dir.path().join("p.pset");
-    let e = fails(&["probes", "build", "--images", s(&images), "--out", s(&out)]);
+    let e = fails(&probes_build(&images, &out, &[]));
     assert!(
         e.contains("cannot read 2 of 4 images")
             && e.contains("broken.png")
@@ -159,21 +145,12 @@ fn unreadable_images_are_named_and_nothing_is_written() {
 
     // An existing file is left as it was.
     fs::write(&out, b"previous").unwrap();
-    fails(&["probes", "build", "--images", s(&images), "--out", s(&out)]);
+    fails(&probes_build(&images, &out, &[]));
     assert_eq!(fs::read(&out).unwrap(), b"previous");
     // A missing --list entry is named too.
     let list = dir.path().join("list.txt");
     fs::write(&list, "good.png\nmissing.png\n").unwrap();
-    let e = fails(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&out),
-        "--list",
-        s(&list),
-    ]);
+    let e = fails(&probes_build(&images, &out, &["--list", s(&list)]));
     assert!(e.contains("missing.png"), "{e}");
     let e = fails(&["probes", "info", s(&out)]);
     assert!(e.contains("not a probe set file"), "{e}");
@@ -188,19 +165,7 @@ fn create_with_a_probe_set_and_append_logits_through_it() {
         &images,
         &names.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    let pset = dir.path().join("p.pset");
-    let built = ok_json(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&pset),
-        "--size",
-        "4",
-    ]);
-    let idx = dir.path().join("hub.plog");
-    ok(&["create", s(&idx), "--probes", s(&pset)]);
+    let (pset, idx, built) = probe_set_and_index(dir.path(), &images);
     let index = Index::open(&idx).unwrap();
     assert_eq!(index.num_probes(), 5);
     assert_eq!(
@@ -226,37 +191,15 @@ fn create_with_a_probe_set_and_append_logits_through_it() {
     // `append --probes` checks the probe set before anything else, for logits too.
     let npy = dir.path().join("m.npy");
     write_npy(&npy, 5, 2);
-    ok(&[
-        "append",
-        s(&idx),
-        "--logits",
-        s(&npy),
-        "--name",
-        "m",
-        "--probes",
-        s(&pset),
-    ]);
+    ok(&append_logits(s(&idx), &npy, "m", &["--probes", s(&pset)]));
     let other = dir.path().join("other.pset");
-    ok(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&other),
-        "--size",
-        "5",
-    ]);
-    let e = fails(&[
-        "append",
+    ok(&probes_build(&images, &other, &["--size", "5"]));
+    let e = fails(&append_logits(
         s(&idx),
-        "--logits",
-        s(&npy),
-        "--name",
+        &npy,
         "m2",
-        "--probes",
-        s(&other),
-    ]);
+        &["--probes", s(&other)],
+    ));
     assert!(
         e.contains("is not the one") && e.contains("other.pset"),
         "{e}"
@@ -270,19 +213,7 @@ fn model_probing_says_it_needs_the_torch_feature() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     write_images(&images, &["a.png", "b.png"]);
-    let pset = dir.path().join("p.pset");
-    ok(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&pset),
-        "--size",
-        "4",
-    ]);
-    let idx = dir.path().join("hub.plog");
-    ok(&["create", s(&idx), "--probes", s(&pset)]);
+    let (pset, idx, _) = probe_set_and_index(dir.path(), &images);
     let e = fails(&["append", s(&idx), "--model", "m.pt", "--probes", s(&pset)]);
     assert!(
         e.contains("--features torch") && e.contains("setup-libtorch.sh"),

@@ -10,7 +10,7 @@ use ndarray_npy::WriteNpyExt;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::{ok, ok_json, s};
+use super::{fails, ok, ok_json, s};
 
 /// Probes of the test indexes.
 pub const P: usize = 50;
@@ -147,6 +147,13 @@ impl Fixture {
         append_logits(self.idx(), npy, name, extra)
     }
 
+    /// The arguments of `search` on the fixture's index with `--entry ENTRY`, then `extra`.
+    pub fn search_entry<'a>(&'a self, entry: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut argv = vec!["search", self.idx(), "--entry", entry];
+        argv.extend_from_slice(extra);
+        argv
+    }
+
     /// Appends one model with labels; returns its raw logits.
     pub fn append(&self, name: &str, concepts: &[usize], seed: u64) -> Vec<f32> {
         let (npy, labels, logits) = self.model_files(name, concepts, seed);
@@ -196,6 +203,15 @@ pub fn half_probed<'a>(index: &'a str, manifest: &'a Path, extra: &[&'a str]) ->
     ];
     argv.extend_from_slice(extra);
     argv
+}
+
+/// Writes `text` to `manifest`, then runs `append INDEX --manifest MANIFEST` and `extra`, which
+/// must fail; returns its error line.
+pub fn append_manifest_fails(index: &str, manifest: &Path, text: &str, extra: &[&str]) -> String {
+    fs::write(manifest, text).unwrap();
+    let mut argv = vec!["append", index, "--manifest", s(manifest)];
+    argv.extend_from_slice(extra);
+    fails(&argv)
 }
 
 pub fn model_info(index: &str) -> Value {

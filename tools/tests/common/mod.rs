@@ -76,6 +76,14 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
+/// The arguments of `probes build --images IMAGES --out OUT`, then `extra` (`--size`, `--list`,
+/// `--sample`, ...).
+pub fn probes_build<'a>(images: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec!["probes", "build", "--images", s(images), "--out", s(out)];
+    argv.extend_from_slice(extra);
+    argv
+}
+
 pub fn mkfifo(path: &Path) {
     let st = Command::new("mkfifo")
         .arg(path)
