@@ -303,50 +303,14 @@ impl Index {
                 ));
             }
         }
-        enum Q {
-            Entry(u64),
-            Vector(Vec<f32>),
-            Text(Vec<f32>),
-        }
-        let q = match (query.filter(|q| !q.is_none()), text_embedding) {
-            (Some(_), Some(_)) => {
-                return Err(PyTypeError::new_err(
-                    "give either a query or text_embedding=, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(PyTypeError::new_err(
-                    "search needs a query: an entry id, a logit vector, or text_embedding=",
-                ));
-            }
-            (None, Some(t)) => Q::Text(t.as_array().iter().copied().collect()),
-            (Some(q), None) => {
-                if q.is_instance_of::<pyo3::types::PyBool>() {
-                    return Err(PyTypeError::new_err(
-                        "a query is an int or an array, not bool",
-                    ));
-                }
-                if let Ok(e) = q.extract::<u64>() {
-                    Q::Entry(e)
-                } else {
-                    let v = q
-                        .extract::<PyArrayLike1<'_, f32, AllowTypeChange>>()
-                        .map_err(|_| {
-                            PyTypeError::new_err(
-                                "a query is an entry id (int) or a 1-D array of logits over the probes",
-                            )
-                        })?;
-                    Q::Vector(v.as_array().iter().copied().collect())
-                }
-            }
-        };
+        let q = parse_query(
+            query,
+            text_embedding,
+            "search needs a query: an entry id, a logit vector, or text_embedding=",
+        )?;
         let (hits, why, names) = py
             .detach(move || -> probelog::Result<Searched> {
-                let query = match &q {
-                    Q::Entry(e) => Query::Entry(*e),
-                    Q::Vector(v) => Query::Vector(v),
-                    Q::Text(t) => Query::TextEmbedding(t),
-                };
+                let query = q.as_query();
                 let params = SearchParams {
                     filter: filter.as_ref(),
                     ..params

@@ -15,7 +15,10 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
-use crate::{Hit, Index, OrPy, ProbeShare, explained_hits, model_filter, parse_metric, parse_mode};
+use crate::{
+    Hit, Index, OrPy, ProbeShare, QueryArg, explained_hits, model_filter, parse_metric, parse_mode,
+    parse_query, search_params,
+};
 
 /// Registers this module's functions in `probelog._probelog`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -50,8 +53,7 @@ fn _search_prepared(
     model_name: Option<&str>,
     explain: Option<usize>,
 ) -> PyResult<Vec<Hit>> {
-    let (metric, grouping) = parse_metric(metric, per_model)?;
-    let mode = parse_mode(mode)?;
+    let params = search_params!(top, k, metric, per_model, mode, blend_weight, candidates);
     let filter = model_filter(filter, model_name)?;
     let q: Vec<f32> = descriptor.as_array().iter().copied().collect();
     let index = index.get();
@@ -66,15 +68,8 @@ fn _search_prepared(
     let (found, why) = py
         .detach(move || -> probelog::Result<Found> {
             let params = SearchParams {
-                top,
-                k,
-                grouping,
-                metric,
-                mode,
-                candidates,
-                blend_weight,
                 filter: filter.as_ref(),
-                ..SearchParams::default()
+                ..params
             };
             let found = index.search_descriptor_hits(&q, exclude_model, &params)?;
             // The shares against the descriptor as a query vector: z-normalizing a stored
@@ -162,8 +157,7 @@ fn search_many(
     filter: Option<&Bound<'_, PyAny>>,
     model_name: Option<&str>,
 ) -> PyResult<Vec<(usize, Hit)>> {
-    let (metric, grouping) = parse_metric(metric, per_model)?;
-    let mode = parse_mode(mode)?;
+    let params = search_params!(top, k, metric, per_model, mode, blend_weight, candidates);
     let filter = model_filter(filter, model_name)?;
     let exclude_same_model = match exclude_model.filter(|x| !x.is_none()) {
         None => false,
@@ -175,67 +169,28 @@ fn search_many(
             ));
         }
     };
-    enum Q {
-        Entry(u64),
-        Vector(Vec<f32>),
-        Text(Vec<f32>),
-    }
-    let q = match (query.filter(|q| !q.is_none()), text_embedding) {
-        (Some(_), Some(_)) => {
-            return Err(PyTypeError::new_err(
-                "give either a query or text_embedding=, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(PyTypeError::new_err(
-                "search_many needs a query: an entry id (of indexes[entry_file]), a logit \
-                 vector, or text_embedding=",
-            ));
-        }
-        (None, Some(t)) => Q::Text(t.as_array().iter().copied().collect()),
-        (Some(q), None) if q.is_instance_of::<PyBool>() => {
-            return Err(PyTypeError::new_err(
-                "a query is an int or an array, not bool",
-            ));
-        }
-        (Some(q), None) => match q.extract::<u64>() {
-            Ok(e) => Q::Entry(e),
-            Err(_) => Q::Vector(
-                q.extract::<PyArrayLike1<'_, f32, AllowTypeChange>>()
-                    .map_err(|_| {
-                        PyTypeError::new_err(
-                            "a query is an entry id (int) or a 1-D array of logits over the probes",
-                        )
-                    })?
-                    .as_array()
-                    .iter()
-                    .copied()
-                    .collect(),
-            ),
-        },
-    };
+    let q = parse_query(
+        query,
+        text_embedding,
+        "search_many needs a query: an entry id (of indexes[entry_file]), a logit vector, or \
+         text_embedding=",
+    )?;
     let held: Vec<_> = indexes.iter().map(|i| i.get()).collect();
     let found = py
         .detach(move || {
             let files: Vec<&probelog::Index> = held.iter().map(|a| a.as_ref()).collect();
             let query = match &q {
-                Q::Entry(entry) => MultiQuery::Entry {
+                QueryArg::Entry(entry) => MultiQuery::Entry {
                     file: entry_file,
                     entry: *entry,
                 },
-                Q::Vector(v) => MultiQuery::Vector(v),
-                Q::Text(t) => MultiQuery::TextEmbedding(t),
+                QueryArg::Vector(v) => MultiQuery::Vector(v),
+                QueryArg::Text(t) => MultiQuery::TextEmbedding(t),
             };
             let params = SearchParams {
-                top,
-                k,
                 exclude_same_model,
-                grouping,
-                metric,
-                mode,
-                candidates,
-                blend_weight,
                 filter: filter.as_ref(),
+                ..params
             };
             probelog::search_many(&files, &query, &params)
         })

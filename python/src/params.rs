@@ -111,6 +111,57 @@ pub(crate) fn parse_existing_name(name: &str) -> PyResult<ExistingName> {
     }
 }
 
+/// A search's query as Python gives it: an entry id, a raw logit vector over the probes, or a
+/// text embedding.
+pub(crate) enum QueryArg {
+    Entry(u64),
+    Vector(Vec<f32>),
+    Text(Vec<f32>),
+}
+
+impl QueryArg {
+    /// The core's query over one index file.
+    pub(crate) fn as_query(&self) -> Query<'_> {
+        match self {
+            QueryArg::Entry(e) => Query::Entry(*e),
+            QueryArg::Vector(v) => Query::Vector(v),
+            QueryArg::Text(t) => Query::TextEmbedding(t),
+        }
+    }
+}
+
+/// The query of a search from its `query` argument (an entry id or a 1-D array of logits) and
+/// `text_embedding=`: exactly one of the two. `missing` is the error when neither is given.
+pub(crate) fn parse_query(
+    query: Option<&Bound<'_, PyAny>>,
+    text_embedding: Option<PyArrayLike1<'_, f32, AllowTypeChange>>,
+    missing: &'static str,
+) -> PyResult<QueryArg> {
+    match (query.filter(|q| !q.is_none()), text_embedding) {
+        (Some(_), Some(_)) => Err(PyTypeError::new_err(
+            "give either a query or text_embedding=, not both",
+        )),
+        (None, None) => Err(PyTypeError::new_err(missing)),
+        (None, Some(t)) => Ok(QueryArg::Text(t.as_array().iter().copied().collect())),
+        (Some(q), None) if q.is_instance_of::<pyo3::types::PyBool>() => Err(PyTypeError::new_err(
+            "a query is an int or an array, not bool",
+        )),
+        (Some(q), None) => match q.extract::<u64>() {
+            Ok(e) => Ok(QueryArg::Entry(e)),
+            Err(_) => {
+                let v = q
+                    .extract::<PyArrayLike1<'_, f32, AllowTypeChange>>()
+                    .map_err(|_| {
+                        PyTypeError::new_err(
+                            "a query is an entry id (int) or a 1-D array of logits over the probes",
+                        )
+                    })?;
+                Ok(QueryArg::Vector(v.as_array().iter().copied().collect()))
+            }
+        },
+    }
+}
+
 /// The core's `SearchParams` from the Python keywords. A macro, not a function, so that the
 /// struct literal takes whatever lifetime and further fields (left at their defaults) the core
 /// gives it.

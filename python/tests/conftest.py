@@ -95,17 +95,26 @@ def make_zoo(path: Path, rng: np.random.Generator, models: int = 6, logits: int 
     """An index of random models whose logit 0 all detect one shared 'concept' (the same probes
     fire), so that entry searches have a clear answer. Returns the logits added."""
     probelog.create(str(path), num_probes=probes, dtype=dtype)
-    concept = np.zeros(probes)
-    concept[rng.choice(probes, 6, replace=False)] = 4.0
-    added = []
+    added = concept_logits(rng, probes, [logits] * models)
     with probelog.Writer(str(path)) as w:
-        for m in range(models):
-            x = rng.normal(size=(probes, logits)).astype(np.float32)
-            x[:, 0] += concept
+        for m, x in enumerate(added):
             w.add_model(f"model-{m}", x, labels=[f"class-{m}-{j}" for j in range(logits)],
                         meta={"arch": "random", "seed": str(m)}, source=f"hf://zoo/model-{m}")
-            added.append(x)
     return added
+
+
+def concept_logits(rng: np.random.Generator, probes: int, widths: list[int], hot: int = 6
+                   ) -> list[np.ndarray]:
+    """Random float32 logit matrices ``[probes, width]``, one per width, whose logit 0 all fire
+    on the same ``hot`` probes (one shared 'concept'), drawn from ``rng`` in that order."""
+    concept = np.zeros(probes)
+    concept[rng.choice(probes, hot, replace=False)] = 4.0
+    out = []
+    for width in widths:
+        x = rng.normal(size=(probes, width)).astype(np.float32)
+        x[:, 0] += concept
+        out.append(x)
+    return out
 
 
 def make_probe_set(path: Path | None = None, probes: int = 24, size: int = 16, seed: int = 0

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import probelog
-from conftest import REPO, REQUIRE_ALL, Tool, tool_path, unavailable
+from conftest import REPO, REQUIRE_ALL, Tool, concept_logits, tool_path, unavailable
 
 try:
     import ray
@@ -162,15 +162,11 @@ def shards(request, tmp_path_factory):
     dtype = request.param
     rng = np.random.default_rng(11)
     probes = 64
-    concept = np.zeros(probes)
-    concept[rng.choice(probes, 8, replace=False)] = 4.0
-    models = []
-    for m in range(13):
-        x = rng.normal(size=(probes, 3 + m % 4)).astype(np.float32)
-        x[:, 0] += concept
-        # Two models share a name (exclude_model by name takes the first), one repeats another's
-        # logits (equal scores: ties go to the lower id).
-        models.append((f"m{m % 11}", "ab"[m % 2], x if m != 12 else models[3][2]))
+    logits = concept_logits(rng, probes, [3 + m % 4 for m in range(13)], hot=8)
+    # Two models share a name (exclude_model by name takes the first), one repeats another's
+    # logits (equal scores: ties go to the lower id).
+    logits[12] = logits[3]
+    models = [(f"m{m % 11}", "ab"[m % 2], x) for m, x in enumerate(logits)]
     d = tmp_path_factory.mktemp(f"shards-{dtype}")
     parts = [models[:4], models[4:5], models[5:]]
     paths = []

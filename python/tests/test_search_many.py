@@ -7,18 +7,15 @@ import numpy as np
 import pytest
 
 import probelog
+from conftest import concept_logits
 
 
 def build(tmp_path, dtype):
     rng = np.random.default_rng(5)
     probes = 40
-    concept = np.zeros(probes)
-    concept[rng.choice(probes, 6, replace=False)] = 4.0
-    models = []
-    for m in range(9):
-        x = rng.normal(size=(probes, 2 + m % 3)).astype(np.float32)
-        x[:, 0] += concept
-        models.append((f"m{m}", x if m != 8 else models[1][1]))  # a tie across files
+    logits = concept_logits(rng, probes, [2 + m % 3 for m in range(9)])
+    logits[8] = logits[1]  # a tie across files
+    models = [(f"m{m}", x) for m, x in enumerate(logits)]
     parts = [models[:3], models[3:4], models[4:]]
 
     def write(path, ms):
