@@ -113,25 +113,24 @@ impl Elem {
     fn decode(self, b: &[u8]) -> (f32, f64) {
         match self {
             Elem::F32 { big_endian } => {
-                let b: [u8; 4] = b.try_into().expect("chunk of 4 bytes");
-                let x = if big_endian {
-                    f32::from_be_bytes(b)
-                } else {
-                    f32::from_le_bytes(b)
-                };
+                let x = f32::from_le_bytes(little_endian(b, big_endian));
                 (x, f64::from(x))
             }
             Elem::F64 { big_endian } => {
-                let b: [u8; 8] = b.try_into().expect("chunk of 8 bytes");
-                let x = if big_endian {
-                    f64::from_be_bytes(b)
-                } else {
-                    f64::from_le_bytes(b)
-                };
+                let x = f64::from_le_bytes(little_endian(b, big_endian));
                 (x as f32, x)
             }
         }
     }
+}
+
+/// The bytes of one element in little-endian order: reversed when the file stores big-endian.
+fn little_endian<const N: usize>(b: &[u8], big_endian: bool) -> [u8; N] {
+    let mut bytes: [u8; N] = b.try_into().expect("the bytes of one element");
+    if big_endian {
+        bytes.reverse();
+    }
+    bytes
 }
 
 /// Parses a whole `.npy` file held in memory (the unit tests' way in; files go through [`read`]).

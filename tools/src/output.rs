@@ -30,6 +30,20 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Prints a command's summary: as one JSON document when `json` (the `--json` flag), else as
+/// the plain text that `text` writes.
+pub fn print_summary<T: Serialize>(
+    json: bool,
+    summary: &T,
+    text: impl FnOnce(&T) -> io::Result<()>,
+) -> Result<()> {
+    if json {
+        return print_json(summary);
+    }
+    text(summary)?;
+    Ok(())
+}
+
 /// Serializes key/value pairs as a JSON object, in their order.
 pub fn pairs_as_object<S: Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(pairs.iter().map(|(k, v)| (k, v)))

@@ -252,6 +252,8 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::Range;
+
     use image::Rgb;
 
     use probelog::testkit::probe_sets::{probe_names as names, tiny_probe_set as sample_set};
@@ -268,15 +270,24 @@ mod tests {
         })
     }
 
+    /// The 10x10 square crop of [`bands`] `w`x`h`, checked to be green on the columns `xs` of
+    /// the rows `ys`.
+    fn green_center_crop(w: u32, h: u32, xs: Range<u32>, ys: Range<u32>) -> RgbImage {
+        let out = square_crop(&bands(w, h), 10);
+        assert_eq!(out.dimensions(), (10, 10));
+        for y in ys {
+            for x in xs.clone() {
+                assert_eq!(out.get_pixel(x, y), &Rgb([0, 255, 0]), "({x}, {y})");
+            }
+        }
+        out
+    }
+
     #[test]
     fn crop_keeps_the_center_of_a_wide_image() {
         // 90x30 -> shorter side 10 -> 30x10 -> centered 10x10 = the green middle band.
-        let out = square_crop(&bands(90, 30), 10);
-        assert_eq!(out.dimensions(), (10, 10));
+        let out = green_center_crop(90, 30, 1..9, 0..10);
         for y in 0..10 {
-            for x in 1..9 {
-                assert_eq!(out.get_pixel(x, y), &Rgb([0, 255, 0]), "({x}, {y})");
-            }
             // The edge columns blend with the neighbouring bands but stay mostly green.
             let left = out.get_pixel(0, y);
             assert!(left.0[1] > left.0[0] && left.0[2] == 0, "{left:?}");
@@ -287,13 +298,7 @@ mod tests {
 
     #[test]
     fn crop_keeps_the_center_of_a_tall_image() {
-        let out = square_crop(&bands(30, 90), 10);
-        assert_eq!(out.dimensions(), (10, 10));
-        for y in 1..9 {
-            for x in 0..10 {
-                assert_eq!(out.get_pixel(x, y), &Rgb([0, 255, 0]), "({x}, {y})");
-            }
-        }
+        green_center_crop(30, 90, 0..10, 1..9);
     }
 
     #[test]

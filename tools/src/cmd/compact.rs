@@ -7,7 +7,7 @@ use probelog::CompactOptions;
 use serde::Serialize;
 
 use super::{open_index, with_writer_lock};
-use crate::output::{human_bytes, outln, print_json};
+use crate::output::{human_bytes, outln, print_summary};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,18 +56,16 @@ pub fn run(args: Args) -> Result<()> {
         model_count: done.model_count,
         sequence: after.sequence(),
     };
-    if args.json {
-        return print_json(&summary);
-    }
-    outln!(
-        "compacted {}: {} segments -> {}, {} -> {} ({} models, {} entries)",
-        summary.index,
-        summary.segments_before,
-        summary.segments_after,
-        human_bytes(summary.bytes_before),
-        human_bytes(summary.bytes_after),
-        summary.model_count,
-        summary.entry_count
-    )?;
-    Ok(())
+    print_summary(args.json, &summary, |summary| {
+        outln!(
+            "compacted {}: {} segments -> {}, {} -> {} ({} models, {} entries)",
+            summary.index,
+            summary.segments_before,
+            summary.segments_after,
+            human_bytes(summary.bytes_before),
+            human_bytes(summary.bytes_after),
+            summary.model_count,
+            summary.entry_count
+        )
+    })
 }

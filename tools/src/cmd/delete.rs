@@ -8,7 +8,7 @@ use probelog::IndexWriter;
 use serde::Serialize;
 
 use super::{LibResult, with_writer_lock};
-use crate::output::{outln, print_json};
+use crate::output::{outln, print_summary};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -64,21 +64,19 @@ pub fn run(args: Args) -> Result<()> {
         sequence: summary.sequence,
         live_models: index.live_model_count(),
     };
-    if args.json {
-        return print_json(&report);
-    }
-    outln!(
-        "deleted {} model(s) from {} (commit {}): ids {}; {} live model(s) remain",
-        report.deleted.len(),
-        report.index,
-        report.sequence,
-        report
-            .deleted
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        report.live_models
-    )?;
-    Ok(())
+    print_summary(args.json, &report, |report| {
+        outln!(
+            "deleted {} model(s) from {} (commit {}): ids {}; {} live model(s) remain",
+            report.deleted.len(),
+            report.index,
+            report.sequence,
+            report
+                .deleted
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            report.live_models
+        )
+    })
 }

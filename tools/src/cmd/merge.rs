@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::LibResult;
 use crate::input;
-use crate::output::{human_bytes, outln, print_json};
+use crate::output::{human_bytes, outln, print_summary};
 use crate::paths::refuse_outputs_over_inputs;
 
 #[derive(Debug, clap::Args)]
@@ -91,26 +91,25 @@ pub fn run(args: Args) -> Result<()> {
         factor_rank,
         graphs: merged.graph_count(),
     };
-    if args.json {
-        return print_json(&summary);
-    }
-    outln!(
-        "merged {} indexes ({}) into {} ({}): {} models, {} entries",
-        summary.inputs.len(),
-        human_bytes(summary.bytes_in),
-        summary.out,
-        human_bytes(summary.bytes_written),
-        summary.model_count,
-        summary.entry_count
-    )?;
-    if summary.models_dropped > 0 {
-        outln!("left out {} deleted models", summary.models_dropped)?;
-    }
-    if let Some(rank) = summary.factor_rank {
-        outln!("probe factors {factors} (rank {rank})")?;
-    }
-    if summary.graphs > 0 {
-        outln!("built {} ANN graphs", summary.graphs)?;
-    }
-    Ok(())
+    print_summary(args.json, &summary, |summary| {
+        outln!(
+            "merged {} indexes ({}) into {} ({}): {} models, {} entries",
+            summary.inputs.len(),
+            human_bytes(summary.bytes_in),
+            summary.out,
+            human_bytes(summary.bytes_written),
+            summary.model_count,
+            summary.entry_count
+        )?;
+        if summary.models_dropped > 0 {
+            outln!("left out {} deleted models", summary.models_dropped)?;
+        }
+        if let Some(rank) = summary.factor_rank {
+            outln!("probe factors {factors} (rank {rank})")?;
+        }
+        if summary.graphs > 0 {
+            outln!("built {} ANN graphs", summary.graphs)?;
+        }
+        Ok(())
+    })
 }

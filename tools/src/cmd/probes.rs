@@ -14,7 +14,7 @@ use super::{LibResult, open_index, read_lines, with_writer_lock};
 
 mod embedded;
 use crate::input;
-use crate::output::{outln, print_json, progress};
+use crate::output::{outln, print_summary, progress};
 use crate::paths::{Role, refuse_outputs_over_inputs};
 use crate::pset::{self, ProbeSet, ProbeSetFiles};
 use crate::torch::device::DeviceArg;
@@ -201,27 +201,23 @@ fn build(args: BuildArgs) -> Result<()> {
     drop(bar);
     set.write(&args.out)?;
     let summary = Summary::new(&args.out, &set, false);
-    if args.json {
-        print_json(&summary)
-    } else {
-        outln!("wrote {}", summary.line())?;
-        Ok(())
-    }
+    print_summary(args.json, &summary, |summary| {
+        outln!("wrote {}", summary.line())
+    })
 }
 
 fn info(args: InfoArgs) -> Result<()> {
     let set = ProbeSet::read(&args.pset)?;
     let summary = Summary::new(&args.pset, &set, args.names || args.json);
-    if args.json {
-        return print_json(&summary);
-    }
-    outln!("{}", summary.line())?;
-    if args.names {
-        for name in set.names() {
-            outln!("{name}")?;
+    print_summary(args.json, &summary, |summary| {
+        outln!("{}", summary.line())?;
+        if args.names {
+            for name in set.names() {
+                outln!("{name}")?;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -298,16 +294,13 @@ fn embed(args: EmbedArgs) -> Result<()> {
         seconds: secs,
         images_per_second: rate,
     };
-    if args.json {
-        print_json(&summary)
-    } else {
+    print_summary(args.json, &summary, |summary| {
         outln!(
             "{} the probe embeddings of {} ([{p}, {}]) at commit {}",
             if replaced { "replaced" } else { "stored" },
             summary.index,
             summary.dim,
             summary.sequence
-        )?;
-        Ok(())
-    }
+        )
+    })
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{LibResult, parse_fingerprint, parse_key_value, read_lines, with_writer_lock};
 use crate::input::{self, check_printable};
 use crate::npy;
-use crate::output::{Progress, excerpt, no_progress, outln, print_json, progress};
+use crate::output::{Progress, excerpt, no_progress, outln, print_summary, progress};
 use crate::paths::{Role, refuse_outputs_over_inputs};
 use crate::pset::ProbeSet;
 use crate::torch::device::DeviceArg;
@@ -392,11 +392,7 @@ pub fn run(args: Args) -> Result<()> {
         skipped,
         shard: args.shard.map(|shard| ShardReport::new(shard, total)),
     };
-    if args.json {
-        print_json(&summary)?;
-    } else {
-        outln!("{}", summary.line())?;
-    }
+    print_summary(args.json, &summary, |summary| outln!("{}", summary.line()))?;
     ensure!(
         summary.skipped.is_empty(),
         "{}; the other models were committed",

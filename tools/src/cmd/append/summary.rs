@@ -116,9 +116,7 @@ pub(super) fn report_empty_shard(
         skipped: Vec::new(),
         shard: Some(ShardReport::new(shard, total)),
     };
-    if json {
-        print_json(&summary)
-    } else {
+    print_summary(json, &summary, |summary| {
         outln!(
             "appended nothing to {}: {} in {}; it holds {} models",
             summary.index,
@@ -129,9 +127,8 @@ pub(super) fn report_empty_shard(
                 .unwrap_or_default(),
             manifest.display(),
             summary.model_count
-        )?;
-        Ok(())
-    }
+        )
+    })
 }
 
 #[derive(Debug, Serialize)]

@@ -8,7 +8,7 @@ use probelog::IndexWriter;
 use serde::Serialize;
 
 use super::super::{LibResult, open_index, with_writer_lock};
-use crate::output::{human_bytes, outln, print_json};
+use crate::output::{human_bytes, outln, print_summary};
 use crate::paths::refuse_outputs_over_inputs;
 use crate::pset::ProbeSet;
 
@@ -114,17 +114,15 @@ pub fn attach(args: AttachArgs) -> Result<()> {
     let commit = writer.commit().at(&args.index)?;
     let mut summary = Summary::new(&args.index, &args.pset, &set, len);
     summary.sequence = Some(commit.sequence);
-    if args.json {
-        return print_json(&summary);
-    }
-    outln!(
-        "stored {} in {} ({}) at commit {}",
-        summary.pset,
-        summary.index,
-        summary.what(),
-        commit.sequence
-    )?;
-    Ok(())
+    print_summary(args.json, &summary, |summary| {
+        outln!(
+            "stored {} in {} ({}) at commit {}",
+            summary.pset,
+            summary.index,
+            summary.what(),
+            commit.sequence
+        )
+    })
 }
 
 pub fn extract(args: ExtractArgs) -> Result<()> {
@@ -153,9 +151,7 @@ pub fn extract(args: ExtractArgs) -> Result<()> {
         other => other.at(&args.index)?,
     };
     let summary = Summary::new(&args.index, &args.out, &set, len);
-    if args.json {
-        return print_json(&summary);
-    }
-    outln!("wrote {} ({})", summary.pset, summary.what())?;
-    Ok(())
+    print_summary(args.json, &summary, |summary| {
+        outln!("wrote {} ({})", summary.pset, summary.what())
+    })
 }

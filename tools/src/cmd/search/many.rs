@@ -46,15 +46,7 @@ pub(super) fn run_many(
                 Some(f) => entry_file_position(f, &args.indexes)?,
                 None => 0,
             };
-            let ix = &indexes[file];
-            let info = ix.entry(entry).at(ix.path())?;
-            let desc = QueryDesc::Entry {
-                entry,
-                model_id: info.model_id,
-                model: info.model,
-                logit: info.logit,
-                label: info.label,
-            };
+            let desc = QueryDesc::of_entry(&indexes[file], entry)?;
             (MultiQuery::Entry { file, entry }, desc, Some(file))
         }
         (_, Some(file), _, _) => {

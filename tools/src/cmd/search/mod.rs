@@ -372,14 +372,7 @@ pub fn search_entry(
     params: &SearchParams,
     explain: Option<usize>,
 ) -> Result<Report> {
-    let info = index.entry(entry).at(index.path())?;
-    let desc = QueryDesc::Entry {
-        entry,
-        model_id: info.model_id,
-        model: info.model,
-        logit: info.logit,
-        label: info.label,
-    };
+    let desc = QueryDesc::of_entry(index, entry)?;
     search(index, &Query::Entry(entry), desc, params, explain)
 }
 

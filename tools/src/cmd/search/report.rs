@@ -54,6 +54,20 @@ pub enum QueryDesc {
     },
 }
 
+impl QueryDesc {
+    /// Entry `entry` of `index` as the query: its model and logit.
+    pub fn of_entry(index: &Index, entry: u64) -> Result<Self> {
+        let info = index.entry(entry).at(index.path())?;
+        Ok(QueryDesc::Entry {
+            entry,
+            model_id: info.model_id,
+            model: info.model,
+            logit: info.logit,
+            label: info.label,
+        })
+    }
+}
+
 /// A search and its results; serialized as the `--json` output.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
