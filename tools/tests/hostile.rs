@@ -386,26 +386,8 @@ fn echoed_input_is_cut_to_an_excerpt() {
     for args in [
         &["search", f.idx(), "--entry", "0", "--blend-weight", &long][..],
         &["search", f.idx(), "--entry", "0", &flag],
-        &[
-            "append",
-            f.idx(),
-            "--logits",
-            "a.npy",
-            "--name",
-            "n",
-            "--meta",
-            &meta,
-        ],
-        &[
-            "append",
-            f.idx(),
-            "--logits",
-            "a.npy",
-            "--name",
-            "n",
-            "--device",
-            &long,
-        ],
+        &f.append_logits(Path::new("a.npy"), "n", &["--meta", &meta])[..],
+        &f.append_logits(Path::new("a.npy"), "n", &["--device", &long])[..],
     ] {
         refused_with_an_excerpt(args);
     }

@@ -24,6 +24,13 @@ fn write_images(dir: &Path, names: &[&str]) {
     }
 }
 
+/// Writes `0.png` to `<n - 1>.png` with [`write_images`]; returns their names.
+fn write_numbered_images(dir: &Path, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("{i}.png")).collect();
+    write_images(dir, &names.iter().map(String::as_str).collect::<Vec<_>>());
+    names
+}
+
 fn names_of(pset: &Path) -> Vec<String> {
     let v = ok_json(&["probes", "info", s(pset)]);
     v["names"]
@@ -76,11 +83,7 @@ fn images_are_ordered_by_name_or_by_list() {
 fn fingerprint_is_stable_and_follows_content() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
-    let names: Vec<String> = (0..6).map(|i| format!("{i}.png")).collect();
-    write_images(
-        &images,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    write_numbered_images(&images, 6);
     let build = |out: &str, extra: &[&str]| {
         let v = ok_json(&probes_build(&images, &dir.path().join(out), extra));
         v["fingerprint"].as_str().unwrap().to_string()
@@ -160,11 +163,7 @@ fn unreadable_images_are_named_and_nothing_is_written() {
 fn create_with_a_probe_set_and_append_logits_through_it() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
-    let names: Vec<String> = (0..5).map(|i| format!("{i}.png")).collect();
-    write_images(
-        &images,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let names = write_numbered_images(&images, 5);
     let (pset, idx, built) = probe_set_and_index(dir.path(), &images);
     let index = Index::open(&idx).unwrap();
     assert_eq!(index.num_probes(), 5);
