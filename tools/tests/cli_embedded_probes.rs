@@ -249,6 +249,34 @@ fn compaction_keeps_the_embedded_set() {
     ok(&["verify", s(&index)]);
 }
 
+/// Runs `append INDEX --model` for the demo's classifier `name` (in `demo/models`) with its
+/// labels and ImageNet's normalization, on the CPU, then `extra`; it must succeed. Returns its
+/// stdout.
+#[cfg(feature = "torch")]
+fn append_demo_model(demo: &Path, index: &Path, name: &str, extra: &[&str]) -> String {
+    let models = demo.join("models");
+    let (model, labels) = (
+        models.join(format!("{name}.pt")),
+        models.join(format!("{name}.txt")),
+    );
+    let mut argv = vec![
+        "append",
+        s(index),
+        "--model",
+        s(&model),
+        "--labels",
+        s(&labels),
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
+        "--device",
+        "cpu",
+    ];
+    argv.extend_from_slice(extra);
+    ok(&argv)
+}
+
 /// The user story on the shipped demo: an index made with its probe set embedded is all a
 /// user downloads; a classifier is appended with no --probes, the probe set comes back byte
 /// for byte, and compaction keeps it.
@@ -265,39 +293,12 @@ fn demo_index_ships_without_side_files() {
     let shipped = shipped_dir.path().join("hub.plog");
     fs::copy(&index, &shipped).unwrap();
     for name in ["pets-cnn", "zoo-dwnet"] {
-        let v = ok_json(&[
-            "append",
-            s(&shipped),
-            "--model",
-            s(&demo.join("models").join(format!("{name}.pt"))),
-            "--labels",
-            s(&demo.join("models").join(format!("{name}.txt"))),
-            "--mean",
-            "0.485,0.456,0.406",
-            "--std",
-            "0.229,0.224,0.225",
-            "--device",
-            "cpu",
-        ]);
+        let out = append_demo_model(&demo, &shipped, name, &["--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert!(v.is_object(), "{v}");
     }
     // The same model appended with the probe set file beside it gives the same descriptors.
-    ok(&[
-        "append",
-        s(&index),
-        "--model",
-        s(&demo.join("models/pets-cnn.pt")),
-        "--labels",
-        s(&demo.join("models/pets-cnn.txt")),
-        "--mean",
-        "0.485,0.456,0.406",
-        "--std",
-        "0.229,0.224,0.225",
-        "--device",
-        "cpu",
-        "--probes",
-        s(&pset),
-    ]);
+    append_demo_model(&demo, &index, "pets-cnn", &["--probes", s(&pset)]);
     let (a, b) = (Index::open(&shipped).unwrap(), Index::open(&index).unwrap());
     assert_eq!(a.model_count(), 2);
     let logits = a.model(0).unwrap().logit_count as u64;

@@ -197,16 +197,7 @@ impl Fixture {
                     .unwrap();
             }
             let out = f.path(&format!("{sub}.pset"));
-            ok(&[
-                "probes",
-                "build",
-                "--images",
-                s(&images),
-                "--out",
-                s(&out),
-                "--size",
-                "8",
-            ]);
+            ok(&probes_build(&images, &out, &["--size", "8"]));
         }
         ok(&["create", &f.idx(), "--probes", s(&f.path("images.pset"))]);
         fs::write(f.path("tokenizer.json"), tokenizer_json()).unwrap();
@@ -231,55 +222,60 @@ impl Fixture {
         serde_json::from_str(&ok(&["info", &self.idx(), "--json"])).unwrap()
     }
 
-    fn embed(&self, extra: &[&str]) -> Output {
-        let (idx, enc, pset) = (self.idx(), self.p("image.pt"), self.p("images.pset"));
-        let mut args = vec![
+    /// `probes embed` into the fixture's index on the CPU with the image encoder `encoder` and
+    /// the probe set `pset` (files of the fixture), then `extra`.
+    fn embed_args(&self, encoder: &str, pset: &str, extra: &[&str]) -> Vec<String> {
+        let (idx, encoder, pset) = (self.idx(), self.p(encoder), self.p(pset));
+        let fixed = [
             "probes",
             "embed",
             &idx,
             "--clip-image",
-            &enc,
+            &encoder,
             "--probes",
             &pset,
             "--device",
             "cpu",
         ];
-        args.extend_from_slice(extra);
-        run(&args)
+        owned_args(&fixed, extra)
+    }
+
+    /// `probes embed` with the fixture's image encoder and probe set, then `extra`.
+    fn embed(&self, extra: &[&str]) -> Output {
+        run(&as_strs(&self.embed_args("image.pt", "images.pset", extra)))
+    }
+
+    /// `probes embed` with `encoder` and `pset`, which must fail; returns the error line.
+    fn embed_fails(&self, encoder: &str, pset: &str) -> String {
+        fails(&as_strs(&self.embed_args(encoder, pset, &[])))
     }
 
     /// `search --text TEXT --json` with the fixture's tokenizer and `encoder`.
     fn search_args(&self, text: &str, encoder: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
+        let (idx, encoder, tokenizer) = (self.idx(), self.p(encoder), self.p("tokenizer.json"));
+        let fixed = [
             "search",
-            &self.idx(),
+            &idx,
             "--text",
             text,
             "--clip-text",
-            &self.p(encoder),
+            &encoder,
             "--tokenizer",
-            &self.p("tokenizer.json"),
+            &tokenizer,
             "--device",
             "cpu",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        args
+        ];
+        owned_args(&fixed, extra)
     }
 
     fn search(&self, text: &str, encoder: &str, extra: &[&str]) -> Value {
         let mut args = self.search_args(text, encoder, extra);
         args.push("--json".into());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        serde_json::from_str(&ok(&args)).unwrap()
+        serde_json::from_str(&ok(&as_strs(&args))).unwrap()
     }
 
     fn search_fails(&self, text: &str, encoder: &str, extra: &[&str]) -> String {
-        let args = self.search_args(text, encoder, extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails(&args)
+        fails(&as_strs(&self.search_args(text, encoder, extra)))
     }
 
     /// The index is at `before`'s commit, and verifies.
@@ -290,6 +286,15 @@ impl Fixture {
         assert_eq!(after["probe_embedding_dim"], before["probe_embedding_dim"]);
         ok(&["verify", &self.idx()]);
     }
+}
+
+/// `fixed`, then `extra`, as owned arguments.
+fn owned_args(fixed: &[&str], extra: &[&str]) -> Vec<String> {
+    fixed.iter().chain(extra).map(|a| a.to_string()).collect()
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// The stored probe embeddings: `[P, d]` rows.
@@ -377,18 +382,7 @@ fn embed_stores_unit_rows_of_the_encoder_output() {
 fn embed_refusals_leave_the_index_unchanged() {
     let f = Fixture::new();
     let before = f.info();
-    let (idx, other) = (f.idx(), f.p("other.pset"));
-    let e = fails(&[
-        "probes",
-        "embed",
-        &idx,
-        "--clip-image",
-        &f.p("image.pt"),
-        "--probes",
-        &other,
-        "--device",
-        "cpu",
-    ]);
+    let e = f.embed_fails("image.pt", "other.pset");
     assert!(e.contains("is not the one"), "{e}");
     f.unchanged(&before);
 
@@ -397,33 +391,13 @@ fn embed_refusals_leave_the_index_unchanged() {
         ("nan.pt", Image::NaN, "returned NaN for dimension"),
     ] {
         make_image_encoder(&f.path(name), kind);
-        let e = fails(&[
-            "probes",
-            "embed",
-            &idx,
-            "--clip-image",
-            &f.p(name),
-            "--probes",
-            &f.p("images.pset"),
-            "--device",
-            "cpu",
-        ]);
+        let e = f.embed_fails(name, "images.pset");
         assert!(e.contains(want), "{e}");
         assert!(e.contains(name), "{e}");
         f.unchanged(&before);
     }
     fs::write(f.path("corrupt.pt"), b"not a model").unwrap();
-    let e = fails(&[
-        "probes",
-        "embed",
-        &idx,
-        "--clip-image",
-        &f.p("corrupt.pt"),
-        "--probes",
-        &f.p("images.pset"),
-        "--device",
-        "cpu",
-    ]);
+    let e = f.embed_fails("corrupt.pt", "images.pset");
     assert!(e.contains("cannot load TorchScript module"), "{e}");
     f.unchanged(&before);
 }

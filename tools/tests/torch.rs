@@ -110,16 +110,7 @@ impl Fixture {
         }
         let idx = s(&dir.path().join("hub.plog")).to_string();
         let pset = s(&dir.path().join("probes.pset")).to_string();
-        ok(&[
-            "probes",
-            "build",
-            "--images",
-            s(&images),
-            "--out",
-            &pset,
-            "--size",
-            "8",
-        ]);
+        ok(&probes_build(&images, Path::new(&pset), &["--size", "8"]));
         ok(&["create", &idx, "--probes", &pset]);
         Fixture { dir, idx, pset }
     }
@@ -142,12 +133,24 @@ impl Fixture {
         s(&path).to_string()
     }
 
-    /// `append` into the fixture's index with its probe set, on the CPU, plus `args`.
-    fn append_cpu<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+    /// `append` into the fixture's index with its probe set, on `device`, plus `args`.
+    fn append_on<'a>(&'a self, device: &'a str, args: &[&'a str]) -> Vec<&'a str> {
         let mut argv = vec!["append", self.idx.as_str(), "--probes", self.pset.as_str()];
-        argv.extend(["--device", "cpu"]);
+        argv.extend(["--device", device]);
         argv.extend_from_slice(args);
         argv
+    }
+
+    /// `append` into the fixture's index with its probe set, on the CPU, plus `args`.
+    fn append_cpu<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        self.append_on("cpu", args)
+    }
+
+    /// Writes `models.toml`, a manifest, in the fixture's folder; returns its path.
+    fn manifest(&self, text: &str) -> PathBuf {
+        let path = self.path("models.toml");
+        fs::write(&path, text).unwrap();
+        path
     }
 
     fn info(&self) -> Value {
@@ -273,14 +276,11 @@ fn manifest_models_commit_together() {
     let f = Fixture::new();
     f.model("a.pt", Net::Conv, 4, 8);
     f.model("b.pt", Net::Flat, 5, 12);
-    fs::write(
-        f.path("models.toml"),
+    let manifest = f.manifest(
         "[[model]]\nmodel = \"a.pt\"\nbatch = 3\n\n\
          [[model]]\nmodel = \"b.pt\"\nname = \"bee\"\ninput_size = 12\nmeta = { arch = \"flat\" }\n",
-    )
-    .unwrap();
+    );
     let before = f.info();
-    let manifest = f.path("models.toml");
     ok(&f.append_cpu(&["--manifest", s(&manifest)]));
     let after = f.info();
     assert_eq!(
@@ -365,18 +365,11 @@ fn bad_models_are_refused_and_the_index_is_unchanged() {
     let names: Vec<String> = (0..P).rev().map(|i| format!("img{i:02}.png")).collect();
     fs::write(&list, names.join("\n")).unwrap();
     let other = f.path("other.pset");
-    ok(&[
-        "probes",
-        "build",
-        "--images",
-        s(&images),
-        "--out",
-        s(&other),
-        "--size",
-        "8",
-        "--list",
-        s(&list),
-    ]);
+    ok(&probes_build(
+        &images,
+        &other,
+        &["--size", "8", "--list", s(&list)],
+    ));
     let e = fails(&[
         "append",
         &f.idx(),
@@ -396,12 +389,7 @@ fn a_manifest_is_all_or_nothing_unless_skip_failed() {
     let f = Fixture::new();
     f.model("good.pt", Net::Conv, 11, 8);
     f.model("nan.pt", Net::NaN, 12, 8);
-    let manifest = f.path("models.toml");
-    fs::write(
-        &manifest,
-        "[[model]]\nmodel = \"good.pt\"\n\n[[model]]\nmodel = \"nan.pt\"\n",
-    )
-    .unwrap();
+    let manifest = f.manifest("[[model]]\nmodel = \"good.pt\"\n\n[[model]]\nmodel = \"nan.pt\"\n");
     let before = f.info();
     let e = fails(&f.append_cpu(&["--manifest", s(&manifest)]));
     assert!(
@@ -436,29 +424,11 @@ fn device_selection() {
     assert_eq!(says_fallback, !cuda, "{}", stderr(&out));
     if !cuda {
         let before = f.info();
-        let e = fails(&[
-            "append",
-            &f.idx(),
-            "--model",
-            &model,
-            "--probes",
-            &f.pset(),
-            "--device",
-            "cuda",
-        ]);
+        let e = fails(&f.append_on("cuda", &["--model", &model]));
         assert!(e.contains("--device cuda:0: no CUDA device"), "{e}");
         f.unchanged(&before);
     }
-    let out = run(&[
-        "append",
-        &f.idx(),
-        "--model",
-        &model,
-        "--probes",
-        &f.pset(),
-        "--device",
-        "tpu",
-    ]);
+    let out = run(&f.append_on("tpu", &["--model", &model]));
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(
         stderr(&out).contains("unknown device \"tpu\""),
@@ -484,12 +454,7 @@ fn probe_fraction_runs_each_model_on_its_own_subset() {
     let f = Fixture::new();
     f.model("a.pt", Net::Conv, 7, 8);
     f.model("b.pt", Net::Conv, 8, 8);
-    fs::write(
-        f.path("models.toml"),
-        "[[model]]\nmodel = \"a.pt\"\n\n[[model]]\nmodel = \"b.pt\"\n",
-    )
-    .unwrap();
-    let manifest = f.path("models.toml");
+    let manifest = f.manifest("[[model]]\nmodel = \"a.pt\"\n\n[[model]]\nmodel = \"b.pt\"\n");
     // Share 0: one random round; 0.75: a random round of 2 probes, then 4 chosen ones.
     for share in ["0", "0.75"] {
         let index_path = f.path(&format!("share-{share}.plog"));
