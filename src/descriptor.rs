@@ -83,6 +83,27 @@ pub fn normalize_logits(
     keep_constant: bool,
 ) -> Result<(Vec<f32>, Vec<LogitStats>)> {
     let (p, l) = (logits.probes, logits.logits);
+    let stats = logit_stats(model, logits, keep_constant)?;
+    let mut out = vec![0f32; p * l];
+    let mut row = vec![0f32; l];
+    for r in 0..p {
+        normalize_row(logits.row(r), &stats, &mut row);
+        for (j, &x) in row.iter().enumerate() {
+            out[j * p + r] = x;
+        }
+    }
+    Ok((out, stats))
+}
+
+/// The mean and standard deviation of every column of `logits`, after checking that every value
+/// is finite and (unless `keep_constant`) that no column is constant. `model` names the model in
+/// errors.
+pub fn logit_stats(
+    model: &str,
+    logits: &LogitMatrix<'_>,
+    keep_constant: bool,
+) -> Result<Vec<LogitStats>> {
+    let (p, l) = (logits.probes, logits.logits);
     let mut sum = vec![0f64; l];
     for r in 0..p {
         for (j, &x) in logits.row(r).iter().enumerate() {
@@ -99,9 +120,9 @@ pub fn normalize_logits(
     let mean: Vec<f64> = sum.iter().map(|s| s / p as f64).collect();
     let mut sq = vec![0f64; l];
     for r in 0..p {
-        for (j, &x) in logits.row(r).iter().enumerate() {
-            let d = f64::from(x) - mean[j];
-            sq[j] += d * d;
+        for ((acc, &x), m) in sq.iter_mut().zip(logits.row(r)).zip(&mean) {
+            let d = f64::from(x) - m;
+            *acc += d * d;
         }
     }
     let mut stats = Vec::with_capacity(l);
@@ -120,16 +141,20 @@ pub fn normalize_logits(
             constant,
         });
     }
-    let mut out = vec![0f32; p * l];
-    for r in 0..p {
-        for (j, &x) in logits.row(r).iter().enumerate() {
-            let s = &stats[j];
-            if !s.constant {
-                out[j * p + r] = ((f64::from(x) - s.mean) / s.std) as f32;
-            }
-        }
+    Ok(stats)
+}
+
+/// Writes into `out` one probe's row of a model's descriptors: `row[j]` z-normalized with
+/// `stats[j]`, and 0 for a constant logit. Rows stay probe-major, so a writer stages a model
+/// without transposing it. The three slices have the same length.
+pub fn normalize_row(row: &[f32], stats: &[LogitStats], out: &mut [f32]) {
+    for ((o, &x), s) in out.iter_mut().zip(row).zip(stats) {
+        *o = if s.constant {
+            0.0
+        } else {
+            ((f64::from(x) - s.mean) / s.std) as f32
+        };
     }
-    Ok((out, stats))
 }
 
 fn is_constant(mean: f64, std: f64) -> bool {

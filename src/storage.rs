@@ -19,6 +19,13 @@ pub trait Storage {
     /// Makes every earlier write durable (fdatasync for files).
     fn sync(&mut self) -> io::Result<()>;
 
+    /// Asks the device to start writing `len` bytes at `offset` back now, without waiting: a
+    /// long write then overlaps its disk time with the work that produces the next bytes, and
+    /// the final [`Storage::sync`] waits for less. A hint only; by default nothing.
+    fn start_writeback(&mut self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+
     /// The first `len` bytes, read-only, for validating the committed state as a reader does
     /// before writing after it. By default a copy; files map instead.
     fn committed_view(&self, len: u64) -> io::Result<StorageView> {
@@ -133,6 +140,24 @@ impl Storage for FileStorage {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
+    }
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&mut self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range reads only its scalar arguments and the descriptor, which
+        // `self.file` keeps open for the duration of the call. A failure only means the writeback
+        // starts at the next sync, so its result is ignored.
+        unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
     }
     fn committed_view(&self, len: u64) -> io::Result<StorageView> {
         let len = usize::try_from(len).map_err(|_| io::Error::other("length exceeds memory"))?;

@@ -140,7 +140,7 @@ pub(super) struct SnapshotRows<'a, D: AsRef<[u8]>> {
     pub(super) kept: Option<&'a [Range<usize>]>,
 }
 
-impl<D: AsRef<[u8]>> RowSource for SnapshotRows<'_, D> {
+impl<D: AsRef<[u8]> + Sync> RowSource for SnapshotRows<'_, D> {
     fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()> {
         let Some(kept) = self.kept else {
             return self.fill_all(p, out);

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::ann::AnnOptions;
 use crate::collab::{CollabOptions, Observations, ProbeFactors};
-use crate::descriptor::{LogitMatrix, normalize_logits};
+use crate::descriptor::{LogitMatrix, logit_stats};
 use crate::error::{Error, Result};
 use crate::format::directory::SectionEntry;
 use crate::format::probe_factors;
@@ -24,6 +24,7 @@ mod create;
 mod merge;
 mod pending;
 mod segment;
+mod staged;
 #[cfg(test)]
 mod tests;
 
@@ -185,7 +186,7 @@ impl<S: Storage> IndexWriter<S> {
 
     /// Entries committed plus staged.
     pub fn entry_count(&self) -> u64 {
-        self.commit.entry_count + self.pending.entries as u64
+        self.commit.entry_count + self.pending.entries() as u64
     }
 
     /// Models committed plus staged.
@@ -211,7 +212,7 @@ impl<S: Storage> IndexWriter<S> {
     pub fn add_model(&mut self, input: ModelInput<'_>, opts: AppendOptions) -> Result<ModelAdded> {
         self.check_input(&input, opts, self.header.probe_set.num_probes as usize)?;
         let l = input.logits.logits();
-        let (desc, stats) = normalize_logits(&input.name, &input.logits, opts.keep_constant)?;
+        let stats = logit_stats(&input.name, &input.logits, opts.keep_constant)?;
         let replaced = self.name_check(&input.name, opts.existing_name)?;
         let constant = stats.iter().filter(|s| s.constant).count() as u32;
         let added = ModelAdded {
@@ -221,7 +222,7 @@ impl<S: Storage> IndexWriter<S> {
             constant_logits: constant,
         };
         self.pending.meta.deleted.extend(replaced);
-        self.pending.push_model(input, &desc, l);
+        self.pending.push_model(input, &stats);
         Ok(added)
     }
 

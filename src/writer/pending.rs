@@ -4,17 +4,18 @@ use std::collections::HashSet;
 
 use super::ModelInput;
 use super::segment::{RowSource, SegmentContent, SegmentMeta};
+use super::staged::StagedRows;
 use crate::collab::{Observations, ProbeFactors};
+use crate::descriptor::LogitStats;
 use crate::error::{Error, Result};
 use crate::format::models::ModelSpec;
 
-/// Staged appends, probe-major: `rows[p]` holds the staged entries' values for probe `p`.
+/// Staged appends: descriptor values, models, deletions and index-wide sections.
 pub(super) struct Pending {
     pub(super) probes: usize,
-    /// Empty until the first model is staged: the probe count comes from the file header, and
-    /// opening a writer must not allocate by it.
-    pub(super) rows: Vec<Vec<f32>>,
-    pub(super) entries: usize,
+    /// Allocates nothing until the first model is staged: the probe count comes from the file
+    /// header, and opening a writer must not allocate by it.
+    rows: StagedRows,
     /// Partially observed models: their first column and observations, completed at commit.
     pub(super) partials: Vec<(usize, Observations)>,
     pub(super) meta: SegmentMeta,
@@ -27,12 +28,16 @@ impl Pending {
     pub(super) fn new(probes: usize) -> Self {
         Pending {
             probes,
-            rows: Vec::new(),
-            entries: 0,
+            rows: StagedRows::new(probes),
             partials: Vec::new(),
             meta: SegmentMeta::default(),
             names: HashSet::new(),
         }
+    }
+
+    /// The staged entries.
+    pub(super) fn entries(&self) -> usize {
+        self.rows.entries()
     }
 
     /// Whether a staged model is named `name`.
@@ -53,10 +58,10 @@ impl Pending {
     /// Stages a partially observed model: its columns are reserved now (so entry ids are fixed)
     /// and filled at commit, once probe factors are known.
     pub(super) fn push_partial(&mut self, input: ModelInput<'_>, obs: Observations) {
-        let first = self.entries;
-        let zeros = vec![0f32; self.probes * obs.logits];
+        let first = self.entries();
         let observed = obs.observed.clone();
-        self.push_model(input, &zeros, obs.logits);
+        self.rows.push_zeros(obs.logits);
+        self.push_spec(input, obs.logits);
         *self.meta.observed.last_mut().expect("just pushed") = Some(observed);
         self.partials.push((first, obs));
     }
@@ -65,9 +70,9 @@ impl Pending {
     pub(super) fn complete_partials(&mut self, factors: &ProbeFactors, lambda: f32) -> Result<()> {
         for (first, obs) in std::mem::take(&mut self.partials) {
             let desc = factors.impute(&obs, lambda)?;
-            for (p, row) in self.rows.iter_mut().enumerate() {
+            for p in 0..self.probes {
                 for j in 0..obs.logits {
-                    row[first + j] = desc[j * self.probes + p];
+                    self.rows.set(p, first + j, desc[j * self.probes + p]);
                 }
             }
         }
@@ -83,7 +88,7 @@ impl Pending {
                 let (a, l) = (model.first_entry as usize, model.logit_count as usize);
                 let mut desc = Vec::with_capacity(l * self.probes);
                 for j in a..a + l {
-                    desc.extend(self.rows.iter().map(|row| row[j]));
+                    desc.extend((0..self.probes).map(|p| self.rows.get(p, j)));
                 }
                 out.push(Observations::complete(self.probes, desc));
             }
@@ -91,18 +96,19 @@ impl Pending {
         out
     }
 
-    /// `desc` is entry-major: `l` runs of `num_probes` values.
-    pub(super) fn push_model(&mut self, input: ModelInput<'_>, desc: &[f32], l: usize) {
-        let p = self.probes;
-        if self.rows.is_empty() {
-            self.rows = vec![Vec::new(); p];
-        }
-        for (r, row) in self.rows.iter_mut().enumerate() {
-            row.extend((0..l).map(|j| desc[j * p + r]));
-        }
+    /// Stages a model: its logits, to be z-normalized with `stats`, straight into the
+    /// probe-major rows (no entry-major copy: transposing every model cost more than normalizing
+    /// it).
+    pub(super) fn push_model(&mut self, input: ModelInput<'_>, stats: &[LogitStats]) {
+        self.rows.push_logits(&input.logits, stats);
+        self.push_spec(input, stats.len());
+    }
+
+    /// Stages the model record, labels and name of a model of `l` logits whose rows were pushed.
+    fn push_spec(&mut self, input: ModelInput<'_>, l: usize) {
         self.names.insert(input.name.clone());
         self.meta.models.push(ModelSpec {
-            first_entry: self.entries as u64,
+            first_entry: (self.entries() - l) as u64,
             logit_count: l as u32,
             name: input.name,
             source: input.source,
@@ -116,7 +122,6 @@ impl Pending {
             None => self.meta.labels.extend(std::iter::repeat_n(None, l)),
         }
         self.meta.observed.push(None);
-        self.entries += l;
     }
 
     pub(super) fn set_probe_names(&mut self, names: Vec<String>) -> Result<()> {
@@ -185,13 +190,13 @@ impl Pending {
     }
 
     pub(super) fn as_content(&self) -> SegmentContent<'_> {
-        self.meta.as_content(self.entries as u64, self)
+        self.meta.as_content(self.entries() as u64, self)
     }
 }
 
 impl RowSource for Pending {
     fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()> {
-        out.copy_from_slice(&self.rows[p]);
+        self.rows.fill_row(p, out);
         Ok(())
     }
 }

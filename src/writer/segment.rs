@@ -1,6 +1,8 @@
 //! A segment's content and its encoding: every section through its codec in `crate::format`,
 //! then the directory, then the commit record that publishes it.
 
+use std::sync::mpsc;
+
 use crate::ann::AnnOptions;
 use crate::collab::ProbeFactors;
 use crate::error::{Error, Result};
@@ -13,8 +15,8 @@ use crate::format::{
 };
 use crate::storage::Storage;
 
-/// Where the descriptor rows of a segment come from.
-pub(super) trait RowSource {
+/// Where the descriptor rows of a segment come from (read from the thread that encodes them).
+pub(super) trait RowSource: Sync {
     /// Fills `out` (length = entries of the segment) with probe row `p`.
     fn fill_row(&self, p: usize, out: &mut [f32]) -> Result<()>;
 }
@@ -269,7 +271,8 @@ impl<S: Storage> SegmentWriter<'_, S> {
         Ok(())
     }
 
-    /// Streams the probe-major descriptor matrix, a few MiB at a time.
+    /// Streams the probe-major descriptor matrix, a few MiB at a time: a second thread reads and
+    /// encodes the next rows while this one writes the last ones and starts their writeback.
     pub(super) fn descriptors(
         &mut self,
         rows: &dyn RowSource,
@@ -279,21 +282,46 @@ impl<S: Storage> SegmentWriter<'_, S> {
         dtype: Dtype,
     ) -> Result<()> {
         let offset = self.align()?;
-        let mut crc = crc32fast::Hasher::new();
         let row_bytes = stride * dtype.size() as usize;
         let rows_per_write = (4 << 20) / row_bytes.max(1) + 1;
-        let mut buf: Vec<u8> = Vec::with_capacity(rows_per_write.min(p) * row_bytes);
-        let mut row = vec![0f32; n];
-        let mut scratch = Vec::new();
-        for r in 0..p {
-            rows.fill_row(r, &mut row)?;
-            descriptors::encode_row(&row, stride, dtype, &mut scratch, &mut buf);
-            if buf.len() >= rows_per_write * row_bytes || r + 1 == p {
+        let mut crc = crc32fast::Hasher::new();
+        // Encoded batches one way, emptied buffers back for reuse.
+        let (encoded_tx, encoded_rx) = mpsc::sync_channel::<Result<Vec<u8>>>(1);
+        let (reuse_tx, reuse_rx) = mpsc::sync_channel::<Vec<u8>>(2);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut row = vec![0f32; n];
+                let mut scratch = Vec::new();
+                for first in (0..p).step_by(rows_per_write) {
+                    let mut buf = reuse_rx.try_recv().unwrap_or_default();
+                    buf.clear();
+                    let batch = (first..(first + rows_per_write).min(p))
+                        .try_for_each(|r| {
+                            rows.fill_row(r, &mut row)?;
+                            descriptors::encode_row(&row, stride, dtype, &mut scratch, &mut buf);
+                            Ok(())
+                        })
+                        .map(|()| buf);
+                    let failed = batch.is_err();
+                    // A closed channel: the writer stopped on an error of its own.
+                    if encoded_tx.send(batch).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            // Returning early drops the receiver, which stops the encoding thread.
+            for batch in encoded_rx {
+                let buf = batch?;
                 crc.update(&buf);
+                let at = self.cursor;
                 self.write(&buf)?;
-                buf.clear();
+                // The section is the bulk of a segment: its disk time overlaps the encoding of
+                // the rows that follow instead of waiting for the commit's sync.
+                self.storage.start_writeback(at, buf.len() as u64);
+                let _ = reuse_tx.try_send(buf);
             }
-        }
+            Ok::<(), Error>(())
+        })?;
         self.sections.push(SectionEntry {
             kind: SectionKind::Descriptors as u32,
             crc: crc.finalize(),
