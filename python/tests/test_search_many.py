@@ -74,3 +74,21 @@ def test_search_many_errors(tmp_path):
     probelog.create(str(tmp_path / "other.plog"), num_probes=41)
     with pytest.raises(probelog.Error, match="other.plog"):
         probelog.search_many([files[0], probelog.Index(str(tmp_path / "other.plog"))], 0)
+
+
+# Bad queries, refused alike by Index.search and search_many (one decoder serves both).
+BAD_QUERIES = [
+    (dict(query=0, text_embedding=np.zeros(4, np.float32)), "not both"),
+    (dict(query=True), "a query is an int or an array, not bool"),
+    (dict(query="abc"), r"a query is an entry id \(int\) or a 1-D array of logits over the probes"),
+    (dict(), "needs a query: an entry id"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_QUERIES)
+def test_search_and_search_many_refuse_the_same_bad_queries(tmp_path, kwargs, message):
+    files, whole, _ = build(tmp_path, "f32")
+    with pytest.raises(TypeError, match=message):
+        whole.search(**kwargs)
+    with pytest.raises(TypeError, match=message):
+        probelog.search_many(files, **kwargs)
