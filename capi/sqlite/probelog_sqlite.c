@@ -84,6 +84,8 @@ enum {
     N_ARGS
 };
 #define REQUIRED ((1 << ARG_PATH) | (1 << ARG_QUERY))
+/* The number of elements of an array. */
+#define PL_COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
 
 static const char *const ARG_NAMES[N_ARGS] = {
     "path", "query",      "n",          "k", "metric", "per_model", "exclude_same_model",
@@ -102,19 +104,21 @@ typedef struct {
     int args[N_ARGS]; /* the argument of each hidden column, in order */
 } Form;
 
+/* The 11 arguments of probelog_search and probelog_search_text (a query vector or a text
+   embedding), in the order of their hidden columns. */
+#define QUERY_BLOB_ARGS                                                                           \
+    {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES,    \
+     ARG_BLEND_WEIGHT, ARG_FILTER, ARG_MODEL_NAME}
+
 static const Form FORMS[] = {
     {"probelog_search", QUERY_VECTOR, 0,
      "probelog_search(path, query_blob [, n, k, metric, per_model, mode, candidates, "
      "blend_weight, filter, model_name])",
-     11,
-     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES,
-      ARG_BLEND_WEIGHT, ARG_FILTER, ARG_MODEL_NAME}},
+     11, QUERY_BLOB_ARGS},
     {"probelog_search_text", QUERY_TEXT, 0,
      "probelog_search_text(path, embedding_blob [, n, k, metric, per_model, mode, candidates, "
      "blend_weight, filter, model_name])",
-     11,
-     {ARG_PATH, ARG_QUERY, ARG_N, ARG_K, ARG_METRIC, ARG_PER_MODEL, ARG_MODE, ARG_CANDIDATES,
-      ARG_BLEND_WEIGHT, ARG_FILTER, ARG_MODEL_NAME}},
+     11, QUERY_BLOB_ARGS},
     {"probelog_search_entry", QUERY_ENTRY, 0,
      "probelog_search_entry(path, entry [, n, k, metric, per_model, exclude_same_model, mode, "
      "candidates, blend_weight, filter, model_name])",
@@ -327,6 +331,45 @@ static int pl_integer_arg(Cursor *c, int arg, const char *what, sqlite3_int64 lo
     return SQLITE_OK;
 }
 
+/* A name of a fixed set (a metric, a mode) and the code it stands for. */
+typedef struct {
+    const char *name;
+    uint32_t code;
+} NamedCode;
+
+/* A TEXT argument that must be one of the `count` names of `names`: its code goes to *code and
+   its text to *name (valid while the argument is). `choices` lists the names for the error, e.g.
+   "'exact', 'hnsw' or 'auto'". */
+static int pl_named_arg(Cursor *c, int arg, const char *what, const NamedCode *names, int count,
+                        const char *choices, uint32_t *code, const char **name) {
+    sqlite3_value *v = c->args[arg];
+    const char *m = (const char *)sqlite3_value_text(v);
+    if (sqlite3_value_type(v) != SQLITE_TEXT || m == NULL)
+        return pl_fail(c, "%s must be %s, got %s", what, choices,
+                    pl_type_name(sqlite3_value_type(v)));
+    for (int i = 0; i < count; i++) {
+        if (strcmp(m, names[i].name) == 0) {
+            *code = names[i].code;
+            *name = m;
+            return SQLITE_OK;
+        }
+    }
+    return pl_fail(c, "%s must be %s, got '%s'", what, choices, m);
+}
+
+static const NamedCode METRICS[] = {
+    {"blend", PROBELOG_METRIC_BLEND},
+    {"topk", PROBELOG_METRIC_TOPK},
+    {"full", PROBELOG_METRIC_FULL},
+    {"model", PROBELOG_METRIC_MODEL},
+};
+
+static const NamedCode MODES[] = {
+    {"exact", PROBELOG_MODE_EXACT},
+    {"hnsw", PROBELOG_MODE_HNSW},
+    {"auto", PROBELOG_MODE_AUTO},
+};
+
 /* Opens the index, or keeps the one this cursor opened for the same path. */
 static int pl_open_index(Cursor *c, const char *path) {
     if (c->index && strcmp(c->index_path, path) == 0) return SQLITE_OK;
@@ -420,23 +463,10 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
     }
     const char *metric = "blend";
     if (pl_given(c, ARG_METRIC)) {
-        sqlite3_value *v = c->args[ARG_METRIC];
-        const char *m = (const char *)sqlite3_value_text(v);
         pl_what(c, ARG_METRIC, what, sizeof what);
-        if (sqlite3_value_type(v) != SQLITE_TEXT || m == NULL)
-            return pl_fail(c, "%s must be 'blend', 'topk', 'full' or 'model', got %s", what,
-                        pl_type_name(sqlite3_value_type(v)));
-        if (strcmp(m, "blend") == 0)
-            params.metric = PROBELOG_METRIC_BLEND;
-        else if (strcmp(m, "topk") == 0)
-            params.metric = PROBELOG_METRIC_TOPK;
-        else if (strcmp(m, "full") == 0)
-            params.metric = PROBELOG_METRIC_FULL;
-        else if (strcmp(m, "model") == 0)
-            params.metric = PROBELOG_METRIC_MODEL;
-        else
-            return pl_fail(c, "%s must be 'blend', 'topk', 'full' or 'model', got '%s'", what, m);
-        metric = m;
+        if ((rc = pl_named_arg(c, ARG_METRIC, what, METRICS, PL_COUNT(METRICS),
+                               "'blend', 'topk', 'full' or 'model'", &params.metric, &metric)))
+            return rc;
     }
     if (pl_given(c, ARG_BLEND_WEIGHT)) {
         sqlite3_value *v = c->args[ARG_BLEND_WEIGHT];
@@ -468,20 +498,11 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         params.exclude_same_model = (int)x;
     }
     if (pl_given(c, ARG_MODE)) {
-        sqlite3_value *v = c->args[ARG_MODE];
-        const char *m = (const char *)sqlite3_value_text(v);
+        const char *mode;
         pl_what(c, ARG_MODE, what, sizeof what);
-        if (sqlite3_value_type(v) != SQLITE_TEXT || m == NULL)
-            return pl_fail(c, "%s must be 'exact', 'hnsw' or 'auto', got %s", what,
-                        pl_type_name(sqlite3_value_type(v)));
-        if (strcmp(m, "exact") == 0)
-            params.mode = PROBELOG_MODE_EXACT;
-        else if (strcmp(m, "hnsw") == 0)
-            params.mode = PROBELOG_MODE_HNSW;
-        else if (strcmp(m, "auto") == 0)
-            params.mode = PROBELOG_MODE_AUTO;
-        else
-            return pl_fail(c, "%s must be 'exact', 'hnsw' or 'auto', got '%s'", what, m);
+        if ((rc = pl_named_arg(c, ARG_MODE, what, MODES, PL_COUNT(MODES),
+                               "'exact', 'hnsw' or 'auto'", &params.mode, &mode)))
+            return rc;
         if (params.mode == PROBELOG_MODE_HNSW && params.metric != PROBELOG_METRIC_TOPK)
             return pl_fail(c, "mode 'hnsw' ranks by the metric 'topk' only, not by '%s': pass "
                               "metric 'topk' to use the ANN graphs, or mode 'exact' or 'auto'",

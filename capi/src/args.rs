@@ -97,3 +97,51 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, value: T, what: &str) -> CallResu
     unsafe { out.write(value) };
     Ok(())
 }
+
+/// Writes `value()` through an out pointer that may be NULL, in which case nothing is computed
+/// or written.
+///
+/// # Safety
+/// As [`write_out`].
+pub(crate) unsafe fn write_optional_out<T>(
+    out: *mut T,
+    value: impl FnOnce() -> T,
+    what: &str,
+) -> CallResult {
+    if out.is_null() {
+        return Ok(());
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { write_out(out, value(), what) }
+}
+
+/// One choice of [`code_arg`]: `code_choice!(PROBELOG_MODE_HNSW => SearchMode::Hnsw)` is the
+/// constant, its name and the value it stands for.
+macro_rules! code_choice {
+    ($code:ident => $value:expr) => {
+        ($code, stringify!($code), $value)
+    };
+}
+pub(crate) use code_choice;
+
+/// A `u32` code argument (PROBELOG_METRIC_*, PROBELOG_MODE_*, PROBELOG_NAME_*): the value that
+/// `choices` ([`code_choice!`]) pair with it. An unknown code is an error that lists the choices as `NAME (code)`,
+/// in their order.
+pub(crate) fn code_arg<T: Copy>(
+    code: u32,
+    what: &str,
+    choices: &[(u32, &str, T)],
+) -> CallResult<T> {
+    if let Some(&(_, _, value)) = choices.iter().find(|(c, _, _)| *c == code) {
+        return Ok(value);
+    }
+    let listed: Vec<String> = choices
+        .iter()
+        .map(|(c, name, _)| format!("{name} ({c})"))
+        .collect();
+    let (last, others) = listed.split_last().expect("at least one choice");
+    Err(Failure::invalid(format!(
+        "unknown {what} {code}: use {} or {last}",
+        others.join(", ")
+    )))
+}

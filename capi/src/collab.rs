@@ -6,13 +6,13 @@
 use std::ffi::{c_int, c_void};
 
 use probelog::collab::{self, CollabOptions, ModelDetails, ProbePlan, ProbeRows, Round};
-use probelog::{AppendOptions, Error, ExistingName};
+use probelog::{AppendOptions, Error};
 
-use crate::args::{opt_str_arg, str_arg, write_out};
+use crate::args::{opt_str_arg, str_arg, write_optional_out};
 use crate::error::{CallResult, Failure, ProbelogStatus, guard};
 use crate::writer::{
-    PROBELOG_NAME_KEEP, PROBELOG_NAME_REFUSE, PROBELOG_NAME_REPLACE, ProbelogModel,
-    ProbelogModelAdded, ProbelogWriter, lock_writer, meta_arg, strings_arg,
+    ProbelogModel, ProbelogModelAdded, ProbelogWriter, existing_name_arg, lock_writer, meta_arg,
+    strings_arg,
 };
 
 /// `ProbelogCollabParams.adaptive_share` of `probelog-tool append --probe-fraction`: the share of
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn probelog_writer_add_model_collab(
         let labels = unsafe { strings_arg(m.labels, logits, "model->labels") }?;
         // SAFETY: the caller promises meta_count pointers in each metadata array, or NULL.
         let meta = unsafe { meta_arg(m) }?;
-        let existing_name = existing_name(m.existing_name)?;
+        let existing_name = existing_name_arg(m.existing_name)?;
         let plan = plan(params, w.probe_set().num_probes as usize)?;
         let opts = AppendOptions {
             keep_constant: m.keep_constant != 0,
@@ -143,30 +143,9 @@ pub unsafe extern "C" fn probelog_writer_add_model_collab(
                 logits,
             })
         })?;
-        if out.is_null() {
-            return Ok(());
-        }
-        let added = ProbelogModelAdded {
-            model_id: staged.added.model_id,
-            first_entry: staged.added.first_entry,
-            logits: staged.added.logits,
-            constant_logits: staged.added.constant_logits,
-        };
-        // SAFETY: not NULL, and the caller promises it is writable.
-        unsafe { write_out(out, added, "out") }
+        // SAFETY: the caller promises `out` is NULL or writable.
+        unsafe { write_optional_out(out, || ProbelogModelAdded::from(staged.added), "out") }
     })
-}
-
-fn existing_name(code: u32) -> CallResult<ExistingName> {
-    match code {
-        PROBELOG_NAME_REFUSE => Ok(ExistingName::Refuse),
-        PROBELOG_NAME_REPLACE => Ok(ExistingName::Replace),
-        PROBELOG_NAME_KEEP => Ok(ExistingName::Keep),
-        other => Err(Failure::invalid(format!(
-            "unknown model->existing_name {other}: use PROBELOG_NAME_REFUSE (0), \
-             PROBELOG_NAME_REPLACE (1) or PROBELOG_NAME_KEEP (2)"
-        ))),
-    }
 }
 
 /// The plan of `params` over `probes` probes; zero rank and lambda take the defaults.

@@ -15,17 +15,7 @@ pub struct ProbelogIndex {
     index: RwLock<Index>,
 }
 
-impl std::fmt::Debug for ProbelogIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProbelogIndex").finish_non_exhaustive()
-    }
-}
-
-// Sharing a handle between threads is part of the documented contract.
-const _: () = {
-    const fn shared<T: Send + Sync>() {}
-    shared::<ProbelogIndex>();
-};
+opaque_handle!(ProbelogIndex);
 
 impl ProbelogIndex {
     /// The snapshot, for reading. A panic in an earlier call cannot leave a half-changed index

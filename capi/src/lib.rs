@@ -24,6 +24,24 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_debug_implementations)]
 
+/// Gives an opaque handle type its `Debug` (the type's name only: the contents are private) and
+/// checks at compile time that it is `Send + Sync`, since sharing a handle between threads is part
+/// of the documented contract.
+macro_rules! opaque_handle {
+    ($handle:ident) => {
+        impl std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($handle)).finish_non_exhaustive()
+            }
+        }
+
+        const _: () = {
+            const fn shared<T: Send + Sync>() {}
+            shared::<$handle>();
+        };
+    };
+}
+
 mod args;
 mod error;
 mod index;
@@ -33,12 +51,12 @@ mod writer;
 // After `writer`, so that the header declares its types after the ones it uses.
 mod collab;
 
+pub use collab::*;
 pub use error::*;
 pub use index::*;
 pub use probes::*;
 pub use search::*;
 pub use writer::*;
-pub use collab::*;
 
 /// The version of this ABI. From the first release on, it changes whenever a function, a struct
 /// layout or a constant of `probelog.h` changes incompatibly; compare it with

@@ -8,7 +8,7 @@ use probelog::{
     Grouping, Hit, Index, Metric, ModelFilter, Query, SearchError, SearchMode, SearchParams,
 };
 
-use crate::args::{opt_str_arg, slice_arg, str_arg, write_out};
+use crate::args::{code_arg, code_choice, opt_str_arg, slice_arg, str_arg, write_out};
 use crate::error::{
     CallResult, Failure, PROBELOG_ERR_NO_EMBEDDINGS, PROBELOG_ERR_WRONG_LENGTH, ProbelogStatus,
     guard, quiet,
@@ -300,30 +300,8 @@ fn core_params<'f>(
     p: &ProbelogSearchParams,
     filter: Option<&'f ModelFilter>,
 ) -> CallResult<SearchParams<'f>> {
-    let (metric, grouping) = match p.metric {
-        PROBELOG_METRIC_TOPK => (Metric::TopK, grouping(p)),
-        PROBELOG_METRIC_FULL => (Metric::Full, grouping(p)),
-        PROBELOG_METRIC_BLEND => (Metric::Blend, grouping(p)),
-        // The model-level baseline ranks whole models: per_model adds nothing to it.
-        PROBELOG_METRIC_MODEL => (Metric::default(), Grouping::ModelMean),
-        m => {
-            return Err(Failure::invalid(format!(
-                "unknown metric {m}: use PROBELOG_METRIC_BLEND (3), PROBELOG_METRIC_TOPK (0), \
-                 PROBELOG_METRIC_FULL (1) or PROBELOG_METRIC_MODEL (2)"
-            )));
-        }
-    };
-    let mode = match p.mode {
-        PROBELOG_MODE_AUTO => SearchMode::Auto,
-        PROBELOG_MODE_EXACT => SearchMode::Exact,
-        PROBELOG_MODE_HNSW => SearchMode::Hnsw,
-        m => {
-            return Err(Failure::invalid(format!(
-                "unknown mode {m}: use PROBELOG_MODE_AUTO (0), PROBELOG_MODE_EXACT (1) or \
-                 PROBELOG_MODE_HNSW (2)"
-            )));
-        }
-    };
+    let (metric, grouping) = metric_arg(p)?;
+    let mode = mode_arg(p.mode)?;
     // There are never more results than entries; a larger top must not cost memory.
     let top =
         (p.top as usize).min(usize::try_from(index.entry_count().max(1)).unwrap_or(usize::MAX));
@@ -343,6 +321,35 @@ fn core_params<'f>(
         ..SearchParams::default()
     };
     Ok(params)
+}
+
+/// The library's metric and grouping for `p.metric` (PROBELOG_METRIC_*) and `p.per_model`.
+fn metric_arg(p: &ProbelogSearchParams) -> CallResult<(Metric, Grouping)> {
+    let logit_grouping = grouping(p);
+    code_arg(
+        p.metric,
+        "metric",
+        &[
+            code_choice!(PROBELOG_METRIC_BLEND => (Metric::Blend, logit_grouping)),
+            code_choice!(PROBELOG_METRIC_TOPK => (Metric::TopK, logit_grouping)),
+            code_choice!(PROBELOG_METRIC_FULL => (Metric::Full, logit_grouping)),
+            // The model-level baseline ranks whole models: per_model adds nothing to it.
+            code_choice!(PROBELOG_METRIC_MODEL => (Metric::default(), Grouping::ModelMean)),
+        ],
+    )
+}
+
+/// The library's search mode for a PROBELOG_MODE_* code.
+fn mode_arg(code: u32) -> CallResult<SearchMode> {
+    code_arg(
+        code,
+        "mode",
+        &[
+            code_choice!(PROBELOG_MODE_AUTO => SearchMode::Auto),
+            code_choice!(PROBELOG_MODE_EXACT => SearchMode::Exact),
+            code_choice!(PROBELOG_MODE_HNSW => SearchMode::Hnsw),
+        ],
+    )
 }
 
 fn grouping(p: &ProbelogSearchParams) -> Grouping {
@@ -717,4 +724,52 @@ pub unsafe extern "C" fn probelog_results_free(results: *mut ProbelogResults) {
             drop(unsafe { Box::from_raw(results) });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::PROBELOG_ERR_INVALID_ARGUMENT;
+    use crate::writer::existing_name_arg;
+
+    #[test]
+    fn unknown_codes_list_every_choice() {
+        let params = ProbelogSearchParams {
+            metric: 7,
+            ..probelog_search_params_default()
+        };
+        let cases = [
+            (
+                metric_arg(&params).map(|_| ()),
+                "unknown metric 7: use PROBELOG_METRIC_BLEND (3), PROBELOG_METRIC_TOPK (0), \
+                 PROBELOG_METRIC_FULL (1) or PROBELOG_METRIC_MODEL (2)",
+            ),
+            (
+                mode_arg(3).map(|_| ()),
+                "unknown mode 3: use PROBELOG_MODE_AUTO (0), PROBELOG_MODE_EXACT (1) or \
+                 PROBELOG_MODE_HNSW (2)",
+            ),
+            (
+                existing_name_arg(9).map(|_| ()),
+                "unknown model->existing_name 9: use PROBELOG_NAME_REFUSE (0), \
+                 PROBELOG_NAME_REPLACE (1) or PROBELOG_NAME_KEEP (2)",
+            ),
+        ];
+        for (result, want) in cases {
+            let failure = result.expect_err(want);
+            assert_eq!(failure.status, PROBELOG_ERR_INVALID_ARGUMENT, "{want}");
+            assert_eq!(failure.message, want);
+        }
+        // Every known code maps to its value.
+        let topk = ProbelogSearchParams {
+            metric: PROBELOG_METRIC_TOPK,
+            per_model: 1,
+            ..probelog_search_params_default()
+        };
+        assert_eq!(
+            metric_arg(&topk).ok(),
+            Some((Metric::TopK, Grouping::PerModel))
+        );
+        assert_eq!(mode_arg(PROBELOG_MODE_HNSW).ok(), Some(SearchMode::Hnsw));
+    }
 }

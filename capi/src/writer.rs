@@ -5,10 +5,13 @@ use std::ptr;
 use std::sync::Mutex;
 
 use probelog::{
-    AppendOptions, CreateOptions, ExistingName, IndexWriter, LockWait, LogitMatrix, ModelInput,
+    AppendOptions, CreateOptions, ExistingName, IndexWriter, LockWait, LogitMatrix, ModelAdded,
+    ModelInput,
 };
 
-use crate::args::{opt_str_arg, path_arg, slice_arg, str_arg, write_out};
+use crate::args::{
+    code_arg, code_choice, opt_str_arg, path_arg, slice_arg, str_arg, write_optional_out, write_out,
+};
 use crate::error::{CallResult, Failure, PROBELOG_ERR_PANIC, ProbelogStatus, guard, quiet};
 
 /// `probelog_writer_open` flag: fail at once with PROBELOG_ERR_LOCKED when another writer holds
@@ -34,16 +37,7 @@ pub struct ProbelogWriter {
     writer: Mutex<IndexWriter>,
 }
 
-impl std::fmt::Debug for ProbelogWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProbelogWriter").finish_non_exhaustive()
-    }
-}
-
-const _: () = {
-    const fn shared<T: Send + Sync>() {}
-    shared::<ProbelogWriter>();
-};
+opaque_handle!(ProbelogWriter);
 
 /// One model to append: its raw logits over the probes, a name, and optional labels and
 /// metadata. All strings are NUL-terminated UTF-8.
@@ -90,6 +84,17 @@ pub struct ProbelogModelAdded {
     pub logits: u32,
     /// How many of them were constant and stored as zeros (only with keep_constant).
     pub constant_logits: u32,
+}
+
+impl From<ModelAdded> for ProbelogModelAdded {
+    fn from(added: ModelAdded) -> Self {
+        ProbelogModelAdded {
+            model_id: added.model_id,
+            first_entry: added.first_entry,
+            logits: added.logits,
+            constant_logits: added.constant_logits,
+        }
+    }
 }
 
 /// What `probelog_writer_commit` published.
@@ -206,6 +211,19 @@ pub(crate) unsafe fn meta_arg(m: &ProbelogModel) -> CallResult<Vec<(String, Stri
     Ok(keys.into_iter().zip(vals).collect())
 }
 
+/// `ProbelogModel.existing_name`: what to do with a live model of the same name.
+pub(crate) fn existing_name_arg(code: u32) -> CallResult<ExistingName> {
+    code_arg(
+        code,
+        "model->existing_name",
+        &[
+            code_choice!(PROBELOG_NAME_REFUSE => ExistingName::Refuse),
+            code_choice!(PROBELOG_NAME_REPLACE => ExistingName::Replace),
+            code_choice!(PROBELOG_NAME_KEEP => ExistingName::Keep),
+        ],
+    )
+}
+
 /// The writer behind a pointer. A writer that panicked (poisoned) is refused: its staged state
 /// may be half-changed.
 ///
@@ -270,34 +288,15 @@ pub unsafe extern "C" fn probelog_writer_add_model(
             labels,
             logits: LogitMatrix::new(values, p, l)?,
         };
-        let existing_name = match m.existing_name {
-            PROBELOG_NAME_REFUSE => ExistingName::Refuse,
-            PROBELOG_NAME_REPLACE => ExistingName::Replace,
-            PROBELOG_NAME_KEEP => ExistingName::Keep,
-            other => {
-                return Err(Failure::invalid(format!(
-                    "unknown model->existing_name {other}: use PROBELOG_NAME_REFUSE (0), \
-                     PROBELOG_NAME_REPLACE (1) or PROBELOG_NAME_KEEP (2)"
-                )));
-            }
-        };
+        let existing_name = existing_name_arg(m.existing_name)?;
         let opts = AppendOptions {
             keep_constant: m.keep_constant != 0,
             existing_name,
             ..AppendOptions::default()
         };
         let added = w.add_model(input, opts)?;
-        if out.is_null() {
-            return Ok(());
-        }
-        let info = ProbelogModelAdded {
-            model_id: added.model_id,
-            first_entry: added.first_entry,
-            logits: added.logits,
-            constant_logits: added.constant_logits,
-        };
-        // SAFETY: not NULL, and the caller promises it is writable.
-        unsafe { write_out(out, info, "out") }
+        // SAFETY: the caller promises `out` is NULL or writable.
+        unsafe { write_optional_out(out, || ProbelogModelAdded::from(added), "out") }
     })
 }
 
@@ -315,10 +314,7 @@ pub unsafe extern "C" fn probelog_writer_commit(
         // SAFETY: the caller promises a live handle or NULL.
         let mut w = unsafe { lock_writer(writer) }?;
         let s = w.commit()?;
-        if out.is_null() {
-            return Ok(());
-        }
-        let info = ProbelogCommitInfo {
+        let info = || ProbelogCommitInfo {
             sequence: s.sequence,
             entries_added: s.entries_added,
             models_added: s.models_added,
@@ -327,8 +323,8 @@ pub unsafe extern "C" fn probelog_writer_commit(
             bytes_written: s.bytes_written,
             models_deleted: s.models_deleted,
         };
-        // SAFETY: not NULL, and the caller promises it is writable.
-        unsafe { write_out(out, info, "out") }
+        // SAFETY: the caller promises `out` is NULL or writable.
+        unsafe { write_optional_out(out, info, "out") }
     })
 }
 
@@ -368,20 +364,15 @@ pub unsafe extern "C" fn probelog_writer_delete_models_named(
     deleted_count_out: *mut u64,
 ) -> ProbelogStatus {
     guard(|| {
-        if !deleted_count_out.is_null() {
-            // SAFETY: not NULL, and the caller promises it is writable.
-            unsafe { write_out(deleted_count_out, 0, "deleted_count_out") }?;
-        }
+        // SAFETY: the caller promises `deleted_count_out` is NULL or writable.
+        unsafe { write_optional_out(deleted_count_out, || 0, "deleted_count_out") }?;
         // SAFETY: the caller promises a live handle or NULL.
         let mut w = unsafe { lock_writer(writer) }?;
         // SAFETY: the caller promises NULL or a NUL-terminated string.
         let name = unsafe { str_arg(name, "name") }?;
         let ids = w.delete_models_named(name)?;
-        if !deleted_count_out.is_null() {
-            // SAFETY: as above.
-            unsafe { write_out(deleted_count_out, ids.len() as u64, "deleted_count_out") }?;
-        }
-        Ok(())
+        // SAFETY: as above.
+        unsafe { write_optional_out(deleted_count_out, || ids.len() as u64, "deleted_count_out") }
     })
 }
 

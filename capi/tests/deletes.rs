@@ -602,16 +602,7 @@ fn filters_return_a_full_top_and_the_cli_results() {
             assert_eq!(got.len(), (keep.len() * zoo.logits).min(5));
             assert!(got.iter().all(|f| keep.contains(&f.row.2)));
             let mut args = flags.clone();
-            args.extend([
-                "--metric",
-                "topk",
-                "--mode",
-                "hnsw",
-                "--candidates",
-                "20",
-                "--top",
-                "5",
-            ]);
+            args.extend(HNSW_TOP5_FLAGS);
             assert_eq!(rows(&got), cli_rows(&cli(&zoo, q, &args)));
         }
     }

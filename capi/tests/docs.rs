@@ -82,15 +82,10 @@ fn the_c_examples_run_and_agree_with_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8(out.stdout).unwrap();
-    let want = cli_rows(&tool_json(&[
-        "search",
-        s(&hub),
-        "--entry",
-        "0",
-        "--top",
-        "5",
-        "--per-model",
-    ]));
+    let want = cli_rows(&tool_search(
+        &hub,
+        &["--entry", "0", "--top", "5", "--per-model"],
+    ));
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(lines.len(), want.len(), "{printed}");
     for (line, (rank, _, _, model, logit, label, score)) in lines.iter().zip(&want) {
@@ -126,14 +121,7 @@ fn the_c_examples_run_and_agree_with_the_cli() {
     assert_eq!(m["name"], "my-model");
     assert_eq!(m["meta"]["arch"], "toy");
     tool_ok(&["verify", s(&hub)]);
-    let report = tool_json(&[
-        "search",
-        s(&hub),
-        "--entry",
-        &(n + 1).to_string(),
-        "--top",
-        "1",
-    ]);
+    let report = tool_search(&hub, &["--entry", &(n + 1).to_string(), "--top", "1"]);
     assert_eq!(cli_rows(&report)[0].5.as_deref(), Some("dog"));
 
     // versions.c: a new version of synth-00001 and synth-00002 deleted in one commit, then a
@@ -165,22 +153,23 @@ fn the_c_examples_run_and_agree_with_the_cli() {
     // 20 demo models, my-model and the new version, less the two deleted.
     assert_eq!(lines.next(), Some("20 live models, 2 deleted"));
     assert_eq!(lines.next(), Some("entry 7: PROBELOG_ERR_DELETED"));
-    let report = tool_json(&[
-        "search",
-        s(&hub),
-        "--entry",
-        "0",
-        "--exclude-same-model",
-        "--per-model",
-        "--top",
-        "3",
-        "--where",
-        "generator=probelog-tool demo",
-        "--model-name",
-        "synth-0000?",
-        "--explain",
-        "2",
-    ]);
+    let report = tool_search(
+        &hub,
+        &[
+            "--entry",
+            "0",
+            "--exclude-same-model",
+            "--per-model",
+            "--top",
+            "3",
+            "--where",
+            "generator=probelog-tool demo",
+            "--model-name",
+            "synth-0000?",
+            "--explain",
+            "2",
+        ],
+    );
     let results = report["results"].as_array().unwrap();
     assert_eq!(results.len(), 3, "{report}");
     for r in results {
@@ -278,19 +267,24 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
 
     // Statements 1 and 2 are CLI searches by entry 0.
     let cli = |extra: &[&str]| {
-        let mut args = vec!["search", s(&hub), "--entry", "0", "--top", "5"];
-        args.extend(extra);
-        cli_rows(&tool_json(&args))
+        cli_rows(&tool_search(
+            &hub,
+            &[&["--entry", "0", "--top", "5"][..], extra].concat(),
+        ))
     };
     let close = |a: f64, b: f32| (a - f64::from(b)).abs() <= 5e-5;
-    let want = cli(&[]);
-    assert_eq!(results[0].len(), want.len());
-    for (row, w) in results[0].iter().zip(&want) {
-        assert_eq!(row[0], SqlValue::Integer(w.0 as i64));
-        assert_eq!(text(&row[1]), w.3);
-        assert_eq!(row[2], SqlValue::Integer(w.4));
-        assert!(close(real(&row[4]), w.6));
-    }
+    // Statement `i`'s rows are the CLI's hits: rank, model and logit in its first three columns,
+    // the score in column `score_column`.
+    let same_hits = |i: usize, want: &[Row], score_column: usize| {
+        assert_eq!(results[i].len(), want.len(), "statement {}", i + 1);
+        for (row, w) in results[i].iter().zip(want) {
+            assert_eq!(row[0], SqlValue::Integer(w.0 as i64), "statement {}", i + 1);
+            assert_eq!(text(&row[1]), w.3, "statement {}", i + 1);
+            assert_eq!(row[2], SqlValue::Integer(w.4), "statement {}", i + 1);
+            assert!(close(real(&row[score_column]), w.6), "statement {}", i + 1);
+        }
+    };
+    same_hits(0, &cli(&[]), 4);
     let want = cli(&["--per-model", "--exclude-same-model"]);
     assert_eq!(results[1].len(), want.len());
     for (row, w) in results[1].iter().zip(&want) {
@@ -303,71 +297,41 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
         assert!(close(real(&row[3]), w.6));
     }
     // Statement 3: entry 3's descriptor finds entry 3 first.
-    let entry3 = cli_rows(&tool_json(&[
-        "search",
-        s(&hub),
-        "--entry",
-        "3",
-        "--top",
-        "1",
-    ]));
+    let entry3 = cli_rows(&tool_search(&hub, &["--entry", "3", "--top", "1"]));
     assert_eq!(text(&results[2][0][0]), entry3[0].3);
     assert_eq!(results[2][0][1], SqlValue::Integer(entry3[0].4));
     // Statement 5: the CLI's --text-embedding with the same 8 values.
     let emb = [0.1f32, -0.3, 0.5, 0.2, -0.1, 0.4, 0.0, -0.2];
     write_npy(&d.join("emb.npy"), &[8], &emb);
-    let want = cli_rows(&tool_json(&[
-        "search",
-        s(&d.join("clip-hub.plog")),
-        "--text-embedding",
-        s(&d.join("emb.npy")),
-        "--top",
-        "3",
-    ]));
+    let want = cli_rows(&tool_search(
+        &d.join("clip-hub.plog"),
+        &["--text-embedding", s(&d.join("emb.npy")), "--top", "3"],
+    ));
     let got: Vec<&str> = results[4].iter().map(|r| text(&r[0])).collect();
     let want_models: Vec<&str> = want.iter().map(|r| r.3.as_str()).collect();
     assert_eq!(got, want_models);
     // Statement 6: search --metric topk --mode hnsw --candidates 20, through the hub's graph.
-    let report = tool_json(&[
-        "search",
-        s(&hub),
-        "--entry",
-        "0",
-        "--top",
-        "5",
-        "--metric",
-        "topk",
-        "--mode",
-        "hnsw",
-        "--candidates",
-        "20",
-    ]);
+    let report = tool_search(&hub, &[&["--entry", "0"][..], HNSW_TOP5_FLAGS].concat());
     assert_eq!(report["mode"], "hnsw");
     assert_eq!(tool_json(&["info", s(&hub)])["graphs"], 1);
-    let want = cli_rows(&report);
-    assert_eq!(results[5].len(), want.len());
-    for (row, w) in results[5].iter().zip(&want) {
-        assert_eq!(row[0], SqlValue::Integer(w.0 as i64));
-        assert_eq!(text(&row[1]), w.3);
-        assert_eq!(row[2], SqlValue::Integer(w.4));
-        assert!(close(real(&row[3]), w.6));
-    }
+    same_hits(5, &cli_rows(&report), 3);
 
     // Statement 7: search --where ... --where ... --model-name ....
-    let want = cli_rows(&tool_json(&[
-        "search",
-        s(&hub),
-        "--entry",
-        "0",
-        "--top",
-        "3",
-        "--where",
-        "generator=probelog-tool demo",
-        "--where",
-        "arch!=vit",
-        "--model-name",
-        "synth-0001*",
-    ]));
+    let want = cli_rows(&tool_search(
+        &hub,
+        &[
+            "--entry",
+            "0",
+            "--top",
+            "3",
+            "--where",
+            "generator=probelog-tool demo",
+            "--where",
+            "arch!=vit",
+            "--model-name",
+            "synth-0001*",
+        ],
+    ));
     assert_eq!(results[6].len(), want.len());
     assert_eq!(want.len(), 3);
     for (row, w) in results[6].iter().zip(&want) {

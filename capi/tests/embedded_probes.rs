@@ -6,7 +6,7 @@
 
 use std::ffi::{CStr, CString};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr;
 
 use probelog::probe_set::ProbeSet;
@@ -30,6 +30,30 @@ fn write_pset(path: &Path) -> Vec<u8> {
     let bytes = ProbeSet::new(4, names, pixels).unwrap().to_bytes();
     fs::write(path, &bytes).unwrap();
     bytes
+}
+
+/// A temporary directory with the probe set file `probes.pset` of [`write_pset`] and the index
+/// `hub.plog` that `probelog_create_from_probe_set` made from it with `flags`.
+struct Created {
+    dir: tempfile::TempDir,
+    pset: PathBuf,
+    /// The probe set file's bytes.
+    original: Vec<u8>,
+    index: PathBuf,
+}
+
+fn created(flags: u32) -> Created {
+    let dir = tempfile::tempdir().unwrap();
+    let pset = dir.path().join("probes.pset");
+    let original = write_pset(&pset);
+    let index = dir.path().join("hub.plog");
+    assert_eq!(create(&index, &pset, flags), PROBELOG_OK, "flags {flags}");
+    Created {
+        dir,
+        pset,
+        original,
+        index,
+    }
 }
 
 /// An index handle, closed on drop.
@@ -83,11 +107,12 @@ fn create(path: &Path, pset: &Path, flags: u32) -> ProbelogStatus {
 
 #[test]
 fn embedded_probe_set_comes_back_byte_for_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let pset = dir.path().join("probes.pset");
-    let original = write_pset(&pset);
-    let index = dir.path().join("hub.plog");
-    assert_eq!(create(&index, &pset, PROBELOG_EMBED_PROBES), PROBELOG_OK);
+    let Created {
+        dir,
+        pset,
+        original,
+        index,
+    } = created(PROBELOG_EMBED_PROBES);
     assert_eq!(
         create(&index, &pset, PROBELOG_EMBED_PROBES),
         PROBELOG_ERR_EXISTS
@@ -159,11 +184,7 @@ fn embedded_probe_set_comes_back_byte_for_byte() {
 
 #[test]
 fn without_embedding_there_is_nothing_to_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let pset = dir.path().join("probes.pset");
-    write_pset(&pset);
-    let index = dir.path().join("hub.plog");
-    assert_eq!(create(&index, &pset, 0), PROBELOG_OK);
+    let Created { dir, index, .. } = created(0);
     let idx = Idx::open(&index);
     let (st, len, _) = idx.probe_set(Some(16));
     assert_eq!((st, len), (PROBELOG_OK, 0));
@@ -175,11 +196,12 @@ fn without_embedding_there_is_nothing_to_read() {
 
 #[test]
 fn a_damaged_copy_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let pset = dir.path().join("probes.pset");
-    let original = write_pset(&pset);
-    let index = dir.path().join("hub.plog");
-    assert_eq!(create(&index, &pset, PROBELOG_EMBED_PROBES), PROBELOG_OK);
+    let Created {
+        dir,
+        original,
+        index,
+        ..
+    } = created(PROBELOG_EMBED_PROBES);
     let mut bytes = fs::read(&index).unwrap();
     // The section is the file's bytes: find them and change a pixel.
     let at = bytes

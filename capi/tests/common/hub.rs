@@ -95,10 +95,7 @@ impl Hub {
             }
             tool_ok(&args);
         }
-        let mut query = rng.vec(PROBES);
-        for p in (0..PROBES).filter(|p| p % 10 == 3) {
-            query[p] += 2.5;
-        }
+        let query = rng.concept_query(PROBES, 10);
         let text = rng.vec(DIM);
         let hub = Hub {
             query_npy: d.join("query.npy"),

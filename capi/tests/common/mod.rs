@@ -76,28 +76,32 @@ pub fn tool_path() -> &'static Path {
         if profile.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        let out = cmd.output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building probelog-tool failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        output_ok(&mut cmd, "building probelog-tool");
         let bin = profile.join("probelog-tool");
         assert!(bin.is_file(), "{} was not built", bin.display());
         bin
     })
 }
 
-/// Runs `probelog-tool` with `args`; it must succeed. Returns stdout.
-pub fn tool_ok(args: &[&str]) -> String {
-    let out = Command::new(tool_path())
-        .args(args)
+/// Runs `cmd` to its end; it must start and succeed, else the test fails naming `what`, with
+/// the command's stderr. Returns its output.
+pub fn output_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
         .output()
-        .expect("probelog-tool runs");
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
     assert!(
         out.status.success(),
-        "probelog-tool {args:?} failed: {}",
+        "{what} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `probelog-tool` with `args`; it must succeed. Returns stdout.
+pub fn tool_ok(args: &[&str]) -> String {
+    let out = output_ok(
+        Command::new(tool_path()).args(args),
+        &format!("probelog-tool {args:?}"),
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
@@ -109,6 +113,26 @@ pub fn tool_json(args: &[&str]) -> Value {
     let text = tool_ok(&all);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
 }
+
+/// Runs `probelog-tool search INDEX FLAGS --json`; returns the report.
+pub fn tool_search(index: &Path, flags: &[&str]) -> Value {
+    let mut args = vec!["search", s(index)];
+    args.extend(flags);
+    tool_json(&args)
+}
+
+/// The CLI flags of the hnsw search that tests run alike through the C ABI, SQL and the CLI:
+/// the top 5 by the topk metric, 20 candidates per graph.
+pub const HNSW_TOP5_FLAGS: &[&str] = &[
+    "--top",
+    "5",
+    "--metric",
+    "topk",
+    "--mode",
+    "hnsw",
+    "--candidates",
+    "20",
+];
 
 /// A path as an argument.
 pub fn s(p: &Path) -> &str {
@@ -176,14 +200,7 @@ pub fn compile_c(sources: &[PathBuf], out: &Path, link: Link, extra: &[&str]) {
                 .args(["-lpthread", "-lm"]);
         }
     }
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{} runs: {e}", cc()));
-    assert!(
-        o.status.success(),
-        "compiling {sources:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    output_ok(&mut cmd, &format!("compiling {sources:?} with {}", cc()));
 }
 
 /// The dynamic section's NEEDED entries of an ELF file, through `readelf` when there is one.
@@ -220,6 +237,16 @@ impl Rng {
     }
     pub fn vec(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.next_f32()).collect()
+    }
+
+    /// A query vector over `probes` probes, raised by 2.5 on the probes of concept 3 (those `p`
+    /// with `p % concepts == 3`), as the fixtures raise each logit on its concept's probes.
+    pub fn concept_query(&mut self, probes: usize, concepts: usize) -> Vec<f32> {
+        let mut query = self.vec(probes);
+        for p in (0..probes).filter(|p| p % concepts == 3) {
+            query[p] += 2.5;
+        }
+        query
     }
 }
 

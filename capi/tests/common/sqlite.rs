@@ -14,16 +14,12 @@ pub fn sqlite_include_dir() -> PathBuf {
             .lines()
             .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
             .expect("rustc -vV names the host");
-        let out = Command::new(env!("CARGO"))
-            .current_dir(repo_root())
-            .args(["metadata", "--format-version", "1", "--locked"])
-            .args(["--filter-platform", &host])
-            .output()
-            .expect("cargo metadata runs");
-        assert!(
-            out.status.success(),
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_ok(
+            Command::new(env!("CARGO"))
+                .current_dir(repo_root())
+                .args(["metadata", "--format-version", "1", "--locked"])
+                .args(["--filter-platform", &host]),
+            "cargo metadata",
         );
         let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
         let manifest = meta["packages"]

@@ -74,10 +74,7 @@ impl Zoo {
             args.extend(["--graph-min-entries", "2"]);
         }
         tool_ok(&args);
-        let mut query = rng.vec(probes);
-        for p in (0..probes).filter(|p| p % 8 == 3) {
-            query[p] += 2.5;
-        }
+        let query = rng.concept_query(probes, 8);
         let text = rng.vec(dim);
         let zoo = Zoo {
             query_npy: d.join("query.npy"),

@@ -37,10 +37,13 @@ fn bad_arguments_are_sql_errors() {
     let mut inf_text = hub.text.clone();
     inf_text[0] = f32::INFINITY;
     let short = &hub.query[..hub.probes - 1];
+    // The index path, the query, n = 5 and k = NULL, then `rest` (metric, per_model, mode, ...).
+    let top5 = |rest: Vec<SqlValue>| [vec![path(), query(), int(5), SqlValue::Null], rest].concat();
 
     // probelog_search with as many arguments as given.
     let search = "probelog_search";
-    let cases: Vec<(&str, Vec<SqlValue>, &str)> = vec![
+    // Statements with bound arguments of every type.
+    let mut cases: Vec<(&str, Vec<SqlValue>, &str)> = vec![
         // The query blob.
         (
             search,
@@ -118,38 +121,12 @@ fn bad_arguments_are_sql_errors() {
             vec![path(), query(), int(5), int(4), text("full")],
             "k only applies to the blend and topk metrics",
         ),
+        (search, top5(vec![text("cosine")]), "got 'cosine'"),
+        (search, top5(vec![int(1)]), "metric (argument 5) must be"),
         (
             search,
-            vec![path(), query(), int(5), SqlValue::Null, text("cosine")],
-            "got 'cosine'",
-        ),
-        (
-            search,
-            vec![path(), query(), int(5), SqlValue::Null, int(1)],
-            "metric (argument 5) must be",
-        ),
-        (
-            search,
-            vec![
-                path(),
-                query(),
-                int(5),
-                SqlValue::Null,
-                SqlValue::Null,
-                int(2),
-            ],
+            top5(vec![SqlValue::Null, int(2)]),
             "per_model (argument 6) must be between 0 and 1",
-        ),
-        // Missing arguments.
-        (
-            "SELECT * FROM probelog_search",
-            vec![],
-            "the index path and the query are required",
-        ),
-        (
-            "SELECT * FROM probelog_search(?1)",
-            vec![path()],
-            "the index path and the query are required",
         ),
         // Entries.
         (
@@ -167,126 +144,32 @@ fn bad_arguments_are_sql_errors() {
             vec![path(), text("3")],
             "must be an INTEGER, got TEXT",
         ),
-        (
-            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 2)",
-            vec![path()],
-            "exclude_same_model (argument 7) must be between 0 and 1",
-        ),
         // mode and candidates.
         (
             search,
-            vec![
-                path(),
-                query(),
-                int(5),
-                SqlValue::Null,
-                text("topk"),
-                int(0),
-                text("fast"),
-            ],
+            top5(vec![text("topk"), int(0), text("fast")]),
             "mode (argument 7) must be 'exact', 'hnsw' or 'auto', got 'fast'",
         ),
         (
             search,
-            vec![
-                path(),
-                query(),
-                int(5),
-                SqlValue::Null,
-                SqlValue::Null,
-                int(0),
-                text("HNSW"),
-            ],
+            top5(vec![SqlValue::Null, int(0), text("HNSW")]),
             "got 'HNSW'",
         ),
         (
-            // probelog_search has no exclude_same_model: its argument 7 is the mode.
-            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'topk', 0, 1)",
-            vec![path(), query()],
-            "mode (argument 7) must be 'exact', 'hnsw' or 'auto', got INTEGER",
-        ),
-        (
             search,
-            vec![
-                path(),
-                query(),
-                int(5),
-                SqlValue::Null,
-                text("full"),
-                int(0),
-                text("hnsw"),
-            ],
+            top5(vec![text("full"), int(0), text("hnsw")]),
             "mode 'hnsw' ranks by the metric 'topk' only, not by 'full'",
-        ),
-        (
-            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, 'hnsw')",
-            vec![path(), query()],
-            "mode 'hnsw' ranks by the metric 'topk' only, not by 'blend': pass metric 'topk'",
         ),
         // The blend's weight.
         (
-            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'blend', 0, 'exact', NULL, -1)",
-            vec![path(), query()],
-            "blend_weight (argument 9) must be a number from 0 to 1e+06, got -1",
-        ),
-        (
-            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, NULL, 0, 0, NULL, NULL, '2')",
-            vec![path()],
-            "blend_weight (argument 10) must be a number, got TEXT",
-        ),
-        (
-            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', NULL, NULL, 1.5)",
-            vec![path(), query()],
-            "blend_weight (argument 8) only applies to the metric 'blend', not to 'topk'",
-        ),
-        (
-            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, NULL, NULL, 3e38)",
-            vec![path(), query()],
-            "must be a number from 0 to 1e+06, got 3e+38",
-        ),
-        (
-            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'model', 'hnsw')",
-            vec![path(), query()],
-            "probelog_models: mode 'hnsw' ranks by the metric 'topk' only, not by 'model'",
-        ),
-        (
-            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', 3)",
-            vec![path(), query()],
-            "mode (argument 6) must be 'exact', 'hnsw' or 'auto', got INTEGER",
-        ),
-        (
-            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'approx')",
-            vec![path()],
-            "mode (argument 8) must be",
-        ),
-        (
             search,
-            vec![
-                path(),
-                query(),
-                int(5),
-                SqlValue::Null,
-                text("topk"),
-                SqlValue::Null,
-                text("hnsw"),
-                int(0),
-            ],
+            top5(vec![text("topk"), SqlValue::Null, text("hnsw"), int(0)]),
             "candidates (argument 8) must be between 1 and 4294967295, got 0",
         ),
         (
             "SELECT * FROM probelog_search_text(?1, ?2, 5, NULL, 'topk', 0, 'hnsw', '9')",
             vec![path(), blob(&hub.text)],
             "candidates (argument 8) must be an INTEGER, got TEXT",
-        ),
-        (
-            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'hnsw', -1)",
-            vec![path()],
-            "candidates (argument 9) must be between 1",
-        ),
-        (
-            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', 'exact', 2.5)",
-            vec![path(), query()],
-            "candidates (argument 7) must be an INTEGER, got REAL",
         ),
         // Text embeddings.
         (
@@ -304,27 +187,94 @@ fn bad_arguments_are_sql_errors() {
             vec![text(s(&plain)), blob(&hub.text)],
             "has no probe embeddings",
         ),
+    ];
+    // Statements whose parameters, as far as they have any, are the index path (?1) and the
+    // query vector (?2).
+    let on_path_and_query: &[(&str, &str)] = &[
+        // Missing arguments.
+        (
+            "SELECT * FROM probelog_search",
+            "the index path and the query are required",
+        ),
+        (
+            "SELECT * FROM probelog_search(?1)",
+            "the index path and the query are required",
+        ),
+        // Entries.
+        (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 2)",
+            "exclude_same_model (argument 7) must be between 0 and 1",
+        ),
+        // mode and candidates; probelog_search has no exclude_same_model: its argument 7 is the
+        // mode.
+        (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'topk', 0, 1)",
+            "mode (argument 7) must be 'exact', 'hnsw' or 'auto', got INTEGER",
+        ),
+        (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, 'hnsw')",
+            "mode 'hnsw' ranks by the metric 'topk' only, not by 'blend': pass metric 'topk'",
+        ),
+        // The blend's weight.
+        (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'blend', 0, 'exact', NULL, -1)",
+            "blend_weight (argument 9) must be a number from 0 to 1e+06, got -1",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, NULL, 0, 0, NULL, NULL, '2')",
+            "blend_weight (argument 10) must be a number, got TEXT",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', NULL, NULL, 1.5)",
+            "blend_weight (argument 8) only applies to the metric 'blend', not to 'topk'",
+        ),
+        (
+            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, NULL, NULL, 3e38)",
+            "must be a number from 0 to 1e+06, got 3e+38",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'model', 'hnsw')",
+            "probelog_models: mode 'hnsw' ranks by the metric 'topk' only, not by 'model'",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', 3)",
+            "mode (argument 6) must be 'exact', 'hnsw' or 'auto', got INTEGER",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'approx')",
+            "mode (argument 8) must be",
+        ),
+        (
+            "SELECT * FROM probelog_search_entry(?1, 0, 5, NULL, 'topk', 0, 0, 'hnsw', -1)",
+            "candidates (argument 9) must be between 1",
+        ),
+        (
+            "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', 'exact', 2.5)",
+            "candidates (argument 7) must be an INTEGER, got REAL",
+        ),
         // Scalar functions.
         (
             "SELECT probelog_descriptor(?1, 68)",
-            vec![path()],
             "entry 68 does not exist",
         ),
-        (
-            "SELECT probelog_descriptor(?1, 'x')",
-            vec![path()],
-            "must be an INTEGER",
-        ),
-        ("SELECT probelog_descriptor(3, 1)", vec![], "must be TEXT"),
+        ("SELECT probelog_descriptor(?1, 'x')", "must be an INTEGER"),
+        ("SELECT probelog_descriptor(3, 1)", "must be TEXT"),
         (
             "SELECT probelog_f32('[1, nan]')",
-            vec![],
             "value 2 is not a finite number",
         ),
-        ("SELECT probelog_f32('[1, 2')", vec![], "expected numbers"),
-        ("SELECT probelog_f32('')", vec![], "expected numbers"),
-        ("SELECT probelog_f32(x'00')", vec![], "must be TEXT"),
+        ("SELECT probelog_f32('[1, 2')", "expected numbers"),
+        ("SELECT probelog_f32('')", "expected numbers"),
+        ("SELECT probelog_f32(x'00')", "must be TEXT"),
     ];
+    for (sql, want) in on_path_and_query {
+        let used = (1..=2).filter(|i| sql.contains(&format!("?{i}"))).count();
+        cases.push((
+            sql,
+            [path(), query()].into_iter().take(used).collect(),
+            want,
+        ));
+    }
     for (sql, args, want) in cases {
         let sql = if sql == search {
             let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();

@@ -1,7 +1,7 @@
 //! Filters (`filter`, `model_name`) and deletes through SQL return what the CLI returns.
 
-use super::*;
 use super::errors::sql_error;
+use super::*;
 
 /// A filter argument, a model_name argument, the CLI's flags and the models they keep.
 type FilterCase<'a> = (Option<&'a str>, Option<&'a str>, &'a [&'a str], &'a [u64]);
@@ -13,10 +13,7 @@ fn refs(v: &[String]) -> Vec<&str> {
 
 /// `probelog-tool search ... --json` on a zoo, with `extra` flags: its rows.
 fn zoo_cli(zoo: &Zoo, query: &[&str], extra: &[&str]) -> Vec<Row> {
-    let mut args = vec!["search", s(&zoo.index)];
-    args.extend(query);
-    args.extend(extra);
-    cli_rows(&tool_json(&args))
+    cli_rows(&tool_search(&zoo.index, &[query, extra].concat()))
 }
 
 #[test]
@@ -128,17 +125,7 @@ fn sql_filters_and_deletes_equal_the_cli() {
                     vec![path.clone(), query.clone(), f.clone(), n.clone()],
                 );
                 check(&got, false, 5);
-                let extra = [
-                    "--top",
-                    "5",
-                    "--metric",
-                    "topk",
-                    "--mode",
-                    "hnsw",
-                    "--candidates",
-                    "20",
-                ];
-                assert_eq!(got, zoo_cli(&zoo, &q_vec, &refs(&with(&extra))));
+                assert_eq!(got, zoo_cli(&zoo, &q_vec, &refs(&with(HNSW_TOP5_FLAGS))));
             }
         }
         // The hidden columns read back as given.
@@ -153,34 +140,25 @@ fn sql_filters_and_deletes_equal_the_cli() {
         assert_eq!((f.as_str(), n.as_str()), ("family=a", "m-*"));
 
         // Bad filters are SQL errors that name the argument.
+        let filter_call = "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)";
+        let model_name_call = "probelog_models(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)";
+        let sql_text = |t: &str| SqlValue::Text(t.into());
         let bad: &[(&str, SqlValue, &str)] = &[
             (
-                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-                SqlValue::Text("family".into()),
+                filter_call,
+                sql_text("family"),
                 "filter (argument 10): condition 1, 'family'",
             ),
+            (filter_call, sql_text("family=a&"), "condition 2, ''"),
+            (filter_call, sql_text("=a"), "non-empty key"),
+            (filter_call, sql_text("a=b!=c"), "condition 1"),
             (
-                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-                SqlValue::Text("family=a&".into()),
-                "condition 2, ''",
-            ),
-            (
-                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-                SqlValue::Text("=a".into()),
-                "non-empty key",
-            ),
-            (
-                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
-                SqlValue::Text("a=b!=c".into()),
-                "condition 1",
-            ),
-            (
-                "probelog_search(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                filter_call,
                 SqlValue::Integer(5),
                 "filter (argument 10) must be TEXT",
             ),
             (
-                "probelog_models(?1, ?2, 5, NULL, NULL, NULL, NULL, NULL, NULL, ?3)",
+                model_name_call,
                 SqlValue::Blob(vec![1]),
                 "model_name (argument 10) must be TEXT",
             ),

@@ -179,20 +179,13 @@ fn sql_results_equal_the_cli() {
     );
 
     // SQL on top: filter, order, aggregate, join.
-    let labelled: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM probelog_search(?1, ?2, 1000) WHERE label IS NOT NULL",
-            [path.clone(), query.clone()],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let all: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM probelog_search(?1, ?2, 1000)",
-            [path.clone(), query.clone()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let count = |sql: &str| -> i64 {
+        conn.query_row(sql, [path.clone(), query.clone()], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let labelled =
+        count("SELECT count(*) FROM probelog_search(?1, ?2, 1000) WHERE label IS NOT NULL");
+    let all = count("SELECT count(*) FROM probelog_search(?1, ?2, 1000)");
     let info = tool_json(&["info", s(&hub.index)]);
     assert_eq!(all as u64, info["entry_count"].as_u64().unwrap());
     assert!(labelled < all && labelled > 0, "model 5 has no labels");
