@@ -6,7 +6,9 @@
 //! embeddings). The outputs come back as `[P, K]` float32 on the CPU, in probe order, checked:
 //! two dimensions, the same `K` for every batch, every value finite.
 
+use std::ops::Range;
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -91,106 +93,157 @@ impl Classifier {
         let size = spec.size.unwrap_or(set.size());
         let p = set.len();
         let start = Instant::now();
-        let mut logits: Vec<f32> = Vec::new();
-        let mut num_logits = None;
-        for first in (0..p).step_by(spec.batch) {
-            let range = first..(first + spec.batch).min(p);
-            let n = range.len();
-            let input = self.input(set, range.clone(), size, spec)?;
-            let out = tch::no_grad(|| self.module.forward_ts(&[input])).map_err(|e| {
-                anyhow::anyhow!(
-                    "{} failed on probes {}..{} (input float32 [{n}, 3, {size}, {size}]): {}",
-                    kind.subject,
-                    range.start,
-                    range.end,
-                    torch_message(&e)
-                )
-            })?;
-            let shape = out.size();
-            if shape.len() != 2 || shape[0] != n as i64 {
-                bail!(
-                    "{} returned shape {shape:?} for a batch of {n} probes; {}, here [{n}, {}]",
-                    kind.subject,
-                    kind.contract,
-                    kind.width
-                );
-            }
-            let l = usize::try_from(shape[1]).unwrap_or(0);
-            ensure!(
-                l > 0,
-                "{} returned no {} (shape {shape:?})",
-                kind.subject,
-                kind.many
-            );
-            match num_logits {
-                None => {
-                    num_logits = Some(l);
-                    logits.reserve(p * l);
+        let batches: Vec<Range<usize>> = (0..p)
+            .step_by(spec.batch)
+            .map(|first| first..(first + spec.batch).min(p))
+            .collect();
+        let mut outputs = ModelOutputs::new(p);
+        std::thread::scope(|scope| {
+            // The next batch's pixels are read, resized and scaled on a second thread while the
+            // model runs on this one (docs/benchmarks.md, "Probing").
+            let (ready_tx, ready_rx) = mpsc::sync_channel::<Vec<f32>>(1);
+            let loading = batches.clone();
+            scope.spawn(move || {
+                for range in loading {
+                    // A closed channel: the model failed and this thread has nothing to do.
+                    if ready_tx.send(input_values(set, range, size, spec)).is_err() {
+                        return;
+                    }
                 }
-                Some(before) if before != l => bail!(
-                    "{} returned {l} {} for probes {}..{} but {before} before; the number of {} \
-                     must not depend on the input",
-                    kind.subject,
-                    kind.many,
-                    range.start,
-                    range.end,
-                    kind.many
-                ),
-                Some(_) => {}
+            });
+            for (range, values) in batches.into_iter().zip(ready_rx) {
+                let out = self.forward(&values, range.clone(), size, kind)?;
+                outputs.push(&out, range, set, kind)?;
+                tick();
             }
-            let batch = to_host_f32(&out)?;
-            if let Some(i) = batch.iter().position(|v| !v.is_finite()) {
-                let probe = range.start + i / l;
-                bail!(
-                    "{} returned {} for {} {} on probe {probe} ({:?})",
-                    kind.subject,
-                    batch[i],
-                    kind.one,
-                    i % l,
-                    set.names()[probe]
-                );
-            }
-            logits.extend_from_slice(&batch);
-            tick();
-        }
+            Ok::<(), anyhow::Error>(())
+        })?;
         Ok(Probed {
-            logits,
+            num_logits: outputs.width.unwrap_or(0),
+            logits: outputs.values,
             probes: p,
-            num_logits: num_logits.unwrap_or(0),
             elapsed: start.elapsed(),
         })
     }
 
-    /// Probes `range` as float32 `[n, 3, size, size]` on the model's device.
-    fn input(
+    /// Runs the model on one batch of input values (`[n, 3, size, size]`, scaled).
+    fn forward(
         &self,
-        set: &ProbeSet,
-        range: std::ops::Range<usize>,
+        values: &[f32],
+        range: Range<usize>,
         size: u32,
-        spec: &InputSpec,
+        kind: &OutputKind,
     ) -> Result<Tensor> {
-        let n = range.len() as i64;
-        let s = i64::from(size);
-        let pixels = set.pixels_at(range, size);
-        let mut x = Tensor::f_from_slice(&pixels)
+        let (n, s) = (range.len() as i64, i64::from(size));
+        let input = Tensor::f_from_slice(values)
             .and_then(|t| t.f_view([n, 3, s, s]))
-            .and_then(|t| t.f_to_kind(Kind::Float))
-            .map_err(|e| anyhow::anyhow!("cannot build the input tensor: {}", torch_message(&e)))?
-            / 255.0;
-        if let Some(mean) = spec.mean {
-            x -= Tensor::from_slice(&mean).view([1, 3, 1, 1]);
-        }
-        if let Some(std) = spec.std {
-            x /= Tensor::from_slice(&std).view([1, 3, 1, 1]);
-        }
-        x.f_to_device(self.device).map_err(|e| {
+            .and_then(|t| t.f_to_device(self.device))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot move the input to {:?}: {}",
+                    self.device,
+                    torch_message(&e)
+                )
+            })?;
+        tch::no_grad(|| self.module.forward_ts(&[input])).map_err(|e| {
             anyhow::anyhow!(
-                "cannot move the input to {:?}: {}",
-                self.device,
+                "{} failed on probes {}..{} (input float32 [{n}, 3, {size}, {size}]): {}",
+                kind.subject,
+                range.start,
+                range.end,
                 torch_message(&e)
             )
         })
     }
+}
+
+/// The checked `[N, K]` outputs of a model, batch after batch.
+struct ModelOutputs {
+    probes: usize,
+    values: Vec<f32>,
+    /// K, from the first batch.
+    width: Option<usize>,
+}
+
+impl ModelOutputs {
+    fn new(probes: usize) -> Self {
+        ModelOutputs {
+            probes,
+            values: Vec::new(),
+            width: None,
+        }
+    }
+
+    /// Checks one batch's output (probes `range`) and keeps it.
+    fn push(
+        &mut self,
+        out: &Tensor,
+        range: Range<usize>,
+        set: &ProbeSet,
+        kind: &OutputKind,
+    ) -> Result<()> {
+        let n = range.len();
+        let shape = out.size();
+        if shape.len() != 2 || shape[0] != n as i64 {
+            bail!(
+                "{} returned shape {shape:?} for a batch of {n} probes; {}, here [{n}, {}]",
+                kind.subject,
+                kind.contract,
+                kind.width
+            );
+        }
+        let l = usize::try_from(shape[1]).unwrap_or(0);
+        ensure!(
+            l > 0,
+            "{} returned no {} (shape {shape:?})",
+            kind.subject,
+            kind.many
+        );
+        match self.width {
+            None => {
+                self.width = Some(l);
+                self.values.reserve(self.probes * l);
+            }
+            Some(before) if before != l => bail!(
+                "{} returned {l} {} for probes {}..{} but {before} before; the number of {} \
+                 must not depend on the input",
+                kind.subject,
+                kind.many,
+                range.start,
+                range.end,
+                kind.many
+            ),
+            Some(_) => {}
+        }
+        let batch = to_host_f32(out)?;
+        if let Some(i) = batch.iter().position(|v| !v.is_finite()) {
+            let probe = range.start + i / l;
+            bail!(
+                "{} returned {} for {} {} on probe {probe} ({:?})",
+                kind.subject,
+                batch[i],
+                kind.one,
+                i % l,
+                set.names()[probe]
+            );
+        }
+        self.values.extend_from_slice(&batch);
+        Ok(())
+    }
+}
+
+/// Probes `range` as float32 `[n, 3, size, size]` values: RGB scaled to `[0, 1]`, then
+/// `(x - mean) / std` per channel when given.
+fn input_values(set: &ProbeSet, range: Range<usize>, size: u32, spec: &InputSpec) -> Vec<f32> {
+    let pixels = set.pixels_at(range, size);
+    let plane = (size as usize).pow(2);
+    let (mean, std) = (spec.mean.unwrap_or([0.0; 3]), spec.std.unwrap_or([1.0; 3]));
+    let mut values = Vec::with_capacity(pixels.len());
+    for (i, channel) in pixels.chunks_exact(plane).enumerate() {
+        let (m, s) = (mean[i % 3], std[i % 3]);
+        values.extend(channel.iter().map(|&v| (f32::from(v) / 255.0 - m) / s));
+    }
+    values
 }
 
 /// Copies a tensor of any float kind and device to a flat `Vec<f32>` on the host.

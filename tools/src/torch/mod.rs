@@ -9,6 +9,8 @@ pub mod classifier;
 #[cfg(feature = "torch")]
 pub mod clip;
 pub mod device;
+#[cfg(feature = "torch")]
+mod memory;
 
 use std::path::Path;
 use std::time::Duration;
@@ -71,6 +73,7 @@ impl Prober {
     #[cfg(feature = "torch")]
     pub fn new(set: ProbeSet, device: DeviceArg) -> Result<Self> {
         let device = device::resolve(device)?;
+        memory::keep_freed_memory();
         Ok(Prober { set, device })
     }
 
