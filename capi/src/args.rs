@@ -4,7 +4,7 @@
 use std::ffi::{CStr, c_char};
 use std::path::Path;
 
-use crate::error::{CallResult, Failure, PROBELOG_ERR_INVALID_UTF8};
+use crate::error::{CallResult, Failure, PROBELOG_ERR_INVALID_UTF8, quiet};
 
 /// A NUL-terminated UTF-8 string argument.
 ///
@@ -113,6 +113,21 @@ pub(crate) unsafe fn write_optional_out<T>(
     }
     // SAFETY: forwarded from the caller.
     unsafe { write_out(out, value(), what) }
+}
+
+/// Frees a handle that `Box::into_raw` made (an index, results, a writer); NULL is ignored, and
+/// a panic in its destructor stays on this side of the boundary.
+///
+/// # Safety
+/// `handle` is NULL or a live handle of type `T` that no other thread is using and that is not
+/// used again.
+pub(crate) unsafe fn free_handle<T>(handle: *mut T) {
+    quiet((), || {
+        if !handle.is_null() {
+            // SAFETY: the caller hands over a live handle made by Box::into_raw, used no more.
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    })
 }
 
 /// One choice of [`code_arg`]: `code_choice!(PROBELOG_MODE_HNSW => SearchMode::Hnsw)` is the

@@ -6,8 +6,8 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use probelog::Index;
 
-use crate::args::{path_arg, write_out};
-use crate::error::{CallResult, Failure, ProbelogStatus, guard, quiet};
+use crate::args::{free_handle, path_arg, write_out};
+use crate::error::{CallResult, Failure, ProbelogStatus, guard};
 
 /// An index opened read-only (a memory map of one committed snapshot). Opaque. May be shared
 /// between threads: searches run concurrently, `probelog_index_refresh` waits for them.
@@ -93,12 +93,8 @@ pub unsafe extern "C" fn probelog_index_open(
 /// is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn probelog_index_close(index: *mut ProbelogIndex) {
-    quiet((), || {
-        if !index.is_null() {
-            // SAFETY: the caller hands over a live handle made by Box::into_raw, used no more.
-            drop(unsafe { Box::from_raw(index) });
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { free_handle(index) }
 }
 
 /// Fills `*out` with the counts of the handle's snapshot, live and deleted.

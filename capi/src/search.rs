@@ -8,7 +8,7 @@ use probelog::{
     Grouping, Hit, Index, Metric, ModelFilter, Query, SearchError, SearchMode, SearchParams,
 };
 
-use crate::args::{code_arg, code_choice, opt_str_arg, slice_arg, str_arg, write_out};
+use crate::args::{code_arg, code_choice, free_handle, opt_str_arg, slice_arg, str_arg, write_out};
 use crate::error::{
     CallResult, Failure, PROBELOG_ERR_NO_EMBEDDINGS, PROBELOG_ERR_WRONG_LENGTH, ProbelogStatus,
     guard, quiet,
@@ -300,8 +300,27 @@ fn core_params<'f>(
     p: &ProbelogSearchParams,
     filter: Option<&'f ModelFilter>,
 ) -> CallResult<SearchParams<'f>> {
-    let (metric, grouping) = metric_arg(p)?;
-    let mode = mode_arg(p.mode)?;
+    let logit_grouping = grouping(p);
+    let (metric, grouping) = code_arg(
+        p.metric,
+        "metric",
+        &[
+            code_choice!(PROBELOG_METRIC_BLEND => (Metric::Blend, logit_grouping)),
+            code_choice!(PROBELOG_METRIC_TOPK => (Metric::TopK, logit_grouping)),
+            code_choice!(PROBELOG_METRIC_FULL => (Metric::Full, logit_grouping)),
+            // The model-level baseline ranks whole models: per_model adds nothing to it.
+            code_choice!(PROBELOG_METRIC_MODEL => (Metric::default(), Grouping::ModelMean)),
+        ],
+    )?;
+    let mode = code_arg(
+        p.mode,
+        "mode",
+        &[
+            code_choice!(PROBELOG_MODE_AUTO => SearchMode::Auto),
+            code_choice!(PROBELOG_MODE_EXACT => SearchMode::Exact),
+            code_choice!(PROBELOG_MODE_HNSW => SearchMode::Hnsw),
+        ],
+    )?;
     // There are never more results than entries; a larger top must not cost memory.
     let top =
         (p.top as usize).min(usize::try_from(index.entry_count().max(1)).unwrap_or(usize::MAX));
@@ -321,35 +340,6 @@ fn core_params<'f>(
         ..SearchParams::default()
     };
     Ok(params)
-}
-
-/// The library's metric and grouping for `p.metric` (PROBELOG_METRIC_*) and `p.per_model`.
-fn metric_arg(p: &ProbelogSearchParams) -> CallResult<(Metric, Grouping)> {
-    let logit_grouping = grouping(p);
-    code_arg(
-        p.metric,
-        "metric",
-        &[
-            code_choice!(PROBELOG_METRIC_BLEND => (Metric::Blend, logit_grouping)),
-            code_choice!(PROBELOG_METRIC_TOPK => (Metric::TopK, logit_grouping)),
-            code_choice!(PROBELOG_METRIC_FULL => (Metric::Full, logit_grouping)),
-            // The model-level baseline ranks whole models: per_model adds nothing to it.
-            code_choice!(PROBELOG_METRIC_MODEL => (Metric::default(), Grouping::ModelMean)),
-        ],
-    )
-}
-
-/// The library's search mode for a PROBELOG_MODE_* code.
-fn mode_arg(code: u32) -> CallResult<SearchMode> {
-    code_arg(
-        code,
-        "mode",
-        &[
-            code_choice!(PROBELOG_MODE_AUTO => SearchMode::Auto),
-            code_choice!(PROBELOG_MODE_EXACT => SearchMode::Exact),
-            code_choice!(PROBELOG_MODE_HNSW => SearchMode::Hnsw),
-        ],
-    )
 }
 
 fn grouping(p: &ProbelogSearchParams) -> Grouping {
@@ -718,12 +708,8 @@ pub unsafe extern "C" fn probelog_results_explain_get(
 /// `results` is NULL or a live results handle that is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn probelog_results_free(results: *mut ProbelogResults) {
-    quiet((), || {
-        if !results.is_null() {
-            // SAFETY: the caller hands over a live handle made by Box::into_raw, used no more.
-            drop(unsafe { Box::from_raw(results) });
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { free_handle(results) }
 }
 
 #[cfg(test)]
@@ -734,18 +720,26 @@ mod tests {
 
     #[test]
     fn unknown_codes_list_every_choice() {
-        let params = ProbelogSearchParams {
-            metric: 7,
-            ..probelog_search_params_default()
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.plog");
+        probelog::create(&path, &probelog::CreateOptions::new(8)).unwrap();
+        let index = Index::open(&path).unwrap();
+        let with = |metric, mode| {
+            let p = ProbelogSearchParams {
+                metric,
+                mode,
+                ..probelog_search_params_default()
+            };
+            core_params(&index, &p, None).map(|_| ())
         };
         let cases = [
             (
-                metric_arg(&params).map(|_| ()),
+                with(7, PROBELOG_MODE_AUTO),
                 "unknown metric 7: use PROBELOG_METRIC_BLEND (3), PROBELOG_METRIC_TOPK (0), \
                  PROBELOG_METRIC_FULL (1) or PROBELOG_METRIC_MODEL (2)",
             ),
             (
-                mode_arg(3).map(|_| ()),
+                with(PROBELOG_METRIC_TOPK, 3),
                 "unknown mode 3: use PROBELOG_MODE_AUTO (0), PROBELOG_MODE_EXACT (1) or \
                  PROBELOG_MODE_HNSW (2)",
             ),
@@ -760,16 +754,17 @@ mod tests {
             assert_eq!(failure.status, PROBELOG_ERR_INVALID_ARGUMENT, "{want}");
             assert_eq!(failure.message, want);
         }
-        // Every known code maps to its value.
-        let topk = ProbelogSearchParams {
+        // Known codes map to their values.
+        let p = ProbelogSearchParams {
             metric: PROBELOG_METRIC_TOPK,
             per_model: 1,
+            mode: PROBELOG_MODE_HNSW,
             ..probelog_search_params_default()
         };
+        let params = core_params(&index, &p, None).unwrap();
         assert_eq!(
-            metric_arg(&topk).ok(),
-            Some((Metric::TopK, Grouping::PerModel))
+            (params.metric, params.grouping, params.mode),
+            (Metric::TopK, Grouping::PerModel, SearchMode::Hnsw)
         );
-        assert_eq!(mode_arg(PROBELOG_MODE_HNSW).ok(), Some(SearchMode::Hnsw));
     }
 }

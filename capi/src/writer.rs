@@ -10,9 +10,10 @@ use probelog::{
 };
 
 use crate::args::{
-    code_arg, code_choice, opt_str_arg, path_arg, slice_arg, str_arg, write_optional_out, write_out,
+    code_arg, code_choice, free_handle, opt_str_arg, path_arg, slice_arg, str_arg,
+    write_optional_out, write_out,
 };
-use crate::error::{CallResult, Failure, PROBELOG_ERR_PANIC, ProbelogStatus, guard, quiet};
+use crate::error::{CallResult, Failure, PROBELOG_ERR_PANIC, ProbelogStatus, guard};
 
 /// `probelog_writer_open` flag: fail at once with PROBELOG_ERR_LOCKED when another writer holds
 /// the index, instead of waiting for it (`--no-wait`).
@@ -383,10 +384,6 @@ pub unsafe extern "C" fn probelog_writer_delete_models_named(
 /// `writer` is NULL or a live writer that no other thread is using and that is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn probelog_writer_close(writer: *mut ProbelogWriter) {
-    quiet((), || {
-        if !writer.is_null() {
-            // SAFETY: the caller hands over a live handle made by Box::into_raw, used no more.
-            drop(unsafe { Box::from_raw(writer) });
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { free_handle(writer) }
 }
