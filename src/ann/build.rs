@@ -242,7 +242,6 @@ fn link_lists(
         lists: &lists,
         keep,
         build_k,
-        probes,
     };
     let built = super::hnsw::build(
         n,

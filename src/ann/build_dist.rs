@@ -11,7 +11,6 @@ pub(super) struct TopLists<'a> {
     pub(super) keep: usize,
     /// Items of each list that are the entry's own top probes (at most `keep`).
     pub(super) build_k: usize,
-    pub(super) probes: usize,
 }
 
 /// A node prepared for distances from it: its list scattered over the probes.
@@ -62,13 +61,106 @@ impl TopLists<'_> {
     }
 }
 
+/// Probes an item can name: its low 16 bits.
+const ITEM_PROBES: usize = 1 << 16;
+
+/// One item's term of [`TopLists::dist_prepared`]: an item on a probe of the prepared node's list
+/// adds `|u - v|` weighted by how many of the two hold it in their top (`top` is 1 when the item
+/// is one of its own node's top), less `v`'s own top term there (which `base` counted as
+/// unmatched); any other item adds `|u|` when it is one of `u`'s top.
+#[inline]
+fn term(q: &DenseList, x: u32, top: f32) -> f32 {
+    let (p, val) = item(x);
+    let (d, w) = (q.value[p], q.top[p]);
+    (val - d).abs() * (top + w) - w * d.abs()
+}
+
+/// [`TopLists::dist_prepared`] in plain Rust, for `list`, the other node's items.
+fn dist_prepared_portable(q: &DenseList, list: &[u32], build_k: usize) -> f32 {
+    let (own, rest) = list.split_at(build_k);
+    // Four running sums, so that the additions do not wait on each other.
+    let mut acc = [0f32; 4];
+    for (i, &x) in own.iter().enumerate() {
+        acc[i % 4] += term(q, x, 1.0);
+    }
+    for (i, &x) in rest.iter().enumerate() {
+        acc[i % 4] += term(q, x, 0.0);
+    }
+    q.base + (acc[0] + acc[2]) + (acc[1] + acc[3])
+}
+
+/// [`TopLists::dist_prepared`] eight items at a time: the items' f16 values widened and their
+/// prepared values gathered in vector registers (the portable loop is most of a graph build's
+/// time, docs/benchmarks.md "Build"). Sums in another order than the portable loop, so the two
+/// differ in the last bits.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dist_prepared_avx2(q: &DenseList, list: &[u32], build_k: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let vectors = list.len() / 8;
+    let probe_bits = _mm256_set1_epi32(0xffff);
+    let sign_bit = _mm256_set1_epi32(0x8000);
+    let magnitude_bits = _mm256_set1_epi32(0x7fff);
+    let exponent_bias = _mm256_set1_epi32(0x3800_0000);
+    let abs_bits = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let own_items = _mm256_set1_epi32(build_k as i32);
+    let one = _mm256_set1_ps(1.0);
+    let mut acc = _mm256_setzero_ps();
+    for c in 0..vectors {
+        // SAFETY: `c * 8 + 8 <= list.len()`; an unaligned load.
+        let x = unsafe { _mm256_loadu_si256(list.as_ptr().add(c * 8).cast()) };
+        let probe = _mm256_and_si256(x, probe_bits);
+        let h = _mm256_srli_epi32::<16>(x);
+        let sign = _mm256_slli_epi32::<16>(_mm256_and_si256(h, sign_bit));
+        let magnitude = _mm256_add_epi32(
+            _mm256_slli_epi32::<13>(_mm256_and_si256(h, magnitude_bits)),
+            exponent_bias,
+        );
+        let val = _mm256_castsi256_ps(_mm256_or_si256(sign, magnitude));
+        // SAFETY: every probe index is below 2^16 (masked above), and both tables hold
+        // ITEM_PROBES = 2^16 values.
+        let (d, w) = unsafe {
+            (
+                _mm256_i32gather_ps::<4>(q.value.as_ptr(), probe),
+                _mm256_i32gather_ps::<4>(q.top.as_ptr(), probe),
+            )
+        };
+        let position = _mm256_add_epi32(lane, _mm256_set1_epi32((c * 8) as i32));
+        let top = _mm256_and_ps(
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(own_items, position)),
+            one,
+        );
+        let diff = _mm256_and_ps(_mm256_sub_ps(val, d), abs_bits);
+        let t = _mm256_sub_ps(
+            _mm256_mul_ps(diff, _mm256_add_ps(top, w)),
+            _mm256_mul_ps(w, _mm256_and_ps(d, abs_bits)),
+        );
+        acc = _mm256_add_ps(acc, t);
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 f32; an unaligned store.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    let mut sum = q.base + ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    for (i, &x) in list.iter().enumerate().skip(vectors * 8) {
+        sum += term(q, x, if i < build_k { 1.0 } else { 0.0 });
+    }
+    sum
+}
+
 impl BuildDistance for TopLists<'_> {
     type Prepared = DenseList;
 
     fn scratch(&self) -> DenseList {
+        // One slot for every probe an item can name, whatever `probes` is: every read of the
+        // tables, gathers included, is in bounds by construction.
         DenseList {
-            value: vec![0.0; self.probes],
-            top: vec![0.0; self.probes],
+            value: vec![0.0; ITEM_PROBES],
+            top: vec![0.0; ITEM_PROBES],
             base: 0.0,
         }
     }
@@ -98,21 +190,12 @@ impl BuildDistance for TopLists<'_> {
     /// when it is one of `u`'s top.
     #[inline]
     fn dist_prepared(&self, q: &DenseList, u: u32) -> f32 {
-        let term = |x: u32, top: f32| {
-            let (p, val) = item(x);
-            let (d, w) = (q.value[p], q.top[p]);
-            (val - d).abs() * (top + w) - w * d.abs()
-        };
-        let (own, rest) = self.list(u).split_at(self.build_k);
-        // Four running sums, so that the additions do not wait on each other.
-        let mut acc = [0f32; 4];
-        for (i, &x) in own.iter().enumerate() {
-            acc[i % 4] += term(x, 1.0);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { dist_prepared_avx2(q, self.list(u), self.build_k) };
         }
-        for (i, &x) in rest.iter().enumerate() {
-            acc[i % 4] += term(x, 0.0);
-        }
-        q.base + (acc[0] + acc[2]) + (acc[1] + acc[3])
+        dist_prepared_portable(q, self.list(u), self.build_k)
     }
 
     fn dist(&self, a: u32, b: u32) -> f32 {
@@ -168,7 +251,6 @@ mod tests {
             lists: &lists,
             keep,
             build_k,
-            probes,
         };
         let mut q = d.scratch();
         for a in 0..n as u32 {
@@ -178,6 +260,8 @@ mod tests {
                 let tol = 1e-3 * want.max(1.0);
                 let fast = d.dist_prepared(&q, b);
                 assert!((fast - want).abs() <= tol, "{a} {b}: {fast} vs {want}");
+                let portable = dist_prepared_portable(&q, d.list(b), build_k);
+                assert!((portable - want).abs() <= tol, "{a} {b}: {portable} vs {want}");
                 let plain = d.dist(a, b);
                 assert!((plain - want).abs() <= tol, "{a} {b}: {plain} vs {want}");
             }
