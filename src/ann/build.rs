@@ -1,6 +1,8 @@
 //! Building a segment's ANN graph: the top lists and seeds of its entries from the descriptor
-//! rows, an HNSW graph over the lists built by `hnsw_rs` with [`ListDist`], and the conversion of
-//! that graph into the section layout of [`super::graph`].
+//! rows, an HNSW graph over the lists built by [`super::hnsw`] with the list distance of
+//! [`super::build_dist`] ([`ListDist`]'s, read straight from the lists), and the conversion of
+//! that graph into the section layout of [`super::graph`]. [`graph_of`] reads an `hnsw_rs` graph
+//! the same way, for the benchmarks that compare the two builders.
 
 use hnsw_rs::anndists::dist::Distance;
 
