@@ -8,14 +8,15 @@
 //! the medians, the merge's MB/s (bytes written) and its time over the copy's.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use probelog::{
-    AnnOptions, AppendOptions, CreateOptions, IndexWriter, LockWait, LogitMatrix, MergeOptions,
-    ModelInput, create, merge,
-};
-use rand::{Rng, SeedableRng};
+use probelog::{AnnOptions, CreateOptions, IndexWriter, LockWait, MergeOptions, create, merge};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+#[path = "common.rs"]
+mod common;
+use common::{add_random_models, median};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -30,33 +31,10 @@ fn build(path: &Path, probes: usize, entries: usize, seed: u64) {
     let mut w = IndexWriter::open(path, LockWait::Fail).unwrap();
     w.set_ann_options(AnnOptions::disabled()).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut done = 0;
-    let mut m = 0;
-    while done < entries {
-        let l = 50.min(entries - done);
-        let logits: Vec<f32> = (0..probes * l)
-            .map(|_| rng.random_range(-4.0..4.0))
-            .collect();
-        w.add_model(
-            ModelInput {
-                name: format!("s{seed}-m{m}"),
-                source: String::new(),
-                meta: vec![],
-                labels: None,
-                logits: LogitMatrix::new(&logits, probes, l).unwrap(),
-            },
-            AppendOptions::default(),
-        )
-        .unwrap();
-        done += l;
-        m += 1;
-    }
+    add_random_models(&mut w, &mut rng, probes, entries, 50, |m| {
+        format!("s{seed}-m{m}")
+    });
     w.commit().unwrap();
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {

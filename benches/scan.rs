@@ -28,6 +28,10 @@ use probelog::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+#[path = "common.rs"]
+mod common;
+use common::{add_random_models, median};
 use rayon::prelude::*;
 
 struct Args {
@@ -84,35 +88,10 @@ fn build_index(path: &Path, entries: usize, probes: usize, dtype: Dtype, seed: u
     create(path, &opts).unwrap();
     let mut w = IndexWriter::open(path, LockWait::Fail).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let per_model = 10;
-    let mut logits = vec![0f32; probes * per_model];
-    let mut added = 0;
-    let mut m = 0;
-    while added < entries {
-        let l = per_model.min(entries - added);
-        let buf = &mut logits[..probes * l];
-        buf.iter_mut()
-            .for_each(|x| *x = rng.random_range(-4.0f32..4.0));
-        w.add_model(
-            ModelInput {
-                name: format!("model-{m}"),
-                source: String::new(),
-                meta: vec![],
-                labels: None,
-                logits: LogitMatrix::new(buf, probes, l).unwrap(),
-            },
-            AppendOptions::default(),
-        )
-        .unwrap();
-        added += l;
-        m += 1;
-    }
+    add_random_models(&mut w, &mut rng, probes, entries, 10, |m| {
+        format!("model-{m}")
+    });
     w.commit().unwrap();
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// Sequential read bandwidth: read every byte of `buf` with all threads, best of several passes.

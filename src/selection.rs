@@ -206,6 +206,26 @@ pub struct EntryMask {
     len: u64,
 }
 
+/// The 64-bit words that hold the positions of `r`, each as its index and the bits of `r` in it;
+/// whole words where `r` covers them.
+fn word_pieces(r: Range<u64>) -> impl Iterator<Item = (usize, u64)> {
+    let (mut a, b) = (r.start, r.end);
+    std::iter::from_fn(move || {
+        if a >= b {
+            return None;
+        }
+        let (w, bit) = ((a / 64) as usize, a % 64);
+        let n = (64 - bit).min(b - a);
+        let bits = if n == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << n) - 1) << bit
+        };
+        a += n;
+        Some((w, bits))
+    })
+}
+
 impl EntryMask {
     /// No entry of `len`.
     pub fn none(len: u64) -> Self {
@@ -224,21 +244,12 @@ impl EntryMask {
 
     /// Sets (or clears) every entry of `r`, in whole words where it can.
     pub fn set_range(&mut self, r: Range<u64>, on: bool) {
-        let (mut a, b) = (r.start, r.end.min(self.len));
-        while a < b {
-            let (w, bit) = ((a / 64) as usize, a % 64);
-            let n = (64 - bit).min(b - a);
-            let bits = if n == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << n) - 1) << bit
-            };
+        for (w, bits) in word_pieces(r.start..r.end.min(self.len)) {
             if on {
                 self.words[w] |= bits;
             } else {
                 self.words[w] &= !bits;
             }
-            a += n;
         }
     }
 
@@ -249,20 +260,9 @@ impl EntryMask {
 
     /// How many entries of `r` are in the set.
     pub fn count_in(&self, r: Range<u64>) -> u64 {
-        let (mut a, b) = (r.start, r.end.min(self.len));
-        let mut count = 0u64;
-        while a < b {
-            let (w, bit) = ((a / 64) as usize, a % 64);
-            let n = (64 - bit).min(b - a);
-            let bits = if n == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << n) - 1) << bit
-            };
-            count += u64::from((self.words[w] & bits).count_ones());
-            a += n;
-        }
-        count
+        word_pieces(r.start..r.end.min(self.len))
+            .map(|(w, bits)| u64::from((self.words[w] & bits).count_ones()))
+            .sum()
     }
 
     /// The entries of `r` in the set, ascending.
@@ -462,10 +462,7 @@ mod tests {
             id: 0,
             name: name.into(),
             source: String::new(),
-            meta: meta
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            meta: crate::format::models::owned_meta(meta),
             first_entry: 0,
             logit_count: 1,
         };

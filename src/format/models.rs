@@ -32,6 +32,13 @@ pub struct ModelSpec {
     pub meta: Vec<(String, String)>,
 }
 
+/// Metadata pairs as owned strings, in the same order.
+pub(crate) fn owned_meta(meta: &[(&str, &str)]) -> Vec<(String, String)> {
+    meta.iter()
+        .map(|&(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A decoded model record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelRecord {
@@ -192,10 +199,7 @@ mod tests {
             logit_count,
             name: name.into(),
             source: String::new(),
-            meta: meta
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            meta: owned_meta(meta),
         }
     }
 

@@ -145,11 +145,7 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             id,
             name: borrowed.name.to_string(),
             source,
-            meta: borrowed
-                .meta
-                .iter()
-                .map(|&(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            meta: models::owned_meta(&borrowed.meta),
             first_entry: borrowed.entries.start,
             logit_count: r.logit_count,
         })

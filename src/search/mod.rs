@@ -74,6 +74,21 @@ fn normalize_search_query(values: &[f32], what: &str) -> Result<Vec<f32>> {
     })
 }
 
+/// The raw responses of a text query over the probes: the dot product of `text` with each probe's
+/// embedding (the rows of `probe_embeddings`, `dim` values each), summed in f64. Z-normalizing them
+/// gives the text query's descriptor.
+pub fn text_similarities(probe_embeddings: &[f32], dim: usize, text: &[f32]) -> Vec<f32> {
+    probe_embeddings
+        .chunks_exact(dim)
+        .map(|row| {
+            row.iter()
+                .zip(text)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
 /// A validated query: its z-normalized descriptor and, for entry queries, its model.
 #[derive(Debug, Clone)]
 pub struct PreparedQuery {
@@ -126,15 +141,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                         value: x,
                     });
                 }
-                let sims: Vec<f32> = emb
-                    .chunks_exact(dim)
-                    .map(|row| {
-                        row.iter()
-                            .zip(t)
-                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                            .sum::<f64>() as f32
-                    })
-                    .collect();
+                let sims = text_similarities(&emb, dim, t);
                 Ok(PreparedQuery {
                     descriptor: normalize_search_query(&sims, "the text query descriptor")?,
                     model: None,

@@ -3,7 +3,9 @@
 
 use probelog::collab::{CollabOptions, sample_probes};
 use probelog::testkit::synth::standard_normal;
-use probelog::{AppendOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput, compact};
+use probelog::{
+    AppendOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelAdded, ModelInput, compact,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -63,6 +65,20 @@ fn rows_of(logits: &[f32], l: usize, observed: &[u32]) -> Vec<f32> {
         .collect()
 }
 
+/// Stages `rows` (raw logits of `l` logits on the `observed` probes, row-major) as the partially
+/// probed model `name`.
+fn add_partial(
+    w: &mut IndexWriter,
+    name: &str,
+    rows: &[f32],
+    observed: &[u32],
+    l: usize,
+    collab: CollabOptions,
+) -> probelog::Result<ModelAdded> {
+    let input = input(name, rows, rows.len() / l, l);
+    w.add_partial_model(input, observed, AppendOptions::default(), collab)
+}
+
 fn options() -> CollabOptions {
     CollabOptions {
         rank: RANK,
@@ -79,25 +95,29 @@ fn add_partials(w: &mut IndexWriter, models: &[Vec<f32>], l: usize, seed: u64) -
     for (i, m) in models.iter().enumerate() {
         let observed = sample_probes(PROBES, 1.0 / 3.0, seed + i as u64).unwrap();
         let rows = rows_of(m, l, &observed);
-        let input = input(&format!("partial-{i}"), &rows, observed.len(), l);
-        let added = w.add_partial_model(input, &observed, AppendOptions::default(), options());
+        let added = add_partial(w, &format!("partial-{i}"), &rows, &observed, l, options());
         assert_eq!(added.unwrap().logits as usize, l);
         subsets.push(observed);
     }
     subsets
 }
 
-/// `ref.plog` in `dir`: `models` probed on every probe, as `r0`, `r1`, ...
-fn fully_probed(dir: &std::path::Path, models: &[Vec<f32>], l: usize) -> Index {
-    let path = common::create_index(dir, "ref.plog", PROBES, probelog::Dtype::F32);
-    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+/// Stages each of `models` (raw logits of `l` logits over every probe) as `{prefix}{i}`.
+fn add_fully_probed(w: &mut IndexWriter, prefix: &str, models: &[Vec<f32>], l: usize) {
     for (i, m) in models.iter().enumerate() {
         w.add_model(
-            input(&format!("r{i}"), m, PROBES, l),
+            input(&format!("{prefix}{i}"), m, PROBES, l),
             AppendOptions::default(),
         )
         .unwrap();
     }
+}
+
+/// `ref.plog` in `dir`: `models` probed on every probe, as `r0`, `r1`, ...
+fn fully_probed(dir: &std::path::Path, models: &[Vec<f32>], l: usize) -> Index {
+    let path = common::create_index(dir, "ref.plog", PROBES, probelog::Dtype::F32);
+    let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
+    add_fully_probed(&mut w, "r", models, l);
     w.commit().unwrap();
     Index::open(&path).unwrap()
 }
@@ -125,13 +145,7 @@ fn partial_models_are_completed_and_later_appends_fold_in() {
     let full: Vec<Vec<f32>> = (0..3).map(|_| zoo.model(l)).collect();
     let partial: Vec<Vec<f32>> = (0..2).map(|_| zoo.model(l)).collect();
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    for (i, m) in full.iter().enumerate() {
-        w.add_model(
-            input(&format!("full-{i}"), m, PROBES, l),
-            AppendOptions::default(),
-        )
-        .unwrap();
-    }
+    add_fully_probed(&mut w, "full-", &full, l);
     let subsets = add_partials(&mut w, &partial, l, seed);
     w.commit().unwrap();
     drop(w);
@@ -166,13 +180,7 @@ fn partial_models_are_completed_and_later_appends_fold_in() {
     let observed = sample_probes(PROBES, 0.4, 99).unwrap();
     let rows = rows_of(&later, l, &observed);
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    w.add_partial_model(
-        input("later", &rows, observed.len(), l),
-        &observed,
-        AppendOptions::default(),
-        options(),
-    )
-    .unwrap();
+    add_partial(&mut w, "later", &rows, &observed, l, options()).unwrap();
     w.commit().unwrap();
     drop(w);
     let index = Index::open(&path).unwrap();
@@ -209,13 +217,7 @@ fn too_few_logits_to_fit_factors_is_refused_and_nothing_is_written() {
         rank: 8,
         ..options()
     };
-    w.add_partial_model(
-        input("p", &rows, observed.len(), 2),
-        &observed,
-        AppendOptions::default(),
-        opts,
-    )
-    .unwrap();
+    add_partial(&mut w, "p", &rows, &observed, 2, opts).unwrap();
     let err = w.commit().unwrap_err().to_string();
     assert!(err.contains("at least 8 logits"), "{err}");
     drop(w);
@@ -231,22 +233,11 @@ fn partial_inputs_are_checked() {
     let rows = vec![1.0f32; 6];
     let bad: [&[u32]; 3] = [&[0, 1], &[3, 2, 9], &[0, 5, PROBES as u32]];
     for observed in bad {
-        let r = w.add_partial_model(
-            input("x", &rows, 3, 2),
-            observed,
-            AppendOptions::default(),
-            options(),
-        );
+        let r = add_partial(&mut w, "x", &rows, observed, 2, options());
         assert!(r.is_err(), "{observed:?} was accepted");
     }
     let nan = [1.0, f32::NAN, 2.0, 3.0, 4.0, 5.0];
-    let e = w
-        .add_partial_model(
-            input("nan", &nan, 3, 2),
-            &[0, 1, 2],
-            AppendOptions::default(),
-            options(),
-        )
+    let e = add_partial(&mut w, "nan", &nan, &[0, 1, 2], 2, options())
         .unwrap_err()
         .to_string();
     assert!(e.contains("nan") && e.contains("logit 1"), "{e}");
@@ -261,13 +252,7 @@ fn damaged_stored_factors_are_refused_by_a_later_partial_append() {
     for i in 0..2 {
         let m = zoo.model(l);
         let rows = rows_of(&m, l, &observed);
-        w.add_partial_model(
-            input(&format!("p{i}"), &rows, observed.len(), l),
-            &observed,
-            AppendOptions::default(),
-            options(),
-        )
-        .unwrap();
+        add_partial(&mut w, &format!("p{i}"), &rows, &observed, l, options()).unwrap();
     }
     w.commit().unwrap();
     drop(w);
@@ -286,13 +271,7 @@ fn damaged_stored_factors_are_refused_by_a_later_partial_append() {
     let m = zoo.model(l);
     let rows = rows_of(&m, l, &observed);
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    w.add_partial_model(
-        input("late", &rows, observed.len(), l),
-        &observed,
-        AppendOptions::default(),
-        options(),
-    )
-    .unwrap();
+    add_partial(&mut w, "late", &rows, &observed, l, options()).unwrap();
     let err = w.commit().unwrap_err();
     assert!(
         matches!(err, probelog::Error::ChecksumMismatch { .. }),
@@ -313,14 +292,8 @@ fn refactorizing_compaction_completes_partial_models_better() {
     let subsets = add_partials(&mut w, &partial, l, seed);
     w.commit().unwrap();
     // Then fully probed models arrive, which the stored factors never saw.
-    for i in 0..6 {
-        let m = zoo.model(l);
-        w.add_model(
-            input(&format!("full-{i}"), &m, PROBES, l),
-            AppendOptions::default(),
-        )
-        .unwrap();
-    }
+    let full: Vec<Vec<f32>> = (0..6).map(|_| zoo.model(l)).collect();
+    add_fully_probed(&mut w, "full-", &full, l);
     w.commit().unwrap();
     drop(w);
     let reference = fully_probed(dir.path(), &partial, l);

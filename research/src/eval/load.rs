@@ -28,6 +28,17 @@ pub(super) struct Hub {
     pub(super) shared_gallery_name: Option<String>,
 }
 
+impl Hub {
+    /// The label id of each label name (its position in `labels`).
+    pub(super) fn label_ids(&self) -> HashMap<&str, u32> {
+        self.labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i as u32))
+            .collect()
+    }
+}
+
 pub(super) fn load_hub(
     index: &Arc<Index>,
     split: &(String, String),
@@ -139,12 +150,7 @@ pub(super) fn load_gallery(index: &Arc<Index>, hub: &Hub) -> Result<Rows> {
         raw.num_probes(),
         hub.all.probes
     );
-    let ids: HashMap<&str, u32> = hub
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i as u32))
-        .collect();
+    let ids = hub.label_ids();
     let mut rows = Rows {
         probes: hub.all.probes,
         ..Default::default()
@@ -195,12 +201,7 @@ pub(super) fn text_setting(args: &Args, path: &Path, index: &Index, hub: &Hub) -
         );
     };
     let concepts = read_lines(path, "--text-concepts")?;
-    let ids: HashMap<&str, u32> = hub
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i as u32))
-        .collect();
+    let ids = hub.label_ids();
     let embeddings: Vec<Vec<f32>> = match (&args.text_embeddings, &args.clip_text) {
         (Some(file), _) => {
             let m = npy::read_matrix(file, "[concepts, d]")?;
@@ -256,15 +257,7 @@ pub(super) fn text_setting(args: &Args, path: &Path, index: &Index, hub: &Hub) -
         let Some(&id) = ids.get(c.as_str()) else {
             continue; // no logit of the index detects it
         };
-        let sims: Vec<f32> = emb
-            .chunks_exact(dim)
-            .map(|row| {
-                row.iter()
-                    .zip(t)
-                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                    .sum::<f64>() as f32
-            })
-            .collect();
+        let sims = probelog::search::text_similarities(&emb, dim, t);
         let mut z = sims.clone();
         measure::zscore(&mut z);
         let g = queries.len() as u32;
