@@ -144,7 +144,8 @@ unsafe fn dist_prepared_avx2(q: &DenseList, list: &[u32], build_k: usize) -> f32
     let mut lanes = [0f32; 8];
     // SAFETY: `lanes` holds 8 f32; an unaligned store.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-    let mut sum = q.base + ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+    let mut sum = q.base
+        + ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
         + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
     for (i, &x) in list.iter().enumerate().skip(vectors * 8) {
         sum += term(q, x, if i < build_k { 1.0 } else { 0.0 });
@@ -261,7 +262,10 @@ mod tests {
                 let fast = d.dist_prepared(&q, b);
                 assert!((fast - want).abs() <= tol, "{a} {b}: {fast} vs {want}");
                 let portable = dist_prepared_portable(&q, d.list(b), build_k);
-                assert!((portable - want).abs() <= tol, "{a} {b}: {portable} vs {want}");
+                assert!(
+                    (portable - want).abs() <= tol,
+                    "{a} {b}: {portable} vs {want}"
+                );
                 let plain = d.dist(a, b);
                 assert!((plain - want).abs() <= tol, "{a} {b}: {plain} vs {want}");
             }

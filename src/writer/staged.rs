@@ -5,7 +5,7 @@
 //! growing vector per probe was reallocated and copied as it grew. Values are staged raw, with
 //! each entry's mean and standard deviation, and z-normalized when read: a model's staging is a
 //! copy, and the normalization runs in the commit's encoding pass, beside its writes
-//! (docs/benchmarks.md, "Building").
+//! (docs/benchmarks.md, "Build").
 
 use crate::descriptor::{LogitMatrix, LogitStats, normalize_row};
 

@@ -170,7 +170,11 @@ impl PythonLoop {
         self.stdout.read_line(&mut line).expect("read from Python");
         let rates: Vec<f64> = line
             .strip_prefix("rate ")
-            .map(|v| v.split_whitespace().filter_map(|r| r.parse().ok()).collect())
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|r| r.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         match rates[..] {
             [fresh, warm] => (fresh, warm),

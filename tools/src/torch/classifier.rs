@@ -100,7 +100,7 @@ impl Classifier {
         let mut outputs = ModelOutputs::new(p);
         std::thread::scope(|scope| {
             // The next batch's pixels are read, resized and scaled on a second thread while the
-            // model runs on this one (docs/benchmarks.md, "Probing").
+            // model runs on this one (docs/benchmarks.md, "Probing throughput").
             let (ready_tx, ready_rx) = mpsc::sync_channel::<Vec<f32>>(1);
             let loading = batches.clone();
             scope.spawn(move || {

@@ -2,10 +2,10 @@
 //! forward pass frees and reallocates activation buffers of tens of MiB every batch. With glibc's
 //! defaults, buffers over its mmap threshold (at most 32 MiB) are mapped for each allocation and
 //! unmapped when freed, and the top of the heap is given back to the system once 128 KiB are
-//! free, so every batch faults its activations in again, page by page: that cost about half of a
-//! CPU forward pass on the benchmark CNN (docs/benchmarks.md, "Probing"). Probing keeps freed
-//! memory instead: allocations come from the heap and stay there for the next batch, and the
-//! process's resident memory stays at the peak of one batch.
+//! free, so every batch faults its activations in again, page by page. Probing keeps freed memory
+//! instead: allocations come from the heap and stay there for the next batch, and the process's
+//! resident memory stays at the peak of one batch. The same forward loop with glibc's defaults
+//! runs 1.2x to 1.6x slower (docs/benchmarks.md, "Probing throughput").
 
 /// Serves allocations of up to 1 GiB from the heap and keeps up to 2 GiB of freed memory (glibc;
 /// elsewhere nothing). Called once before the first model runs.
