@@ -22,9 +22,11 @@ use probelog::collab::{
 };
 use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
-    AppendOptions, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput,
-    SearchParams, create,
+    AppendOptions, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput, create,
 };
+
+#[path = "common.rs"]
+mod common;
 
 /// Builds an index over `probes` probes from entry-major descriptors (or raw logit columns).
 fn build(path: &std::path::Path, probes: usize, models: &[(Vec<f32>, Vec<usize>)]) -> Index {
@@ -56,26 +58,10 @@ fn build(path: &std::path::Path, probes: usize, models: &[(Vec<f32>, Vec<usize>)
     Index::open(path).unwrap()
 }
 
+/// Top-1 accuracy over the first `queries` models, measured with the paper's top-k discrepancy
+/// (README, collaborative probing).
 fn accuracy(index: &Index, queries: u64) -> f64 {
-    let (mut hits, mut total) = (0, 0);
-    for m in 0..queries {
-        let model = index.model(m).unwrap();
-        for e in model.first_entry..model.first_entry + u64::from(model.logit_count) {
-            let q = index.descriptor(e).unwrap();
-            let params = SearchParams {
-                top: 1,
-                // Measured with the paper's top-k discrepancy (README, collaborative probing).
-                metric: probelog::Metric::TopK,
-                ..Default::default()
-            };
-            let best = index.search_descriptor(&q, Some(m), &params).unwrap();
-            total += 1;
-            hits += usize::from(
-                index.entry_label(best[0].id).unwrap() == index.entry_label(e).unwrap(),
-            );
-        }
-    }
-    hits as f64 / total as f64
+    common::top1_accuracy(index, queries, probelog::Metric::TopK, None)
 }
 
 /// Entry-major raw logits of one synthetic model, restricted to `probes` (sorted).

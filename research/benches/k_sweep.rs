@@ -11,9 +11,11 @@
 use probelog::search::Metric;
 use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
-    AppendOptions, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput,
-    SearchParams, create,
+    AppendOptions, CreateOptions, Index, IndexWriter, LockWait, LogitMatrix, ModelInput, create,
 };
+
+#[path = "common.rs"]
+mod common;
 
 fn build(path: &std::path::Path, zoo: &SynthZoo) {
     create(path, &CreateOptions::new(zoo.config.probes as u32)).unwrap();
@@ -32,29 +34,6 @@ fn build(path: &std::path::Path, zoo: &SynthZoo) {
         .unwrap();
     }
     w.commit().unwrap();
-}
-
-/// Top-1 accuracy of logit-to-logit retrieval over the first `queries` models.
-fn accuracy(index: &Index, queries: u64, metric: Metric, k: usize) -> f64 {
-    let (mut hits, mut total) = (0usize, 0usize);
-    for m in 0..queries {
-        let model = index.model(m).unwrap();
-        for e in model.first_entry..model.first_entry + u64::from(model.logit_count) {
-            let q = index.descriptor(e).unwrap();
-            let params = SearchParams {
-                top: 1,
-                k: Some(k),
-                metric,
-                ..Default::default()
-            };
-            let best = index.search_descriptor(&q, Some(m), &params).unwrap();
-            total += 1;
-            if index.entry_label(best[0].id).unwrap() == index.entry_label(e).unwrap() {
-                hits += 1;
-            }
-        }
-    }
-    hits as f64 / total as f64
 }
 
 fn main() {
@@ -79,10 +58,10 @@ fn main() {
                 .into_iter()
                 .filter(|&k| k <= probes)
                 .collect();
-            let full = accuracy(&index, queries, Metric::Full, probes);
+            let full = common::top1_accuracy(&index, queries, Metric::Full, Some(probes));
             let accs: Vec<f64> = ks
                 .iter()
-                .map(|&k| accuracy(&index, queries, Metric::TopK, k))
+                .map(|&k| common::top1_accuracy(&index, queries, Metric::TopK, Some(k)))
                 .collect();
             println!(
                 "P={probes:5} density={density:5}: full-query Euclidean top-1 {:.3}",

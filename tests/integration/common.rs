@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use probelog::testkit::FaultyStorage;
 use probelog::{
     AlignedBytes, AppendOptions, CreateOptions, Dtype, IndexWriter, LockWait, LogitMatrix,
     ModelInput, RawIndex, Storage, create,
@@ -101,6 +102,33 @@ pub fn append(path: &Path, models: &[TestModel]) {
     let mut w = IndexWriter::open(path, LockWait::Wait).expect("open writer");
     add_models(&mut w, models);
     w.commit().expect("commit");
+}
+
+/// Commits what `stage` adds to a writer over `base`, cutting the storage at operation 0, 1, 2,
+/// ... in turn until a commit completes; hands `check` each cut's number and every image the cut
+/// can leave (the storage's current bytes, then four crash images). `what` names the commit in
+/// the panic when none completes within 200 operations.
+pub fn commit_cut_at_every_op(
+    base: &[u8],
+    what: &str,
+    stage: impl Fn(&mut IndexWriter<FaultyStorage>),
+    mut check: impl FnMut(u64, Vec<u8>),
+) {
+    for n in 0.. {
+        assert!(n < 200, "the {what} never completes");
+        let mut w =
+            IndexWriter::from_storage(FaultyStorage::new(base.to_vec()).fail_at_op(n)).unwrap();
+        stage(&mut w);
+        let done = w.commit();
+        let storage = w.into_storage();
+        check(n, storage.current().to_vec());
+        for seed in 0..4 {
+            check(n, storage.crash_image(seed));
+        }
+        if done.is_ok() {
+            break;
+        }
+    }
 }
 
 /// Opens an in-memory image.

@@ -398,36 +398,26 @@ fn a_delete_cut_at_every_storage_operation_leaves_old_or_new() {
     let (path, _) = ten_models(dir.path(), Dtype::F32);
     let base = std::fs::read(&path).unwrap();
     let (mut saw_old, mut saw_new) = (false, false);
-    for n in 0.. {
-        assert!(n < 200, "the delete never completes");
-        let mut w =
-            IndexWriter::from_storage(FaultyStorage::new(base.clone()).fail_at_op(n)).unwrap();
+    let stage = |w: &mut IndexWriter<FaultyStorage>| {
         w.delete_models_named("m1").unwrap();
         w.delete_model(6).unwrap();
-        let done = w.commit();
-        let storage = w.into_storage();
-        let mut images = vec![storage.current().to_vec()];
-        images.extend((0..4).map(|seed| storage.crash_image(seed)));
-        for img in images {
-            let idx = common::open_image(&img).unwrap();
-            let deleted = idx.deleted_models().to_vec();
-            assert!(
-                deleted.is_empty() || deleted == [1, 6],
-                "op {n}: {deleted:?}"
-            );
-            saw_old |= deleted.is_empty();
-            saw_new |= !deleted.is_empty();
-            assert!(idx.verify().is_ok(), "op {n}: {:?}", idx.verify().problems);
-            // The next writer carries on from whichever state it is.
-            let mut w = IndexWriter::from_storage(FaultyStorage::new(img.clone())).unwrap();
-            match deleted.is_empty() {
-                true => w.delete_model(1).unwrap(),
-                false => assert!(w.delete_model(1).is_err()),
-            }
+    };
+    common::commit_cut_at_every_op(&base, "delete", stage, |n, img| {
+        let idx = common::open_image(&img).unwrap();
+        let deleted = idx.deleted_models().to_vec();
+        assert!(
+            deleted.is_empty() || deleted == [1, 6],
+            "op {n}: {deleted:?}"
+        );
+        saw_old |= deleted.is_empty();
+        saw_new |= !deleted.is_empty();
+        assert!(idx.verify().is_ok(), "op {n}: {:?}", idx.verify().problems);
+        // The next writer carries on from whichever state it is.
+        let mut w = IndexWriter::from_storage(FaultyStorage::new(img)).unwrap();
+        match deleted.is_empty() {
+            true => w.delete_model(1).unwrap(),
+            false => assert!(w.delete_model(1).is_err()),
         }
-        if done.is_ok() {
-            break;
-        }
-    }
+    });
     assert!(saw_old && saw_new);
 }

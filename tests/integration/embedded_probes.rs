@@ -31,6 +31,14 @@ fn create(dir: &Path, name: &str, set: &ProbeSet, embed: bool) -> PathBuf {
     path
 }
 
+/// A new index `a.plog` over `probe_set(0)` in a new folder, the set embedded or not.
+fn new_index(embed: bool) -> (tempfile::TempDir, ProbeSet, PathBuf) {
+    let dir = common::tempdir();
+    let set = probe_set(0);
+    let path = create(dir.path(), "a.plog", &set, embed);
+    (dir, set, path)
+}
+
 fn models(n: usize) -> Vec<common::TestModel> {
     let mut rng = common::rng(5);
     (0..n)
@@ -40,9 +48,7 @@ fn models(n: usize) -> Vec<common::TestModel> {
 
 #[test]
 fn embedded_at_create_comes_back_byte_for_byte() {
-    let dir = common::tempdir();
-    let set = probe_set(0);
-    let path = create(dir.path(), "a.plog", &set, true);
+    let (dir, set, path) = new_index(true);
     common::append(&path, &models(2));
     let index = Index::open(&path).unwrap();
     assert_eq!(index.embedded_probe_set_bytes(), Some(&set.to_bytes()[..]));
@@ -72,9 +78,7 @@ fn create_refuses_a_probe_set_of_another_identity() {
 
 #[test]
 fn attached_later_once_and_only_the_index_own() {
-    let dir = common::tempdir();
-    let set = probe_set(0);
-    let path = create(dir.path(), "a.plog", &set, false);
+    let (dir, set, path) = new_index(false);
     common::append(&path, &models(2));
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
     let e = w.embed_probe_set(probe_set(1).to_bytes()).unwrap_err();
@@ -101,6 +105,21 @@ fn attached_later_once_and_only_the_index_own() {
     ));
 }
 
+/// The offset in `bytes` of the first row of the newest directory's section table whose kind is
+/// `kind`.
+fn newest_directory_row(bytes: &[u8], kind: u32) -> Option<usize> {
+    let raw = common::open_image(bytes).unwrap();
+    let (_, dir_off, dir_len) = raw
+        .section_extents()
+        .into_iter()
+        .rfind(|(name, _, _)| name.ends_with("directory"))
+        .unwrap();
+    let rows = (dir_len as usize - D_SECTIONS - 4) / SECTION_ENTRY_LEN;
+    (0..rows)
+        .map(|i| dir_off as usize + D_SECTIONS + i * SECTION_ENTRY_LEN)
+        .find(|&r| get_u32(bytes, r + S_KIND) == kind)
+}
+
 /// The row of the section table of the newest directory whose kind is the embedded probe set,
 /// and the section's offset and length.
 fn embedded_row(bytes: &[u8]) -> (usize, usize, usize) {
@@ -110,24 +129,13 @@ fn embedded_row(bytes: &[u8]) -> (usize, usize, usize) {
         .into_iter()
         .find(|(name, _, _)| name.ends_with("embedded probe set"))
         .expect("an embedded probe set");
-    let (_, dir_off, dir_len) = raw
-        .section_extents()
-        .into_iter()
-        .rfind(|(name, _, _)| name.ends_with("directory"))
-        .unwrap();
-    let rows = (dir_len as usize - D_SECTIONS - 4) / SECTION_ENTRY_LEN;
-    let row = (0..rows)
-        .map(|i| dir_off as usize + D_SECTIONS + i * SECTION_ENTRY_LEN)
-        .find(|&r| get_u32(bytes, r + S_KIND) == EMBEDDED)
-        .expect("its row");
+    let row = newest_directory_row(bytes, EMBEDDED).expect("its row");
     (row, off as usize, len as usize)
 }
 
 #[test]
 fn verify_names_a_damaged_embedded_probe_set() {
-    let dir = common::tempdir();
-    let set = probe_set(0);
-    let path = create(dir.path(), "a.plog", &set, true);
+    let (_dir, _, path) = new_index(true);
     let clean = std::fs::read(&path).unwrap();
     let (_, off, len) = embedded_row(&clean);
     // A pixel byte: open still works (it reads the header and trailer only), verify names the
@@ -167,9 +175,7 @@ fn verify_names_a_damaged_embedded_probe_set() {
 
 #[test]
 fn open_refuses_a_second_embedded_probe_set() {
-    let dir = common::tempdir();
-    let set = probe_set(0);
-    let path = create(dir.path(), "a.plog", &set, true);
+    let (_dir, set, path) = new_index(true);
     // Segment 1 holds probe names (12 references, 96 bytes: the length of the shortest probe
     // set file); relabelled as an embedded probe set, it is a second copy.
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
@@ -177,18 +183,7 @@ fn open_refuses_a_second_embedded_probe_set() {
     w.commit().unwrap();
     drop(w);
     let mut img = std::fs::read(&path).unwrap();
-    let raw = common::open_image(&img).unwrap();
-    let (_, dir_off, dir_len) = raw
-        .section_extents()
-        .into_iter()
-        .rfind(|(name, _, _)| name.ends_with("directory"))
-        .unwrap();
-    drop(raw);
-    let rows = (dir_len as usize - D_SECTIONS - 4) / SECTION_ENTRY_LEN;
-    let names_row = (0..rows)
-        .map(|i| dir_off as usize + D_SECTIONS + i * SECTION_ENTRY_LEN)
-        .find(|&r| get_u32(&img, r + S_KIND) == 6)
-        .expect("segment 1 probe names");
+    let names_row = newest_directory_row(&img, 6).expect("segment 1 probe names");
     put_u32(&mut img, names_row + S_KIND, EMBEDDED);
     fix_checksums(&mut img);
     let e = common::open_image(&img).unwrap_err().to_string();
@@ -197,9 +192,7 @@ fn open_refuses_a_second_embedded_probe_set() {
 
 #[test]
 fn compaction_keeps_the_embedded_probe_set() {
-    let dir = common::tempdir();
-    let set = probe_set(0);
-    let path = create(dir.path(), "a.plog", &set, false);
+    let (_dir, set, path) = new_index(false);
     common::append(&path, &models(3));
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
     w.embed_probe_set(set.to_bytes()).unwrap();
@@ -220,45 +213,29 @@ fn compaction_keeps_the_embedded_probe_set() {
 
 #[test]
 fn an_attach_cut_at_any_operation_leaves_the_old_or_the_new_state() {
-    let dir = common::tempdir();
-    let set = probe_set(0);
-    let path = create(dir.path(), "a.plog", &set, false);
+    let (_dir, set, path) = new_index(false);
     common::append(&path, &models(2));
     let base = std::fs::read(&path).unwrap();
     let (mut saw_old, mut saw_new) = (false, false);
-    for n in 0.. {
-        assert!(n < 200, "the attach never completes");
-        let mut w =
-            IndexWriter::from_storage(FaultyStorage::new(base.clone()).fail_at_op(n)).unwrap();
-        w.embed_probe_set(set.to_bytes()).unwrap();
-        let done = w.commit();
-        let storage = w.into_storage();
-        let mut images = vec![storage.current().to_vec()];
-        images.extend((0..4).map(|seed| storage.crash_image(seed)));
-        for img in images {
-            let idx = common::open_image(&img).unwrap();
-            match idx.embedded_probe_set_bytes() {
-                None => saw_old = true,
-                Some(bytes) => {
-                    assert_eq!(bytes, &set.to_bytes()[..], "op {n}");
-                    saw_new = true;
-                }
+    let stage = |w: &mut IndexWriter<FaultyStorage>| w.embed_probe_set(set.to_bytes()).unwrap();
+    common::commit_cut_at_every_op(&base, "attach", stage, |n, img| {
+        let idx = common::open_image(&img).unwrap();
+        match idx.embedded_probe_set_bytes() {
+            None => saw_old = true,
+            Some(bytes) => {
+                assert_eq!(bytes, &set.to_bytes()[..], "op {n}");
+                saw_new = true;
             }
-            assert_eq!(idx.model_count(), 2);
-            assert!(idx.verify().is_ok(), "op {n}: {:?}", idx.verify().problems);
         }
-        if done.is_ok() {
-            break;
-        }
-    }
+        assert_eq!(idx.model_count(), 2);
+        assert!(idx.verify().is_ok(), "op {n}: {:?}", idx.verify().problems);
+    });
     assert!(saw_old && saw_new);
 }
 
 #[test]
 fn written_out_byte_for_byte_never_over_the_index() {
-    let dir = common::tempdir();
-    let set = probe_set(0);
-    let path = create(dir.path(), "a.plog", &set, true);
+    let (dir, set, path) = new_index(true);
     let index = Index::open(&path).unwrap();
     let out = dir.path().join("out.pset");
     assert_eq!(index.write_embedded_probe_set(&out, false).unwrap(), set);
