@@ -99,6 +99,22 @@ fn params(mode: SearchMode) -> SearchParams<'static> {
     }
 }
 
+/// Checks hnsw mode's recall@10 over 40 queries (at least 0.9) and that with every entry as a
+/// candidate it is exact over 20 queries; `what` names the index in the messages.
+fn assert_hnsw_recall(index: &Index, what: &str) {
+    let r = recall(index, 40, &params(SearchMode::Hnsw));
+    assert!(r >= 0.9, "recall@10 {what} {r}");
+    let all = SearchParams {
+        candidates: Some(index.entry_count() as usize),
+        ..params(SearchMode::Hnsw)
+    };
+    assert_eq!(
+        recall(index, 20, &all),
+        1.0,
+        "recall@10 {what}, every entry a candidate"
+    );
+}
+
 /// Recall@10 of hnsw mode against exact mode over `queries` entries; also checks that every
 /// entry hnsw returns carries exactly the score exact mode gives it.
 fn recall(index: &Index, queries: u64, p: &SearchParams) -> f64 {
@@ -150,14 +166,8 @@ fn hnsw_mode_reranks_graph_candidates_exactly() {
     assert!(big_entries >= 1000 && big_entries < index.entry_count());
     assert!(index.verify().is_ok());
 
-    let r = recall(&index, 40, &params(SearchMode::Hnsw));
-    assert!(r >= 0.9, "recall@10 of hnsw mode {r}");
     // More candidates never find less, and C = all entries is exact.
-    let all = SearchParams {
-        candidates: Some(index.entry_count() as usize),
-        ..params(SearchMode::Hnsw)
-    };
-    assert_eq!(recall(&index, 20, &all), 1.0);
+    assert_hnsw_recall(&index, "of hnsw mode");
 
     // Per-model results: one per model, best logit first.
     let per_model = SearchParams {
@@ -316,13 +326,7 @@ fn large_segments_get_graph_parts_searched_together() {
     assert_eq!(index.graph_entries(), n1 as u64);
 
     // `recall` checks exact scores and the exclusion of the query model.
-    let r = recall(&index, 40, &params(SearchMode::Hnsw));
-    assert!(r >= 0.9, "recall@10 over graph parts {r}");
-    let all = SearchParams {
-        candidates: Some(index.entry_count() as usize),
-        ..params(SearchMode::Hnsw)
-    };
-    assert_eq!(recall(&index, 20, &all), 1.0);
+    assert_hnsw_recall(&index, "over graph parts");
 
     // Entry plans read the list of the entry's own part.
     for entry in [0u64, 699, 700, 701, n1 as u64 - 1] {

@@ -256,16 +256,8 @@ fn damaged_stored_factors_are_refused_by_a_later_partial_append() {
     }
     w.commit().unwrap();
     drop(w);
-    let (offset, _) = {
-        let index = Index::open(&path).unwrap();
-        let (_, off, len) = index
-            .section_extents()
-            .into_iter()
-            .find(|(name, _, _)| name.ends_with("probe factors"))
-            .expect("a probe factors section");
-        (off, len)
-    };
     let mut bytes = std::fs::read(&path).unwrap();
+    let (_, offset, _) = common::section_ending(&bytes, "probe factors");
     bytes[offset as usize + 100] ^= 0x10;
     std::fs::write(&path, &bytes).unwrap();
     let m = zoo.model(l);

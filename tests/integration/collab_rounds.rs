@@ -4,7 +4,7 @@
 
 use probelog::collab::{
     CollabOptions, ModelDetails, Observations, ProbeFactors, ProbePlan, ProbeRows, Prober, Round,
-    adaptive_probes, probe_batch, probe_model,
+    Staged, adaptive_probes, probe_batch, probe_model,
 };
 use probelog::testkit::synth::standard_normal;
 use probelog::{AppendOptions, Error, ExistingName, Index, IndexWriter, LockWait, LogitMatrix};
@@ -108,8 +108,23 @@ impl Prober for Fake {
     }
 }
 
-fn names(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("m{i}")).collect()
+/// A new empty f32 index `c.plog` of `PROBES` probes in a new folder.
+fn new_index() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = common::tempdir();
+    let path = common::create_index(dir.path(), "c.plog", PROBES, probelog::Dtype::F32);
+    (dir, path)
+}
+
+/// Probes the models `m0`, `m1`, ... (`count` of them) through `fake` as one batch under `plan`,
+/// with the default append options.
+fn probe_fakes(
+    w: &mut IndexWriter,
+    count: usize,
+    plan: &ProbePlan,
+    fake: &mut Fake,
+) -> Result<Vec<Staged>, Error> {
+    let names: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+    probe_batch(w, &names, AppendOptions::default(), plan, fake)
 }
 
 fn plan(share: f64) -> ProbePlan {
@@ -123,21 +138,13 @@ fn plan(share: f64) -> ProbePlan {
 
 #[test]
 fn rounds_ask_for_the_seeded_subsets_then_the_completions_highest() {
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "c.plog", PROBES, probelog::Dtype::F32);
+    let (_dir, path) = new_index();
     let models = zoo(6, 1);
     let plan = plan(0.5);
     assert_eq!((plan.random, plan.adaptive), (18, 18));
     let mut fake = Fake::new(models.clone());
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    let staged = probe_batch(
-        &mut w,
-        &names(6),
-        AppendOptions::default(),
-        &plan,
-        &mut fake,
-    )
-    .unwrap();
+    let staged = probe_fakes(&mut w, 6, &plan, &mut fake).unwrap();
     // Every first round before any second one, in batch order.
     let rounds: Vec<(usize, Round)> = fake.calls.iter().map(|c| (c.0, c.1)).collect();
     let want: Vec<(usize, Round)> = (0..6)
@@ -211,20 +218,12 @@ fn rounds_ask_for_the_seeded_subsets_then_the_completions_highest() {
 
 #[test]
 fn share_zero_stages_the_seeded_subsets_alone() {
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "c.plog", PROBES, probelog::Dtype::F32);
+    let (_dir, path) = new_index();
     let plan = plan(0.0);
     assert_eq!((plan.random, plan.adaptive), (36, 0));
     let mut fake = Fake::new(zoo(3, 2));
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    let staged = probe_batch(
-        &mut w,
-        &names(3),
-        AppendOptions::default(),
-        &plan,
-        &mut fake,
-    )
-    .unwrap();
+    let staged = probe_fakes(&mut w, 3, &plan, &mut fake).unwrap();
     assert!(fake.calls.iter().all(|c| c.1 == Round::Random));
     for (i, s) in staged.iter().enumerate() {
         assert_eq!(s.observed, plan.first_round(PROBES, i));
@@ -234,22 +233,14 @@ fn share_zero_stages_the_seeded_subsets_alone() {
 
 #[test]
 fn refused_models_are_left_out_or_end_the_batch() {
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "c.plog", PROBES, probelog::Dtype::F32);
+    let (_dir, path) = new_index();
     let plan = plan(0.5);
     // Left out: model 2 fails its first round and runs no second one.
     let mut fake = Fake::new(zoo(5, 3));
     fake.broken = Some(2);
     fake.skip = true;
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    let staged = probe_batch(
-        &mut w,
-        &names(5),
-        AppendOptions::default(),
-        &plan,
-        &mut fake,
-    )
-    .unwrap();
+    let staged = probe_fakes(&mut w, 5, &plan, &mut fake).unwrap();
     let kept: Vec<usize> = staged.iter().map(|s| s.model).collect();
     assert_eq!(kept, [0, 1, 3, 4]);
     assert_eq!(fake.refused, [2]);
@@ -286,34 +277,19 @@ fn refused_models_are_left_out_or_end_the_batch() {
     let mut fake = Fake::new(zoo(3, 5));
     fake.broken = Some(1);
     let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-    let e = probe_batch(
-        &mut w,
-        &names(3),
-        AppendOptions::default(),
-        &plan,
-        &mut fake,
-    )
-    .unwrap_err();
+    let e = probe_fakes(&mut w, 3, &plan, &mut fake).unwrap_err();
     assert!(e.to_string().contains("model 1 is broken"), "{e}");
     assert_eq!(fake.calls.len(), 2, "nothing runs after the refusal");
 }
 
 #[test]
 fn a_prober_must_return_one_row_per_probe() {
-    let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "c.plog", PROBES, probelog::Dtype::F32);
+    let (_dir, path) = new_index();
     for share in [0.0, 0.5] {
         let mut fake = Fake::new(zoo(1, 6));
         fake.short = true;
         let mut w = IndexWriter::open(&path, LockWait::Fail).unwrap();
-        let e = probe_batch(
-            &mut w,
-            &names(1),
-            AppendOptions::default(),
-            &plan(share),
-            &mut fake,
-        )
-        .unwrap_err();
+        let e = probe_fakes(&mut w, 1, &plan(share), &mut fake).unwrap_err();
         assert!(
             e.to_string().contains("asked for 36 probes")
                 || e.to_string().contains("asked for 18 probes"),

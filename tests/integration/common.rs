@@ -80,6 +80,16 @@ pub fn create_index(dir: &Path, name: &str, probes: usize, dtype: Dtype) -> Path
     path
 }
 
+/// Creates an empty index at `path` of `probes` probes in `dtype`, with probe names (`probe 0`,
+/// `probe 1`, ...) and 4-dimensional probe embeddings.
+pub fn create_with_probe_details(path: &Path, probes: usize, dtype: Dtype) {
+    let mut opts = CreateOptions::new(probes as u32);
+    opts.dtype = dtype;
+    opts.probe_names = Some((0..probes).map(|p| format!("probe {p}")).collect());
+    opts.probe_embeddings = Some(((0..probes * 4).map(|i| (i % 7) as f32 - 3.0).collect(), 4));
+    create(path, &opts).expect("create index");
+}
+
 /// Stages `models` on any writer.
 pub fn add_models<S: Storage>(w: &mut IndexWriter<S>, models: &[TestModel]) {
     for m in models {
@@ -134,6 +144,18 @@ pub fn commit_cut_at_every_op(
 /// Opens an in-memory image.
 pub fn open_image(bytes: &[u8]) -> probelog::Result<RawIndex<AlignedBytes>> {
     RawIndex::new(AlignedBytes::from_slice(bytes))
+}
+
+/// `(name, offset, len)` of the first section of the index image `bytes` whose name ends with
+/// `name_end` (a kind such as `"probe factors"`, or a whole name such as `"segment 1
+/// descriptors"`); panics when there is none.
+pub fn section_ending(bytes: &[u8], name_end: &str) -> (String, u64, u64) {
+    open_image(bytes)
+        .expect("open image")
+        .section_extents()
+        .into_iter()
+        .find(|(name, _, _)| name.ends_with(name_end))
+        .unwrap_or_else(|| panic!("no section named ... {name_end}"))
 }
 
 /// Spawns this test binary to run the ignored child test `test` with role `role`.

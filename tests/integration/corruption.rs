@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use probelog::testkit::FaultyStorage;
 use probelog::testkit::fuzzing::{exercise, fix_checksums};
 use probelog::testkit::layout::*;
-use probelog::{
-    CreateOptions, Dtype, Error, Index, IndexWriter, LockWait, Metric, Query, SearchParams,
-};
+use probelog::{Dtype, Error, Index, IndexWriter, LockWait, Metric, Query, SearchParams};
 use rand::Rng;
 
 use crate::common;
@@ -21,11 +19,7 @@ const PROBES: usize = 16;
 fn small_index(dtype: Dtype) -> Vec<u8> {
     let dir = common::tempdir();
     let path = dir.path().join("small.plog");
-    let mut opts = CreateOptions::new(PROBES as u32);
-    opts.dtype = dtype;
-    opts.probe_names = Some((0..PROBES).map(|p| format!("probe {p}")).collect());
-    opts.probe_embeddings = Some(((0..PROBES * 4).map(|i| (i % 7) as f32 - 3.0).collect(), 4));
-    probelog::create(&path, &opts).unwrap();
+    common::create_with_probe_details(&path, PROBES, dtype);
     let mut rng = common::rng(99);
     for (c, counts) in [[2usize, 3].as_slice(), &[4], &[1, 2]].iter().enumerate() {
         let models: Vec<_> = counts

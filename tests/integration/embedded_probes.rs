@@ -123,12 +123,7 @@ fn newest_directory_row(bytes: &[u8], kind: u32) -> Option<usize> {
 /// The row of the section table of the newest directory whose kind is the embedded probe set,
 /// and the section's offset and length.
 fn embedded_row(bytes: &[u8]) -> (usize, usize, usize) {
-    let raw = common::open_image(bytes).unwrap();
-    let (_, off, len) = raw
-        .section_extents()
-        .into_iter()
-        .find(|(name, _, _)| name.ends_with("embedded probe set"))
-        .expect("an embedded probe set");
+    let (_, off, len) = common::section_ending(bytes, "embedded probe set");
     let row = newest_directory_row(bytes, EMBEDDED).expect("its row");
     (row, off as usize, len as usize)
 }

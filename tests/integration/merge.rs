@@ -10,8 +10,8 @@ use probelog::testkit::FaultyStorage;
 use probelog::testkit::synth::{SynthConfig, SynthZoo};
 use probelog::{
     AppendOptions, CreateOptions, Dtype, Error, Grouping, Index, IndexWriter, LockWait,
-    LogitMatrix, MergeOptions, MergedFactors, ModelInput, ProbeSetId, Query, SearchParams, create,
-    merge,
+    LogitMatrix, MergeOptions, MergeSummary, MergedFactors, ModelInput, ProbeSetId, Query,
+    SearchParams, create, merge,
 };
 
 use crate::common::{self, TestModel};
@@ -59,6 +59,22 @@ pub(crate) fn refs(paths: &[PathBuf]) -> Vec<&Path> {
     paths.iter().map(PathBuf::as_path).collect()
 }
 
+/// Merges `shards` into `dir/merged.plog` with `opts`; returns its path and the merge's summary.
+pub(crate) fn merge_shards(
+    dir: &Path,
+    shards: &[PathBuf],
+    opts: &MergeOptions,
+) -> (PathBuf, MergeSummary) {
+    let out = dir.join("merged.plog");
+    let done = merge(&out, &refs(shards), opts).unwrap();
+    (out, done)
+}
+
+/// Opens every index of `paths`.
+pub(crate) fn open_all(paths: &[PathBuf]) -> Vec<Index> {
+    paths.iter().map(|p| Index::open(p).unwrap()).collect()
+}
+
 /// What a search found, comparable across files: model name, logit, label and score bits.
 fn found(
     index: &Index,
@@ -90,8 +106,7 @@ fn merged_file_searches_as_one_built_in_a_single_pass() {
         let dir = common::tempdir();
         let all = models(1, "m", 12);
         let (shards, single) = shards_and_single(dir.path(), &all, dtype);
-        let out = dir.path().join("merged.plog");
-        let done = merge(&out, &refs(&shards), &MergeOptions::default()).unwrap();
+        let (out, done) = merge_shards(dir.path(), &shards, &MergeOptions::default());
         assert_eq!(done.inputs, 3);
         assert_eq!(done.models_dropped, 1);
         assert_eq!(done.factors, MergedFactors::None);
@@ -239,12 +254,7 @@ fn inputs_that_cannot_join_are_refused_by_name_and_nothing_is_left() {
 
     // A damaged input is refused with the section that is damaged.
     let img = std::fs::read(&other).unwrap();
-    let (name, offset, len) = common::open_image(&img)
-        .unwrap()
-        .section_extents()
-        .into_iter()
-        .find(|(n, _, _)| n.ends_with("descriptors"))
-        .unwrap();
+    let (name, offset, len) = common::section_ending(&img, "descriptors");
     let mut bad = img.clone();
     bad[(offset + len / 2) as usize] ^= 0x40;
     std::fs::write(&other, &bad).unwrap();
@@ -260,7 +270,7 @@ fn a_merge_cut_at_any_storage_operation_never_yields_a_damaged_file() {
     let dir = common::tempdir();
     let all = models(5, "m", 9);
     let (shards, _) = shards_and_single(dir.path(), &all, Dtype::F32);
-    let inputs: Vec<Index> = shards.iter().map(|p| Index::open(p).unwrap()).collect();
+    let inputs = open_all(&shards);
     let inputs: Vec<&Index> = inputs.iter().collect();
     let opts = MergeOptions::default();
     let mut full = FaultyStorage::new(Vec::new());

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use probelog::{
     AnnOptions, CreateOptions, Dtype, Error, Grouping, Index, IndexWriter, LockWait, MergeOptions,
-    Metric, MultiQuery, ProbeSetId, Query, SearchMode, SearchParams, create, merge, search_many,
+    Metric, MultiQuery, ProbeSetId, Query, SearchMode, SearchParams, create, search_many,
 };
 
 use crate::common::{self, TestModel};
-use crate::merge::{PROBES, models, refs, shards_and_single};
+use crate::merge::{PROBES, merge_shards, models, open_all, shards_and_single};
 
 /// A hit as the files' merge would show it: model name, logit, label, score bits.
 type Seen = (String, Option<u32>, Option<String>, u32);
@@ -90,10 +90,9 @@ fn search_over_files_equals_search_over_their_merge() {
         let dir = common::tempdir();
         let all = models(11, "m", 15);
         let (shards, _) = shards_and_single(dir.path(), &all, dtype);
-        let out = dir.path().join("merged.plog");
-        merge(&out, &refs(&shards), &MergeOptions::default()).unwrap();
+        let (out, _) = merge_shards(dir.path(), &shards, &MergeOptions::default());
         let merged = Index::open(&out).unwrap();
-        let opened: Vec<Index> = shards.iter().map(|p| Index::open(p).unwrap()).collect();
+        let opened = open_all(&shards);
         let files: Vec<&Index> = opened.iter().collect();
         let vector = all[3].column(0);
         let base = SearchParams {
@@ -143,15 +142,14 @@ fn hnsw_search_over_files_with_graphs_equals_search_over_their_merge() {
             p
         })
         .collect();
-    let out = dir.path().join("merged.plog");
     let opts = MergeOptions {
         ann,
         ..Default::default()
     };
-    merge(&out, &refs(&shards), &opts).unwrap();
+    let (out, _) = merge_shards(dir.path(), &shards, &opts);
     let merged = Index::open(&out).unwrap();
     assert_eq!(merged.graph_count(), 1);
-    let opened: Vec<Index> = shards.iter().map(|p| Index::open(p).unwrap()).collect();
+    let opened = open_all(&shards);
     let files: Vec<&Index> = opened.iter().collect();
     assert!(files.iter().all(|f| f.graph_count() == 1));
     // With more candidates than entries, every graph's walk reaches all of its nodes, so the

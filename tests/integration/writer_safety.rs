@@ -25,11 +25,7 @@ const PROBES: usize = 24;
 /// labels, metadata, sources, and a partially probed model (probe factors, observed bitmaps).
 fn rich_index(dir: &Path, dtype: Dtype) -> std::path::PathBuf {
     let path = dir.join("rich.plog");
-    let mut opts = CreateOptions::new(PROBES as u32);
-    opts.dtype = dtype;
-    opts.probe_names = Some((0..PROBES).map(|p| format!("probe {p}")).collect());
-    opts.probe_embeddings = Some(((0..PROBES * 4).map(|i| (i % 7) as f32 - 3.0).collect(), 4));
-    probelog::create(&path, &opts).unwrap();
+    common::create_with_probe_details(&path, PROBES, dtype);
     let mut rng = common::rng(7);
     let full: Vec<_> = (0..3)
         .map(|i| common::labeled_model(&mut rng, &format!("full{i}"), PROBES, 3))
@@ -58,12 +54,24 @@ fn rich_index(dir: &Path, dtype: Dtype) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn compaction_refuses_every_damaged_section_by_name() {
+/// A rich f32 index in a new folder: the folder, the index's path, its bytes and its sections'
+/// `(name, offset, len)`.
+fn rich_f32_fixture() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<u8>,
+    Vec<(String, u64, u64)>,
+) {
     let dir = common::tempdir();
     let path = rich_index(dir.path(), Dtype::F32);
     let good = std::fs::read(&path).unwrap();
     let extents = common::open_image(&good).unwrap().section_extents();
+    (dir, path, good, extents)
+}
+
+#[test]
+fn compaction_refuses_every_damaged_section_by_name() {
+    let (_dir, path, good, extents) = rich_f32_fixture();
     let kinds: std::collections::BTreeSet<String> = extents
         .iter()
         .map(|(name, _, _)| name.split(' ').skip(2).collect::<Vec<_>>().join(" "))
@@ -141,10 +149,7 @@ fn compaction_through_a_symlink_rewrites_its_target() {
 
 #[test]
 fn a_writer_refuses_what_readers_refuse() {
-    let dir = common::tempdir();
-    let path = rich_index(dir.path(), Dtype::F32);
-    let good = std::fs::read(&path).unwrap();
-    let extents = common::open_image(&good).unwrap().section_extents();
+    let (_dir, path, good, extents) = rich_f32_fixture();
     // Damage the oldest directory: the newest one, which the next segment links to, is intact.
     let (_, offset, _) = extents
         .iter()
@@ -166,12 +171,7 @@ fn a_writer_refuses_what_readers_refuse() {
 /// Sets one stored descriptor value of segment `s` (probe 0, entry 0) and recomputes every
 /// checksum, as a hostile file would.
 fn set_first_value(img: &mut [u8], segment: usize, bits: &[u8]) {
-    let raw = common::open_image(img).unwrap();
-    let (_, offset, _) = raw
-        .section_extents()
-        .into_iter()
-        .find(|(name, _, _)| *name == format!("segment {segment} descriptors"))
-        .unwrap();
+    let (_, offset, _) = common::section_ending(img, &format!("segment {segment} descriptors"));
     img[offset as usize..offset as usize + bits.len()].copy_from_slice(bits);
     fix_checksums(img);
 }
