@@ -80,6 +80,19 @@ pub fn create_index(dir: &Path, name: &str, probes: usize, dtype: Dtype) -> Path
     path
 }
 
+/// Creates an index at `dir/name` holding `models`, appended in one commit.
+pub fn index_with(
+    dir: &Path,
+    name: &str,
+    probes: usize,
+    dtype: Dtype,
+    models: &[TestModel],
+) -> PathBuf {
+    let path = create_index(dir, name, probes, dtype);
+    append(&path, models);
+    path
+}
+
 /// Creates an empty index at `path` of `probes` probes in `dtype`, with probe names (`probe 0`,
 /// `probe 1`, ...) and 4-dimensional probe embeddings.
 pub fn create_with_probe_details(path: &Path, probes: usize, dtype: Dtype) {

@@ -173,8 +173,7 @@ fn check_snapshot(idx: &Index, query: &[f32], verify: bool) {
 #[test]
 fn readers_and_writer_in_separate_processes() {
     let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "shared.plog", PROBES, Dtype::F32);
-    common::append(&path, &[planted()]);
+    let path = common::index_with(dir.path(), "shared.plog", PROBES, Dtype::F32, &[planted()]);
     let initial = LOGITS_PER_MODEL as u64;
     let final_count = initial + WRITER_COMMITS as u64 * ENTRIES_PER_COMMIT;
     let done = dir.path().join("writer-done");
@@ -303,8 +302,7 @@ fn wait_behind(holder: Holder, path: &Path) -> probelog::CommitSummary {
 #[test]
 fn second_writer_is_locked_out_or_waits() {
     let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "locked.plog", PROBES, Dtype::F32);
-    common::append(&path, &[planted()]);
+    let path = common::index_with(dir.path(), "locked.plog", PROBES, Dtype::F32, &[planted()]);
     let holder = start_holder(dir.path(), &path, false);
     assert!(matches!(
         IndexWriter::open(&path, LockWait::Fail),
@@ -334,8 +332,13 @@ fn second_writer_is_locked_out_or_waits() {
 #[test]
 fn writer_waiting_across_compaction_appends_to_new_file() {
     let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "compacted.plog", PROBES, Dtype::F32);
-    common::append(&path, &[planted()]);
+    let path = common::index_with(
+        dir.path(),
+        "compacted.plog",
+        PROBES,
+        Dtype::F32,
+        &[planted()],
+    );
     common::append(&path, &[waiter_model("second")]);
     let old = dir.path().join("old-inode.plog");
     std::fs::hard_link(&path, &old).unwrap();
@@ -364,8 +367,7 @@ fn writer_waiting_across_compaction_appends_to_new_file() {
 fn compaction_racing_a_waiting_writer_loses_nothing() {
     for round in 0..3 {
         let dir = common::tempdir();
-        let path = common::create_index(dir.path(), "race.plog", PROBES, Dtype::F32);
-        common::append(&path, &[planted()]);
+        let path = common::index_with(dir.path(), "race.plog", PROBES, Dtype::F32, &[planted()]);
         let holder = start_holder(dir.path(), &path, false);
         let p = path.clone();
         let writer = std::thread::spawn(move || {
@@ -398,8 +400,7 @@ fn compaction_racing_a_waiting_writer_loses_nothing() {
 #[test]
 fn reader_snapshot_survives_compaction_and_refresh_follows() {
     let dir = common::tempdir();
-    let path = common::create_index(dir.path(), "refresh.plog", PROBES, Dtype::F32);
-    common::append(&path, &[planted()]);
+    let path = common::index_with(dir.path(), "refresh.plog", PROBES, Dtype::F32, &[planted()]);
     for c in 0..3 {
         common::append(&path, &writer_models(c));
     }

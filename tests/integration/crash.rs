@@ -181,8 +181,13 @@ fn append_cut_at_every_storage_operation() {
         "fresh index",
     );
 
-    let multi = common::create_index(dir.path(), "multi.plog", PROBES, Dtype::F32);
-    common::append(&multi, &models(2, &[2]));
+    let multi = common::index_with(
+        dir.path(),
+        "multi.plog",
+        PROBES,
+        Dtype::F32,
+        &models(2, &[2]),
+    );
     common::append(&multi, &models(3, &[4, 2]));
     let multi = std::fs::read(multi).unwrap();
     let torn = crash_every_operation(

@@ -32,8 +32,7 @@ pub(crate) fn shards_and_single(
     all: &[TestModel],
     dtype: Dtype,
 ) -> (Vec<PathBuf>, PathBuf) {
-    let single = common::create_index(dir, "single.plog", PROBES, dtype);
-    common::append(&single, all);
+    let single = common::index_with(dir, "single.plog", PROBES, dtype, all);
     let cut = [0, all.len() / 3, 2 * all.len() / 3, all.len()];
     let mut shards = Vec::new();
     for s in 0..3 {
@@ -70,6 +69,34 @@ pub(crate) fn merge_shards(
     (out, done)
 }
 
+/// `count` models (seeded with `seed`) as three shards, as one index appended in one pass, and the
+/// shards' merge, all in `dtype` in one folder.
+pub(crate) struct MergedShards {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) all: Vec<TestModel>,
+    pub(crate) shards: Vec<PathBuf>,
+    pub(crate) single: PathBuf,
+    pub(crate) merged: PathBuf,
+    pub(crate) summary: MergeSummary,
+}
+
+impl MergedShards {
+    pub(crate) fn new(seed: u64, count: usize, dtype: Dtype) -> Self {
+        let dir = common::tempdir();
+        let all = models(seed, "m", count);
+        let (shards, single) = shards_and_single(dir.path(), &all, dtype);
+        let (merged, summary) = merge_shards(dir.path(), &shards, &MergeOptions::default());
+        MergedShards {
+            dir,
+            all,
+            shards,
+            single,
+            merged,
+            summary,
+        }
+    }
+}
+
 /// Opens every index of `paths`.
 pub(crate) fn open_all(paths: &[PathBuf]) -> Vec<Index> {
     paths.iter().map(|p| Index::open(p).unwrap()).collect()
@@ -103,10 +130,14 @@ fn hidden_files(dir: &Path) -> Vec<String> {
 #[test]
 fn merged_file_searches_as_one_built_in_a_single_pass() {
     for dtype in [Dtype::F32, Dtype::F16] {
-        let dir = common::tempdir();
-        let all = models(1, "m", 12);
-        let (shards, single) = shards_and_single(dir.path(), &all, dtype);
-        let (out, done) = merge_shards(dir.path(), &shards, &MergeOptions::default());
+        let MergedShards {
+            dir: _dir,
+            all,
+            single,
+            merged: out,
+            summary: done,
+            ..
+        } = MergedShards::new(1, 12, dtype);
         assert_eq!(done.inputs, 3);
         assert_eq!(done.models_dropped, 1);
         assert_eq!(done.factors, MergedFactors::None);
@@ -164,10 +195,8 @@ fn merged_file_searches_as_one_built_in_a_single_pass() {
 fn inputs_that_cannot_join_are_refused_by_name_and_nothing_is_left() {
     let dir = common::tempdir();
     let d = dir.path();
-    let good = common::create_index(d, "good.plog", PROBES, Dtype::F32);
-    common::append(&good, &models(2, "a", 3));
-    let other = common::create_index(d, "other.plog", PROBES, Dtype::F32);
-    common::append(&other, &models(3, "b", 3));
+    let good = common::index_with(d, "good.plog", PROBES, Dtype::F32, &models(2, "a", 3));
+    let other = common::index_with(d, "other.plog", PROBES, Dtype::F32, &models(3, "b", 3));
     let out = d.join("out.plog");
     let refused = |inputs: &[&Path], opts: &MergeOptions| -> Error {
         let err = merge(&out, inputs, opts).expect_err("the merge must be refused");
@@ -210,8 +239,7 @@ fn inputs_that_cannot_join_are_refused_by_name_and_nothing_is_left() {
         "f16",
     );
     // A live name in two inputs, unless asked to keep both.
-    let twin = common::create_index(d, "twin.plog", PROBES, Dtype::F32);
-    common::append(&twin, &models(4, "a", 1));
+    let twin = common::index_with(d, "twin.plog", PROBES, Dtype::F32, &models(4, "a", 1));
     names_input(
         &refused(&[&good, &twin], &MergeOptions::default()),
         &twin,
@@ -298,8 +326,7 @@ fn a_merge_cut_at_any_storage_operation_never_yields_a_damaged_file() {
 fn a_merge_removes_what_killed_merges_left_and_spares_running_ones() {
     let dir = common::tempdir();
     let d = dir.path();
-    let a = common::create_index(d, "a.plog", PROBES, Dtype::F32);
-    common::append(&a, &models(6, "a", 2));
+    let a = common::index_with(d, "a.plog", PROBES, Dtype::F32, &models(6, "a", 2));
     let stale = d.join(".out.plog.merge-k1ll3d");
     let running = d.join(".out.plog.merge-running");
     let unrelated = d.join(".other.plog.merge-x");

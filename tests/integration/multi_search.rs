@@ -10,7 +10,7 @@ use probelog::{
 };
 
 use crate::common::{self, TestModel};
-use crate::merge::{PROBES, merge_shards, models, open_all, shards_and_single};
+use crate::merge::{MergedShards, PROBES, merge_shards, models, open_all};
 
 /// A hit as the files' merge would show it: model name, logit, label, score bits.
 type Seen = (String, Option<u32>, Option<String>, u32);
@@ -87,10 +87,13 @@ fn compare(files: &[&Index], merged: &Index, params: SearchParams, vector: &[f32
 #[test]
 fn search_over_files_equals_search_over_their_merge() {
     for dtype in [Dtype::F32, Dtype::F16] {
-        let dir = common::tempdir();
-        let all = models(11, "m", 15);
-        let (shards, _) = shards_and_single(dir.path(), &all, dtype);
-        let (out, _) = merge_shards(dir.path(), &shards, &MergeOptions::default());
+        let MergedShards {
+            dir: _dir,
+            all,
+            shards,
+            merged: out,
+            ..
+        } = MergedShards::new(11, 15, dtype);
         let merged = Index::open(&out).unwrap();
         let opened = open_all(&shards);
         let files: Vec<&Index> = opened.iter().collect();
@@ -179,8 +182,7 @@ fn hnsw_search_over_files_with_graphs_equals_search_over_their_merge() {
 fn files_of_another_probe_set_are_refused_by_name() {
     let dir = common::tempdir();
     let d = dir.path();
-    let a = common::create_index(d, "a.plog", PROBES, Dtype::F32);
-    common::append(&a, &models(13, "a", 2));
+    let a = common::index_with(d, "a.plog", PROBES, Dtype::F32, &models(13, "a", 2));
     let named = d.join("named.plog");
     let names: Vec<String> = (0..PROBES).map(|p| format!("probe-{p}")).collect();
     let mut opts = CreateOptions::new(PROBES as u32);
