@@ -96,6 +96,12 @@ fn build(dir: &Path) -> String {
     s(&index).to_string()
 }
 
+/// Creates an index of `P` probes at `index` and runs `append` on it with `append_args`.
+fn create_and_append(index: &Path, append_args: &[&str]) {
+    product(&["create", s(index), "--num-probes", &P.to_string()]);
+    product(&[["append", s(index)].as_slice(), append_args].concat());
+}
+
 fn find<'a>(lines: &'a Value, setting: &str, method: &str) -> &'a Value {
     lines
         .as_array()
@@ -200,19 +206,19 @@ fn collaborative_indexes_are_compared_with_a_fixed_subset() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path());
     let partial = dir.path().join("partial.plog");
-    product(&["create", s(&partial), "--num-probes", &P.to_string()]);
-    product(&[
-        "append",
-        s(&partial),
-        "--manifest",
-        s(&dir.path().join("gallery.toml")),
-        "--probe-fraction",
-        "0.5",
-        "--seed",
-        "3",
-        "--rank",
-        "8",
-    ]);
+    create_and_append(
+        &partial,
+        &[
+            "--manifest",
+            s(&dir.path().join("gallery.toml")),
+            "--probe-fraction",
+            "0.5",
+            "--seed",
+            "3",
+            "--rank",
+            "8",
+        ],
+    );
     let arg = format!("0.5={}", s(&partial));
     let r = ok_json(&["eval", &index, "--collab", &arg, "--subset-seeds", "2"]);
     let lines = r["collab"].as_array().unwrap();
@@ -245,17 +251,17 @@ fn collaborative_indexes_are_compared_with_a_fixed_subset() {
     }
     // An index missing gallery models is refused by name.
     let other = dir.path().join("other.plog");
-    product(&["create", s(&other), "--num-probes", &P.to_string()]);
-    product(&[
-        "append",
-        s(&other),
-        "--logits",
-        s(&dir.path().join("m10.npy")),
-        "--name",
-        "m10",
-        "--labels",
-        s(&dir.path().join("m10.txt")),
-    ]);
+    create_and_append(
+        &other,
+        &[
+            "--logits",
+            s(&dir.path().join("m10.npy")),
+            "--name",
+            "m10",
+            "--labels",
+            s(&dir.path().join("m10.txt")),
+        ],
+    );
     let e = fails(&["eval", &index, "--collab", &format!("0.5={}", s(&other))]);
     assert!(e.contains("holds 1 of the 18 gallery models"), "{e}");
 }
@@ -294,18 +300,18 @@ fn eval_restricts_to_a_family_and_refuses_what_it_cannot_measure() {
     assert!(e.contains("--candidate"), "{e}");
     // An index without labels.
     let bare = dir.path().join("bare.plog");
-    product(&["create", s(&bare), "--num-probes", &P.to_string()]);
     let logits = dir.path().join("m00.npy");
-    product(&[
-        "append",
-        s(&bare),
-        "--logits",
-        s(&logits),
-        "--name",
-        "x",
-        "--meta",
-        "split=query",
-    ]);
+    create_and_append(
+        &bare,
+        &[
+            "--logits",
+            s(&logits),
+            "--name",
+            "x",
+            "--meta",
+            "split=query",
+        ],
+    );
     let e = fails(&["eval", s(&bare)]);
     assert!(e.contains("no label"), "{e}");
 }

@@ -546,6 +546,17 @@ mod tests {
     /// distances tie, which the selection heuristic prunes hardest.
     struct Grid(Vec<(i32, i32)>);
 
+    impl Grid {
+        /// `n` random points of the `side` x `side` grid (repeats allowed).
+        fn random(rng: &mut ChaCha8Rng, n: usize, side: i32) -> Grid {
+            Grid(
+                (0..n)
+                    .map(|_| (rng.random_range(0..side), rng.random_range(0..side)))
+                    .collect(),
+            )
+        }
+    }
+
     impl BuildDistance for Grid {
         type Prepared = (i32, i32);
         fn scratch(&self) -> (i32, i32) {
@@ -597,11 +608,7 @@ mod tests {
     fn parallel_builds_leave_every_node_reachable_on_layer_0() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let n = 3000;
-        let grid = Grid(
-            (0..n)
-                .map(|_| (rng.random_range(0..30), rng.random_range(0..30)))
-                .collect(),
-        );
+        let grid = Grid::random(&mut rng, n, 30);
         let line = Line((0..n).map(|_| rng.random_range(0.0..1000.0)).collect());
         for run in 0..6 {
             let threads = 2 + run % 3;
@@ -627,11 +634,7 @@ mod tests {
     fn a_one_thread_build_is_deterministic() {
         let mut rng = ChaCha8Rng::seed_from_u64(12);
         let n = 2000;
-        let grid = Grid(
-            (0..n)
-                .map(|_| (rng.random_range(0..40), rng.random_range(0..40)))
-                .collect(),
-        );
+        let grid = Grid::random(&mut rng, n, 40);
         let a = build_on(1, || build(n, &grid, 8, 40, 6, 5));
         let b = build_on(1, || build(n, &grid, 8, 40, 6, 5));
         assert_eq!(a.levels, b.levels);

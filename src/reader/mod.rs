@@ -489,21 +489,34 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
         v
     }
 
-    pub(crate) fn segment_of_entry(&self, entry: u64) -> Result<(usize, usize)> {
-        if entry >= self.entry_count() {
+    /// The segment holding item `id` of a numbering that each segment's directory starts at
+    /// `first(dir)`, and the item's position in it. An id from `count` on is an error that names
+    /// the item (`what`, plural `whats`).
+    fn segment_holding(
+        &self,
+        id: u64,
+        count: u64,
+        (what, whats): (&str, &str),
+        first: impl Fn(&SegmentDirectory) -> u64,
+    ) -> Result<(usize, usize)> {
+        if id >= count {
             return Err(Error::InvalidParameter(format!(
-                "entry {entry} does not exist (the index has {} entries)",
-                self.entry_count()
+                "{what} {id} does not exist (the index has {count} {whats})"
             )));
         }
-        let s = self
-            .segments
-            .partition_point(|g| g.dir.first_entry <= entry)
-            - 1;
+        let s = self.segments.partition_point(|g| first(&g.dir) <= id) - 1;
+        Ok((s, (id - first(&self.segments[s].dir)) as usize))
+    }
+
+    pub(crate) fn segment_of_entry(&self, entry: u64) -> Result<(usize, usize)> {
+        let (s, local) =
+            self.segment_holding(entry, self.entry_count(), ("entry", "entries"), |d| {
+                d.first_entry
+            })?;
         let seg = &self.segments[s];
         // Segments without entries share their first_entry with the next; skip them.
         debug_assert!(entry < seg.dir.first_entry + seg.dir.entry_count);
-        Ok((s, (entry - seg.dir.first_entry) as usize))
+        Ok((s, local))
     }
 
     /// The stored (z-normalized) descriptor of `entry`, over all probes.

@@ -94,17 +94,9 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
     }
 
     fn segment_of_model(&self, model: u64) -> Result<(usize, usize)> {
-        if model >= self.model_count() {
-            return Err(Error::InvalidParameter(format!(
-                "model {model} does not exist (the index has {} models)",
-                self.model_count()
-            )));
-        }
-        let s = self
-            .segments
-            .partition_point(|g| g.dir.first_model <= model)
-            - 1;
-        Ok((s, (model - self.segments[s].dir.first_model) as usize))
+        self.segment_holding(model, self.model_count(), ("model", "models"), |d| {
+            d.first_model
+        })
     }
 
     /// Model `id`'s name, metadata and entries, borrowed from the index: what a filter reads of

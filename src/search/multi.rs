@@ -133,15 +133,7 @@ fn search_descriptor(ix: &Index, q: &[f32], params: &SearchParams) -> Result<Sea
     let resolved = ix.resolve_params(params)?;
     let allowed = ix.allowed(params.filter, None)?;
     let scored = ix.search_masked(q, &allowed, &resolved)?;
-    let hits = scored
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| ix.hit(i + 1, s, resolved.grouping))
-        .collect::<Result<_>>()?;
-    Ok(SearchResults {
-        params: resolved,
-        hits,
-    })
+    ix.results(scored, resolved)
 }
 
 /// An error of file `ix`'s part of the search, with its path; errors in the search parameters,

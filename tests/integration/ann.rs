@@ -479,13 +479,19 @@ fn graph_parts_that_do_not_tile_their_segment_are_corrupt() {
     assert!(!idx.verify().is_ok());
 }
 
+/// The bytes of `build`'s index of one append of 150 models (with a graph) and none after it,
+/// built in a folder that is removed again.
+fn graph_image() -> Vec<u8> {
+    let dir = common::tempdir();
+    let path = build(dir.path(), 150, 0);
+    std::fs::read(&path).unwrap()
+}
+
 /// Rewrites bytes inside the graph section; searches must return results or an error (never
 /// panic, never hang), and verify must notice every change that matters.
 #[test]
 fn hostile_graph_sections_give_errors_not_panics() {
-    let dir = common::tempdir();
-    let path = build(dir.path(), 150, 0);
-    let bytes = std::fs::read(&path).unwrap();
+    let bytes = graph_image();
     let index = common::open_image(&bytes).unwrap();
     let (_, offset, len) = index
         .section_extents()
@@ -608,9 +614,7 @@ fn entry_queries_planned_from_the_graph_match_the_descriptor() {
 #[test]
 fn lists_that_disagree_with_the_descriptors_fail_verify() {
     use probelog::ann::{pack_item, unpack_item};
-    let dir = common::tempdir();
-    let path = build(dir.path(), 150, 0);
-    let img = std::fs::read(&path).unwrap();
+    let img = graph_image();
     let index = common::open_image(&img).unwrap();
     assert!(index.verify().is_ok(), "{:?}", index.verify().problems);
     let graph = index.segment_graphs(1).unwrap().remove(0);

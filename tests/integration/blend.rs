@@ -31,6 +31,18 @@ fn build(dir: &std::path::Path, probes: usize, dtype: Dtype, seed: u64) -> Index
     Index::open(&path).unwrap()
 }
 
+/// Runs `check` on `build`'s index for each dtype and each probe count of `PROBES`, the `i`-th
+/// count seeded with `seed + i`.
+fn for_each_dtype_and_probe_count(seed: u64, mut check: impl FnMut(Dtype, usize, &Index)) {
+    for dtype in [Dtype::F32, Dtype::F16] {
+        for (i, &probes) in PROBES.iter().enumerate() {
+            let dir = common::tempdir();
+            let index = build(dir.path(), probes, dtype, seed + i as u64);
+            check(dtype, probes, &index);
+        }
+    }
+}
+
 /// `mean_{topk(q)} |q - d| + w * sqrt(mean_all (q - d)^2)`, in f64 from the definition.
 fn blend_f64(q: &[f32], d: &[f32], k: usize, w: f32) -> f64 {
     let top = probelog::descriptor::top_probes(q, k);
@@ -53,47 +65,43 @@ fn blend(k: usize, w: f32) -> SearchParams<'static> {
 
 #[test]
 fn blend_scores_equal_the_f64_definition() {
-    for dtype in [Dtype::F32, Dtype::F16] {
-        for (i, &probes) in PROBES.iter().enumerate() {
-            let dir = common::tempdir();
-            let index = build(dir.path(), probes, dtype, 11 + i as u64);
-            let n = index.entry_count();
-            let descs: Vec<Vec<f32>> = (0..n).map(|e| index.descriptor(e).unwrap()).collect();
-            let mut rng = common::rng(3);
-            let raw: Vec<f32> = (0..probes).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let by_vector = probelog::normalize_query(&raw, "q").unwrap();
-            for q in [descs[5].clone(), by_vector] {
-                for &k in &KS {
-                    for &w in &WEIGHTS {
-                        let params = blend(k, w);
-                        let scores = index.score_all_with(&q, &params).unwrap();
-                        for (e, d) in descs.iter().enumerate() {
-                            let want = blend_f64(&q, d, k, w);
-                            let got = f64::from(scores[e]);
-                            assert!(
-                                (got - want).abs() <= 1e-5 * want.max(1.0),
-                                "{dtype:?} P={probes} k={k} w={w} entry {e}: {got} vs {want}"
-                            );
-                        }
-                        // Search returns the same scores, best first.
-                        let hits = index.search(&Query::Vector(&q), &params).unwrap();
-                        assert_eq!(hits.len() as u64, n);
-                        for h in &hits {
-                            let e = h.entry.unwrap() as usize;
-                            let f = blend_f64(
-                                &probelog::normalize_query(&q, "q").unwrap(),
-                                &descs[e],
-                                k,
-                                w,
-                            );
-                            assert!((f64::from(h.score) - f).abs() <= 1e-5 * f.max(1.0));
-                        }
-                        assert!(hits.windows(2).all(|p| p[0].score <= p[1].score));
+    for_each_dtype_and_probe_count(11, |dtype, probes, index| {
+        let n = index.entry_count();
+        let descs: Vec<Vec<f32>> = (0..n).map(|e| index.descriptor(e).unwrap()).collect();
+        let mut rng = common::rng(3);
+        let raw: Vec<f32> = (0..probes).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let by_vector = probelog::normalize_query(&raw, "q").unwrap();
+        for q in [descs[5].clone(), by_vector] {
+            for &k in &KS {
+                for &w in &WEIGHTS {
+                    let params = blend(k, w);
+                    let scores = index.score_all_with(&q, &params).unwrap();
+                    for (e, d) in descs.iter().enumerate() {
+                        let want = blend_f64(&q, d, k, w);
+                        let got = f64::from(scores[e]);
+                        assert!(
+                            (got - want).abs() <= 1e-5 * want.max(1.0),
+                            "{dtype:?} P={probes} k={k} w={w} entry {e}: {got} vs {want}"
+                        );
                     }
+                    // Search returns the same scores, best first.
+                    let hits = index.search(&Query::Vector(&q), &params).unwrap();
+                    assert_eq!(hits.len() as u64, n);
+                    for h in &hits {
+                        let e = h.entry.unwrap() as usize;
+                        let f = blend_f64(
+                            &probelog::normalize_query(&q, "q").unwrap(),
+                            &descs[e],
+                            k,
+                            w,
+                        );
+                        assert!((f64::from(h.score) - f).abs() <= 1e-5 * f.max(1.0));
+                    }
+                    assert!(hits.windows(2).all(|p| p[0].score <= p[1].score));
                 }
             }
         }
-    }
+    });
 }
 
 #[test]
@@ -137,55 +145,51 @@ fn blend_at_weight_zero_is_topk_score_for_score() {
 /// entry metric, f32 and f16, whole segments and blocks, any entry order.
 #[test]
 fn score_entries_is_bit_identical_to_score_into() {
-    for dtype in [Dtype::F32, Dtype::F16] {
-        for (i, &probes) in PROBES.iter().enumerate() {
-            let dir = common::tempdir();
-            let index = build(dir.path(), probes, dtype, 40 + i as u64);
-            let q = index.descriptor(3).unwrap();
-            let mut plans = vec![
-                ScanPlan::new(&q, DEFAULT_K.min(probes), Metric::TopK),
-                ScanPlan::new(&q, 7, Metric::TopK),
-                ScanPlan::new(&q, 1, Metric::Full),
-                ScanPlan::new(&q, DEFAULT_K.min(probes), Metric::Blend),
-            ];
-            for &k in &KS {
-                for &w in &WEIGHTS {
-                    plans.push(ScanPlan::with_blend_weight(&q, k, Metric::Blend, w));
-                }
+    for_each_dtype_and_probe_count(40, |dtype, probes, index| {
+        let q = index.descriptor(3).unwrap();
+        let mut plans = vec![
+            ScanPlan::new(&q, DEFAULT_K.min(probes), Metric::TopK),
+            ScanPlan::new(&q, 7, Metric::TopK),
+            ScanPlan::new(&q, 1, Metric::Full),
+            ScanPlan::new(&q, DEFAULT_K.min(probes), Metric::Blend),
+        ];
+        for &k in &KS {
+            for &w in &WEIGHTS {
+                plans.push(ScanPlan::with_blend_weight(&q, k, Metric::Blend, w));
             }
-            let mut rng = common::rng(9);
-            for s in 0..index.segment_count() as usize {
-                let Some(rows) = index.segment_rows(s).unwrap() else {
-                    continue;
-                };
-                let n = rows.entries();
-                for plan in &plans {
-                    let mut scan = vec![0f32; n];
-                    plan.score_into(&rows, 0..n, &mut scan);
-                    // Blocks of the scan score as the whole.
-                    for r in [0..5, 5..n, 2..13] {
-                        let mut part = vec![0f32; r.len()];
-                        plan.score_into(&rows, r.clone(), &mut part);
-                        assert_eq!(
-                            part.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                            scan[r].iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-                        );
-                    }
-                    let mut entries: Vec<usize> = (0..n).collect();
-                    entries.shuffle(&mut rng);
-                    let mut one = vec![0f32; n];
-                    plan.score_entries(&rows, &entries, &mut one);
-                    for (&e, &x) in entries.iter().zip(&one) {
-                        assert_eq!(
-                            x.to_bits(),
-                            scan[e].to_bits(),
-                            "{dtype:?} P={probes} {plan:?}"
-                        );
-                    }
+        }
+        let mut rng = common::rng(9);
+        for s in 0..index.segment_count() as usize {
+            let Some(rows) = index.segment_rows(s).unwrap() else {
+                continue;
+            };
+            let n = rows.entries();
+            for plan in &plans {
+                let mut scan = vec![0f32; n];
+                plan.score_into(&rows, 0..n, &mut scan);
+                // Blocks of the scan score as the whole.
+                for r in [0..5, 5..n, 2..13] {
+                    let mut part = vec![0f32; r.len()];
+                    plan.score_into(&rows, r.clone(), &mut part);
+                    assert_eq!(
+                        part.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        scan[r].iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    );
+                }
+                let mut entries: Vec<usize> = (0..n).collect();
+                entries.shuffle(&mut rng);
+                let mut one = vec![0f32; n];
+                plan.score_entries(&rows, &entries, &mut one);
+                for (&e, &x) in entries.iter().zip(&one) {
+                    assert_eq!(
+                        x.to_bits(),
+                        scan[e].to_bits(),
+                        "{dtype:?} P={probes} {plan:?}"
+                    );
                 }
             }
         }
-    }
+    });
 }
 
 #[test]

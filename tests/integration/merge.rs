@@ -72,7 +72,8 @@ pub(crate) fn merge_shards(
 /// `count` models (seeded with `seed`) as three shards, as one index appended in one pass, and the
 /// shards' merge, all in `dtype` in one folder.
 pub(crate) struct MergedShards {
-    pub(crate) dir: tempfile::TempDir,
+    /// The folder, removed when the fixture is dropped.
+    _dir: tempfile::TempDir,
     pub(crate) all: Vec<TestModel>,
     pub(crate) shards: Vec<PathBuf>,
     pub(crate) single: PathBuf,
@@ -87,7 +88,7 @@ impl MergedShards {
         let (shards, single) = shards_and_single(dir.path(), &all, dtype);
         let (merged, summary) = merge_shards(dir.path(), &shards, &MergeOptions::default());
         MergedShards {
-            dir,
+            _dir: dir,
             all,
             shards,
             single,
@@ -130,18 +131,13 @@ fn hidden_files(dir: &Path) -> Vec<String> {
 #[test]
 fn merged_file_searches_as_one_built_in_a_single_pass() {
     for dtype in [Dtype::F32, Dtype::F16] {
-        let MergedShards {
-            dir: _dir,
-            all,
-            single,
-            merged: out,
-            summary: done,
-            ..
-        } = MergedShards::new(1, 12, dtype);
+        let fixture = MergedShards::new(1, 12, dtype);
+        let done = &fixture.summary;
         assert_eq!(done.inputs, 3);
         assert_eq!(done.models_dropped, 1);
         assert_eq!(done.factors, MergedFactors::None);
-        let (a, b) = (Index::open(&single).unwrap(), Index::open(&out).unwrap());
+        let a = Index::open(&fixture.single).unwrap();
+        let b = Index::open(&fixture.merged).unwrap();
         assert!(b.verify().is_ok(), "{:?}", b.verify());
         assert_eq!(
             (b.model_count(), b.entry_count()),
@@ -164,7 +160,7 @@ fn merged_file_searches_as_one_built_in_a_single_pass() {
             let (x, y) = (a.model(m).unwrap(), b.model(m).unwrap());
             assert_eq!((x.name, x.source, x.meta), (y.name, y.source, y.meta));
         }
-        let logits = all[5].column(1);
+        let logits = fixture.all[5].column(1);
         for params in common::param_variants(15, 8) {
             for e in (0..a.entry_count()).step_by(5) {
                 let q = Query::Entry(e);

@@ -87,17 +87,11 @@ fn compare(files: &[&Index], merged: &Index, params: SearchParams, vector: &[f32
 #[test]
 fn search_over_files_equals_search_over_their_merge() {
     for dtype in [Dtype::F32, Dtype::F16] {
-        let MergedShards {
-            dir: _dir,
-            all,
-            shards,
-            merged: out,
-            ..
-        } = MergedShards::new(11, 15, dtype);
-        let merged = Index::open(&out).unwrap();
-        let opened = open_all(&shards);
+        let fixture = MergedShards::new(11, 15, dtype);
+        let merged = Index::open(&fixture.merged).unwrap();
+        let opened = open_all(&fixture.shards);
         let files: Vec<&Index> = opened.iter().collect();
-        let vector = all[3].column(0);
+        let vector = fixture.all[3].column(0);
         let base = SearchParams {
             top: 12,
             ..Default::default()
