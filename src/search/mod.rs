@@ -141,7 +141,7 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                         value: x,
                     });
                 }
-                let sims = text_similarities(&emb, dim, t);
+                let sims = text_similarities(emb, dim, t);
                 Ok(PreparedQuery {
                     descriptor: normalize_search_query(&sims, "the text query descriptor")?,
                     model: None,

@@ -54,13 +54,15 @@ fn rich_index(dir: &Path, dtype: Dtype) -> std::path::PathBuf {
     path
 }
 
-/// A rich f32 index in a new folder: the folder, the index's path, its bytes and its sections'
-/// `(name, offset, len)`.
+/// `(name, offset, len)` of every section of an index, as `section_extents` gives them.
+type SectionExtents = Vec<(String, u64, u64)>;
+
+/// A rich f32 index in a new folder: the folder, the index's path, its bytes and its sections.
 fn rich_f32_fixture() -> (
     tempfile::TempDir,
     std::path::PathBuf,
     Vec<u8>,
-    Vec<(String, u64, u64)>,
+    SectionExtents,
 ) {
     let dir = common::tempdir();
     let path = rich_index(dir.path(), Dtype::F32);

@@ -257,7 +257,7 @@ pub(super) fn text_setting(args: &Args, path: &Path, index: &Index, hub: &Hub) -
         let Some(&id) = ids.get(c.as_str()) else {
             continue; // no logit of the index detects it
         };
-        let sims = probelog::search::text_similarities(&emb, dim, t);
+        let sims = probelog::search::text_similarities(emb, dim, t);
         let mut z = sims.clone();
         measure::zscore(&mut z);
         let g = queries.len() as u32;
