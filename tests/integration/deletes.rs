@@ -177,12 +177,7 @@ fn deleted_models_never_come_back_and_compaction_drops_them() {
         }
         assert_eq!(idx.live_models_named("m5").unwrap(), vec![added.model_id]);
         assert!(idx.verify().is_ok(), "{:?}", idx.verify().problems);
-        let before: Vec<(String, Option<String>, u32)> = idx
-            .search(&Query::Vector(&newer.column(0)), &SearchParams::default())
-            .unwrap()
-            .into_iter()
-            .map(|h| (h.model, h.label, h.score.to_bits()))
-            .collect();
+        let before = ranked_by_vector(&idx, &newer.column(0));
         let bytes_before = std::fs::metadata(&path).unwrap().len();
         drop(idx);
 
@@ -205,12 +200,7 @@ fn deleted_models_never_come_back_and_compaction_drops_them() {
         assert_eq!(idx.entry_count(), 31);
         assert!(idx.verify().is_ok(), "{:?}", idx.verify().problems);
         assert_eq!(models_found(&idx, None), live);
-        let after: Vec<(String, Option<String>, u32)> = idx
-            .search(&Query::Vector(&newer.column(0)), &SearchParams::default())
-            .unwrap()
-            .into_iter()
-            .map(|h| (h.model, h.label, h.score.to_bits()))
-            .collect();
+        let after = ranked_by_vector(&idx, &newer.column(0));
         assert_eq!(before, after, "{dtype:?}: results changed with compaction");
         let m5 = idx.live_models_named("m5").unwrap();
         assert_eq!(idx.model(m5[0]).unwrap().logit_count, 3);
@@ -279,6 +269,38 @@ fn names_are_unique_unless_asked_and_bad_deletes_commit_nothing() {
     );
 }
 
+/// Model, label and score bits of each hit of a default search for the raw responses `vector`.
+fn ranked_by_vector(idx: &Index, vector: &[f32]) -> Vec<(String, Option<String>, u32)> {
+    idx.search(&Query::Vector(vector), &SearchParams::default())
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.model, h.label, h.score.to_bits()))
+        .collect()
+}
+
+/// The two ways a filtered search is checked: an exact scan under the blend, a graph walk under
+/// top-k.
+const FILTERED_WAYS: [(Metric, SearchMode); 2] = [
+    (Metric::Blend, SearchMode::Exact),
+    (Metric::TopK, SearchMode::Hnsw),
+];
+
+/// A search for `top` results under `metric` and `mode`, of the models `filter` keeps.
+fn filtered(
+    top: usize,
+    metric: Metric,
+    mode: SearchMode,
+    filter: &ModelFilter,
+) -> SearchParams<'_> {
+    SearchParams {
+        top,
+        metric,
+        mode,
+        filter: Some(filter),
+        ..SearchParams::default()
+    }
+}
+
 #[test]
 fn filters_run_inside_the_search_and_fill_top() {
     let dir = common::tempdir();
@@ -309,17 +331,8 @@ fn filters_run_inside_the_search_and_fill_top() {
         assert_eq!(models_found(&idx, Some(filter)), want, "{filter:?}");
         // A full top N whenever N matching logits exist, in exact and hnsw mode alike.
         let n = want.len() * 4;
-        for (metric, mode) in [
-            (Metric::Blend, SearchMode::Exact),
-            (Metric::TopK, SearchMode::Hnsw),
-        ] {
-            let params = SearchParams {
-                top: n,
-                metric,
-                mode,
-                filter: Some(filter),
-                ..SearchParams::default()
-            };
+        for (metric, mode) in FILTERED_WAYS {
+            let params = filtered(n, metric, mode, filter);
             let hits = idx.search(&Query::Entry(1), &params).unwrap();
             assert_eq!(hits.len(), n, "{filter:?} {mode:?}");
         }
@@ -335,17 +348,8 @@ fn filters_run_inside_the_search_and_fill_top() {
     assert_eq!(hits.len(), 8);
     assert!(hits.iter().all(|h| h.model != "m0"));
     // Any model can be left out, in exact and hnsw mode, with the filter still filling top.
-    for (metric, mode) in [
-        (Metric::Blend, SearchMode::Exact),
-        (Metric::TopK, SearchMode::Hnsw),
-    ] {
-        let params = SearchParams {
-            top: 12,
-            metric,
-            mode,
-            filter: Some(&family_a),
-            ..SearchParams::default()
-        };
+    for (metric, mode) in FILTERED_WAYS {
+        let params = filtered(12, metric, mode, &family_a);
         let hits = idx.search_excluding(&Query::Entry(0), &params, 2).unwrap();
         assert_eq!(hits.len(), 12);
         assert!(hits.iter().all(|h| h.model != "m2" && h.model != "m8"));
