@@ -96,11 +96,10 @@ impl Pending {
         out
     }
 
-    /// Stages a model: its logits, to be z-normalized with `stats`, straight into the
-    /// probe-major rows (no entry-major copy: transposing every model cost more than normalizing
-    /// it).
+    /// Stages a model: its logits z-normalized with `stats` straight into the probe-major rows
+    /// (no entry-major copy: transposing every model cost more than normalizing it).
     pub(super) fn push_model(&mut self, input: ModelInput<'_>, stats: &[LogitStats]) {
-        self.rows.push_logits(&input.logits, stats);
+        self.rows.push_normalized(&input.logits, stats);
         self.push_spec(input, stats.len());
     }
 

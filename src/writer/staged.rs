@@ -1,24 +1,15 @@
 //! The descriptor values a writer has staged, probe-major, in blocks of entries.
 //!
 //! A block holds `width` entries for every probe (`values[p * width + j]`), so staging a model
-//! writes each probe's values next to the previous model's and never moves what was staged: one
-//! growing vector per probe was reallocated and copied as it grew. Values are staged raw, with
-//! each entry's mean and standard deviation, and z-normalized when read: a model's staging is a
-//! copy, and the normalization runs in the commit's encoding pass, beside its writes
-//! (docs/benchmarks.md, "Build").
+//! writes each probe's z-normalized values next to the previous model's and never moves what was
+//! staged: one growing vector per probe was reallocated and copied as it grew. The commit reads
+//! the rows back as they are stored, so its encoding pass touches 4 bytes per value and nothing
+//! else (docs/benchmarks.md, "Build").
 
 use crate::descriptor::{LogitMatrix, LogitStats, normalize_row};
 
 /// Values per block: 4 Mi f32 (16 MiB), whatever the probe count.
 const BLOCK_VALUES: usize = 4 << 20;
-
-/// The scale of an entry staged with final values: `(x - 0) / 1` is `x` exactly, in f64 as in
-/// f32.
-const IDENTITY: LogitStats = LogitStats {
-    mean: 0.0,
-    std: 1.0,
-    constant: false,
-};
 
 pub(super) struct StagedRows {
     probes: usize,
@@ -26,8 +17,7 @@ pub(super) struct StagedRows {
     width: usize,
     /// Full blocks, then the one being filled; empty until the first entry.
     blocks: Vec<Vec<f32>>,
-    /// Per entry, what normalizes its raw values.
-    stats: Vec<LogitStats>,
+    entries: usize,
 }
 
 impl StagedRows {
@@ -36,27 +26,25 @@ impl StagedRows {
             probes,
             width: (BLOCK_VALUES / probes.max(1)).max(1),
             blocks: Vec::new(),
-            stats: Vec::new(),
+            entries: 0,
         }
     }
 
     pub(super) fn entries(&self) -> usize {
-        self.stats.len()
+        self.entries
     }
 
-    /// Stages `logits`, one logit per new entry, to be z-normalized with `stats` when read.
-    pub(super) fn push_logits(&mut self, logits: &LogitMatrix<'_>, stats: &[LogitStats]) {
+    /// Stages `logits` z-normalized with `stats`, one logit per new entry.
+    pub(super) fn push_normalized(&mut self, logits: &LogitMatrix<'_>, stats: &[LogitStats]) {
         self.push_columns(stats.len(), |r, cols, out| {
-            out.copy_from_slice(&logits.row(r)[cols]);
+            normalize_row(&logits.row(r)[cols.clone()], &stats[cols], out);
         });
-        self.stats.extend_from_slice(stats);
     }
 
     /// Stages `l` new entries of zeros (filled later with [`StagedRows::set`]).
     pub(super) fn push_zeros(&mut self, l: usize) {
         // Blocks start zeroed.
         self.push_columns(l, |_, _, _| {});
-        self.stats.extend(std::iter::repeat_n(IDENTITY, l));
     }
 
     /// Appends `l` entries: `fill(r, cols, out)` writes the values of probe `r` for the new
@@ -67,9 +55,9 @@ impl StagedRows {
         mut fill: impl FnMut(usize, std::ops::Range<usize>, &mut [f32]),
     ) {
         let (p, width) = (self.probes, self.width);
-        let (mut done, mut entries) = (0, self.entries());
+        let mut done = 0;
         while done < l {
-            let col = entries % width;
+            let col = self.entries % width;
             if col == 0 {
                 self.blocks.push(vec![0f32; p * width]);
             }
@@ -80,42 +68,29 @@ impl StagedRows {
                 fill(r, done..done + n, &mut block[at..at + n]);
             }
             done += n;
-            entries += n;
+            self.entries += n;
         }
     }
 
-    /// The descriptor value of probe `p` for staged entry `entry`.
+    /// The value of probe `p` for staged entry `entry`.
     pub(super) fn get(&self, p: usize, entry: usize) -> f32 {
         let (b, j) = (entry / self.width, entry % self.width);
-        let mut out = [0f32];
-        normalize_row(
-            &[self.blocks[b][p * self.width + j]],
-            &self.stats[entry..=entry],
-            &mut out,
-        );
-        out[0]
+        self.blocks[b][p * self.width + j]
     }
 
-    /// Sets the descriptor value of probe `p` for staged entry `entry`, one staged with
-    /// [`StagedRows::push_zeros`].
+    /// Sets the value of probe `p` for staged entry `entry`.
     pub(super) fn set(&mut self, p: usize, entry: usize, value: f32) {
-        debug_assert_eq!(self.stats[entry], IDENTITY);
         let (b, j) = (entry / self.width, entry % self.width);
         self.blocks[b][p * self.width + j] = value;
     }
 
-    /// Writes probe `p`'s descriptor values of every staged entry into `out` (length
-    /// [`Self::entries`]).
+    /// Copies probe `p`'s values of every staged entry into `out` (length [`Self::entries`]).
     pub(super) fn fill_row(&self, p: usize, out: &mut [f32]) {
         let width = self.width;
         for (b, block) in self.blocks.iter().enumerate() {
             let first = b * width;
-            let n = width.min(self.entries() - first);
-            normalize_row(
-                &block[p * width..p * width + n],
-                &self.stats[first..first + n],
-                &mut out[first..first + n],
-            );
+            let n = width.min(self.entries - first);
+            out[first..first + n].copy_from_slice(&block[p * width..p * width + n]);
         }
     }
 }
@@ -139,7 +114,7 @@ mod tests {
                 .collect();
             let logits = LogitMatrix::new(&data, probes, l).unwrap();
             let stats = crate::descriptor::logit_stats("m", &logits, false).unwrap();
-            staged.push_logits(&logits, &stats);
+            staged.push_normalized(&logits, &stats);
             for (r, row) in want.iter_mut().enumerate() {
                 let mut out = vec![0f32; l];
                 normalize_row(logits.row(r), &stats, &mut out);
