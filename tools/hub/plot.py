@@ -30,6 +30,18 @@ SETTING_COLORS = {"logit->logit": "C0", "text->logit": "C2"}
 METRIC_NAMES = {"top1": "top-1", "top5": "top-5"}
 
 
+
+def label_panel(ax, row, col, title, xlabel, ylabel):
+    """A grid on panel (row, col) of a 2-row figure; the title on the top row, the x label on the
+    bottom row, the y label in the first column."""
+    ax.grid(alpha=0.3)
+    if row == 0:
+        ax.set_title(title, fontsize=10)
+    if row == 1:
+        ax.set_xlabel(xlabel)
+    if col == 0:
+        ax.set_ylabel(ylabel)
+
 def load(results):
     out = {}
     for kind, _ in HUBS:
@@ -90,13 +102,8 @@ def accuracy_vs_k(reports, path):
                 ax.axhline(100 * chance[0][metric], ls="-", lw=2, color="0.6", alpha=0.6,
                            label="text->logit: chance")
             ax.set_xscale("log", base=2)
-            ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(title, fontsize=10)
-            if row == 1:
-                ax.set_xlabel("k (the query's highest probes compared)")
-            if col == 0:
-                ax.set_ylabel(f"{METRIC_NAMES[metric]} accuracy, %")
+            label_panel(ax, row, col, title, "k (the query's highest probes compared)",
+                        f"{METRIC_NAMES[metric]} accuracy, %")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle("Retrieval accuracy against k (logit->logit: logits of held-out models as queries; "
@@ -134,13 +141,8 @@ def accuracy_vs_probes(reports, path):
                     ax.plot([n for n, _ in cp], [100 * l[metric] for _, l in cp], ":", marker="X", ms=6,
                             color=method_color(method, r), label=f"{label_of(method, r)}, collaborative")
             ax.set_xscale("log")
-            ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(title, fontsize=10)
-            if row == 1:
-                ax.set_xlabel("probes per model")
-            if col == 0:
-                ax.set_ylabel(f"logit->logit {METRIC_NAMES[metric]} accuracy, %")
+            label_panel(ax, row, col, title, "probes per model",
+                        f"logit->logit {METRIC_NAMES[metric]} accuracy, %")
     # One legend with every series (the near hub has the collaborative ones).
     seen = {}
     for ax in axes.flat:
