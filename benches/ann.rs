@@ -36,6 +36,8 @@
 //! Graph options for the builds: `--keep`, `--seeds`, `--degree`, `--ef-construction`. Walk
 //! options of `graphs`: `--stored-graph`, `--walk-seeds N`, `--seed-probes M`.
 
+#[path = "common.rs"]
+mod common;
 #[path = "ann_costs.rs"]
 mod costs;
 #[path = "ann_graphs.rs"]
@@ -56,9 +58,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::{arg, exact_entries, flag, opt_arg, synth_config};
 use pca::{FitOptions, Projection};
 use probelog::search::ScanPlan;
-use probelog::testkit::synth::{SynthConfig, SynthGenerator, append_synthetic};
+use probelog::testkit::synth::{SynthGenerator, append_synthetic};
 use probelog::{
     AnnOptions, CreateOptions, DEFAULT_K, Dtype, Index, IndexWriter, LockWait, Metric, SearchMode,
     SearchParams, create,
@@ -66,28 +69,6 @@ use probelog::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sketch::{Sketch, SketchL2, dot};
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}: cannot parse {v}"))
-        })
-}
-
-/// The value after `name`, if it was given.
-fn opt_arg<T: std::str::FromStr>(name: &str) -> Option<T> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    let v = args.get(i + 1)?;
-    Some(
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}: cannot parse {v}")),
-    )
-}
 
 /// `--candidates C1,C2,...`, or `default`.
 fn candidates_arg(default: &str) -> Vec<usize> {
@@ -97,24 +78,6 @@ fn candidates_arg(default: &str) -> Vec<usize> {
         .collect()
 }
 
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
-
-fn synth_config(probes: usize, entries: usize) -> SynthConfig {
-    SynthConfig {
-        probes,
-        // Concept clusters shared by many models: ~1 concept per 100 logits.
-        concepts: (entries / 100).clamp(100, 10_000),
-        models: usize::MAX,
-        seed: 7,
-        latent_firing: flag("--latent-firing"),
-        ..Default::default()
-    }
-}
-
-/// Graph options: the defaults, changed by `--graph-min-entries`, `--keep`, `--seeds`, `--degree`,
-/// `--ef-construction`.
 fn ann_options() -> AnnOptions {
     let d = AnnOptions::default();
     AnnOptions {

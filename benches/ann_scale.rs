@@ -133,17 +133,7 @@ pub(super) fn scale() {
     // through the modes, so every mode sees the same machine drift.
     let block: usize = arg("--block", 20);
     let modes: Vec<&SearchParams> = std::iter::once(&exact).chain(hnsw.iter()).collect();
-    let mut truths: Vec<Vec<Option<u64>>> = qs
-        .iter()
-        .map(|&e| {
-            index
-                .search(&probelog::Query::Entry(e), &exact)
-                .unwrap()
-                .iter()
-                .map(|h| h.entry)
-                .collect()
-        })
-        .collect();
+    let mut truths = exact_entries(&index, &qs, &exact);
     for (b, chunk) in qs.chunks(block).enumerate() {
         let from = b * block;
         for m in 0..modes.len() {

@@ -26,6 +26,8 @@
 //! matched p50 >= FAISS recall there, append >= 50% of the write bandwidth, probing ratio >= 1.0
 //! (a ratio that was not measured is a miss).
 
+#[path = "common.rs"]
+mod common;
 #[path = "build_faiss.rs"]
 mod faiss;
 #[allow(dead_code)]
@@ -37,7 +39,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use probelog::testkit::synth::{SynthConfig, SynthGenerator};
+use common::{arg, exact_entries, flag, opt_arg, synth_config};
+use probelog::testkit::synth::SynthGenerator;
 use probelog::{
     AnnOptions, CreateOptions, Dtype, Index, IndexWriter, LockWait, Metric, SearchMode,
     SearchParams, create,
@@ -53,34 +56,6 @@ const EF_SEARCH: &str = "16,32,64,128,256,512";
 const MAX_BUILD_RATIO: f64 = 2.0;
 const MIN_WRITE_SHARE: f64 = 0.5;
 const MIN_PROBE_RATIO: f64 = 1.0;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    opt_arg(name).unwrap_or(default)
-}
-
-fn opt_arg<T: std::str::FromStr>(name: &str) -> Option<T> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    let v = args.get(i + 1)?;
-    Some(
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}: cannot parse {v}")),
-    )
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
-
-fn synth_config(probes: usize, entries: usize) -> SynthConfig {
-    SynthConfig {
-        probes,
-        concepts: (entries / 100).clamp(100, 10_000),
-        models: usize::MAX,
-        seed: 7,
-        ..Default::default()
-    }
-}
 
 /// This process's peak resident set (VmHWM), KiB.
 fn peak_rss_kib() -> u64 {
@@ -342,16 +317,9 @@ fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let qs: Vec<u64> = (0..queries).map(|_| rng.random_range(0..n)).collect();
     let exact = params(SearchMode::Exact, None);
-    let truth: Vec<Vec<u64>> = qs
-        .iter()
-        .map(|&e| {
-            index
-                .search(&probelog::Query::Entry(e), &exact)
-                .unwrap()
-                .iter()
-                .filter_map(|h| h.entry)
-                .collect()
-        })
+    let truth: Vec<Vec<u64>> = exact_entries(&index, &qs, &exact)
+        .into_iter()
+        .map(|hits| hits.into_iter().flatten().collect())
         .collect();
     let sweep = hnsw_sweep(&index, &qs, &truth);
 

@@ -1,9 +1,12 @@
-//! What the `scan` and `merge` benchmarks share: staging random models and the median of timed
-//! rounds. Each includes it with `#[path = "common.rs"] mod common;`.
+//! What the benchmarks share: their flags, the synthetic zoo they index, staging random models,
+//! exact answers and the median of timed rounds. Each includes it with
+//! `#[path = "common.rs"] mod common;` and uses what it needs.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
-use probelog::{AppendOptions, IndexWriter, LogitMatrix, ModelInput};
+use probelog::testkit::synth::SynthConfig;
+use probelog::{AppendOptions, Index, IndexWriter, LogitMatrix, ModelInput, Query, SearchParams};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -46,4 +49,59 @@ pub fn add_random_models(
 pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// The value after `name` on the command line, or `default`; a value that does not parse panics
+/// with the flag's name.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    opt_arg(name).unwrap_or(default)
+}
+
+/// The value after `name`, if it was given.
+pub fn opt_arg<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    let v = args.get(i + 1)?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}: cannot parse {v}")),
+    )
+}
+
+/// Whether `name` is on the command line.
+pub fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+/// The synthetic zoo of the ANN and build benchmarks: concept clusters shared by many models,
+/// about one concept per 100 logits; `--latent-firing` switches the zoo's firing model.
+pub fn synth_config(probes: usize, entries: usize) -> SynthConfig {
+    SynthConfig {
+        probes,
+        concepts: (entries / 100).clamp(100, 10_000),
+        models: usize::MAX,
+        seed: 7,
+        latent_firing: flag("--latent-firing"),
+        ..Default::default()
+    }
+}
+
+/// The entries `index` returns for each of the entry queries `queries` under `params`, in rank
+/// order (the ground truth of a recall measurement when `params` is exact).
+pub fn exact_entries(
+    index: &Index,
+    queries: &[u64],
+    params: &SearchParams,
+) -> Vec<Vec<Option<u64>>> {
+    queries
+        .iter()
+        .map(|&e| {
+            index
+                .search(&Query::Entry(e), params)
+                .unwrap()
+                .iter()
+                .map(|h| h.entry)
+                .collect()
+        })
+        .collect()
 }

@@ -10,6 +10,7 @@
 //! - [`probe_sets`]: small probe sets for unit tests.
 //! - [`synth`]: synthetic model zoos for tests, benchmarks, the demo and the choice of the default
 //!   `k`.
+//! - [`hidden_files`]: the temporary files writers leave beside their targets, for crash tests.
 
 mod faulty_storage;
 pub mod fuzzing;
@@ -18,3 +19,14 @@ pub mod probe_sets;
 pub mod synth;
 
 pub use faulty_storage::FaultyStorage;
+
+/// The names of the files in `dir` that start with `.`: the temporary files a compaction or a
+/// merge writes beside its target (none once it has finished or been cleaned up).
+pub fn hidden_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}

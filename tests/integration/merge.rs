@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use probelog::collab::{CollabOptions, sample_probes};
-use probelog::testkit::FaultyStorage;
 use probelog::testkit::synth::{SynthConfig, SynthZoo};
+use probelog::testkit::{FaultyStorage, hidden_files};
 use probelog::{
     AppendOptions, CreateOptions, Dtype, Error, Grouping, Index, IndexWriter, LockWait,
     LogitMatrix, MergeOptions, MergeSummary, MergedFactors, ModelInput, ProbeSetId, Query,
@@ -115,16 +115,6 @@ fn found(
         .hits
         .into_iter()
         .map(|h| (h.model, h.logit, h.label, h.score.to_bits()))
-        .collect()
-}
-
-/// Files left in `dir` whose names start with `.` (temporary files of a merge).
-fn hidden_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
         .collect()
 }
 

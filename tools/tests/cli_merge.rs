@@ -10,6 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use probelog::testkit::hidden_files;
+
 /// Nine models `m0`..`m8`: concepts vary with the position.
 fn model_files(f: &Fixture) -> Vec<(PathBuf, PathBuf)> {
     (0..9)
@@ -43,15 +45,6 @@ fn new_index(f: &Fixture, name: &str, models: &[(PathBuf, PathBuf)], first: usiz
 /// The results of a `--json` search.
 fn results(args: &[&str]) -> serde_json::Value {
     ok_json(args)["results"].clone()
-}
-
-fn hidden_files(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect()
 }
 
 #[test]
