@@ -52,12 +52,15 @@ def create(
     probes: Union[None, ProbeSet, _Path] = None,
     probe_embeddings: Optional[npt.ArrayLike] = None,
     probe_fingerprint: Optional[str] = None,
+    embed_probes: bool = False,
 ) -> None:
     """Creates a new, empty index for a probe set of ``num_probes`` probes: anonymous, known by
     its ``probe_names`` (in order), by a 64-hex-digit ``probe_fingerprint``, or taken from a
-    probe set file (``probes``: count, names and fingerprint). ``probe_embeddings`` ``[P, d]``
-    (CLIP image embeddings of the probes) enable ``search(text_embedding=...)``. Raises
-    ``FileError`` when ``path`` exists."""
+    probe set file (``probes``: count, names and fingerprint). With ``embed_probes`` the index
+    stores that probe set itself, so that it ships without the ``.pset`` file
+    (``Index.probe_set()``; ``probelog-tool create --embed-probes``). ``probe_embeddings``
+    ``[P, d]`` (CLIP image embeddings of the probes) enable ``search(text_embedding=...)``.
+    Raises ``FileError`` when ``path`` exists."""
 
 class Hit:
     """One search result. ``entry`` and ``logit`` are None for ``metric="model"``, which ranks

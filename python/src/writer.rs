@@ -5,7 +5,7 @@ use super::*;
 /// Creates a new, empty index file (see `probelog.create`).
 #[pyfunction]
 #[pyo3(signature = (path, num_probes=None, probe_names=None, dtype="f32", probes=None,
-                    probe_embeddings=None, probe_fingerprint=None))]
+                    probe_embeddings=None, probe_fingerprint=None, embed_probes=false))]
 #[allow(clippy::too_many_arguments)] // one per keyword of probelog.create
 pub(crate) fn create(
     py: Python<'_>,
@@ -16,6 +16,7 @@ pub(crate) fn create(
     probes: Option<&Bound<'_, PyAny>>,
     probe_embeddings: Option<PyArrayLike2<'_, f32, AllowTypeChange>>,
     probe_fingerprint: Option<String>,
+    embed_probes: bool,
 ) -> PyResult<()> {
     let set = match probes {
         None => None,
@@ -56,7 +57,13 @@ pub(crate) fn create(
         }
         opts.probe_set = set.id();
         opts.probe_names = Some(set.names().to_vec());
+        opts.embedded_probe_set = embed_probes.then(|| set.to_bytes());
     } else {
+        if embed_probes {
+            return Err(InvalidInputError::new_err(
+                "embed_probes stores the probe set given as probes: pass probes too",
+            ));
+        }
         if let Some(names) = &probe_names {
             if names.len() as u32 != num_probes {
                 return Err(InvalidInputError::new_err(format!(

@@ -1,6 +1,7 @@
 """An index that ships with its probe set (``probelog-tool create --embed-probes``, ``probes
-attach``): ``Index.probe_set()`` gives the stored set back as a ``ProbeSet``, byte for byte the
-file that was embedded, or None; a damaged copy raises ``CorruptIndexError``."""
+attach``, ``probelog.create(embed_probes=True)``): ``Index.probe_set()`` gives the stored set
+back as a ``ProbeSet``, byte for byte the file that was embedded, or None; a damaged copy raises
+``CorruptIndexError``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ def test_embedded_at_create_comes_back_byte_for_byte(tmp_path, tool):
     assert got.to_bytes() == pset.read_bytes()
     assert got.fingerprint == original.fingerprint == idx.probe_fingerprint
     assert got.names == original.names and len(got) == idx.num_probes
+
+
+def test_python_create_embeds_as_the_command_line_does(tmp_path, tool):
+    pset = tmp_path / "probes.pset"
+    original = make_probe_set(pset, probes=6, size=5)
+    by_python, by_tool = tmp_path / "python.plog", tmp_path / "tool.plog"
+    probelog.create(str(by_python), probes=original, embed_probes=True)
+    tool.run("create", by_tool, "--probes", pset, "--embed-probes")
+    for path in (by_python, by_tool):
+        got = probelog.Index(str(path)).probe_set()
+        assert got is not None and got.to_bytes() == pset.read_bytes(), path
+    assert by_python.read_bytes() == by_tool.read_bytes()
+    with pytest.raises(probelog.InvalidInputError, match="embed_probes .* pass probes too"):
+        probelog.create(str(tmp_path / "none.plog"), num_probes=6, embed_probes=True)
+    assert not (tmp_path / "none.plog").exists()
 
 
 def test_none_until_attached(tmp_path, tool):
