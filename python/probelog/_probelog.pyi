@@ -260,6 +260,11 @@ class Writer:
         them, ``[len(probes), L]``; it is called for a seeded random subset, then (unless
         ``adaptive_share`` is 0) for the probes the completion ranks highest. The commit
         completes the rest. Returns model_id, first_entry, logits, constant_logits, observed."""
+    def embed_probe_set(self, probes: Union[ProbeSet, _Path]) -> None:
+        """Stages the probe set the index was created for to be stored in it at the commit, so
+        that the index ships without the ``.pset`` file (``probelog-tool probes attach``).
+        Another probe set raises ``ProbeSetMismatchError``; an index that holds one already,
+        ``InvalidInputError``."""
     def delete_model(self, model_id: int) -> None:
         """Stages the deletion of a model: from the commit on no search returns it."""
     def delete_models(self, name: str) -> List[int]:

@@ -21,15 +21,7 @@ pub(crate) fn create(
     let set = match probes {
         None => None,
         Some(p) if p.is_none() => None,
-        Some(p) => Some(match p.cast::<ProbeSet>() {
-            Ok(s) => s.get().inner.clone(),
-            Err(_) => {
-                let path: PathBuf = p.extract().map_err(|_| {
-                    PyTypeError::new_err("probes must be a probelog.ProbeSet or a .pset path")
-                })?;
-                py.detach(|| CoreProbeSet::read(&path)).py()?
-            }
-        }),
+        Some(p) => Some(probe_set_arg(py, p, "probes")?),
     };
     let num_probes = match (num_probes, &set, &probe_names) {
         (Some(n), _, _) => n,
@@ -87,6 +79,21 @@ pub(crate) fn create(
         opts.probe_embeddings = Some((a.as_standard_layout().iter().copied().collect(), dim));
     }
     py.detach(|| probelog::create(&path, &opts)).py()
+}
+
+/// A probe set given as a `probelog.ProbeSet` or the path of a `.pset` file (the argument `what`).
+fn probe_set_arg(py: Python<'_>, p: &Bound<'_, PyAny>, what: &str) -> PyResult<CoreProbeSet> {
+    match p.cast::<ProbeSet>() {
+        Ok(s) => Ok(s.get().inner.clone()),
+        Err(_) => {
+            let path: PathBuf = p.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{what} must be a probelog.ProbeSet or a .pset path"
+                ))
+            })?;
+            py.detach(|| CoreProbeSet::read(&path)).py()
+        }
+    }
 }
 
 /// The writer of an index: holds the writer lock until closed. Use as a context manager: the
@@ -232,6 +239,15 @@ impl Writer {
             d.set_item("constant_logits", added.constant_logits)?;
             Ok(d)
         })
+    }
+
+    /// Stages the probe set the index was created for (a `probelog.ProbeSet` or a `.pset` path)
+    /// to be stored in it at the commit, so that the index ships without the file
+    /// (`probelog-tool probes attach`). Another probe set raises `ProbeSetMismatchError`, and an
+    /// index that holds one already `InvalidInputError`.
+    fn embed_probe_set(&self, py: Python<'_>, probes: &Bound<'_, PyAny>) -> PyResult<()> {
+        let set = probe_set_arg(py, probes, "probes")?;
+        self.with(|w| w.embed_probe_set(set.to_bytes()).py())
     }
 
     /// Stages the deletion of model `model_id`: from the commit on, no search or lookup returns

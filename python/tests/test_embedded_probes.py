@@ -39,6 +39,24 @@ def test_python_create_embeds_as_the_command_line_does(tmp_path, tool):
     assert not (tmp_path / "none.plog").exists()
 
 
+def test_a_python_writer_attaches_as_probes_attach_does(tmp_path):
+    pset, other = tmp_path / "probes.pset", tmp_path / "other.pset"
+    original = make_probe_set(pset, probes=6, size=5)
+    make_probe_set(other, probes=6, size=5, seed=9)
+    index = tmp_path / "hub.plog"
+    probelog.create(str(index), probes=original)
+    with probelog.Writer(str(index)) as w:
+        with pytest.raises(probelog.ProbeSetMismatchError):
+            w.embed_probe_set(str(other))
+        w.embed_probe_set(str(pset))
+        with pytest.raises(probelog.InvalidInputError, match="already"):
+            w.embed_probe_set(original)
+    assert probelog.Index(str(index)).probe_set().to_bytes() == pset.read_bytes()
+    with probelog.Writer(str(index)) as w:
+        with pytest.raises(probelog.InvalidInputError, match="already"):
+            w.embed_probe_set(original)
+
+
 def test_none_until_attached(tmp_path, tool):
     pset = tmp_path / "probes.pset"
     original = make_probe_set(pset, probes=6, size=5)
