@@ -1,6 +1,7 @@
 //! The examples of docs/embedding.md, run: each code block that follows a
 //! `<!-- file: NAME -->` line is compiled (C) or executed (SQL), and its results are compared
-//! with the CLI's.
+//! with the CLI's. The C fragment of docs/probing.md (collaborative probing) is compiled inside
+//! a program that gives it a writer and a model.
 
 mod common;
 
@@ -372,4 +373,68 @@ fn the_sql_examples_run_and_agree_with_the_cli() {
     } else {
         eprintln!("note: no `sqlite3` shell; the SQL examples ran in the bundled engine only");
     }
+}
+
+/// The C fragment of docs/probing.md: a probe function, then the statements that stage a model
+/// through it. It runs inside `main` with a writer on an index of 60 probes and the model's
+/// logits on every probe, and stages the model from 30% of the probes.
+#[test]
+fn the_probing_guide_c_example_stages_a_model_from_its_share_of_the_probes() {
+    const PROBES: usize = 60;
+    let guide = fs::read_to_string(repo_root().join("docs/probing.md")).expect("the guide");
+    let mut blocks = guide.split("```c\n").skip(1);
+    let block = blocks.next().expect("the guide's C example");
+    assert!(blocks.next().is_none(), "one C example in the guide");
+    let block = block.split("\n```").next().unwrap();
+    let at = block
+        .find("ProbelogModel m")
+        .expect("the example's statements start with its model");
+    let (function, statements) = block.split_at(at);
+    let program = format!(
+        r#"#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include "probelog.h"
+
+{function}
+int main(int argc, char **argv) {{
+    (void)argc;
+    static float logits[{PROBES} * 1000];
+    for (size_t p = 0; p < {PROBES}; p++)
+        for (size_t j = 0; j < 1000; j++)
+            logits[p * 1000 + j] = (float)((p * 31 + j * 17) % 101) / 10.0f;
+    ProbelogWriter *writer = NULL;
+    if (probelog_writer_open(argv[1], 0, &writer) != PROBELOG_OK) return 1;
+{statements}
+    if (probelog_writer_commit(writer, NULL) != PROBELOG_OK) {{
+        fprintf(stderr, "%s\n", probelog_last_error());
+        return 2;
+    }}
+    probelog_writer_close(writer);
+    return 0;
+}}
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (source, exe) = (dir.path().join("collab.c"), dir.path().join("collab"));
+    fs::write(&source, program).unwrap();
+    compile_c(&[source], &exe, Link::Static, &[]);
+    let index = dir.path().join("hub.plog");
+    tool_ok(&["create", s(&index), "--num-probes", &PROBES.to_string()]);
+    let out = run(&exe, &[s(&index)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ix = probelog::Index::open(&index).unwrap();
+    assert_eq!(ix.model_count(), 1);
+    let model = ix.model(0).unwrap();
+    assert_eq!((model.name.as_str(), model.logit_count), ("resnet", 1000));
+    let observed = ix
+        .observed_probes(0)
+        .unwrap()
+        .expect("a partially probed model");
+    assert_eq!(observed.len(), 18, "30% of {PROBES} probes: {observed:?}");
+    assert!(observed.windows(2).all(|w| w[0] < w[1]), "{observed:?}");
 }
