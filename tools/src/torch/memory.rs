@@ -4,8 +4,9 @@
 //! unmapped when freed, and the top of the heap is given back to the system once 128 KiB are
 //! free, so every batch faults its activations in again, page by page. Probing keeps freed memory
 //! instead: allocations come from the heap and stay there for the next batch, and the process's
-//! resident memory stays at the peak of one batch. The same forward loop with glibc's defaults
-//! runs 1.2x to 1.6x slower (docs/benchmarks.md, "Probing throughput").
+//! resident memory stays at the peak of one batch. The benchmark's raw forward loop, which keeps
+//! glibc's defaults, runs at 0.6x to 0.8x the tool's rate (docs/benchmarks.md, "Probing
+//! throughput").
 
 /// Serves allocations of up to 1 GiB from the heap and keeps up to 2 GiB of freed memory (glibc;
 /// elsewhere nothing). Called once before the first model runs.
