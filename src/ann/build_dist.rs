@@ -22,6 +22,9 @@ pub(super) struct DenseList {
     top: Vec<f32>,
     /// The sum of `|value|` over the node's top probes.
     base: f32,
+    /// Whether the CPU has AVX2, asked once per scratch rather than once per distance.
+    #[cfg(target_arch = "x86_64")]
+    simd: bool,
 }
 
 /// An item's probe and value. The value is the item's f16 widened by moving its bits (exact for
@@ -163,6 +166,8 @@ impl BuildDistance for TopLists<'_> {
             value: vec![0.0; ITEM_PROBES],
             top: vec![0.0; ITEM_PROBES],
             base: 0.0,
+            #[cfg(target_arch = "x86_64")]
+            simd: std::arch::is_x86_feature_detected!("avx2"),
         }
     }
 
@@ -192,8 +197,8 @@ impl BuildDistance for TopLists<'_> {
     #[inline]
     fn dist_prepared(&self, q: &DenseList, u: u32) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
+        if q.simd {
+            // SAFETY: `simd` is true only where the CPU said it has AVX2 (`scratch`).
             return unsafe { dist_prepared_avx2(q, self.list(u), self.build_k) };
         }
         dist_prepared_portable(q, self.list(u), self.build_k)
