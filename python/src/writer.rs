@@ -21,7 +21,7 @@ pub(crate) fn create(
     let set = match probes {
         None => None,
         Some(p) if p.is_none() => None,
-        Some(p) => Some(probe_set_arg(py, p, "probes")?),
+        Some(p) => Some(probe_set_arg(py, p)?),
     };
     let num_probes = match (num_probes, &set, &probe_names) {
         (Some(n), _, _) => n,
@@ -81,15 +81,14 @@ pub(crate) fn create(
     py.detach(|| probelog::create(&path, &opts)).py()
 }
 
-/// A probe set given as a `probelog.ProbeSet` or the path of a `.pset` file (the argument `what`).
-fn probe_set_arg(py: Python<'_>, p: &Bound<'_, PyAny>, what: &str) -> PyResult<CoreProbeSet> {
+/// A probe set given as a `probelog.ProbeSet` or the path of a `.pset` file (the argument
+/// `probes`).
+fn probe_set_arg(py: Python<'_>, p: &Bound<'_, PyAny>) -> PyResult<CoreProbeSet> {
     match p.cast::<ProbeSet>() {
         Ok(s) => Ok(s.get().inner.clone()),
         Err(_) => {
             let path: PathBuf = p.extract().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "{what} must be a probelog.ProbeSet or a .pset path"
-                ))
+                PyTypeError::new_err("probes must be a probelog.ProbeSet or a .pset path")
             })?;
             py.detach(|| CoreProbeSet::read(&path)).py()
         }
@@ -246,7 +245,7 @@ impl Writer {
     /// (`probelog-tool probes attach`). Another probe set raises `ProbeSetMismatchError`, and an
     /// index that holds one already `InvalidInputError`.
     fn embed_probe_set(&self, py: Python<'_>, probes: &Bound<'_, PyAny>) -> PyResult<()> {
-        let set = probe_set_arg(py, probes, "probes")?;
+        let set = probe_set_arg(py, probes)?;
         self.with(|w| w.embed_probe_set(set.to_bytes()).py())
     }
 
