@@ -9,13 +9,18 @@ pub(super) struct ModeStats {
     recall: f64,
 }
 
-/// What the studies search with: the top 10 by the top-k discrepancy (the one the graphs serve),
-/// the query's own model left out, in `mode`.
+/// What the studies search with: the top 10 by the top-k discrepancy, or by the blend with
+/// `--metric blend`, the query's own model left out, in `mode`.
 pub(super) fn entry_params(mode: SearchMode) -> SearchParams<'static> {
+    let metric = match opt_arg::<String>("--metric").as_deref() {
+        None | Some("topk") => Metric::TopK,
+        Some("blend") => Metric::Blend,
+        Some(other) => panic!("--metric {other}: expected topk or blend"),
+    };
     SearchParams {
         top: 10,
         exclude_same_model: true,
-        metric: Metric::TopK,
+        metric,
         mode,
         ..Default::default()
     }

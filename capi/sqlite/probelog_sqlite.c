@@ -503,9 +503,11 @@ static int pl_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
         if ((rc = pl_named_arg(c, ARG_MODE, what, MODES, PL_COUNT(MODES),
                                "'exact', 'hnsw' or 'auto'", &params.mode, &mode)))
             return rc;
-        if (params.mode == PROBELOG_MODE_HNSW && params.metric != PROBELOG_METRIC_TOPK)
-            return pl_fail(c, "mode 'hnsw' ranks by the metric 'topk' only, not by '%s': pass "
-                              "metric 'topk' to use the ANN graphs, or mode 'exact' or 'auto'",
+        if (params.mode == PROBELOG_MODE_HNSW && params.metric != PROBELOG_METRIC_TOPK &&
+            params.metric != PROBELOG_METRIC_BLEND)
+            return pl_fail(c, "mode 'hnsw' ranks by the metric 'blend' or 'topk' only, not by "
+                              "'%s': pass one of those to use the ANN graphs, or mode 'exact' or "
+                              "'auto'",
                         metric);
     }
     if (pl_given(c, ARG_CANDIDATES)) {

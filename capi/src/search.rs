@@ -381,10 +381,10 @@ pub(crate) fn render_error(e: &SearchError) -> String {
              to {:e}",
             probelog::search::MAX_BLEND_WEIGHT
         ),
-        SearchError::HnswNeedsTopK { what } => format!(
-            "PROBELOG_MODE_HNSW ranks by the topk metric only, not by {}: pass \
-             PROBELOG_METRIC_TOPK to use the ANN graphs, or PROBELOG_MODE_EXACT or \
-             PROBELOG_MODE_AUTO",
+        SearchError::HnswUnsupported { what } => format!(
+            "PROBELOG_MODE_HNSW ranks by the blend or topk metric only, not by {}: pass \
+             PROBELOG_METRIC_BLEND or PROBELOG_METRIC_TOPK to use the ANN graphs, or \
+             PROBELOG_MODE_EXACT or PROBELOG_MODE_AUTO",
             metric_name(what)
         ),
         SearchError::ExcludeNeedsEntry => {

@@ -189,7 +189,7 @@ class Index:
         ``blend_weight`` times the all-probe RMS), "topk" (the paper's), "full", or "model"
         (whole models by their mean descriptor). ``per_model`` keeps each model's best logit.
         ``exclude_model``: True leaves out the query entry's model; a model id or name leaves
-        out that model. ``mode``: "exact", "hnsw" (metric="topk" only) or "auto". ``filter``
+        out that model. ``mode``: "exact", "hnsw" (metric "blend" or "topk") or "auto". ``filter``
         (``{key: value}``, or "KEY=VALUE" / "KEY!=VALUE" strings) and ``model_name`` (``*``/``?``
         pattern) keep only matching models, inside the scan and the graph walk, so ``top`` is
         filled whenever that many matching logits exist. ``explain=N`` adds each hit's N probes

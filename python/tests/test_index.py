@@ -179,7 +179,7 @@ def test_search_errors(zoo):
     with pytest.raises(probelog.InvalidInputError, match="metric"):
         idx.search(0, metric="cosine")
     with pytest.raises(probelog.InvalidInputError, match="hnsw"):
-        idx.search(0, mode="hnsw")  # the blend is exact only
+        idx.search(0, mode="hnsw", metric="full")  # the graphs serve blend and topk only
     with pytest.raises(probelog.InvalidInputError, match="entry query"):
         idx.search(np.arange(48.0), exclude_model=True)
     with pytest.raises(probelog.InvalidInputError, match="embeddings"):

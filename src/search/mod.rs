@@ -534,7 +534,8 @@ impl<D: AsRef<[u8]> + Sync> RawIndex<D> {
                 }
                 return Ok(keep_best(out, params));
             };
-            let lq = crate::ann::ListQuery::new(self.num_probes(), plan.probes(), plan.values());
+            let (top_probes, top_values) = plan.top_part();
+            let lq = crate::ann::ListQuery::new(self.num_probes(), top_probes, top_values);
             // This graph's entries, as global ids.
             let start = first + graph.first as u64;
             let nodes_n = graph.view.nodes();

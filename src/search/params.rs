@@ -102,11 +102,13 @@ impl Grouping {
 pub enum SearchMode {
     /// Score every entry.
     Exact,
-    /// The ANN graphs propose candidates, the exact discrepancy reranks them. Segments without a
-    /// graph are scanned exactly. [`Metric::TopK`] only.
+    /// The ANN graphs propose candidates by the top-k discrepancy, the exact metric reranks
+    /// them. Segments without a graph are scanned exactly. [`Metric::TopK`] and
+    /// [`Metric::Blend`].
     Hnsw,
     /// [`SearchMode::Hnsw`] when the metric is [`Metric::TopK`] and graphs cover at least
-    /// [`AUTO_HNSW_MIN_ENTRIES`] entries, else [`SearchMode::Exact`].
+    /// [`AUTO_HNSW_MIN_ENTRIES`] entries, else [`SearchMode::Exact`]. The blend scans: the
+    /// graphs' top-k candidates hold too few of its exact top 10 (docs/benchmarks.md).
     #[default]
     Auto,
 }
@@ -208,10 +210,10 @@ pub enum SearchError {
     },
     /// Hnsw mode asked for with a metric or grouping the graphs cannot serve.
     #[error(
-        "hnsw mode ranks logits by the topk metric only, not {what}: use metric topk, or exact or \
-         auto mode"
+        "hnsw mode ranks logits by the blend or topk metric only, not {what}: use one of those, \
+         or exact or auto mode"
     )]
-    HnswNeedsTopK { what: &'static str },
+    HnswUnsupported { what: &'static str },
     #[error("exclude_same_model needs an entry query")]
     ExcludeNeedsEntry,
     /// The query entry is a constant logit, stored as zeros: it ranks nothing.
@@ -302,10 +304,12 @@ impl<D: AsRef<[u8]>> RawIndex<D> {
             (_, None) => None,
         };
         let topk = metric == Some(Metric::TopK);
+        // The walk scores nodes by the top-k L1; the rerank is exact in either metric.
+        let graphs_serve = matches!(metric, Some(Metric::TopK | Metric::Blend));
         let mode = match params.mode {
             SearchMode::Exact => SearchMode::Exact,
-            SearchMode::Hnsw if !topk => {
-                return Err(SearchError::HnswNeedsTopK {
+            SearchMode::Hnsw if !graphs_serve => {
+                return Err(SearchError::HnswUnsupported {
                     what: if model_mean {
                         "the model-mean grouping"
                     } else {

@@ -80,6 +80,12 @@ impl ScanPlan {
         &self.values
     }
 
+    /// The query's top-k probes (highest first) and its values there: what the graphs' walk
+    /// scores a node by, for the top-k metric and for the blend alike.
+    pub fn top_part(&self) -> (&[u32], &[f32]) {
+        (&self.probes[..self.top], &self.values[..self.top])
+    }
+
     /// The blend from its two sums: `top` of the absolute differences over the top-k probes,
     /// `all` of the squared differences over every probe.
     #[inline]
@@ -90,35 +96,40 @@ impl ScanPlan {
     /// Scores the listed entries of one segment into `out`, with the same operations in the same
     /// order as [`ScanPlan::score_into`], so the scores are bit-identical to a scan's.
     pub fn score_entries(&self, rows: &DescriptorRows<'_>, entries: &[usize], out: &mut [f32]) {
-        let sum = |e: usize, probes: &[u32], values: &[f32], squared: bool| {
-            let mut acc = 0f32;
-            for (&p, &q) in probes.iter().zip(values) {
-                let d = q - rows.value(p as usize, e);
-                acc += if squared { d * d } else { d.abs() };
+        let out = &mut out[..entries.len()];
+        if self.metric != Metric::TopK {
+            // Every probe of every entry: row by row, so that the scattered reads of one row
+            // (one page) are issued together and overlap. Each entry's sums still run over the
+            // probes in plan order.
+            let (tp, rp) = self.probes.split_at(self.top);
+            let (tv, rv) = self.values.split_at(self.top);
+            let squared = self.metric == Metric::Full;
+            out.fill(0.0);
+            accumulate_entries(rows, entries, tp, tv, squared, out);
+            if self.metric == Metric::Full {
+                out.iter_mut().for_each(|x| *x = x.sqrt());
+                return;
             }
-            acc
-        };
-        if self.metric == Metric::TopK {
-            // The k values of each entry are scattered over k rows: start every load first, so
-            // that they overlap.
-            for &e in entries {
-                self.probes
-                    .iter()
-                    .for_each(|&p| rows.prefetch(p as usize, e));
+            let mut all = vec![0f32; entries.len()];
+            accumulate_entries(rows, entries, rp, rv, true, &mut all);
+            for (x, &y) in out.iter_mut().zip(&all) {
+                *x = self.blend(*x, y);
             }
+            return;
+        }
+        // The k values of each entry are scattered over k rows: start every load first, so that
+        // they overlap.
+        for &e in entries {
+            self.probes
+                .iter()
+                .for_each(|&p| rows.prefetch(p as usize, e));
         }
         for (o, &e) in out.iter_mut().zip(entries) {
-            *o = match self.metric {
-                Metric::Blend => {
-                    let (tp, rp) = self.probes.split_at(self.top);
-                    let (tv, rv) = self.values.split_at(self.top);
-                    self.blend(sum(e, tp, tv, false), sum(e, rp, rv, true))
-                }
-                Metric::TopK => {
-                    sum(e, &self.probes, &self.values, false) / self.probes.len() as f32
-                }
-                _ => sum(e, &self.probes, &self.values, self.metric == Metric::Full).sqrt(),
-            };
+            let mut acc = 0f32;
+            for (&p, &q) in self.probes.iter().zip(&self.values) {
+                acc += (q - rows.value(p as usize, e)).abs();
+            }
+            *o = acc / self.probes.len() as f32;
         }
     }
 
@@ -230,6 +241,24 @@ impl ScanPlan {
                 );
                 out.iter_mut().for_each(|x| *x = x.sqrt());
             }
+        }
+    }
+}
+
+/// `acc[i]` += the sum over `probes` (in order, left to right) of `|q - d|` (or its square when
+/// `squared`) for entry `entries[i]`, one probe row at a time.
+fn accumulate_entries(
+    rows: &DescriptorRows<'_>,
+    entries: &[usize],
+    probes: &[u32],
+    values: &[f32],
+    squared: bool,
+    acc: &mut [f32],
+) {
+    for (&p, &q) in probes.iter().zip(values) {
+        for (a, &e) in acc.iter_mut().zip(entries) {
+            let d = q - rows.value(p as usize, e);
+            *a += if squared { d * d } else { d.abs() };
         }
     }
 }

@@ -209,10 +209,10 @@ fn auto_mode_and_hnsw_limits() {
     };
     assert!(matches!(
         index.search(&Query::Entry(0), &full),
-        Err(Error::Search(SearchError::HnswNeedsTopK { .. }))
+        Err(Error::Search(SearchError::HnswUnsupported { .. }))
     ));
-    // The default metric, the blend, never runs on the graphs: auto scans, hnsw is refused with
-    // a message that names the metric that can.
+    // The default metric, the blend: auto scans; hnsw walks the graphs by the top-k discrepancy
+    // and reranks by the blend, so with every entry a candidate it ranks as exact mode.
     let blend = SearchParams {
         metric: Metric::Blend,
         ..params(SearchMode::Auto)
@@ -225,17 +225,29 @@ fn auto_mode_and_hnsw_limits() {
         index.resolve_params(&SearchParams::default()).unwrap().mode,
         SearchMode::Exact
     );
-    match index.search(
-        &Query::Entry(0),
-        &SearchParams {
-            mode: SearchMode::Hnsw,
-            ..blend
-        },
-    ) {
-        Err(Error::Search(e @ SearchError::HnswNeedsTopK { .. })) => {
-            assert!(e.to_string().contains("metric topk"), "{e}")
+    let blend_all = SearchParams {
+        mode: SearchMode::Hnsw,
+        candidates: Some(index.entry_count() as usize),
+        ..blend
+    };
+    let exact_blend = SearchParams {
+        mode: SearchMode::Exact,
+        ..blend
+    };
+    for e in [0, 7, 31] {
+        let hnsw = index.search(&Query::Entry(e), &blend_all).unwrap();
+        assert_eq!(hnsw.params.mode, SearchMode::Hnsw);
+        let exact = index.search(&Query::Entry(e), &exact_blend).unwrap();
+        let pairs = |r: &probelog::SearchResults| -> Vec<(Option<u64>, f32)> {
+            r.iter().map(|h| (h.entry, h.score)).collect()
+        };
+        assert_eq!(pairs(&hnsw), pairs(&exact), "entry {e}");
+    }
+    match index.search(&Query::Entry(0), &full) {
+        Err(Error::Search(e @ SearchError::HnswUnsupported { .. })) => {
+            assert!(e.to_string().contains("blend or topk"), "{e}")
         }
-        other => panic!("hnsw with the blend: {other:?}"),
+        other => panic!("hnsw with the full metric: {other:?}"),
     }
     let zero = SearchParams {
         candidates: Some(0),

@@ -4,8 +4,8 @@
 
 use probelog::search::ScanPlan;
 use probelog::{
-    DEFAULT_BLEND_WEIGHT, DEFAULT_K, Dtype, Error, Grouping, Index, Metric, Query, SearchError,
-    SearchMode, SearchParams,
+    DEFAULT_BLEND_WEIGHT, DEFAULT_CANDIDATES, DEFAULT_K, Dtype, Error, Grouping, Index, Metric,
+    Query, SearchError, SearchMode, SearchParams,
 };
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -311,6 +311,16 @@ fn parameters_are_resolved_once_with_typed_errors() {
     );
     // Fewer probes than the default k: k is the probe count.
     assert_eq!(run(base).unwrap().k, Some(DEFAULT_K.min(12)));
+    // The graphs serve the blend when asked: hnsw mode with the default candidates.
+    let blend_hnsw = run(SearchParams {
+        mode: SearchMode::Hnsw,
+        ..base
+    })
+    .unwrap();
+    assert_eq!(
+        (blend_hnsw.metric, blend_hnsw.mode, blend_hnsw.candidates),
+        (Some(Metric::Blend), SearchMode::Hnsw, Some(DEFAULT_CANDIDATES))
+    );
 
     let refused = [
         (SearchParams { top: 0, ..base }, SearchError::NoResults),
@@ -357,10 +367,11 @@ fn parameters_are_resolved_once_with_typed_errors() {
         (
             SearchParams {
                 mode: SearchMode::Hnsw,
+                metric: Metric::Full,
                 ..base
             },
-            SearchError::HnswNeedsTopK {
-                what: "the blend metric",
+            SearchError::HnswUnsupported {
+                what: "the full metric",
             },
         ),
         (
@@ -370,7 +381,7 @@ fn parameters_are_resolved_once_with_typed_errors() {
                 grouping: Grouping::ModelMean,
                 ..base
             },
-            SearchError::HnswNeedsTopK {
+            SearchError::HnswUnsupported {
                 what: "the model-mean grouping",
             },
         ),

@@ -322,22 +322,24 @@ fn hnsw_mode_with_graphs_from_append_and_compact() {
     assert_eq!(parts["results"], exact["results"]);
     let err = fails(&["compact", f.idx(), "--graph-max-entries", "1"]);
     assert!(err.contains("at least 2 entries"), "{err}");
-    // The default metric, the blend, never runs on the graphs: auto scans, hnsw says how.
+    // The default metric, the blend: auto scans; hnsw walks the graphs and reranks by the
+    // blend, so with every entry a candidate it ranks as exact mode.
     let auto = ok_json(&f.search_entry("6", &["--mode", "auto"]));
     assert_eq!(
         (&auto["metric"], &auto["mode"]),
         (&Value::from("blend"), &Value::from("exact"))
     );
-    let err = fails(&f.search_entry("6", &["--mode", "hnsw"]));
-    assert!(
-        err.contains("hnsw mode ranks by the topk metric only, not blend")
-            && err.contains("--metric topk"),
-        "{err}"
+    let blend_hnsw = ok_json(&f.search_entry("6", &["--mode", "hnsw", "--candidates", "12"]));
+    assert_eq!(
+        (&blend_hnsw["metric"], &blend_hnsw["mode"]),
+        (&Value::from("blend"), &Value::from("hnsw"))
     );
+    assert_eq!(blend_hnsw["results"], auto["results"]);
 
     let err = fails(&f.search_entry("6", &["--mode", "hnsw", "--metric", "full"]));
     assert!(
-        err.contains("hnsw mode ranks by the topk metric only"),
+        err.contains("hnsw mode ranks by the blend or topk metric only, not full")
+            && err.contains("--metric blend or topk"),
         "{err}"
     );
     let out = run(&f.search_entry("6", &["--candidates", "0"]));

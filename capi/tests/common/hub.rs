@@ -319,7 +319,7 @@ pub fn mode_code(mode: &str) -> u32 {
 /// matters) over every query kind and option, the default candidates, and exact and auto with
 /// candidates that they ignore. On a hub this small, auto resolves to exact.
 pub fn mode_searches() -> Vec<Search> {
-    // The graphs serve the paper's top-k discrepancy only.
+    // The graphs serve the paper's top-k discrepancy and the blend (further below).
     let hnsw = |kind, candidates| Search {
         mode: "hnsw",
         metric: "topk",
@@ -363,6 +363,19 @@ pub fn mode_searches() -> Vec<Search> {
         Search {
             top: 4,
             ..hnsw("text", 3)
+        },
+        // The blend: top-k candidates, reranked by the blend.
+        Search {
+            entry: 7,
+            top: 5,
+            metric: "blend",
+            ..hnsw("entry", 3)
+        },
+        Search {
+            top: 6,
+            metric: "blend",
+            per_model: true,
+            ..hnsw("vector", 2)
         },
         Search {
             top: 5,

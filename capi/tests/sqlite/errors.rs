@@ -158,7 +158,7 @@ fn bad_arguments_are_sql_errors() {
         (
             search,
             top5(vec![text("full"), int(0), text("hnsw")]),
-            "mode 'hnsw' ranks by the metric 'topk' only, not by 'full'",
+            "mode 'hnsw' ranks by the metric 'blend' or 'topk' only, not by 'full'",
         ),
         // The blend's weight.
         (
@@ -211,10 +211,6 @@ fn bad_arguments_are_sql_errors() {
             "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'topk', 0, 1)",
             "mode (argument 7) must be 'exact', 'hnsw' or 'auto', got INTEGER",
         ),
-        (
-            "SELECT * FROM probelog_search(?1, ?2, 5, NULL, NULL, 0, 'hnsw')",
-            "mode 'hnsw' ranks by the metric 'topk' only, not by 'blend': pass metric 'topk'",
-        ),
         // The blend's weight.
         (
             "SELECT * FROM probelog_search(?1, ?2, 5, NULL, 'blend', 0, 'exact', NULL, -1)",
@@ -234,7 +230,8 @@ fn bad_arguments_are_sql_errors() {
         ),
         (
             "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'model', 'hnsw')",
-            "probelog_models: mode 'hnsw' ranks by the metric 'topk' only, not by 'model'",
+            "probelog_models: mode 'hnsw' ranks by the metric 'blend' or 'topk' only, not by \
+             'model'",
         ),
         (
             "SELECT * FROM probelog_models(?1, ?2, 5, NULL, 'topk', 3)",

@@ -218,9 +218,9 @@ pub fn render_error(e: &SearchError) -> String {
                 flag(param)
             )
         }
-        SearchError::HnswNeedsTopK { what } => format!(
-            "hnsw mode ranks by the topk metric only, not {}: search with --metric topk to use \
-             the graphs, or with --mode exact or auto",
+        SearchError::HnswUnsupported { what } => format!(
+            "hnsw mode ranks by the blend or topk metric only, not {}: search with --metric blend \
+             or topk to use the graphs, or with --mode exact or auto",
             what.trim_start_matches("the ")
         ),
         SearchError::ExcludeNeedsEntry => "--exclude-same-model needs an --entry query".into(),
