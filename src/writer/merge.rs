@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::ann::AnnOptions;
 use crate::collab::{CollabOptions, Observations, ProbeFactors};
 use crate::error::{Error, Result};
-use crate::format::{CommitRecord, StaticHeader};
+use crate::format::{CommitRecord, Dtype, StaticHeader};
 use crate::reader::Index;
 use crate::storage::{FileStorage, LockWait, Storage};
 
@@ -45,6 +45,10 @@ pub struct MergeOptions {
     pub refactorize: Option<CollabOptions>,
     /// ANN graph of the merged segment.
     pub ann: AnnOptions,
+    /// How the merged file stores its descriptors; `None` keeps the inputs' dtype. Every row
+    /// passes through f32, so `Some(Dtype::F16)` of f32 inputs ships a file half the size, each
+    /// value rounded once.
+    pub dtype: Option<Dtype>,
 }
 
 /// What the merged file holds for collaborative probing.
@@ -305,7 +309,7 @@ impl<'a> MergePlan<'a> {
             inputs,
             header: StaticHeader {
                 probe_set: first.probe_set(),
-                dtype: first.dtype(),
+                dtype: opts.dtype.unwrap_or(first.dtype()),
             },
             meta,
             kept,

@@ -104,6 +104,42 @@ fn merged_shards_search_as_one_index_built_in_one_pass() {
     assert!(text.starts_with("merged 2 indexes"), "{text}");
 }
 
+/// `--dtype f16` of an f32 index: a smaller file that verifies, stores f16, and ranks as the
+/// f32 one does up to the rounding (the same top hits, scores within f16 precision).
+#[test]
+fn merge_converts_the_dtype_for_shipping() {
+    let f = Fixture::new();
+    let files = model_files(&f);
+    let single = new_index(&f, "single.plog", &files, 0);
+    let half = f.path("half.plog");
+    let summary = ok_json(&["merge", s(&half), s(&single), "--dtype", "f16"]);
+    assert_eq!(summary["dtype"], "f16");
+    assert_eq!(summary["entry_count"], 27);
+    assert!(ok(&["verify", s(&half)]).contains(": OK"));
+    assert!(ok(&["info", s(&half)]).contains("f16"));
+    assert!(
+        fs::metadata(&half).unwrap().len() < fs::metadata(&single).unwrap().len(),
+        "f16 is smaller"
+    );
+    for e in ["0", "13", "26"] {
+        let a = results(&["search", s(&single), "--entry", e, "--top", "3"]);
+        let b = results(&["search", s(&half), "--entry", e, "--top", "3"]);
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            let (sx, sy) = (x["score"].as_f64().unwrap(), y["score"].as_f64().unwrap());
+            assert!((sx - sy).abs() <= 0.02 * sx.abs().max(1.0), "entry {e}: {sx} vs {sy}");
+        }
+        assert_eq!(a[0]["entry"], b[0]["entry"], "entry {e}: the best hit");
+    }
+    // Without --dtype the inputs' dtype is kept.
+    let same = f.path("same.plog");
+    assert_eq!(ok_json(&["merge", s(&same), s(&half)])["dtype"], "f16");
+    let out = run(&["merge", s(&f.path("x.plog")), s(&single), "--dtype", "f8"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("f8"), "{}", stderr(&out));
+}
+
 #[test]
 fn refusals_name_the_input_and_leave_no_output() {
     let f = Fixture::new();

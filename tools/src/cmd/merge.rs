@@ -28,6 +28,10 @@ pub struct Args {
     pub refit: super::RefitArgs,
     #[command(flatten)]
     pub graph: super::GraphArgs,
+    /// How OUT stores descriptors (default: as the inputs do); f16 of f32 inputs halves the file
+    /// and rounds each value once.
+    #[arg(long, value_enum)]
+    pub dtype: Option<super::create::DtypeArg>,
     /// Print the summary as a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -48,6 +52,8 @@ struct Summary {
     /// Rank of the merged file's probe factors; null without factors.
     factor_rank: Option<usize>,
     graphs: usize,
+    /// f32 or f16: how OUT stores descriptors.
+    dtype: &'static str,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -65,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
         replace: args.force,
         refactorize: args.refit.options(),
         ann: args.graph.options(),
+        dtype: args.dtype.map(Into::into),
     };
     let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
     let done = probelog::merge(&args.out, &inputs, &opts).plain()?;
@@ -90,14 +97,16 @@ pub fn run(args: Args) -> Result<()> {
         factors,
         factor_rank,
         graphs: merged.graph_count(),
+        dtype: merged.dtype().name(),
     };
     print_summary(args.json, &summary, |summary| {
         outln!(
-            "merged {} indexes ({}) into {} ({}): {} models, {} entries",
+            "merged {} indexes ({}) into {} ({}, {}): {} models, {} entries",
             summary.inputs.len(),
             human_bytes(summary.bytes_in),
             summary.out,
             human_bytes(summary.bytes_written),
+            summary.dtype,
             summary.model_count,
             summary.entry_count
         )?;
