@@ -8,7 +8,9 @@
 #
 # Work goes to .hub-work/ at the repository root (git-ignored, about 1.5 GB with node_modules);
 # the measured tables, reports and plots go to .hub-work/results/ and are copied into
-# tools/hub/results/ (kept in the repository for the README).
+# tools/hub/results/ (kept in the repository for the README). The hub indexes themselves, f16,
+# are copied into tools/hub/artifacts/ (committed), from which tools/hub/restore.sh restores
+# the hub on a fresh clone in minutes, without training or probing.
 #
 # Steps:
 #  1. npm ci of tools/hub/package.json (+ lock): emoji-datasource PNGs, iconify emoji and icon sets
@@ -27,7 +29,8 @@
 #     at a third of the probes, three draws each of those and of the paper's random subsets,
 #     --adaptive-share 0, evaluated side by side into collab-rounds-near.txt) (eval
 #     searches them with the fully probed query models of the near index)
-#  8. probelog-research eval on each index, and plot.py
+#  8. the hub and collaborative indexes (f16) copied to tools/hub/artifacts/; probelog-research
+#     eval on each index, and plot.py
 #  9. the dense hubs, for collaborative probing: 100 and 400 more classifiers on only 30 concepts
 #     (so each concept is a head of many models, as in a hub of shared classes), the near probes,
 #     three collaborative indexes each at a third of the probes (three draws of the subsets; both
@@ -89,14 +92,15 @@ train_hub() {
     )
 }
 
-# new_index OUT PSET MANIFEST [APPEND OPTIONS...]: unless OUT exists, creates it for the probe
-# set PSET and appends the manifest's models in one commit (written as OUT.tmp, then renamed).
+# new_index OUT PSET MANIFEST [APPEND OPTIONS...]: unless OUT exists, creates it (f16, as the
+# artifacts are committed) for the probe set PSET and appends the manifest's models in one commit
+# (written as OUT.tmp, then renamed).
 new_index() {
     local out=$1 pset=$2 manifest=$3
     shift 3
     [[ -f $out ]] && return 0
     rm -f "$out.tmp"
-    "$TOOL" create "$out.tmp" --probes "$pset"
+    "$TOOL" create "$out.tmp" --probes "$pset" --dtype f16
     "$TOOL" append "$out.tmp" --manifest "$manifest" --probes "$pset" --device cpu "$@"
     mv "$out.tmp" "$out"
 }
@@ -163,6 +167,25 @@ collab_rounds() {
     done > "$out.tmp"
     mv "$out.tmp" "$out"
 }
+
+step artifacts
+# The hub indexes, f16, are committed (tools/hub/artifacts/, read by restore.sh), and the eval
+# below measures exactly those files. An f32 index of an older build is converted in place first.
+ART=tools/hub/artifacts
+mkdir -p "$ART"
+arts=("$W"/hub-{near,far,leaves}.plog)
+for f in $FRACTIONS; do arts+=("$W/collab-near-$f.plog"); done
+for f in "${arts[@]}"; do
+    dtype=$("$TOOL" info "$f" --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["dtype"])')
+    if [[ $dtype != f16 ]]; then
+        rm -f "$f.f16"
+        "$TOOL" merge "$f.f16" "$f" --dtype f16 --no-graph > /dev/null
+        mv "$f.f16" "$f"
+    fi
+    cmp -s "$f" "$ART/$(basename "$f")" || cp "$f" "$ART/"
+done
+cp "$T/text_eval_concepts.txt" "$ART/"
+# The draws of a third of the probes, searched by the near hub's queries (as committed).
 collab_rounds near "$W/hub-near.plog" "$H/gallery.toml"
 
 step eval
