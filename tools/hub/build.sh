@@ -129,7 +129,8 @@ for kind in $KINDS; do
 done
 
 step text-tower
-# text_tower.py's defaults: the evaluated concepts held out (--holdout concepts), 6000 steps.
+# text_tower.py's defaults: the evaluated concepts held out (--holdout concepts), EfficientNet-Lite0
+# at 64 px, a linear head, 4 views, 8 epochs.
 T=$W/tower-concepts
 [[ -f $T/clip_text.pt ]] || (cd tools/hub && nice "$PY" text_tower.py --data "$W/data" --hub "$H" --out "$T" --threads "$JOBS")
 for kind in $KINDS; do
@@ -176,11 +177,15 @@ mkdir -p "$ART"
 arts=("$W"/hub-{near,far,leaves}.plog)
 for f in $FRACTIONS; do arts+=("$W/collab-near-$f.plog"); done
 for f in "${arts[@]}"; do
-    dtype=$("$TOOL" info "$f" --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["dtype"])')
+    read -r dtype segments < <("$TOOL" info "$f" --json |
+        "$PY" -c 'import json, sys; i = json.load(sys.stdin); print(i["dtype"], i["segment_count"])')
     if [[ $dtype != f16 ]]; then
         rm -f "$f.f16"
         "$TOOL" merge "$f.f16" "$f" --dtype f16 --no-graph > /dev/null
         mv "$f.f16" "$f"
+    elif ((segments > 1)); then
+        # Probe embeddings stored again leave the old ones behind until compacted.
+        "$TOOL" compact "$f" --no-graph > /dev/null
     fi
     cmp -s "$f" "$ART/$(basename "$f")" || cp "$f" "$ART/"
 done
